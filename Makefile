@@ -1,0 +1,38 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install the pinned requirements first. On a machine with a system
+# rclpy (a sourced ROS 2 install) the venv sees system packages and the ROS wheels are skipped.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export PYTHONUNBUFFERED = 1
+
+.PHONY: setup demo test bench clean
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-ros.txt requirements-torch.txt requirements-dev.txt setup.py
+	$(PYTHON) -m pip install -q uv 2>/dev/null || $(PYTHON) -m pip install -q --user uv
+	@if $(PYTHON) -c "import rclpy" 2>/dev/null; then \
+	  echo "system rclpy found: venv uses system site-packages, ROS wheels skipped"; \
+	  $(PYTHON) -m uv venv -q --allow-existing --system-site-packages --python $(PYTHON) $(VENV); \
+	  $(PYTHON) -m uv pip install -q -p $(PY) -r requirements.txt -r requirements-torch.txt -r requirements-dev.txt; \
+	else \
+	  $(PYTHON) -m uv venv -q --allow-existing --python $(PYTHON) $(VENV); \
+	  $(PYTHON) -m uv pip install -q -p $(PY) -r requirements.txt -r requirements-ros.txt -r requirements-torch.txt -r requirements-dev.txt; \
+	fi
+	$(PYTHON) -m uv pip install -q -p $(PY) --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m depth_diffusion_ros.cli demo --output out/demo
+
+test: setup
+	$(PY) -m pytest -q test
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out build install log *.egg-info

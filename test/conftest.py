@@ -1,0 +1,40 @@
+"""Shared pytest fixtures.
+
+ROS tests run real rclpy nodes over loopback DDS. Each pytest session picks its own
+ROS_DOMAIN_ID so that test runs started at the same time on one machine never hear each other.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# DDR_TEST_DOMAIN_ID pins the domain (to watch a test with ros2 topic echo); random otherwise.
+os.environ["ROS_DOMAIN_ID"] = os.environ.get(
+    "DDR_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 100))
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DDR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data`` (real KITTI, NYU and Middlebury samples); skips if absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def kitti_raw_dir(shared_data: Path) -> Path:
+    return shared_data / "kitti_raw_depth_completion_torch_kitti"
+
+
+@pytest.fixture(scope="session")
+def kitti_object_dir(shared_data: Path) -> Path:
+    return shared_data / "kitti_object_kuixu"
