@@ -29,7 +29,7 @@ SUPER_RESOLUTION_BACKENDS: dict[str, str] = {
     "bicubic": f"{_PKG}.classical:BicubicBackend",
     "guided_filter": f"{_PKG}.classical:GuidedFilterBackend",
     "joint_bilateral": f"{_PKG}.classical:JointBilateralBackend",
-    "torch": f"{_PKG}.torch_backend:TorchSuperResolutionBackend",
+    "torch": f"{_PKG}.torch_sr_backend:TorchSuperResolutionBackend",
     "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeSuperResolutionBackend",
     "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTSuperResolutionBackend",
 }
