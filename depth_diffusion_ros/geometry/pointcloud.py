@@ -1,0 +1,112 @@
+"""The ``sensor_msgs/PointCloud2`` byte layout, without ROS imports.
+
+Layout of ``depth_image_proc/point_cloud_xyzrgb``: ``x, y, z`` float32 at byte offsets 0, 4, 8
+and ``rgb`` at offset 16, a float32 whose bits are the uint32 ``r << 16 | g << 8 | b``;
+``point_step = 32`` (little-endian). Organised clouds are (H, W) with ``row_step = W * 32``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+
+POINT_STEP = 32
+FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
+FIELDS = [("x", 0), ("y", 4), ("z", 8), ("rgb", 16)]  # all FLOAT32, count 1
+
+POINT_DTYPE = np.dtype(
+    {"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<f4"],
+     "offsets": [0, 4, 8, 16], "itemsize": POINT_STEP}
+)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Pack (..., 3) uint8 RGB into float32 whose bits are ``r << 16 | g << 8 | b`` (shape (...))."""
+    c = np.asarray(rgb)
+    if c.shape[-1] != 3:
+        raise ValueError(f"rgb must have 3 channels in the last axis, got shape {c.shape}")
+    if c.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8, got dtype {c.dtype}")
+    c32 = c.astype(np.uint32)
+    packed = (c32[..., 0] << 16) | (c32[..., 1] << 8) | c32[..., 2]
+    return packed.astype("<u4").view("<f4")
+
+
+def unpack_rgb(rgb_float: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: float32 (...) -> uint8 (..., 3) RGB."""
+    bits = np.ascontiguousarray(rgb_float, dtype="<f4").view("<u4")
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
+
+
+def pack_xyzrgb(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> bytes:
+    """Serialise points (and colours) to PointCloud2 ``data`` bytes in the layout above.
+
+    Args:
+        points: (H, W, 3) organised or (N, 3) float points in metres; NaN marks invalid points
+            (keep them for organised clouds, with ``is_dense = False``).
+        rgb: (H, W, 3) / (N, 3) uint8 RGB matching ``points``, or None (rgb bytes are 0).
+
+    Returns:
+        bytes of length ``n * 32`` with n = H*W or N, in row-major order.
+
+    Raises:
+        ValueError: wrong shapes, mismatched sizes or non-uint8 colours.
+    """
+    pts = np.asarray(points)
+    if pts.ndim not in (2, 3) or pts.shape[-1] != 3:
+        raise ValueError(f"points must be (H, W, 3) or (N, 3), got shape {pts.shape}")
+    flat = pts.reshape(-1, 3)
+    cloud = np.zeros(flat.shape[0], dtype=POINT_DTYPE)
+    cloud["x"] = flat[:, 0]
+    cloud["y"] = flat[:, 1]
+    cloud["z"] = flat[:, 2]
+    if rgb is not None:
+        col = np.asarray(rgb)
+        if col.shape != pts.shape:
+            raise ValueError(f"rgb shape {col.shape} does not match points shape {pts.shape}")
+        cloud["rgb"] = pack_rgb(col.reshape(-1, 3))
+    return cloud.tobytes()
+
+
+def _structured_dtype(point_step: int, offsets: Mapping[str, int], names: list[str]) -> np.dtype:
+    for name in names:
+        if name not in offsets:
+            raise ValueError(f"point cloud has no field {name!r} (fields: {sorted(offsets)})")
+        off = int(offsets[name])
+        if off < 0 or off + 4 > point_step:
+            raise ValueError(f"field {name!r} at offset {off} does not fit in point_step {point_step}")
+    return np.dtype(
+        {"names": names, "formats": ["<f4"] * len(names),
+         "offsets": [int(offsets[n]) for n in names], "itemsize": int(point_step)}
+    )
+
+
+def unpack_xyz(data: bytes, point_step: int, offsets: Mapping[str, int], n: int) -> np.ndarray:
+    """Read x, y, z (float32, little-endian) of ``n`` points from PointCloud2 ``data``.
+
+    Args:
+        data: the message's data bytes (``bytes``, ``bytearray``, ``memoryview`` or array).
+        point_step: bytes per point.
+        offsets: field name -> byte offset; must contain "x", "y", "z".
+        n: number of points (``width * height``).
+
+    Returns:
+        (n, 3) float32, all points including NaN ones (filter with ``np.isfinite``).
+
+    Raises:
+        ValueError: missing field, offset outside the point or data shorter than n * point_step.
+    """
+    if point_step <= 0 or n < 0:
+        raise ValueError(f"need point_step > 0 and n >= 0, got point_step={point_step}, n={n}")
+    dt = _structured_dtype(point_step, offsets, ["x", "y", "z"])
+    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    if buf.size < n * point_step:
+        raise ValueError(
+            f"point cloud data has {buf.size} bytes, need n * point_step = {n} * {point_step}"
+        )
+    rec = buf[: n * point_step].view(dt)
+    out = np.empty((n, 3), dtype=np.float32)
+    out[:, 0] = rec["x"]
+    out[:, 1] = rec["y"]
+    out[:, 2] = rec["z"]
+    return out

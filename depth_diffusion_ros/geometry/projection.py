@@ -1,0 +1,144 @@
+"""Projection of 3-D points to a depth image and unprojection of a depth image to points.
+
+This is the ONE projection used by the LiDAR projection node, the KITTI loaders, kitti-to-bag
+and replay (see ``docs/interfaces.md``). Pixel convention: pixel ``(row v, col u)`` covers
+``[u - 0.5, u + 0.5)``, so a point lands in column ``floor(u + 0.5)`` (round half up).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.geometry.transforms import transform_points
+
+
+def _check_points(points: np.ndarray, what: str) -> np.ndarray:
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ValueError(f"{what} must be (N, 3) (extra columns such as intensity are ignored), got shape {pts.shape}")
+    return pts[:, :3]
+
+
+def project_points_to_depth(
+    points_camera: np.ndarray,
+    intrinsics: Intrinsics,
+    min_depth: float = 0.1,
+    max_depth: float = math.inf,
+) -> np.ndarray:
+    """Render camera-frame points into a sparse depth image with a z-buffer.
+
+    Args:
+        points_camera: (N, 3) points in the camera optical frame, metres (z forward). Extra
+            columns (e.g. (N, 4) with reflectance) are ignored.
+        intrinsics: target image intrinsics and size.
+        min_depth: points with z < min_depth (behind or too close to the camera) are dropped.
+        max_depth: points with z > max_depth are dropped.
+
+    Returns:
+        (H, W) float32 depth in metres (z, along the optical axis), 0 = no point. Where several
+        points fall on one pixel the nearest (smallest z) is kept. Non-finite points and points
+        outside the image are dropped.
+
+    Raises:
+        ValueError: points not (N, >=3), or min_depth <= 0 / max_depth < min_depth.
+    """
+    pts = _check_points(points_camera, "points_camera")
+    if not (min_depth > 0) or not (max_depth >= min_depth):
+        raise ValueError(f"need 0 < min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}")
+    h, w = intrinsics.height, intrinsics.width
+    depth = np.zeros((h, w), dtype=np.float32)
+    if pts.shape[0] == 0:
+        return depth
+    pts = pts.astype(np.float64, copy=False)
+    z = pts[:, 2]
+    keep = np.isfinite(pts).all(axis=1) & (z >= min_depth) & (z <= max_depth)
+    pts = pts[keep]
+    z = pts[:, 2]
+    u = np.floor(intrinsics.fx * pts[:, 0] / z + intrinsics.cx + 0.5)
+    v = np.floor(intrinsics.fy * pts[:, 1] / z + intrinsics.cy + 0.5)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if not np.any(inside):
+        return depth
+    lin = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
+    z = z[inside]
+    # z-buffer: sort by (pixel, depth) and keep the first (nearest) entry of every pixel.
+    order = np.lexsort((z, lin))
+    lin_sorted = lin[order]
+    first = np.empty(lin_sorted.shape, dtype=bool)
+    first[0] = True
+    np.not_equal(lin_sorted[1:], lin_sorted[:-1], out=first[1:])
+    depth.reshape(-1)[lin_sorted[first]] = z[order][first].astype(np.float32)
+    return depth
+
+
+def project_lidar_to_depth(
+    points_lidar: np.ndarray,
+    T_camera_lidar: np.ndarray,  # noqa: N803
+    intrinsics: Intrinsics,
+    min_depth: float = 0.1,
+    max_depth: float = math.inf,
+) -> np.ndarray:
+    """Transform LiDAR points into the camera frame and render them with :func:`project_points_to_depth`.
+
+    Args:
+        points_lidar: (N, 3) or (N, 4) (x, y, z[, reflectance]) in the LiDAR frame, metres.
+        T_camera_lidar: (4, 4) transform taking LiDAR points to the camera optical frame. For
+            KITTI use :class:`~depth_diffusion_ros.geometry.calibration.KittiCalibration`'s, which
+            already includes the rectification and the P_rect translation.
+        intrinsics, min_depth, max_depth: as for :func:`project_points_to_depth`.
+
+    Returns:
+        (H, W) float32 metres, 0 = empty; nearest return per pixel.
+
+    Raises:
+        ValueError: bad shapes.
+    """
+    pts = _check_points(points_lidar, "points_lidar")
+    return project_points_to_depth(
+        transform_points(pts.astype(np.float64, copy=False), T_camera_lidar), intrinsics, min_depth=min_depth, max_depth=max_depth
+    )
+
+
+def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``((u - cx) / fx, (v - cy) / fy)`` as (1, W) and (H, 1) float32 arrays."""
+    u = np.arange(intrinsics.width, dtype=np.float64)
+    v = np.arange(intrinsics.height, dtype=np.float64)
+    xr = ((u - intrinsics.cx) / intrinsics.fx).astype(np.float32)[None, :]
+    yr = ((v - intrinsics.cy) / intrinsics.fy).astype(np.float32)[:, None]
+    return xr, yr
+
+
+def depth_to_points(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Unproject a depth image to an organised point cloud in the camera optical frame.
+
+    ``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy``, ``z = depth`` (pinhole inverse).
+
+    Args:
+        depth: (H, W) depth in metres (z along the optical axis); 0, negative or non-finite
+            values are invalid.
+        intrinsics: must match the depth size.
+
+    Returns:
+        (H, W, 3) float32 points in metres; all three coordinates are NaN where depth is invalid.
+
+    Raises:
+        ValueError: depth not 2-D or its size differs from the intrinsics.
+    """
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
+    if d.shape != (intrinsics.height, intrinsics.width):
+        raise ValueError(
+            f"depth size {d.shape[1]}x{d.shape[0]} does not match intrinsics "
+            f"{intrinsics.width}x{intrinsics.height}"
+        )
+    z = d.astype(np.float32, copy=True)
+    z[~np.isfinite(z) | (z <= 0)] = np.nan
+    xr, yr = pixel_rays(intrinsics)
+    out = np.empty(d.shape + (3,), dtype=np.float32)
+    np.multiply(xr, z, out=out[..., 0])
+    np.multiply(yr, z, out=out[..., 1])
+    out[..., 2] = z
+    return out
