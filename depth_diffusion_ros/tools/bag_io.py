@@ -1,0 +1,569 @@
+"""Reading and writing rosbag2 files with the ``rosbags`` library (no ROS install needed).
+
+Used by ``kitti-to-bag`` (writing), ``replay`` (reading the input bag, recording the nodes'
+output) and the demo. Messages are built and decoded as ``rosbags`` message objects in the
+ROS 2 Humble type store (Humble, Jazzy and Kilted share these message layouts, so the CDR bytes
+are the same on each distribution and rclpy can publish them as serialized messages).
+
+Conventions (see ``docs/interfaces.md``): depth in float32 metres, 0 = missing inside arrays and
+NaN in a published 32FC1 image; transforms ``T_target_source`` 4x4 in metres; stamps in integer
+nanoseconds.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from depth_diffusion_ros.geometry.depth_codecs import decode_depth, encode_depth
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+
+#: Type store used to write and read bags (Humble message definitions; same CDR on newer distros).
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+STRING = "std_msgs/msg/String"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+
+#: sensor_msgs/PointField datatype codes.
+POINTFIELD_FLOAT32 = 7
+_POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+class BagError(RuntimeError):
+    """A bag cannot be used: missing, truncated or corrupt file, missing topic, wrong type.
+
+    The message names the bag path and what is wrong.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Rotations and transforms (tf2_msgs/TFMessage <-> 4x4)
+# --------------------------------------------------------------------------------------------
+def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
+    """Unit quaternion ``(x, y, z, w)`` with ``w >= 0`` of a 3x3 rotation matrix.
+
+    Shepperd's method (largest diagonal term first, numerically stable). Raises ValueError when
+    ``R`` is not a rotation (not 3x3, or ``R R^T`` differs from the identity by more than 1e-3).
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3) or not np.all(np.isfinite(R)):
+        raise ValueError(f"rotation must be a finite 3x3 matrix, got shape {R.shape}")
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) <= 0:
+        raise ValueError("matrix is not a proper rotation (R R^T != I or det <= 0)")
+    tr = float(np.trace(R))
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
+        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
+    elif R[1, 1] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
+        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
+    else:
+        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
+        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
+    q = np.array([x, y, z, w])
+    q /= np.linalg.norm(q)
+    if q[3] < 0:
+        q = -q
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation matrix of the quaternion ``(x, y, z, w)`` (normalised first).
+
+    Raises ValueError for a zero or non-finite quaternion.
+    """
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-12:
+        raise ValueError(f"invalid quaternion {q.tolist()}")
+    x, y, z, w = q / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Message builders (rosbags message objects)
+# --------------------------------------------------------------------------------------------
+def _types() -> Any:
+    return TYPESTORE.types
+
+
+def make_header(stamp_ns: int, frame_id: str) -> Any:
+    """std_msgs/Header with ``stamp`` from integer nanoseconds."""
+    t = _types()
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return t["std_msgs/msg/Header"](
+        stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rosbags or rclpy) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def make_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
+    """sensor_msgs/Image from an array.
+
+    array: (H, W, 3) uint8 for ``rgb8``/``bgr8``, (H, W) uint8 ``mono8``, (H, W) uint16
+    ``16UC1``, (H, W) float32 ``32FC1``. Little-endian, rows packed (step = W * bytes/pixel).
+    Raises ValueError when the array does not match the encoding.
+    """
+    expected = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 2),
+                "16UC1": (np.uint16, 2), "32FC1": (np.float32, 2)}
+    if encoding not in expected:
+        raise ValueError(f"unsupported image encoding {encoding!r}; use one of {sorted(expected)}")
+    dtype, ndim = expected[encoding]
+    array = np.asarray(array)
+    if array.ndim != ndim or (ndim == 3 and array.shape[2] != 3) or array.dtype != dtype:
+        raise ValueError(
+            f"{encoding} image needs a {'(H,W,3)' if ndim == 3 else '(H,W)'} {np.dtype(dtype).name} "
+            f"array, got shape {array.shape} dtype {array.dtype}"
+        )
+    array = np.ascontiguousarray(array.astype(np.dtype(dtype).newbyteorder("<"), copy=False))
+    h, w = array.shape[:2]
+    return _types()[IMAGE](
+        header=make_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+        is_bigendian=0, step=array.nbytes // h if h else 0,
+        data=np.frombuffer(array.tobytes(), dtype=np.uint8),
+    )
+
+
+def make_depth_image(depth_m: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+    """32FC1 sensor_msgs/Image in metres, NaN where ``depth_m`` is 0 (missing)."""
+    return make_image(encode_depth(np.asarray(depth_m, dtype=np.float32), "32FC1"), "32FC1",
+                      stamp_ns, frame_id)
+
+
+def make_camera_info(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
+    """sensor_msgs/CameraInfo of a rectified pinhole camera.
+
+    K = intrinsics.K, P = [K | 0] (a projection translation such as KITTI's P_rect[:, 3] is folded
+    into the camera <- LiDAR transform instead), R = I, D = 0 (plumb_bob). Units: pixels.
+    """
+    K = intrinsics.K
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    t = _types()
+    return t[CAMERA_INFO](
+        header=make_header(stamp_ns, frame_id), height=int(intrinsics.height),
+        width=int(intrinsics.width), distortion_model="plumb_bob", d=np.zeros(5),
+        k=K.reshape(-1).astype(np.float64), r=np.eye(3).reshape(-1), p=P.reshape(-1),
+        binning_x=0, binning_y=0,
+        roi=t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                 do_rectify=False),
+    )
+
+
+def make_pointcloud_xyzi(points: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+    """Unorganised sensor_msgs/PointCloud2 with float32 fields x, y, z, intensity (point_step 16).
+
+    points: (N, 4) float32 ``x, y, z, intensity`` (metres; KITTI reflectance in [0, 1]) or (N, 3)
+    (intensity 0). Raises ValueError for other shapes.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] not in (3, 4):
+        raise ValueError(f"points must be (N,3) or (N,4), got shape {points.shape}")
+    if points.shape[1] == 3:
+        points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
+    points = np.ascontiguousarray(points.astype("<f4", copy=False))
+    t = _types()
+    fields = [t["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=POINTFIELD_FLOAT32, count=1)
+              for i, n in enumerate(("x", "y", "z", "intensity"))]
+    n = len(points)
+    return t[POINTCLOUD2](
+        header=make_header(stamp_ns, frame_id), height=1, width=n, fields=fields,
+        is_bigendian=False, point_step=16, row_step=16 * n,
+        data=np.frombuffer(points.tobytes(), dtype=np.uint8), is_dense=True,
+    )
+
+
+def make_tf_message(T_parent_child: np.ndarray, parent: str, child: str, stamp_ns: int) -> Any:
+    """tf2_msgs/TFMessage with one transform: the pose of ``child`` in ``parent``.
+
+    ``T_parent_child`` (4x4, metres) maps points from the child frame to the parent frame, which
+    is what tf2 stores for header.frame_id=parent, child_frame_id=child.
+    """
+    T = np.asarray(T_parent_child, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"transform must be 4x4, got {T.shape}")
+    qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+    t = _types()
+    ts = t["geometry_msgs/msg/TransformStamped"](
+        header=make_header(stamp_ns, parent), child_frame_id=child,
+        transform=t["geometry_msgs/msg/Transform"](
+            translation=t["geometry_msgs/msg/Vector3"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+            rotation=t["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+        ),
+    )
+    return t[TF_MESSAGE](transforms=[ts])
+
+
+# --------------------------------------------------------------------------------------------
+# Message decoders (rosbags message objects -> numpy)
+# --------------------------------------------------------------------------------------------
+def image_msg_to_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image -> array as encoded: (H,W,3) uint8 rgb8/bgr8, (H,W) uint8/uint16/float32.
+
+    Raises BagError naming the encoding or the size that does not fit.
+    """
+    layouts = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "mono8": ("u1", 1), "16UC1": ("u2", 1),
+               "32FC1": ("f4", 1), "mono16": ("u2", 1)}
+    if msg.encoding not in layouts:
+        raise BagError(f"unsupported image encoding {msg.encoding!r}")
+    kind, channels = layouts[msg.encoding]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    h, w = int(msg.height), int(msg.width)
+    row_bytes = w * channels * dtype.itemsize
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if h == 0 or w == 0 or msg.step < row_bytes or data.size < msg.step * h:
+        raise BagError(
+            f"image data does not fit its header: {w}x{h} {msg.encoding}, step {msg.step}, "
+            f"{data.size} bytes"
+        )
+    rows = data[: msg.step * h].reshape(h, msg.step)[:, :row_bytes]
+    arr = np.ascontiguousarray(rows).view(dtype).reshape((h, w, channels) if channels > 1 else (h, w))
+    return arr.astype(dtype.newbyteorder("="), copy=False)
+
+
+def image_msg_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image rgb8|bgr8|mono8 -> (H, W, 3) uint8 RGB."""
+    arr = image_msg_to_array(msg)
+    if msg.encoding == "rgb8":
+        return arr
+    if msg.encoding == "bgr8":
+        return np.ascontiguousarray(arr[..., ::-1])
+    if msg.encoding == "mono8":
+        return np.repeat(arr[..., None], 3, axis=2)
+    raise BagError(f"image encoding {msg.encoding!r} is not a colour image (rgb8, bgr8, mono8)")
+
+
+def depth_msg_to_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image 16UC1 (mm) | 32FC1 (m) -> (H, W) float32 metres, 0 = invalid."""
+    if msg.encoding not in ("16UC1", "32FC1", "mono16"):
+        raise BagError(f"depth image encoding {msg.encoding!r} is not 16UC1 or 32FC1")
+    return decode_depth(image_msg_to_array(msg), "16UC1" if msg.encoding == "mono16" else msg.encoding)
+
+
+def camera_info_msg_to_intrinsics(msg: Any) -> Intrinsics:
+    """sensor_msgs/CameraInfo -> Intrinsics (P for rectified images, K otherwise)."""
+    try:
+        return Intrinsics.from_camera_info(list(msg.k), list(msg.p), int(msg.width), int(msg.height))
+    except ValueError as exc:
+        raise BagError(f"bad camera_info: {exc}") from exc
+
+
+def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> (N, len(fields)) float32, rows with a non-finite x/y/z removed.
+
+    Any PointField numeric datatype is read; a missing ``intensity`` field reads as 0.
+    Raises BagError when x, y or z is missing or the data is shorter than the header says.
+    """
+    offsets = {f.name: (int(f.offset), int(f.datatype)) for f in msg.fields}
+    for name in ("x", "y", "z"):
+        if name not in offsets:
+            raise BagError(f"PointCloud2 has no {name!r} field (fields: {sorted(offsets)})")
+    n = int(msg.width) * int(msg.height)
+    step = int(msg.point_step)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if n and data.size < n * step:
+        raise BagError(f"PointCloud2 data has {data.size} bytes, header says {n} x {step}")
+    rows = data[: n * step].reshape(n, step) if n else np.zeros((0, max(step, 1)), np.uint8)
+    out = np.zeros((n, len(fields)), dtype=np.float32)
+    for j, name in enumerate(fields):
+        if name not in offsets:
+            continue
+        off, dt = offsets[name]
+        dtype = np.dtype(_POINTFIELD_DTYPES.get(dt, "f4")).newbyteorder(">" if msg.is_bigendian else "<")
+        out[:, j] = np.ascontiguousarray(rows[:, off:off + dtype.itemsize]).view(dtype).reshape(-1)
+    finite = np.isfinite(out[:, :3] if len(fields) >= 3 else out).all(axis=1)
+    return out[finite]
+
+
+def select_points(msg: Any, keep: np.ndarray) -> Any:
+    """Copy of a PointCloud2 with only the points where ``keep`` (bool (N,)) is True.
+
+    The result is unorganised (height 1); fields and point_step are unchanged.
+    """
+    n = int(msg.width) * int(msg.height)
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (n,):
+        raise ValueError(f"keep mask has shape {keep.shape}, cloud has {n} points")
+    step = int(msg.point_step)
+    rows = np.asarray(msg.data, dtype=np.uint8)[: n * step].reshape(n, step)[keep]
+    m = int(keep.sum())
+    return _types()[POINTCLOUD2](
+        header=msg.header, height=1, width=m, fields=msg.fields, is_bigendian=msg.is_bigendian,
+        point_step=step, row_step=step * m, data=np.ascontiguousarray(rows).reshape(-1),
+        is_dense=msg.is_dense,
+    )
+
+
+def tf_message_to_transforms(msg: Any) -> list[tuple[str, str, np.ndarray]]:
+    """tf2_msgs/TFMessage -> list of ``(parent, child, T_parent_child (4,4))``."""
+    out = []
+    for ts in msg.transforms:
+        tr, rot = ts.transform.translation, ts.transform.rotation
+        T = np.eye(4)
+        T[:3, :3] = quaternion_to_matrix(rot.x, rot.y, rot.z, rot.w)
+        T[:3, 3] = [tr.x, tr.y, tr.z]
+        out.append((ts.header.frame_id.lstrip("/"), ts.child_frame_id.lstrip("/"), T))
+    return out
+
+
+def lookup_static_transform(
+    transforms: Iterable[tuple[str, str, np.ndarray]], target: str, source: str
+) -> Optional[np.ndarray]:
+    """``T_target_source`` from a set of (parent, child, T_parent_child) edges, or None.
+
+    Searches the tf tree (as an undirected graph, inverting edges as needed), so a chain such as
+    camera <- base_link <- velo resolves too. Frame ids compare without a leading '/'.
+    """
+    target, source = target.lstrip("/"), source.lstrip("/")
+    if target == source:
+        return np.eye(4)
+    edges: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for parent, child, T in transforms:
+        edges.setdefault(parent, []).append((child, T))           # T maps child -> parent
+        edges.setdefault(child, []).append((parent, np.linalg.inv(T)))
+    # breadth-first search from source; accumulate T_node_source
+    frontier = [(source, np.eye(4))]
+    seen = {source}
+    while frontier:
+        nxt = []
+        for frame, T_frame_source in frontier:
+            for other, T_frame_other in edges.get(frame, []):
+                # T_frame_other maps `other` -> `frame`; we need T_other_frame
+                if other in seen:
+                    continue
+                T_other_source = np.linalg.inv(T_frame_other) @ T_frame_source
+                if other == target:
+                    return T_other_source
+                seen.add(other)
+                nxt.append((other, T_other_source))
+        frontier = nxt
+    return None
+
+
+def holdout_mask(n_points: int, fraction: float, seed: int, frame_index: int) -> np.ndarray:
+    """Bool (n_points,) mask of the LiDAR points held out for evaluation (True = held out).
+
+    Exactly ``round(fraction * n_points)`` points, drawn without replacement by
+    ``numpy.random.default_rng([seed, frame_index])``: the same split for the same bag, seed and
+    frame, whether made by ``kitti-to-bag --holdout-fraction`` or by ``replay``. Raises ValueError
+    for a fraction outside [0, 1).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    mask = np.zeros(int(n_points), dtype=bool)
+    k = int(round(fraction * n_points))
+    if k:
+        rng = np.random.default_rng([int(seed), int(frame_index)])
+        mask[rng.choice(int(n_points), size=k, replace=False)] = True
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------
+def _qos(latched: bool, reliable: bool = True) -> Qos:
+    zero = QosTime(sec=0, nsec=0)
+    return Qos(
+        history=QosHistory.KEEP_LAST, depth=1 if latched else 10,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=zero, lifespan=zero, liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=zero, avoid_ros_namespace_conventions=False,
+    )
+
+
+def prepare_bag_path(path: Path | str, overwrite: bool = False) -> Path:
+    """Check that a bag can be written at ``path`` (a directory that must not exist yet).
+
+    With ``overwrite`` an existing rosbag2 directory (one with metadata.yaml, or empty) is
+    removed first; any other existing path is refused. Raises BagError naming the path when the
+    parent is not writable or the path is taken.
+    """
+    path = Path(path)
+    if path.exists():
+        is_bag = path.is_dir() and ((path / "metadata.yaml").exists() or not any(path.iterdir()))
+        if not overwrite or not is_bag:
+            raise BagError(
+                f"output bag {path} already exists"
+                + (" (use --overwrite to replace it)" if is_bag else " and is not a rosbag2 directory")
+            )
+        shutil.rmtree(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".ddr_write_probe_{path.name}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BagError(f"cannot write the bag {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+class BagWriter:
+    """rosbag2 writer (MCAP by default, sqlite3 on request) for rosbags messages or CDR bytes.
+
+    Use as a context manager; the bag's metadata.yaml is written when it closes, also when an
+    exception leaves the ``with`` block, so what was written before an error stays readable.
+
+    >>> with BagWriter("out/bag", storage="mcap") as bag:          # doctest: +SKIP
+    ...     bag.add_topic("/kitti/camera_color_left/image_raw", IMAGE)
+    ...     bag.write("/kitti/camera_color_left/image_raw", stamp_ns, image_msg)
+    """
+
+    def __init__(self, path: Path | str, storage: str = "mcap", overwrite: bool = False) -> None:
+        if storage not in STORAGES:
+            raise BagError(f"unknown storage {storage!r}; choose one of {sorted(STORAGES)}")
+        self.path = prepare_bag_path(path, overwrite)
+        self.storage = storage
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._connections: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self._open = False
+
+    def __enter__(self) -> "BagWriter":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self._writer.open()
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+    def add_topic(self, topic: str, msgtype: str, latched: bool = False) -> None:
+        """Declare a topic; ``latched`` offers transient-local QoS (as /tf_static needs)."""
+        if topic in self._connections:
+            return
+        if msgtype not in TYPESTORE.fielddefs:
+            raise BagError(f"unknown message type {msgtype!r} for topic {topic}")
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[_qos(latched)]
+        )
+        self.counts[topic] = 0
+
+    def write(self, topic: str, timestamp_ns: int, msg: Any) -> None:
+        """Write one message (a rosbags message object, or serialized CDR ``bytes``)."""
+        if topic not in self._connections:
+            raise BagError(f"topic {topic} was not declared with add_topic")
+        conn = self._connections[topic]
+        data = msg if isinstance(msg, (bytes, bytearray, memoryview)) else TYPESTORE.serialize_cdr(msg, conn.msgtype)
+        self._writer.write(conn, int(timestamp_ns), bytes(data))
+        self.counts[topic] += 1
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BagMessage:
+    """One message read from a bag: topic, type name, log time (ns) and CDR bytes."""
+
+    topic: str
+    msgtype: str
+    timestamp: int
+    rawdata: bytes
+
+    def decode(self) -> Any:
+        """Deserialize into a rosbags message object (BagError for an unknown type or bad data)."""
+        return deserialize(self.rawdata, self.msgtype, self.topic)
+
+
+def deserialize(rawdata: bytes, msgtype: str, topic: str = "?") -> Any:
+    """CDR bytes -> rosbags message; BagError naming the topic for unknown types or bad bytes."""
+    if msgtype not in TYPESTORE.fielddefs:
+        raise BagError(f"topic {topic} has unknown message type {msgtype!r}")
+    try:
+        return TYPESTORE.deserialize_cdr(rawdata, msgtype)
+    except Exception as exc:  # rosbags raises assorted errors for truncated CDR
+        raise BagError(f"cannot decode a {msgtype} message on {topic}: {exc}") from exc
+
+
+class BagReader:
+    """Read a rosbag2 directory (MCAP or sqlite3) with clear errors.
+
+    ``topics`` maps topic -> (msgtype, message count) from the bag's metadata. ``messages()``
+    yields :class:`BagMessage` in log-time order; a truncated or corrupt file raises BagError
+    naming the bag and how many messages were read before the failure.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}")
+        if self.path.is_file():
+            raise BagError(f"{self.path} is a file; pass the rosbag2 directory that holds metadata.yaml")
+        if not (self.path / "metadata.yaml").exists():
+            raise BagError(f"{self.path} is not a rosbag2 directory (no metadata.yaml)")
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except Exception as exc:
+            raise BagError(f"cannot open bag {self.path}: {exc}") from exc
+        self.topics: dict[str, tuple[str, int]] = {}
+        for conn in self._reader.connections:
+            msgtype, count = self.topics.get(conn.topic, (conn.msgtype, 0))
+            self.topics[conn.topic] = (msgtype, count + conn.msgcount)
+
+    def __enter__(self) -> "BagReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        except Exception:  # already closed or never opened
+            pass
+
+    @property
+    def message_count(self) -> int:
+        return int(self._reader.message_count)
+
+    def messages(self, topics: Optional[Iterable[str]] = None) -> Iterator[BagMessage]:
+        """Messages of ``topics`` (all when None) in log-time order."""
+        wanted = set(topics) if topics is not None else None
+        conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+        if not conns:
+            return
+        n = 0
+        try:
+            for conn, timestamp, rawdata in self._reader.messages(connections=conns):
+                n += 1
+                yield BagMessage(conn.topic, conn.msgtype, int(timestamp), bytes(rawdata))
+        except BagError:
+            raise
+        except Exception as exc:
+            raise BagError(
+                f"bag {self.path} is truncated or corrupt: reading failed after {n} messages ({exc})"
+            ) from exc
