@@ -1,0 +1,136 @@
+"""``sensor_msgs/PointCloud2`` <-> numpy.
+
+Reading accepts any layout (fields x, y, z as FLOAT32 or FLOAT64 at any offsets, any
+``point_step``, row padding, either byte order); writing uses the organised
+``depth_image_proc/point_cloud_xyzrgb`` layout of :mod:`depth_diffusion_ros.geometry.pointcloud`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.geometry.pointcloud import FIELDS, POINT_STEP, pack_xyzrgb, unpack_xyz
+from depth_diffusion_ros.geometry.projection import depth_to_points
+from depth_diffusion_ros.ros.errors import InputError
+from depth_diffusion_ros.ros.image import _bytes_to_uint8_array
+
+_FLOAT_TYPES = {PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+
+
+def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
+    """Finite x, y, z of every point of a cloud.
+
+    Args:
+        msg: any PointCloud2 with fields ``x``, ``y``, ``z`` of datatype FLOAT32 or FLOAT64
+            (e.g. a Velodyne/Ouster driver cloud with intensity, ring, time fields).
+
+    Returns:
+        (N, 3) float32 metres in ``msg.header.frame_id``; points with a NaN/inf coordinate are
+        left out; N may be 0 for an empty cloud.
+
+    Raises:
+        InputError (reason ``malformed_points``): a missing x/y/z field, a non-float datatype,
+            a field outside ``point_step``, ``row_step < width * point_step`` or ``data``
+            shorter than ``row_step * height``. The message names what is wrong.
+    """
+    fields = {f.name: f for f in msg.fields}
+    missing = [n for n in ("x", "y", "z") if n not in fields]
+    if missing:
+        raise InputError(
+            f"PointCloud2 has no {'/'.join(missing)} field (fields: {sorted(fields) or 'none'})",
+            reason="malformed_points",
+        )
+    h, w = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    n = h * w
+    if n == 0:
+        return np.zeros((0, 3), dtype=np.float32)
+    formats = []
+    for name in ("x", "y", "z"):
+        f = fields[name]
+        if f.datatype not in _FLOAT_TYPES:
+            raise InputError(
+                f"PointCloud2 field {name!r} has datatype {f.datatype}; expected FLOAT32 (7) or FLOAT64 (8)",
+                reason="malformed_points",
+            )
+        code = _FLOAT_TYPES[f.datatype]
+        size = int(code[1])
+        if f.offset < 0 or f.offset + size > point_step:
+            raise InputError(
+                f"PointCloud2 field {name!r} at offset {f.offset} ({size} bytes) does not fit in "
+                f"point_step {point_step}",
+                reason="malformed_points",
+            )
+        formats.append((">" if msg.is_bigendian else "<") + code)
+    if row_step < w * point_step:
+        raise InputError(
+            f"PointCloud2 row_step {row_step} is smaller than width * point_step = {w} * {point_step}",
+            reason="malformed_points",
+        )
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < row_step * h:
+        raise InputError(
+            f"PointCloud2 data has {buf.size} bytes but {w}x{h} points with row_step {row_step} "
+            f"need {row_step * h}",
+            reason="malformed_points",
+        )
+    if row_step != w * point_step:
+        buf = np.ascontiguousarray(buf[: row_step * h].reshape(h, row_step)[:, : w * point_step]).reshape(-1)
+    offsets = {name: int(fields[name].offset) for name in ("x", "y", "z")}
+    if all(fmt == "<f4" for fmt in formats):
+        xyz = unpack_xyz(buf, point_step, offsets, n)
+    else:
+        dt = np.dtype({"names": ["x", "y", "z"], "formats": formats,
+                       "offsets": [offsets["x"], offsets["y"], offsets["z"]], "itemsize": point_step})
+        rec = buf[: n * point_step].view(dt)
+        xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
+def depth_to_pointcloud2(
+    depth: np.ndarray,
+    intrinsics: Intrinsics,
+    header: Header,
+    rgb: Optional[np.ndarray] = None,
+) -> PointCloud2:
+    """Organised cloud (height H, width W) of a depth image, as depth_image_proc publishes it.
+
+    Each pixel (u, v) with depth z > 0 becomes ``((u - cx) z / fx, (v - cy) z / fy, z)`` in the
+    camera optical frame (``header.frame_id``); invalid pixels are NaN points, so
+    ``is_dense = False``. Layout: x, y, z FLOAT32 at 0, 4, 8 (+ rgb packed at 16 when ``rgb``
+    is given), ``point_step = 32``, ``row_step = 32 W``, little-endian.
+
+    Args:
+        depth: (H, W) float32 metres, 0 or non-finite = invalid.
+        intrinsics: of the depth image (size must equal (W, H)).
+        header: stamp and camera frame.
+        rgb: (H, W, 3) uint8 RGB colours or None.
+
+    Raises:
+        ValueError: depth/intrinsics/rgb sizes differ.
+    """
+    d = np.asarray(depth)
+    if d.ndim != 2 or d.shape != (intrinsics.height, intrinsics.width):
+        raise ValueError(
+            f"depth shape {d.shape} does not match intrinsics size "
+            f"{intrinsics.width}x{intrinsics.height}"
+        )
+    points = depth_to_points(d, intrinsics)
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = d.shape
+    msg.fields = [
+        PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
+        for name, offset in FIELDS
+        if rgb is not None or name != "rgb"
+    ]
+    msg.is_bigendian = False
+    msg.point_step = POINT_STEP
+    msg.row_step = POINT_STEP * d.shape[1]
+    msg.is_dense = False
+    msg.data = _bytes_to_uint8_array(memoryview(pack_xyzrgb(points, rgb)))
+    return msg
