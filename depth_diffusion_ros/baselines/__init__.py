@@ -1,1 +1,16 @@
+"""Classical depth completion and super-resolution baselines (numpy + OpenCV + scipy.ndimage)."""
+from depth_diffusion_ros.baselines.ip_basic import ip_basic_complete
+from depth_diffusion_ros.baselines.nearest import nearest_fill
+from depth_diffusion_ros.baselines.upsampling import (
+    bicubic_upsample,
+    guided_filter_upsample,
+    joint_bilateral_upsample,
+)
 
+__all__ = [
+    "ip_basic_complete",
+    "nearest_fill",
+    "bicubic_upsample",
+    "guided_filter_upsample",
+    "joint_bilateral_upsample",
+]
