@@ -1,0 +1,255 @@
+"""torch -> ONNX export with named inputs/outputs, metadata and a parity check.
+
+The model-specific exporters (:mod:`depth_diffusion_ros.export.diffusion_depth`) are built on
+the three functions here:
+
+* :func:`export_onnx` runs ``torch.onnx.export`` (opset 17 by default, the opset TensorRT 10's
+  ONNX parser handles fully) with named inputs and outputs, static shapes unless
+  ``dynamic_axes`` is given, and writes ``metadata_props``.
+* :func:`check_parity` runs the exported file in a real ONNX Runtime session and compares it
+  with torch's outputs; :class:`ParityError` names the output and the error when it is off.
+* :func:`write_metadata` / :func:`read_metadata` store and read our ``ddr.*`` keys.
+
+Exporter choice (measured on the 2-core CI CPU, torch 2.15): the TorchScript exporter
+(``dynamo=False``) writes opset 17 directly and takes ~0.2 s for a small module; the
+``torch.export``-based exporter (``dynamo=True``) takes ~8 s for the same module, implements
+opset >= 18 only and its down-conversion to 17 fails on ``ReduceMean`` axes. The default is
+therefore ``dynamo=False``; ``dynamo=True`` stays selectable (its files are then opset 18).
+
+torch is imported inside the functions only: importing this module does not need torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+#: opset for TensorRT 10's ONNX parser (and every ONNX Runtime >= 1.14)
+DEFAULT_OPSET = 17
+#: prefix of every metadata_props key this package writes
+METADATA_PREFIX = "ddr."
+
+
+class ExportError(RuntimeError):
+    """Export or its parity check failed; the message names the file and what differs."""
+
+
+class ParityError(ExportError):
+    """The exported graph's outputs differ from torch's by more than the tolerance."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (the ONNX hash keying engine caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def write_metadata(path: str | Path, metadata: Mapping[str, Any]) -> None:
+    """Add (or replace) ``metadata_props`` entries of the ONNX file at ``path`` in place.
+
+    Keys without the ``ddr.`` prefix get it. Non-string values are stored as JSON.
+    Raises ExportError if the file is not a readable ONNX model.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types
+        raise ExportError(f"{path}: not a readable ONNX model ({exc})") from exc
+    entries = {p.key: p.value for p in model.metadata_props}
+    for key, value in metadata.items():
+        k = key if key.startswith(METADATA_PREFIX) else METADATA_PREFIX + key
+        entries[k] = _encode_value(value)
+    del model.metadata_props[:]
+    for k in sorted(entries):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = k, entries[k]
+    onnx.save(model, str(path))
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _scan_fields(buf: bytes):
+    """Yield (field number, wire type, value) of one protobuf message (length-delimited -> bytes)."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field_no, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            value, pos = buf[pos:pos + n], pos + n
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field_no, wire, value
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file as a dict (raw strings; JSON values undecoded).
+
+    Reads the protobuf directly (ModelProto field 14, StringStringEntryProto key=1, value=2),
+    so it needs neither onnx nor onnxruntime nor torch (TensorRT-only Jetson nodes).
+    Raises ExportError naming the file when it is missing or not an ONNX model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: ONNX file not found")
+    data = path.read_bytes()
+    out: dict[str, str] = {}
+    seen_graph = False
+    try:
+        for field_no, wire, value in _scan_fields(data):
+            if field_no == 7 and wire == 2:
+                seen_graph = True
+            elif field_no == 14 and wire == 2:
+                entry = {f: v for f, w, v in _scan_fields(value) if w == 2}
+                out[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: not a readable ONNX model ({exc})") from exc
+    if not seen_graph:
+        raise ExportError(f"{path}: not a readable ONNX model (no graph)")
+    return out
+
+
+def export_onnx(
+    module: Any,
+    args: Sequence[Any],
+    path: str | Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Optional[Mapping[str, Mapping[int, str]]] = None,
+    opset: int = DEFAULT_OPSET,
+    dynamo: bool = False,
+    metadata: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Export ``module(*args)`` to ONNX at ``path``.
+
+    module: a torch.nn.Module in eval mode (the caller chooses); args: example tensors whose
+        shapes become the static shapes of the graph (except the axes in ``dynamic_axes``).
+    input_names / output_names: graph I/O names, in the order of ``args`` / of the outputs.
+    dynamic_axes: {name: {axis: "symbol"}}; None gives a fully static graph (TensorRT builds
+        its fastest engine for static shapes).
+    opset: ONNX opset (17 for TensorRT 10). dynamo: use the torch.export-based exporter.
+    metadata: extra ``ddr.*`` metadata_props; ``opset``, ``exporter`` and ``torch_version``
+        are always added.
+    Returns the path. Raises ExportError on exporter failure (message names the file).
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = dict(
+        input_names=list(input_names),
+        output_names=list(output_names),
+        opset_version=opset,
+        dynamo=dynamo,
+    )
+    if dynamic_axes:
+        kwargs["dynamic_axes"] = {k: dict(v) for k, v in dynamic_axes.items()}
+    if not dynamo:
+        kwargs["do_constant_folding"] = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                torch.onnx.export(module, tuple(args), str(path), **kwargs)
+    except Exception as exc:  # noqa: BLE001 - exporter errors are varied
+        raise ExportError(f"{path}: torch.onnx.export failed: {exc}") from exc
+    meta = {
+        "opset": opset,
+        "exporter": "dynamo" if dynamo else "torchscript",
+        "torch_version": torch.__version__,
+        "inputs": {n: list(a.shape) for n, a in zip(input_names, args)},
+    }
+    meta.update(metadata or {})
+    write_metadata(path, meta)
+    return path
+
+
+@dataclass
+class ParityReport:
+    """Result of :func:`check_parity`: per-output max absolute and max relative error."""
+
+    max_abs: dict[str, float] = field(default_factory=dict)
+    max_rel: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worst_abs(self) -> float:
+        return max(self.max_abs.values()) if self.max_abs else 0.0
+
+
+def run_onnx(path: str | Path, inputs: Mapping[str, np.ndarray], threads: int = 0) -> dict[str, np.ndarray]:
+    """Run an ONNX file once on CPU with ONNX Runtime; returns {output name: array}."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feed = {i.name: np.ascontiguousarray(inputs[i.name]) for i in sess.get_inputs()}
+    return dict(zip(names, sess.run(names, feed)))
+
+
+def check_parity(
+    path: str | Path,
+    inputs: Mapping[str, np.ndarray],
+    expected: Mapping[str, np.ndarray],
+    atol: float,
+    rtol: float = 0.0,
+    threads: int = 0,
+) -> ParityReport:
+    """Run the ONNX file on ``inputs`` and compare each output with ``expected`` (torch's).
+
+    An output passes where ``|onnx - torch| <= atol + rtol * |torch|`` everywhere (like
+    numpy.allclose). Raises ParityError naming the file, the output and the max error.
+    Returns the ParityReport (max abs / rel error per output) for the metadata and logs.
+    """
+    got = run_onnx(path, inputs, threads=threads)
+    report = ParityReport()
+    for name, ref in expected.items():
+        if name not in got:
+            raise ParityError(f"{path}: output {name!r} missing (graph outputs: {sorted(got)})")
+        out, ref = np.asarray(got[name], np.float64), np.asarray(ref, np.float64)
+        if out.shape != ref.shape:
+            raise ParityError(f"{path}: output {name!r} has shape {out.shape}, torch gives {ref.shape}")
+        err = np.abs(out - ref)
+        report.max_abs[name] = float(err.max()) if err.size else 0.0
+        report.max_rel[name] = float((err / np.maximum(np.abs(ref), 1e-6)).max()) if err.size else 0.0
+        bad = err > atol + rtol * np.abs(ref)
+        if bad.any():
+            raise ParityError(
+                f"{path}: output {name!r} differs from torch at {int(bad.sum())} of {bad.size} "
+                f"values (max abs error {report.max_abs[name]:.3g}, tolerance atol={atol:g} rtol={rtol:g})"
+            )
+    return report
