@@ -18,8 +18,11 @@ Published:
         "n_frames", "skipped"}`` or ``{"event": "skip", "reason", "detail", "skipped", ...}``.
         Metrics are in KITTI units: rmse_mm, mae_mm, irmse_1_km, imae_1_km, abs_rel, sq_rel,
         rmse_log, log10, delta1..3, n_valid.
-    ``diagnostics`` (diagnostic_msgs/DiagnosticArray, 1 Hz): frames scored, skips per reason, mean.
-Parameters: see ``PARAMETERS`` below (each declared with a ParameterDescriptor).
+    ``diagnostics`` (diagnostic_msgs/DiagnosticArray): frames scored, drops (skips) per reason, mean.
+Parameters: ``PARAMETERS`` below (the common ones of ``nodes/_common.py`` plus ground_truth,
+report_path, min_depth, max_depth, crop, flush_every, T_camera_lidar, use_tf); each declared
+with a ParameterDescriptor. ``input_timeout`` defaults to 60 s here: ground truth waits for a
+prediction that may take seconds.
 
 The report (``report_path``) is written after every frame and once more when the node shuts
 down. Prediction and ground truth are paired by header stamp within ``sync_slop`` seconds;
@@ -27,18 +30,13 @@ predictions without ground truth (and ground truth without prediction) are count
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
 from typing import Any, Optional
 
 import numpy as np
 import rclpy
-import rclpy.executors
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
@@ -51,8 +49,18 @@ from depth_diffusion_ros.evaluation.metrics import (
 )
 from depth_diffusion_ros.evaluation.report import EvaluationReport
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.nodes._common import (
+    COMMON_PARAMETERS,
+    WARN,
+    LidarExtrinsics,
+    NodeHealth,
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    run_node,
+    transform_parameter_specs,
+)
 from depth_diffusion_ros.ros import (
-    RELIABILITY_CHOICES,
     ApproximateTimeSynchronizer,
     InputError,
     camera_info_to_intrinsics,
@@ -66,28 +74,33 @@ NODE_NAME = "depth_evaluation_node"
 GROUND_TRUTH_SOURCES = ("depth", "points")
 CROPS = {"none": None, "garg": garg_crop_mask, "eigen": kitti_eigen_crop_mask, "nyu_eigen": nyu_eigen_crop_mask}
 
-#: name -> (default, description, extra descriptor fields)
-PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
-    "ground_truth": ("depth", "ground-truth source: 'depth' (topic depth_gt) or 'points' (topic points_holdout "
-                     "+ camera_info + T_camera_lidar)", {"read_only": True}),
-    "report_path": ("", "report.json to write after every frame and at shutdown ('' = none)", {"read_only": True}),
-    "min_depth": (1e-3, "ground truth below this (m) is ignored; predictions are clipped to it",
-                  {"floating_point_range": [FloatingPointRange(from_value=1e-6, to_value=1000.0)]}),
-    "max_depth": (0.0, "ground truth above this (m) is ignored and predictions clipped to it (0 = no limit)",
-                  {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=10000.0)]}),
-    "crop": ("none", "evaluation crop: none | garg | eigen (KITTI) | nyu_eigen", {}),
-    "sync_slop": (0.05, "largest stamp difference (s) between a prediction and its ground truth",
-                  {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=10.0)]}),
-    "queue_size": (10, "messages kept per input while waiting for a partner",
-                   {"integer_range": [IntegerRange(from_value=1, to_value=1000, step=1)]}),
-    "reliability": ("best_effort", "QoS reliability of the subscriptions: best_effort | reliable", {}),
-    "stale_timeout": (10.0, "drop (and count) inputs that waited longer than this (s) for a partner",
-                      {"floating_point_range": [FloatingPointRange(from_value=0.1, to_value=3600.0)]}),
-    "flush_every": (1, "write report_path after every N frames",
-                    {"integer_range": [IntegerRange(from_value=1, to_value=100000, step=1)]}),
-}
-#: T_camera_lidar: 16 doubles, row-major 4x4 (LiDAR -> camera optical frame, metres); needed for points.
-T_PARAM = "T_camera_lidar"
+
+def _common(spec: ParamSpec) -> ParamSpec:
+    # ground truth usually waits for a slow prediction (a diffusion backend on a CPU takes
+    # seconds), so the evaluation node keeps inputs longer than the other nodes
+    if spec.name == "input_timeout":
+        return dataclasses.replace(spec, default=60.0)
+    if spec.name == "queue_size":
+        return dataclasses.replace(spec, default=10)
+    return spec
+
+
+#: Parameters (ParameterDescriptor for each; see ``_common.ParamSpec``).
+PARAMETERS: tuple[ParamSpec, ...] = tuple(_common(s) for s in COMMON_PARAMETERS) + (
+    ParamSpec("ground_truth", "depth",
+              "ground-truth source: 'depth' (topic depth_gt) or 'points' (topic points_holdout, projected "
+              "with camera_info and T_camera_lidar)", read_only=True, choices=GROUND_TRUTH_SOURCES),
+    ParamSpec("report_path", "", "report.json written after every frame and at shutdown ('' = none)",
+              read_only=True),
+    ParamSpec("min_depth", 1e-3, "ground truth below this (metres) is ignored; predictions are clipped to it",
+              read_only=True, range=(1e-6, 1000.0)),
+    ParamSpec("max_depth", 0.0,
+              "ground truth above this (metres) is ignored and predictions are clipped to it (0 = no limit)",
+              read_only=True, range=(0.0, 10000.0)),
+    ParamSpec("crop", "none", "evaluation crop: none, garg or eigen (KITTI), nyu_eigen", read_only=True,
+              choices=tuple(CROPS)),
+    ParamSpec("flush_every", 1, "write report_path after every N frames", read_only=True, range=(1, 100000)),
+) + transform_parameter_specs()
 
 _DROP_NAMES = {  # synchroniser reason -> report reason, per input
     ("unsynchronized", "prediction"): "no_ground_truth",
@@ -101,85 +114,59 @@ class DepthEvaluationNode(Node):
     """Live depth evaluation (see the module docstring). ``kwargs`` go to ``rclpy.node.Node``.
 
     Raises:
-        ValueError: a parameter is out of range or inconsistent (the message names it).
+        ParameterError (a ValueError): a parameter is out of range or inconsistent; the message
+            names it.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, description, extra) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, **extra))
-        self.declare_parameter(
-            T_PARAM, Parameter.Type.DOUBLE_ARRAY,
-            ParameterDescriptor(type=ParameterType.PARAMETER_DOUBLE_ARRAY, read_only=True,
-                                description="row-major 4x4 LiDAR -> camera transform (16 values), "
-                                            "needed when ground_truth is 'points'"),
-        )
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.source = str(p["ground_truth"])
-        if self.source not in GROUND_TRUTH_SOURCES:
-            raise ValueError(f"parameter ground_truth={self.source!r}: choose one of {list(GROUND_TRUTH_SOURCES)}")
-        if p["crop"] not in CROPS:
-            raise ValueError(f"parameter crop={p['crop']!r}: choose one of {sorted(CROPS)}")
-        if p["reliability"] not in RELIABILITY_CHOICES:
-            raise ValueError(f"parameter reliability={p['reliability']!r}: choose one of {list(RELIABILITY_CHOICES)}")
+        self.params = p = declare_parameters(self, PARAMETERS)
+        self.source = p["ground_truth"]
         self.min_depth = float(p["min_depth"])
         self.max_depth: Optional[float] = float(p["max_depth"]) or None
         if self.max_depth is not None and self.max_depth <= self.min_depth:
-            raise ValueError(f"parameter max_depth={self.max_depth} must exceed min_depth={self.min_depth}")
-        self.crop = str(p["crop"])
-        self.stale_timeout = float(p["stale_timeout"])
-        self.T_camera_lidar: Optional[np.ndarray] = None
-        try:
-            t_value = self.get_parameter(T_PARAM).value
-        except ParameterUninitializedException:
-            t_value = None
-        if t_value is not None and len(t_value):
-            T = np.asarray(t_value, dtype=np.float64)
-            if T.size != 16 or not np.all(np.isfinite(T)) or not np.allclose(T.reshape(4, 4)[3], [0, 0, 0, 1]):
-                raise ValueError(f"parameter {T_PARAM} must be 16 finite values of a row-major 4x4 rigid transform")
-            self.T_camera_lidar = T.reshape(4, 4)
-        if self.source == "points" and self.T_camera_lidar is None:
-            raise ValueError(f"parameter {T_PARAM} (16 values, row-major) is required when ground_truth is 'points'")
-
+            raise ParameterError(f"parameter 'max_depth' = {self.max_depth} must exceed min_depth = {self.min_depth}")
+        self.crop = p["crop"]
+        self.extrinsics: Optional[LidarExtrinsics] = None
+        if self.source == "points":
+            self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
         self.report = EvaluationReport(
             p["report_path"] or None,
             meta={"node": self.get_fully_qualified_name(), "ground_truth": self.source, "crop": self.crop,
                   "min_depth": self.min_depth, "max_depth": self.max_depth},
             flush_every=int(p["flush_every"]),
         )
-        self.frames_scored = 0
+        self.health = NodeHealth(self, "depth evaluation", p, extra={"ground_truth": self.source})
         self._camera_info: Optional[CameraInfo] = None
-        self._last_skip: Optional[str] = None
 
-        qos = qos_from_parameter(str(p["reliability"]), depth=int(p["queue_size"]))
-        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.metrics_pub = self.create_publisher(String, "evaluation/metrics", out_qos)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        qos = qos_from_parameter(p["reliability"], depth=int(p["queue_size"]))
+        self.metrics_pub = self.create_publisher(
+            String, "evaluation/metrics", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.sync = ApproximateTimeSynchronizer(
             ("prediction", "ground_truth"), float(p["sync_slop"]), self._on_pair,
             queue_size=int(p["queue_size"]), on_drop=self._on_sync_drop,
         )
-        self.create_subscription(Image, "depth/image", lambda m: self._add("prediction", m), qos)
+        self.create_subscription(Image, "depth/image", lambda m: self.sync.add("prediction", m), qos)
         if self.source == "depth":
-            self.create_subscription(Image, "depth_gt", lambda m: self._add("ground_truth", m), qos)
+            self.create_subscription(Image, "depth_gt", lambda m: self.sync.add("ground_truth", m), qos)
         else:
-            self.create_subscription(PointCloud2, "points_holdout", lambda m: self._add("ground_truth", m), qos)
+            self.create_subscription(PointCloud2, "points_holdout", lambda m: self.sync.add("ground_truth", m), qos)
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        self.create_timer(1.0, self._on_timer)
+        self.create_timer(min(0.5, float(p["input_timeout"]) / 2), self._on_watchdog)
         self.get_logger().info(
             f"scoring depth/image against {'depth_gt' if self.source == 'depth' else 'points_holdout'}"
             + (f", report {self.report.path}" if self.report.path else "")
         )
 
     # -- inputs ----------------------------------------------------------------------------
-    def _add(self, which: str, msg: Any) -> None:
-        self.sync.add(which, msg)
-
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _on_sync_drop(self, reason: str, topic: str, count: int, detail: str) -> None:
         self._skip(_DROP_NAMES.get((reason, topic), f"{reason}_{topic}"), detail, count=count)
+
+    def _on_watchdog(self) -> None:
+        self.sync.discard_older_than(float(self.params["input_timeout"]))
 
     def _report_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a report update; if its file cannot be written, continue in memory only."""
@@ -191,18 +178,16 @@ class DepthEvaluationNode(Node):
             return None
 
     def _skip(self, reason: str, detail: str, stamp_ns: Optional[int] = None, count: int = 1) -> None:
+        self.health.drop(reason, detail, WARN, count)
         self._report_call(self.report.add_skip, reason, count)
-        if self._last_skip != reason:
-            self.get_logger().warning(f"frame not scored ({reason}): {detail}")
-            self._last_skip = reason
-        self._publish({"event": "skip", "reason": reason, "detail": detail, "stamp_ns": stamp_ns,
-                       "count": count})
+        self._publish({"event": "skip", "reason": reason, "detail": detail, "stamp_ns": stamp_ns, "count": count})
 
     # -- scoring ---------------------------------------------------------------------------
-    def ground_truth_for(self, gt_msg: Any, shape: tuple[int, int]) -> np.ndarray:
+    def ground_truth_for(self, gt_msg: Any, shape: tuple[int, int], camera_frame: str) -> np.ndarray:
         """Ground-truth depth (H, W) float32 m (0 = none) for a prediction of ``shape``.
 
-        Raises InputError with the skip reason (``gt_size_mismatch``, ``no_camera_info``, ...).
+        Raises InputError with the skip reason (``gt_size_mismatch``, ``no_camera_info``,
+        ``tf_unavailable``, ``malformed_points``, ``bad_encoding`` ...).
         """
         if self.source == "depth":
             gt = depth_from_image(gt_msg)
@@ -217,14 +202,16 @@ class DepthEvaluationNode(Node):
         intrinsics = camera_info_to_intrinsics(self._camera_info)
         if (intrinsics.height, intrinsics.width) != shape:
             intrinsics = intrinsics.scaled(shape[1], shape[0])
-        points = pointcloud2_to_xyz(gt_msg)
-        return project_lidar_to_depth(points, self.T_camera_lidar, intrinsics)
+        T = self.extrinsics.lookup(camera_frame or self._camera_info.header.frame_id,  # type: ignore[union-attr]
+                                   gt_msg.header.frame_id, gt_msg.header.stamp)
+        return project_lidar_to_depth(pointcloud2_to_xyz(gt_msg), T, intrinsics)
 
     def _on_pair(self, pred_msg: Image, gt_msg: Any) -> None:
         stamp = stamp_to_ns(pred_msg)
+        self.health.frame_in()
         try:
             pred = depth_from_image(pred_msg)
-            gt = self.ground_truth_for(gt_msg, pred.shape)
+            gt = self.ground_truth_for(gt_msg, pred.shape, pred_msg.header.frame_id)
             mask = CROPS[self.crop](*pred.shape) if CROPS[self.crop] else None
             try:
                 metrics = depth_metrics(pred, gt, mask, min_depth=self.min_depth, max_depth=self.max_depth)
@@ -233,43 +220,22 @@ class DepthEvaluationNode(Node):
         except InputError as exc:
             self._skip(exc.reason, str(exc), stamp)
             return
-        except ValueError as exc:  # e.g. malformed arrays rejected by geometry
-            self._skip("bad_input", str(exc), stamp)
+        except Exception as exc:  # noqa: BLE001 - a frame must never stop the node
+            self._skip("internal_error", f"{type(exc).__name__}: {exc}", stamp)
             return
         self._report_call(self.report.add_frame, stamp, metrics, frame_id=pred_msg.header.frame_id)
         entry = self.report.frames[-1]
-        self.frames_scored += 1
-        self._publish({"event": "frame", "stamp_ns": stamp, "frame_id": pred_msg.header.frame_id,
-                       "frame": entry})
+        self.health.frame_done(0.0)
+        mean = self.report.mean()
+        self.health.extra.update({f"mean_{k}": f"{v:.6g}" for k, v in mean.items()})
+        self._publish({"event": "frame", "stamp_ns": stamp, "frame_id": pred_msg.header.frame_id, "frame": entry})
 
     def _publish(self, payload: dict[str, Any]) -> None:
         payload.update({"n_frames": len(self.report.frames), "mean": self.report.mean(),
                         "skipped": dict(self.report.skipped)})
         self.metrics_pub.publish(String(data=json.dumps(payload, default=float)))
 
-    # -- housekeeping ----------------------------------------------------------------------
-    def _on_timer(self) -> None:
-        self.sync.discard_older_than(self.stale_timeout)
-        self.diagnostics_pub.publish(self.diagnostics())
-
-    def diagnostics(self) -> DiagnosticArray:
-        """DiagnosticArray with frames scored, skips per reason and the running mean."""
-        mean = self.report.mean()
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.OK if not self.report.skipped else DiagnosticStatus.WARN,
-            name=f"{self.get_name()}: evaluation",
-            message=(f"{len(self.report.frames)} frames scored"
-                     + (f", mean RMSE {mean['rmse_mm']:.1f} mm" if mean else "")
-                     + (f", skipped {self.report.skipped}" if self.report.skipped else "")),
-            hardware_id=self.get_fully_qualified_name(),
-            values=[KeyValue(key="frames_scored", value=str(len(self.report.frames)))]
-            + [KeyValue(key=f"skipped/{k}", value=str(v)) for k, v in sorted(self.report.skipped.items())]
-            + [KeyValue(key=f"mean/{k}", value=f"{v:.6g}") for k, v in mean.items()],
-        )
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        return msg
-
+    # -- shutdown --------------------------------------------------------------------------
     def write_report(self) -> Optional[str]:
         """Write the report file now; returns its path (None without ``report_path``)."""
         if self.report.path is None:
@@ -286,20 +252,10 @@ class DepthEvaluationNode(Node):
         super().destroy_node()
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: Optional[list[str]] = None) -> int:
     """Entry point of ``ros2 run depth_diffusion_ros depth_evaluation_node``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DepthEvaluationNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(DepthEvaluationNode, args, NODE_NAME)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
