@@ -56,15 +56,14 @@ def pack_xyzrgb(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> bytes:
     if pts.ndim not in (2, 3) or pts.shape[-1] != 3:
         raise ValueError(f"points must be (H, W, 3) or (N, 3), got shape {pts.shape}")
     flat = pts.reshape(-1, 3)
-    cloud = np.zeros(flat.shape[0], dtype=POINT_DTYPE)
-    cloud["x"] = flat[:, 0]
-    cloud["y"] = flat[:, 1]
-    cloud["z"] = flat[:, 2]
+    # (n, 8) float32 words = 32 bytes per point: x y z at words 0-2, rgb at word 4 (byte 16).
+    cloud = np.zeros((flat.shape[0], POINT_STEP // 4), dtype="<f4")
+    cloud[:, :3] = flat
     if rgb is not None:
         col = np.asarray(rgb)
         if col.shape != pts.shape:
             raise ValueError(f"rgb shape {col.shape} does not match points shape {pts.shape}")
-        cloud["rgb"] = pack_rgb(col.reshape(-1, 3))
+        cloud[:, 4] = pack_rgb(col.reshape(-1, 3))
     return cloud.tobytes()
 
 

@@ -51,13 +51,14 @@ def project_points_to_depth(
     depth = np.zeros((h, w), dtype=np.float32)
     if pts.shape[0] == 0:
         return depth
-    pts = pts.astype(np.float64, copy=False)
-    z = pts[:, 2]
-    keep = np.isfinite(pts).all(axis=1) & (z >= min_depth) & (z <= max_depth)
-    pts = pts[keep]
-    z = pts[:, 2]
-    u = np.floor(intrinsics.fx * pts[:, 0] / z + intrinsics.cx + 0.5)
-    v = np.floor(intrinsics.fy * pts[:, 1] / z + intrinsics.cy + 0.5)
+    z = pts[:, 2].astype(np.float64)
+    # NaN fails every comparison, so non-finite points drop out here or at the bounds check.
+    keep = np.isfinite(z) & (z >= min_depth) & (z <= max_depth)
+    z = z[keep]
+    x = pts[keep, 0].astype(np.float64)
+    y = pts[keep, 1].astype(np.float64)
+    u = np.floor(intrinsics.fx * x / z + intrinsics.cx + 0.5)
+    v = np.floor(intrinsics.fy * y / z + intrinsics.cy + 0.5)
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     if not np.any(inside):
         return depth

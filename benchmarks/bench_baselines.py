@@ -1,0 +1,90 @@
+"""Classical baselines on the KITTI raw frame: accuracy and per-stage CPU latency.
+
+Accuracy: IP-Basic (Ku et al., CRV 2018) and nearest fill against KITTI DC
+groundtruth_image_02.png, with two inputs: KITTI DC velodyne_raw_image_02.png and our own
+projection of raw/lidar_data.bin with the raw calibration (camera 2).
+Latency: median of N runs at 1242x375 of each stage of the LiDAR -> dense depth -> point cloud path.
+
+Run: .venv/bin/python benchmarks/bench_baselines.py [--runs 20] [--data ../shared/data]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_diffusion_ros.baselines.ip_basic import ip_basic_complete
+from depth_diffusion_ros.baselines.nearest import nearest_fill
+from depth_diffusion_ros.evaluation.metrics import depth_metrics, to_kitti_units
+from depth_diffusion_ros.geometry.calibration import read_kitti_raw_calib, read_velodyne_bin
+from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
+from depth_diffusion_ros.geometry.pointcloud import pack_xyzrgb
+from depth_diffusion_ros.geometry.projection import depth_to_points, project_lidar_to_depth
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_ms(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per stage (median reported)")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("DDR_SHARED_DATA", REPO.parent / "shared" / "data")))
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+
+    root = args.data / "kitti_raw_depth_completion_torch_kitti"
+    raw, dc = root / "raw", root / "depth_completion"
+    calib = read_kitti_raw_calib(raw / "calib_cam_to_cam.txt", raw / "calib_velo_to_cam.txt", camera=2)
+    points = read_velodyne_bin(raw / "lidar_data.bin")
+    rgb = cv2.cvtColor(cv2.imread(str(raw / "sync_rect" / "cam_02.png")), cv2.COLOR_BGR2RGB)
+    gt = read_kitti_depth_png(dc / "groundtruth_image_02.png")
+    inputs = {
+        "velodyne_raw_image_02": read_kitti_depth_png(dc / "velodyne_raw_image_02.png"),
+        "own projection of lidar_data.bin": project_lidar_to_depth(points, calib.T_camera_lidar, calib.intrinsics),
+    }
+
+    print(f"# KITTI raw 2011_09_26_drive_0001 frame 5, 1242x375, GT {int((gt > 0).sum())} px")
+    print(f"# machine: {platform.machine()} {os.cpu_count()} CPUs, cv2 threads 1, no GPU\n")
+    print("| input | valid px | method | RMSE mm | MAE mm | iRMSE 1/km | iMAE 1/km | delta1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for in_name, sparse in inputs.items():
+        for method, fn in (("IP-Basic (bilateral)", ip_basic_complete),
+                           ("IP-Basic (gaussian)", lambda s: ip_basic_complete(s, blur_type="gaussian")),
+                           ("nearest fill", nearest_fill)):
+            k = to_kitti_units(depth_metrics(fn(sparse), gt))
+            print(f"| {in_name} | {int((sparse > 0).sum())} | {method} | {k['rmse_mm']:.1f} | {k['mae_mm']:.1f} "
+                  f"| {k['irmse_1_km']:.2f} | {k['imae_1_km']:.2f} | {k['delta1']:.4f} |")
+
+    sparse = inputs["velodyne_raw_image_02"]
+    dense = ip_basic_complete(sparse)
+    stages = [
+        (f"LiDAR projection ({len(points)} pts, z-buffer)",
+         lambda: project_lidar_to_depth(points, calib.T_camera_lidar, calib.intrinsics)),
+        ("IP-Basic (bilateral)", lambda: ip_basic_complete(sparse)),
+        ("IP-Basic (gaussian)", lambda: ip_basic_complete(sparse, blur_type="gaussian")),
+        ("nearest fill", lambda: nearest_fill(sparse)),
+        ("depth_to_points", lambda: depth_to_points(dense, calib.intrinsics)),
+        ("depth_to_points + pack_xyzrgb", lambda: pack_xyzrgb(depth_to_points(dense, calib.intrinsics), rgb)),
+    ]
+    print(f"\n| stage @1242x375 | median ms (N={args.runs}) |")
+    print("|---|---|")
+    for name, fn in stages:
+        print(f"| {name} | {median_ms(fn, args.runs):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
