@@ -1,0 +1,129 @@
+"""Depth latent space: an encoder depth -> (d, H/s, W/s) latent and a decoder back to metres.
+
+DiffusionDepth (arXiv 2303.05021, Sec. 3.4) denoises a d = 16 channel depth latent; the authors'
+code keeps it at stride 2 and decodes with a reciprocal parameterisation
+``depth = 1 / sigmoid(x) - 1``. Note 1/sigmoid(x) - 1 = exp(-x) exactly, i.e. a log-depth
+output; we compute it as ``exp(-x)`` (same function, no overflow at sigmoid(x) -> 0).
+Our stride ``s`` is a config value (default 8, ~16x fewer latent positions than stride 2).
+
+Completion mode: the decoder also receives full-resolution *guidance* (the normalised log of the
+densified LiDAR prior and its validity, see :mod:`depth_diffusion_ros.models.prior`) and
+predicts, per pixel, a log residual ``r`` over the prior and a gate ``g``; the output is
+    log depth = log_mono + sigmoid(g) * prior_valid * (log(prior) + r - log_mono),
+so with no LiDAR (prior_valid = 0) it is exactly the monocular decode ``exp(-x)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_diffusion_ros.models.neck import ConvNormAct
+
+
+class LogDepthNormalizer(nn.Module):
+    """Maps metres to normalised log depth: [min_depth, max_depth] -> [-1, 1], and back.
+
+    forward(depth (B,1,H,W) m) -> (B,1,H,W) normalised (depth clamped to >= min_depth first).
+    """
+
+    def __init__(self, min_depth: float, max_depth: float) -> None:
+        super().__init__()
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.center = 0.5 * (math.log(min_depth) + math.log(max_depth))
+        self.scale = 0.5 * (math.log(max_depth) - math.log(min_depth))
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        return (torch.log(depth.clamp(min=self.min_depth)) - self.center) / self.scale
+
+    def log_depth(self, normalised: torch.Tensor) -> torch.Tensor:
+        """Inverse of forward, in log metres."""
+        return normalised * self.scale + self.center
+
+
+def _num_halvings(stride: int) -> int:
+    n = int(round(math.log2(stride)))
+    if 2**n != stride:
+        raise ValueError(f"latent stride {stride} must be a power of two")
+    return n
+
+
+class DepthEncoder(nn.Module):
+    """Depth (B,1,H,W) metres -> latent (B, latent_channels, H/s, W/s).
+
+    Input is normalised log depth; log2(s) stride-2 ConvNormAct stages, channels doubling from
+    ``channels // 2**(log2 s)`` (min 8) up to ``channels``.
+    """
+
+    def __init__(self, latent_channels: int, stride: int, channels: int, normalizer: LogDepthNormalizer) -> None:
+        super().__init__()
+        n = _num_halvings(stride)
+        self.normalizer = normalizer
+        widths = [max(8, channels // 2 ** (n - i)) for i in range(n + 1)]
+        layers: list[nn.Module] = [ConvNormAct(1, widths[0], 3)]
+        for i in range(n):
+            layers.append(ConvNormAct(widths[i], widths[i + 1], 3, stride=2))
+        layers.append(nn.Conv2d(widths[-1], latent_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalizer(depth))
+
+
+class DepthDecoder(nn.Module):
+    """Latent (B, d, H/s, W/s) [+ guidance (B, G, H, W)] -> depth (B,1,H,W) metres.
+
+    log2(s) stages of (bilinear x2 upsample, ConvNormAct), channels halving from ``channels``
+    (min 8). At full resolution the guidance channels are concatenated and a head predicts
+    x (monocular: depth = exp(-x), the authors' 1/sigmoid(x)-1) and, when ``guidance_channels``
+    is 2 (completion), the residual r and gate g described in the module docstring.
+    The head's x bias starts at -log(geometric mean of the depth range) so an untrained model
+    predicts a plausible depth.
+    """
+
+    def __init__(
+        self,
+        latent_channels: int,
+        stride: int,
+        channels: int,
+        normalizer: LogDepthNormalizer,
+        guidance_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        n = _num_halvings(stride)
+        self.normalizer = normalizer
+        self.guidance_channels = int(guidance_channels)
+        widths = [max(8, channels // 2**i) for i in range(n + 1)]
+        self.stem = ConvNormAct(latent_channels, widths[0], 3)
+        self.ups = nn.ModuleList(ConvNormAct(widths[i], widths[i + 1], 3) for i in range(n))
+        self.refine = ConvNormAct(widths[-1] + self.guidance_channels, widths[-1], 3)
+        out = 3 if self.guidance_channels else 1
+        self.head = nn.Conv2d(widths[-1], out, 3, padding=1)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+            self.head.bias[0] = -normalizer.center  # exp(-x) = geometric-mean depth
+            if self.guidance_channels:
+                self.head.bias[2] = 2.0  # start by trusting the LiDAR prior where it exists
+
+    def forward(self, latents: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns *log* depth (B,1,H,W); :meth:`depth` applies exp. guidance required iff G>0."""
+        h = self.stem(latents)
+        for up in self.ups:
+            h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
+        if self.guidance_channels:
+            if guidance is None:
+                guidance = h.new_zeros(h.shape[0], self.guidance_channels, h.shape[2], h.shape[3])
+            h = torch.cat([h, guidance], dim=1)
+        out = self.head(self.refine(h))
+        log_mono = -out[:, 0:1]  # depth = 1/sigmoid(x) - 1 = exp(-x)
+        if not self.guidance_channels:
+            return log_mono
+        assert guidance is not None
+        prior_norm, prior_valid = guidance[:, 0:1], guidance[:, 1:2]
+        log_prior = self.normalizer.log_depth(prior_norm)
+        gate = torch.sigmoid(out[:, 2:3]) * prior_valid
+        return log_mono + gate * (log_prior + out[:, 1:2] - log_mono)

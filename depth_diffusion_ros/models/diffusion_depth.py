@@ -1,0 +1,356 @@
+"""DiffusionDepth: depth estimation / completion as conditioned denoising of a depth latent.
+
+Duan, Guo, Zhu, "DiffusionDepth: Diffusion Denoising Approach for Monocular Depth Estimation",
+arXiv 2303.05021. Parts:
+  * visual condition (Sec. 3.2): timm backbone + feature-pyramid neck (stride 4), brought to
+    the latent stride s;
+  * completion extension (ours; the authors' code is monocular only): the sparse LiDAR depth,
+    its validity and an exportable densified prior (:mod:`.prior`) enter a small conv encoder
+    whose features are added to the stride-4 condition; the full-resolution prior also travels
+    inside ``cond`` (pixel-unshuffled, lossless) so :meth:`decode` can output prior + residual;
+  * depth latent (Sec. 3.4): d = 16 channels at stride s, encoder/decoder in :mod:`.depth_latent`;
+  * monocular conditioned denoising block (Sec. 3.3): :mod:`.denoiser`;
+  * DDIM sampling (Song et al. 2021, eq. 12), 1000 training / 20 inference timesteps, eta 0;
+  * self-diffusion training (Sec. 3.4): run the denoising loop from noise *with gradients*,
+    take the refined latent, diffuse it to a random timestep with fresh noise and supervise the
+    noise prediction (DDIM loss), plus L1 + L2 on decoded depth where the sparse GT is valid.
+
+``cond`` layout, (B, cond_channels, H/s, W/s):
+  channels [0, neck_channels): visual (+ sparse) condition features;
+  completion only, then 2*s*s channels: pixel_unshuffle(s) of [normalised log prior * valid,
+  prior_valid] at full resolution.
+With no LiDAR (sparse_depth None or all zero) the prior channels are zero and the decoder's
+output is exactly its monocular branch; the sparse encoder sees zeros, which training with
+random whole-frame LiDAR dropout (``lidar_dropout``) teaches it to treat as "monocular".
+
+Export: ``encode_condition``, ``denoise``, ``ddim_step`` and ``decode`` contain no Python
+control flow on tensor values; timesteps are tensors.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_diffusion_ros.models.backbone import TimmBackbone
+from depth_diffusion_ros.models.config import DiffusionDepthConfig
+from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
+from depth_diffusion_ros.models.denoiser import ConditionedUNet
+from depth_diffusion_ros.models.depth_latent import DepthDecoder, DepthEncoder, LogDepthNormalizer
+from depth_diffusion_ros.models.neck import ConvNormAct, FeaturePyramidNeck
+from depth_diffusion_ros.models.prior import densify_sparse_depth
+
+NECK_STRIDE = 4
+
+
+class SparseDepthEncoder(nn.Module):
+    """[log sparse*valid, valid, log prior*prior_valid, prior_valid] (B,4,H,W) -> (B,C,H/4,W/4)."""
+
+    def __init__(self, channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            ConvNormAct(4, channels // 2, 3),
+            ConvNormAct(channels // 2, channels, 3, stride=2),
+            ConvNormAct(channels, channels, 3, stride=2),
+            nn.Conv2d(channels, out_channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _stride_adapter(channels: int, from_stride: int, to_stride: int) -> nn.Module:
+    """Brings the stride-4 condition to the latent stride (strided convs or upsample + conv)."""
+    layers: list[nn.Module] = []
+    s = from_stride
+    while s < to_stride:
+        layers.append(ConvNormAct(channels, channels, 3, stride=2))
+        s *= 2
+    while s > to_stride:
+        layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
+        layers.append(ConvNormAct(channels, channels, 3))
+        s //= 2
+    if not layers:
+        layers.append(ConvNormAct(channels, channels, 3))
+    return nn.Sequential(*layers)
+
+
+class DiffusionDepth(nn.Module):
+    """DiffusionDepth with an optional sparse-depth (completion) condition.
+
+    Args:
+        config: :class:`DiffusionDepthConfig`. ``config.pretrained_path`` is loaded into the
+            backbone at construction (local file only).
+    Attributes:
+        size_divisor: H and W of every input must be multiples of it.
+        cond_channels: channels of the ``cond`` tensor (see module docstring).
+        scheduler: the :class:`DDIMScheduler` of the config.
+    """
+
+    def __init__(self, config: DiffusionDepthConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.completion = config.mode == "completion"
+        s = config.latent_stride
+        self.latent_stride = s
+        self.size_divisor = config.size_divisor
+        self.normalizer = LogDepthNormalizer(config.min_depth, config.max_depth)
+        self.backbone = TimmBackbone(
+            config.backbone, config.pretrained_path, min_stride=NECK_STRIDE, **config.backbone_kwargs
+        )
+        self.neck = FeaturePyramidNeck(
+            self.backbone.channels, self.backbone.strides, config.neck_channels, out_stride=NECK_STRIDE
+        )
+        if self.completion:
+            self.sparse_encoder = SparseDepthEncoder(config.sparse_channels, config.neck_channels)
+        self.cond_adapter = _stride_adapter(config.neck_channels, NECK_STRIDE, s)
+        self.feature_channels = config.neck_channels
+        self.guidance_channels = 2 if self.completion else 0
+        self.cond_channels = self.feature_channels + self.guidance_channels * s * s
+        self.depth_encoder = DepthEncoder(config.latent_channels, s, config.decoder_channels, self.normalizer)
+        self.depth_decoder = DepthDecoder(
+            config.latent_channels, s, config.decoder_channels, self.normalizer, self.guidance_channels
+        )
+        self.denoiser = ConditionedUNet(
+            config.latent_channels,
+            self.feature_channels,
+            config.denoiser_channels,
+            config.denoiser_channel_mult,
+            config.denoiser_blocks,
+            config.time_embed_dim,
+        )
+        self.scheduler = DDIMScheduler.from_config(config)
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
+        self.register_buffer(
+            "final_alpha_cumprod", self.scheduler.final_alpha_cumprod.reshape(1).clone(), persistent=False
+        )
+
+    # ------------------------------------------------------------------ shapes
+    def latent_shape(self, height: int, width: int) -> Tuple[int, int, int]:
+        """(latent_channels, H/s, W/s): the shape of ``noise`` per sample.
+
+        Raises ValueError if H or W is not a multiple of ``size_divisor``."""
+        self.check_size(height, width)
+        s = self.latent_stride
+        return (self.config.latent_channels, height // s, width // s)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ValueError naming the size unless both are positive multiples of size_divisor."""
+        d = self.size_divisor
+        if height <= 0 or width <= 0 or height % d or width % d:
+            raise ValueError(
+                f"input size {height}x{width} (HxW) must be a positive multiple of the model's "
+                f"size_divisor {d}; pad with inference.preprocess.pad_to_multiple"
+            )
+
+    # ------------------------------------------------------------------ graph parts
+    def encode_condition(
+        self,
+        rgb: torch.Tensor,
+        sparse_depth: Optional[torch.Tensor] = None,
+        valid_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Visual (+ sparse) condition.
+
+        rgb: (B,3,H,W) float in [0,1]; sparse_depth: (B,1,H,W) metres, 0 = missing, or None;
+        valid_mask: (B,1,H,W) {0,1} or None (then sparse_depth > 0).
+        Returns cond (B, cond_channels, H/s, W/s). In monocular mode sparse inputs are ignored.
+        """
+        feats = self.backbone(rgb)
+        c4 = self.neck(feats, image_hw=rgb.shape[-2:])
+        if not self.completion:
+            return self.cond_adapter(c4)
+        if sparse_depth is None:
+            sparse_depth = rgb.new_zeros(rgb.shape[0], 1, rgb.shape[2], rgb.shape[3])
+        if valid_mask is None:
+            valid_mask = (sparse_depth > 0).to(rgb.dtype)
+        valid = ((valid_mask > 0.5) & (sparse_depth > 0)).to(rgb.dtype)
+        sparse = sparse_depth * valid
+        prior, prior_valid = densify_sparse_depth(
+            sparse, valid, levels=self.config.prior_levels, min_depth=self.config.min_depth
+        )
+        sparse_n = self.normalizer(sparse) * valid
+        prior_n = self.normalizer(prior) * prior_valid
+        c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, prior_n, prior_valid], dim=1))
+        features = self.cond_adapter(c4)
+        guidance = F.pixel_unshuffle(torch.cat([prior_n, prior_valid], dim=1), self.latent_stride)
+        return torch.cat([features, guidance], dim=1)
+
+    def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One network pass: noise_pred (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)
+        int64 tensor in [0, num_train_timesteps)), cond (B, cond_channels, h, w)."""
+        return self.denoiser(latents, timestep, cond[:, : self.feature_channels])
+
+    def ddim_step(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        prev_timestep: torch.Tensor,
+        cond: torch.Tensor,
+    ) -> torch.Tensor:
+        """One deterministic DDIM step (eta 0; Song et al. 2021, eq. 12): x_t -> x_prev.
+
+        timestep, prev_timestep: int64 tensors (0-d or (B,)); prev_timestep < 0 means the final
+        step (alpha_cumprod_prev = final_alpha_cumprod). Returns prev_latents (B,d,h,w).
+        """
+        noise_pred = self.denoise(latents, timestep, cond)
+        prev, _ = ddim_step_tensor(
+            self.alphas_cumprod, self.final_alpha_cumprod, noise_pred, timestep, prev_timestep, latents
+        )
+        return prev
+
+    def decode(self, latents: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Depth (B,1,H,W) metres from latents (B,d,H/s,W/s).
+
+        cond: the ``encode_condition`` output; in completion mode its prior channels give the
+        prior + residual decode. None (or a cond without LiDAR) decodes monocularly.
+        In eval mode the depth is clamped to [min_depth, max_depth]."""
+        guidance = None
+        if self.completion and cond is not None:
+            guidance = F.pixel_shuffle(cond[:, self.feature_channels :], self.latent_stride)
+        log_depth = self.depth_decoder(latents, guidance)
+        if self.training:
+            return torch.exp(log_depth.clamp(max=20.0))
+        return torch.exp(log_depth).clamp(self.config.min_depth, self.config.max_depth)
+
+    def encode_depth(self, depth: torch.Tensor) -> torch.Tensor:
+        """Depth (B,1,H,W) metres (dense) -> latent (B,d,H/s,W/s) (latent reconstruction term)."""
+        return self.depth_encoder(depth)
+
+    # ------------------------------------------------------------------ sampling
+    def _loop(
+        self, latents: torch.Tensor, cond: torch.Tensor, num_steps: int
+    ) -> torch.Tensor:
+        for t, prev in self.scheduler.timestep_pairs(num_steps):
+            tt = torch.tensor(t, dtype=torch.long, device=latents.device)
+            tp = torch.tensor(prev, dtype=torch.long, device=latents.device)
+            latents = self.ddim_step(latents, tt, tp, cond)
+        return latents
+
+    @torch.no_grad()
+    def sample(
+        self,
+        rgb: torch.Tensor,
+        sparse_depth: Optional[torch.Tensor] = None,
+        valid_mask: Optional[torch.Tensor] = None,
+        noise: Optional[torch.Tensor] = None,
+        num_inference_steps: Optional[int] = None,
+        ensemble_size: int = 1,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Run DDIM from noise and decode.
+
+        rgb (B,3,H,W) [0,1]; sparse_depth/valid_mask (B,1,H,W) or None (monocular fallback);
+        noise: (B*E, d, H/s, W/s) initial latents (member e of sample b at index b*E+e), else
+        drawn from ``generator``; num_inference_steps: default ``config.num_inference_steps``;
+        ensemble_size E >= 1.
+        Returns (depth (B,1,H,W) m — the ensemble mean, uncertainty (B,1,H,W) m — the per-pixel
+        standard deviation over the ensemble, or None when E == 1).
+        Raises ValueError for bad sizes, step counts or noise shape (message names it).
+        """
+        if rgb.ndim != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb must be (B,3,H,W), got {tuple(rgb.shape)}")
+        B, _, H, W = rgb.shape
+        self.check_size(H, W)
+        for name, t in (("sparse_depth", sparse_depth), ("valid_mask", valid_mask)):
+            if t is not None and tuple(t.shape) != (B, 1, H, W):
+                raise ValueError(f"{name} must be {(B, 1, H, W)}, got {tuple(t.shape)}")
+        E = int(ensemble_size)
+        if E < 1:
+            raise ValueError(f"ensemble_size={ensemble_size}: must be >= 1")
+        steps = int(num_inference_steps or self.config.num_inference_steps)
+        if not 1 <= steps <= self.config.num_train_timesteps:
+            raise ValueError(f"num_inference_steps={steps}: must be in [1, {self.config.num_train_timesteps}]")
+        shape = (B * E,) + self.latent_shape(H, W)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=rgb.device, dtype=rgb.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must be {shape} (B*ensemble_size, d, H/s, W/s), got {tuple(noise.shape)}")
+        cond = self.encode_condition(rgb, sparse_depth, valid_mask)
+        if E > 1:
+            cond = cond.repeat_interleave(E, dim=0)
+        latents = self._loop(noise.to(rgb.dtype), cond, steps)
+        depth = self.decode(latents, cond).reshape(B, E, 1, H, W)
+        if E == 1:
+            return depth[:, 0], None
+        return depth.mean(dim=1), depth.std(dim=1, unbiased=False)
+
+    # ------------------------------------------------------------------ training
+    def training_losses(
+        self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None
+    ) -> Dict[str, torch.Tensor]:
+        """Self-diffusion training losses (paper Sec. 3.4) for one batch.
+
+        batch: rgb (B,3,H,W) [0,1]; sparse_depth (B,1,H,W) m (completion; optional);
+        valid_mask (B,1,H,W) (optional); gt_depth (B,1,H,W) m, 0 = no GT; gt_mask (optional,
+        default gt_depth > 0).
+        Steps: (1) in completion mode drop each sample's whole LiDAR with probability
+        ``lidar_dropout`` (model in train mode only); (2) run ``num_self_diffusion_steps`` DDIM
+        steps from noise with gradients -> refined latent z0; (3) decode -> L1, L2 on valid GT;
+        (4) self-diffusion: x_t = sqrt(abar_t) sg(z0) + sqrt(1-abar_t) eps, t ~ U{0..T-1},
+        DDIM loss = ||eps_theta(x_t, t, c) - eps||^2; (5) latent terms: the depth encoder encodes
+        the dense target (GT where valid, else sg(prediction)); its monocular decode is
+        supervised by L1 on valid GT (reconstruction), and z0 is pulled to sg(encoded) by L2.
+        Returns dict with "loss" (weighted total, differentiable) and the detached parts
+        "l1", "l2", "ddim", "latent_rec", "latent_align".
+        """
+        cfg = self.config
+        rgb = batch["rgb"]
+        B, _, H, W = rgb.shape
+        self.check_size(H, W)
+        gt = batch["gt_depth"]
+        gt_mask = batch.get("gt_mask")
+        gt_valid = (gt > 0) if gt_mask is None else ((gt_mask > 0.5) & (gt > 0))
+        gt_valid_f = gt_valid.to(rgb.dtype)
+        n_valid = gt_valid_f.sum().clamp(min=1.0)
+        device = rgb.device
+
+        sparse = batch.get("sparse_depth")
+        valid_mask = batch.get("valid_mask")
+        if self.completion and sparse is not None and self.training and cfg.lidar_dropout > 0:
+            keep = (torch.rand(B, 1, 1, 1, generator=generator, device="cpu") >= cfg.lidar_dropout)
+            keep = keep.to(device=device, dtype=rgb.dtype)
+            sparse = sparse * keep
+            if valid_mask is not None:
+                valid_mask = valid_mask * keep
+        cond = self.encode_condition(rgb, sparse, valid_mask)
+
+        shape = (B,) + self.latent_shape(H, W)
+        noise = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)
+        z0 = self._loop(noise, cond, cfg.num_self_diffusion_steps)
+        depth = self.decode(z0, cond)
+        err = (depth - gt) * gt_valid_f
+        l1 = err.abs().sum() / n_valid
+        l2 = (err**2).sum() / n_valid
+
+        # self-diffusion of the model's own refined latent
+        t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device="cpu").to(device)
+        eps = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)
+        z0_sg = z0.detach()
+        a = self.alphas_cumprod.index_select(0, t).reshape(-1, 1, 1, 1).to(rgb.dtype)
+        x_t = a**0.5 * z0_sg + (1 - a) ** 0.5 * eps
+        ddim = F.mse_loss(self.denoise(x_t, t, cond), eps)
+
+        # depth auto-encoder terms
+        target = torch.where(gt_valid, gt, depth.detach()).clamp(cfg.min_depth, cfg.max_depth)
+        z_enc = self.encode_depth(target)
+        rec = ((self.decode(z_enc, None) - gt).abs() * gt_valid_f).sum() / n_valid
+        align = F.mse_loss(z0, z_enc.detach())
+
+        loss = (
+            cfg.loss_weight_l1 * l1
+            + cfg.loss_weight_l2 * l2
+            + cfg.loss_weight_ddim * ddim
+            + cfg.loss_weight_latent * (rec + align)
+        )
+        return {
+            "loss": loss,
+            "l1": l1.detach(),
+            "l2": l2.detach(),
+            "ddim": ddim.detach(),
+            "latent_rec": rec.detach(),
+            "latent_align": align.detach(),
+        }

@@ -1,0 +1,210 @@
+"""DiffusionDepth: shapes through every module, eta-0 determinism, ensembles, completion vs
+monocular fallback, and an overfit check on one batch (tiny configs, 64x128 inputs)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from depth_diffusion_ros.models.config import ConfigError, DiffusionDepthConfig
+from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+from depth_diffusion_ros.models.prior import densify_sparse_depth
+
+torch.set_num_threads(2)
+H, W = 64, 128
+
+
+def tiny_config(**overrides) -> DiffusionDepthConfig:
+    base = dict(
+        backbone="test_efficientnet",
+        neck_channels=16,
+        latent_channels=8,
+        latent_stride=8,
+        decoder_channels=16,
+        denoiser_channels=16,
+        denoiser_channel_mult=(1, 2),
+        time_embed_dim=32,
+        sparse_channels=8,
+        num_inference_steps=4,
+        num_self_diffusion_steps=2,
+        max_depth=80.0,
+    )
+    base.update(overrides)
+    return DiffusionDepthConfig(**base)
+
+
+def make_batch(b: int = 2, seed: int = 0, density: float = 0.05):
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.rand(b, 3, H, W, generator=g)
+    # a smooth "scene": depth grows towards the bottom-left, 5..45 m
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
+    dense = (5 + 30 * yy + 10 * (1 - xx)).expand(b, 1, H, W).clone()
+    sparse_mask = torch.rand(b, 1, H, W, generator=g) < density
+    sparse = dense * sparse_mask
+    gt_mask = torch.rand(b, 1, H, W, generator=g) < 0.3
+    return dict(rgb=rgb, sparse_depth=sparse, valid_mask=sparse_mask.float(),
+                gt_depth=dense * gt_mask, gt_mask=gt_mask.float(), dense=dense)
+
+
+@pytest.fixture(scope="module")
+def model() -> DiffusionDepth:
+    torch.manual_seed(0)
+    return DiffusionDepth(tiny_config()).eval()
+
+
+def test_shapes_and_dtypes_through_every_module(model):
+    batch = make_batch()
+    s = model.latent_stride
+    cond = model.encode_condition(batch["rgb"], batch["sparse_depth"], batch["valid_mask"])
+    assert cond.shape == (2, model.cond_channels, H // s, W // s) and cond.dtype == torch.float32
+    assert model.cond_channels == 16 + 2 * s * s
+    assert model.latent_shape(H, W) == (8, H // s, W // s)
+    feats = model.backbone(batch["rgb"])
+    assert [f.shape[1] for f in feats] == model.backbone.channels
+    assert [H // f.shape[2] for f in feats] == model.backbone.strides == [4, 8, 16, 32]
+    lat = torch.randn(2, *model.latent_shape(H, W))
+    eps = model.denoise(lat, torch.tensor([10, 999]), cond)
+    assert eps.shape == lat.shape and eps.dtype == torch.float32
+    eps0 = model.denoise(lat, torch.tensor(10), cond)  # 0-d timestep broadcasts
+    assert eps0.shape == lat.shape
+    prev = model.ddim_step(lat, torch.tensor(500), torch.tensor(450), cond)
+    assert prev.shape == lat.shape
+    depth = model.decode(lat, cond)
+    assert depth.shape == (2, 1, H, W)
+    assert float(depth.detach().min()) >= 0.1 and float(depth.detach().max()) <= 80.0  # clamped
+    z = model.encode_depth(batch["dense"])
+    assert z.shape == lat.shape
+    out, unc = model.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"],
+                            generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, H, W) and unc is None and torch.isfinite(out).all()
+
+
+def test_eta0_determinism_same_noise_same_output_different_seed_differs(model):
+    batch = make_batch(b=1)
+    args = (batch["rgb"], batch["sparse_depth"], batch["valid_mask"])
+    a, _ = model.sample(*args, generator=torch.Generator().manual_seed(7))
+    b, _ = model.sample(*args, generator=torch.Generator().manual_seed(7))
+    c, _ = model.sample(*args, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    noise = torch.randn(1, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(7))
+    d, _ = model.sample(*args, noise=noise)
+    assert torch.equal(a, d)  # explicit noise == the generator's draw
+    # different noise changes the depth where the decode is not pinned by the LiDAR prior
+    assert float((a - c).abs().max()) > 1e-4
+
+
+def test_ensemble_returns_mean_and_std(model):
+    batch = make_batch(b=1)
+    E = 3
+    noise = torch.randn(E, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(1))
+    mean, std = model.sample(batch["rgb"], None, None, noise=noise, ensemble_size=E,
+                             num_inference_steps=3)
+    members = [model.sample(batch["rgb"], None, None, noise=noise[i : i + 1], num_inference_steps=3)[0]
+               for i in range(E)]
+    stack = torch.stack(members)
+    torch.testing.assert_close(mean, stack.mean(0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(std, stack.std(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    assert float(std.max()) > 0
+
+
+def test_sample_rejects_bad_inputs(model):
+    with pytest.raises(ValueError, match="size_divisor"):
+        model.sample(torch.rand(1, 3, 60, 128))
+    with pytest.raises(ValueError, match="noise must be"):
+        model.sample(torch.rand(1, 3, H, W), noise=torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match="sparse_depth"):
+        model.sample(torch.rand(1, 3, H, W), sparse_depth=torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="ensemble_size"):
+        model.sample(torch.rand(1, 3, H, W), ensemble_size=0)
+    with pytest.raises(ConfigError, match="mode"):
+        tiny_config(mode="stereo")
+    with pytest.raises(ConfigError, match="latent_stride"):
+        tiny_config(latent_stride=3)
+
+
+def test_missing_lidar_falls_back_to_monocular(model):
+    batch = make_batch(b=1)
+    noise = torch.randn(1, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(3))
+    rgb = batch["rgb"]
+    none_out, _ = model.sample(rgb, None, None, noise=noise)
+    zero_out, _ = model.sample(rgb, torch.zeros(1, 1, H, W), torch.zeros(1, 1, H, W), noise=noise)
+    torch.testing.assert_close(none_out, zero_out)  # None and all-zero LiDAR are the same input
+    assert torch.isfinite(none_out).all() and float(none_out.min()) >= 0.1
+    # the decode without LiDAR is exactly the monocular branch: the prior channels are zero
+    cond = model.encode_condition(rgb, None, None)
+    assert float(cond[:, model.feature_channels :].abs().max()) == 0.0
+    lat = torch.randn(1, *model.latent_shape(H, W))
+    torch.testing.assert_close(model.decode(lat, cond), model.decode(lat, None))
+    # with LiDAR the measured pixels pull the output towards the measurements
+    lidar_out, _ = model.sample(rgb, batch["sparse_depth"], batch["valid_mask"], noise=noise)
+    m = batch["valid_mask"] > 0
+    gt = batch["sparse_depth"][m]
+    assert (lidar_out[m] - gt).abs().mean() < (none_out[m] - gt).abs().mean()
+
+
+def test_monocular_mode_ignores_sparse_input():
+    torch.manual_seed(0)
+    mono = DiffusionDepth(tiny_config(mode="monocular")).eval()
+    batch = make_batch(b=1)
+    assert mono.cond_channels == 16
+    assert not hasattr(mono, "sparse_encoder")
+    noise = torch.randn(1, *mono.latent_shape(H, W))
+    a, _ = mono.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"], noise=noise)
+    b, _ = mono.sample(batch["rgb"], None, None, noise=noise)
+    assert torch.equal(a, b)
+
+
+def test_prior_densification_keeps_measurements_and_fills_holes():
+    batch = make_batch(b=1, density=0.03)
+    sparse, mask = batch["sparse_depth"], batch["valid_mask"]
+    prior, valid = densify_sparse_depth(sparse, mask, levels=5)
+    m = mask > 0
+    assert torch.equal(prior[m], sparse[m])
+    assert float(valid.mean()) > 0.99  # 3% density fills the frame within 32-px blocks
+    err = (prior - batch["dense"]).abs()[valid > 0]
+    assert float(err.mean()) < 2.0  # the smooth scene is recovered to ~metres
+    empty, empty_valid = densify_sparse_depth(torch.zeros_like(sparse), torch.zeros_like(mask))
+    assert float(empty.abs().max()) == 0.0 and float(empty_valid.max()) == 0.0
+    # nearest return wins: a close point inside a far region dominates its block
+    d = torch.zeros(1, 1, 32, 32)
+    d[0, 0, 4, 4] = 50.0
+    d[0, 0, 5, 5] = 5.0
+    p, _ = densify_sparse_depth(d, (d > 0).float(), levels=3)
+    assert float(p[0, 0, 0, 0]) < 10.0
+
+
+def test_training_losses_are_finite_and_backpropagate_to_all_parts():
+    torch.manual_seed(0)
+    model = DiffusionDepth(tiny_config()).train()
+    batch = make_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # step 1: the residual blocks' last convs start at zero (identity blocks), so the condition
+    # only reaches the noise prediction after one update; check gradients on the second pass
+    for step in range(2):
+        opt.zero_grad()
+        losses = model.training_losses(batch, generator=torch.Generator().manual_seed(step))
+        assert set(losses) == {"loss", "l1", "l2", "ddim", "latent_rec", "latent_align"}
+        assert all(torch.isfinite(v) for v in losses.values())
+        losses["loss"].backward()
+        if step == 0:
+            opt.step()
+    for part in ("backbone", "neck", "sparse_encoder", "denoiser", "depth_encoder", "depth_decoder"):
+        grads = [p.grad for p in getattr(model, part).parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), part
+
+
+def test_overfit_one_batch_loss_falls():
+    torch.manual_seed(0)
+    model = DiffusionDepth(tiny_config(lidar_dropout=0.0)).train()
+    batch = make_batch(b=1)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    history = []
+    for step in range(40):
+        losses = model.training_losses(batch, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        history.append({k: float(v) for k, v in losses.items()})
+    start = history[0]["loss"]
+    end = min(h["loss"] for h in history[-5:])
+    assert end < 0.2 * start, (start, end)
+    assert min(h["l1"] for h in history[-5:]) < 0.5 * history[0]["l1"]
