@@ -31,6 +31,9 @@ from depth_diffusion_ros.evaluation.metrics import mean_metrics, to_kitti_units
 
 REPORT_FORMAT = "depth_diffusion_ros/evaluation_report/1"
 
+#: Per-frame fields besides the metrics that the mean includes (when every frame has them).
+MEAN_EXTRA_KEYS = ("latency_ms",)
+
 #: Columns of the metric tables printed by replay and the demo: (key, header, format).
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rmse_mm", "RMSE mm", "{:.1f}"),
@@ -131,6 +134,20 @@ class EvaluationReport:
             self._changed()
         return entry
 
+    def add_entry(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a frame entry already in report form (e.g. an evaluation node's ``frame`` event).
+
+        ``entry`` needs ``stamp_ns`` and the KITTI-unit metrics (rmse_mm, mae_mm, irmse_1_km,
+        imae_1_km, ...); other fields are kept. Raises KeyError when a metric is missing.
+        """
+        raw = _from_kitti_units(entry)
+        stored = dict(entry)
+        with self._lock:
+            self.frames.append(stored)
+            self._raw.append(raw)
+            self._changed()
+        return stored
+
     def add_skip(self, reason: str, count: int = 1) -> None:
         """Count ``count`` frames skipped for ``reason`` (e.g. ``gt_size_mismatch``)."""
         if count <= 0:
@@ -158,14 +175,13 @@ class EvaluationReport:
     def mean(self) -> dict[str, float]:
         """Mean over scored frames in KITTI units (``n_valid`` summed); {} when none.
 
-        Extra numeric per-frame fields present on every frame (e.g. ``latency_ms``) are averaged too.
+        ``latency_ms`` (and the other :data:`MEAN_EXTRA_KEYS`) is averaged too when every frame has it.
         """
         with self._lock:
             if not self._raw:
                 return {}
             out = to_kitti_units(mean_metrics(self._raw))
-            extra_keys = set(self.frames[0]) - set(out) - {"stamp_ns", "frame_id"}
-            for key in sorted(extra_keys):
+            for key in MEAN_EXTRA_KEYS:
                 values = [e.get(key) for e in self.frames]
                 if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                     out[key] = float(sum(values) / len(values))

@@ -25,7 +25,8 @@ with a ParameterDescriptor. ``input_timeout`` defaults to 60 s here: ground trut
 prediction that may take seconds.
 
 The report (``report_path``) is written after every frame and once more when the node shuts
-down. Prediction and ground truth are paired by header stamp within ``sync_slop`` seconds;
+down. A prediction at a processing resolution is resized to the ground truth's size (same aspect
+ratio only) so that scores are always at ground-truth resolution. Prediction and ground truth are paired by header stamp within ``sync_slop`` seconds;
 predictions without ground truth (and ground truth without prediction) are counted, not scored.
 """
 from __future__ import annotations
@@ -108,6 +109,24 @@ _DROP_NAMES = {  # synchroniser reason -> report reason, per input
     ("queue_full", "prediction"): "no_ground_truth",
     ("queue_full", "ground_truth"): "no_prediction",
 }
+
+
+def resize_to_ground_truth(pred: np.ndarray, gt_shape: tuple[int, int]) -> np.ndarray:
+    """Resize a prediction made at a processing resolution to the ground truth's (H, W).
+
+    Only when the aspect ratios agree within 1 % (a pure rescale, as ``processing_width/height``
+    makes); otherwise the prediction is returned unchanged and the frame is skipped as
+    ``gt_size_mismatch``. Bilinear when the prediction is valid everywhere, nearest otherwise
+    (so no depth is interpolated towards a missing 0).
+    """
+    import cv2
+
+    h, w = pred.shape
+    gh, gw = gt_shape
+    if abs((w / h) / (gw / gh) - 1.0) > 0.01:
+        return pred
+    interp = cv2.INTER_LINEAR if np.all(pred > 0) else cv2.INTER_NEAREST
+    return cv2.resize(pred, (gw, gh), interpolation=interp)
 
 
 class DepthEvaluationNode(Node):
@@ -211,6 +230,9 @@ class DepthEvaluationNode(Node):
         self.health.frame_in()
         try:
             pred = depth_from_image(pred_msg)
+            if self.source == "depth" and gt_msg.height and gt_msg.width and \
+                    (gt_msg.height, gt_msg.width) != pred.shape:
+                pred = resize_to_ground_truth(pred, (int(gt_msg.height), int(gt_msg.width)))
             gt = self.ground_truth_for(gt_msg, pred.shape, pred_msg.header.frame_id)
             mask = CROPS[self.crop](*pred.shape) if CROPS[self.crop] else None
             try:
