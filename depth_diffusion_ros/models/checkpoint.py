@@ -50,7 +50,7 @@ def tensors_sha256(state: Dict[str, torch.Tensor]) -> str:
     """SHA-256 hex digest over sorted (name, dtype, shape, bytes) of a state dict."""
     h = hashlib.sha256()
     for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
+        t = state[name].detach().cpu().contiguous().reshape(-1)
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
