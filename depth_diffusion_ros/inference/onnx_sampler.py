@@ -6,7 +6,7 @@ The "step" export form of DiffusionDepth is three graphs:
 * ``step``:     latents (B,C,h,w), cond, timestep (1,) int64, prev_timestep (1,) int64
   -> prev_latents  (one DDIM step, eta 0: Song et al., ICLR 2021, eq. 12; the alpha table is
   a constant inside the graph)
-* ``decoder``:  latents -> depth (B,1,H,W) metres
+* ``decoder``:  latents, cond -> depth (B,1,H,W) metres
 
 and this module drives them for any number of steps: it computes the DDIM timestep pairs with
 the same rule as :class:`depth_diffusion_ros.models.ddim.DDIMScheduler` (which equals
@@ -169,7 +169,7 @@ class HostDDIMSampler:
             if members.shape[0] > 1:
                 c = (self._repeat_cond or _repeat_numpy(self.encoder))(cond, members.shape[0])
             latents = self.run_loop(members, c, pairs)
-            depth = self.decoder.run({"latents": latents})["depth"]
+            depth = self.decoder.run({"latents": latents, "cond": c})["depth"]
             depths.append(self.decoder.to_numpy(depth))
         return aggregate_ensemble(np.concatenate(depths, axis=0))
 

@@ -1,0 +1,90 @@
+"""``depth-diffusion-ros export``: torch checkpoint -> ONNX (checked against torch on a real frame).
+
+Examples::
+
+    depth-diffusion-ros export --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti_demo \\
+        --output out/onnx/kitti --height 352 --width 1216            # step form (default)
+    depth-diffusion-ros export ... --form unrolled --steps 10          # whole loop, 10 steps
+    depth-diffusion-ros export ... --form both --ensemble-size 4 --dynamic
+
+The step form (encoder + one DDIM step + decoder, host loop) is the default: on the 2-core CI
+CPU it runs as fast as the unrolled graph per step and accepts any ``num_inference_steps``
+(numbers in benchmarks/bench_runtime.py and the README). Parity: each single-pass graph must
+match torch to 1e-4, the whole sampling loop to 1e-3 m (+1e-4 relative), on a real KITTI frame
+(or NYU for non-KITTI aspect ratios) from ``--data-dir``; ``--no-check`` skips it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "diffusion_depth_kitti_demo"
+DEFAULT_DATA_DIR = os.environ.get("DDR_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=("diffusion_depth", "dsr_diff"), default="diffusion_depth",
+                        help="which model the checkpoint holds")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="checkpoint directory (model.safetensors + config.yaml)")
+    parser.add_argument("--output", required=True, help="output directory for the .onnx files")
+    parser.add_argument("--height", type=int, default=352, help="input height (multiple of the size divisor)")
+    parser.add_argument("--width", type=int, default=1216, help="input width (multiple of the size divisor)")
+    parser.add_argument("--form", choices=("step", "unrolled", "both"), default="step",
+                        help="step: encoder+step+decoder for a host loop (any steps); unrolled: one graph")
+    parser.add_argument("--steps", type=int, default=0, help="DDIM steps (unrolled graph; 0 = config default)")
+    parser.add_argument("--ensemble-size", type=int, default=1, help="samples per frame of the unrolled graph")
+    parser.add_argument("--scale", type=int, default=4, help="dsr_diff: super-resolution factor of the graph")
+    parser.add_argument("--dynamic", action="store_true", help="dynamic batch/height/width axes")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 for TensorRT 10)")
+    parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (opset >= 18)")
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check against torch")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="shared data (real frames for the check)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from depth_diffusion_ros.export.onnx_export import ExportError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if args.model == "dsr_diff":
+            from depth_diffusion_ros.export.dsr_diff import export_dsr_diff_cli
+
+            return export_dsr_diff_cli(args)
+        from depth_diffusion_ros.export.diffusion_depth import check_host_loop_parity, export_diffusion_depth
+        from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
+        from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint).eval()
+        inputs = None
+        if not args.no_check:
+            try:
+                inputs = tensor_inputs(*frame_for_size(args.data_dir, args.height, args.width))
+            except FrameError as exc:
+                print(f"export: no real frame for the parity check ({exc}); using random inputs", file=sys.stderr)
+        forms = ("step", "unrolled") if args.form == "both" else (args.form,)
+        report = export_diffusion_depth(
+            model, args.output, args.height, args.width, forms=forms,
+            num_inference_steps=args.steps or None, ensemble_size=args.ensemble_size, inputs=inputs,
+            dynamic=args.dynamic, opset=args.opset, dynamo=args.dynamo, check=not args.no_check,
+        )
+        for g in report.graphs:
+            errs = ", ".join(f"{k} {v:.2e}" for k, v in g.max_abs_error.items()) or "not checked"
+            print(f"{g.path}  [{g.graph}]  export {g.seconds:.1f}s  max |onnx - torch|: {errs}")
+        if "step" in forms and inputs is not None:
+            steps = args.steps or model.config.num_inference_steps
+            err = check_host_loop_parity(model, args.output, inputs, steps, args.ensemble_size)
+            print(f"host DDIM loop over the step graphs, {steps} steps: max |onnx - torch| depth {err:.2e} m")
+        print(f"model sha256 {report.model_sha256}")
+    except (ExportError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,126 @@
+"""DiffusionDepth -> ONNX (step and unrolled forms) checked against torch on a real KITTI frame.
+
+A small config keeps the test fast on 2 CPU cores; the export code is the same for the shipped
+model (the CLI export of the demo weights is exercised in test_export_cli).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from depth_diffusion_ros.export.diffusion_depth import (  # noqa: E402
+    check_host_loop_parity,
+    export_diffusion_depth,
+    unrolled_file_name,
+)
+from depth_diffusion_ros.export.frames import frame_for_size, tensor_inputs  # noqa: E402
+from depth_diffusion_ros.export.onnx_export import read_metadata, run_onnx  # noqa: E402
+from depth_diffusion_ros.inference.onnx_sampler import ddim_timestep_pairs  # noqa: E402
+from depth_diffusion_ros.models.config import DiffusionDepthConfig  # noqa: E402
+from depth_diffusion_ros.models.ddim import DDIMScheduler  # noqa: E402
+from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth  # noqa: E402
+
+pytestmark = pytest.mark.torch
+H, W = 96, 320
+
+
+def small_model(mode: str = "completion") -> DiffusionDepth:
+    torch.manual_seed(0)
+    cfg = DiffusionDepthConfig(neck_channels=16, latent_stride=8, decoder_channels=8, denoiser_channels=16,
+                               denoiser_channel_mult=(1, 2), time_embed_dim=32, sparse_channels=8,
+                               mode=mode, num_inference_steps=4)
+    return DiffusionDepth(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def kitti_inputs(shared_data):
+    return tensor_inputs(*frame_for_size(shared_data, H, W, "kitti"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, kitti_inputs):
+    torch.set_num_threads(1)
+    model = small_model()
+    out = tmp_path_factory.mktemp("dd_export")
+    report = export_diffusion_depth(model, out, H, W, forms=("step", "unrolled"), num_inference_steps=3,
+                                    ensemble_size=2, inputs=kitti_inputs)
+    return model, out, report
+
+
+def test_files_names_and_metadata(exported, kitti_inputs):
+    model, out, report = exported
+    names = sorted(p.path.name for p in report.graphs)
+    assert names == sorted(["encoder.onnx", "step.onnx", "decoder.onnx", unrolled_file_name(3, 2)])
+    io = {}
+    for g in report.graphs:
+        m = onnx.load(str(g.path))
+        io[g.graph] = ([i.name for i in m.graph.input], [o.name for o in m.graph.output])
+        assert {o.version for o in m.opset_import if o.domain in ("", "ai.onnx")} == {17}
+        meta = read_metadata(g.path)
+        assert meta["ddr.graph"] == g.graph
+        assert meta["ddr.model_sha256"] == report.model_sha256 and len(report.model_sha256) == 64
+        assert meta["ddr.export_id"] == report.export_id
+        assert json.loads(meta["ddr.config"])["latent_stride"] == 8
+        assert json.loads(meta["ddr.parity_max_abs_error"])  # the check ran and was recorded
+    assert io["sampler"] == (["rgb", "sparse_depth", "valid_mask", "noise"], ["depth", "uncertainty"])
+    assert io["step"] == (["latents", "cond", "timestep", "prev_timestep"], ["prev_latents"])
+    assert io["decoder"] == (["latents", "cond"], ["depth"])
+    sampler_meta = read_metadata(out / unrolled_file_name(3, 2))
+    assert sampler_meta["ddr.num_inference_steps"] == "3" and sampler_meta["ddr.ensemble_size"] == "2"
+    # single passes to 1e-4 (decoder relative: depth in metres), whole loop to 1e-3 m
+    for g in report.graphs:
+        limit = 1e-3 if g.graph in ("sampler", "decoder") else 1e-4
+        assert max(g.max_abs_error.values()) < limit, (g.graph, g.max_abs_error)
+    assert json.loads((out / "export.json").read_text())["model_sha256"] == report.model_sha256
+
+
+def test_unrolled_matches_torch_sample_with_new_noise(exported, kitti_inputs):
+    model, out, _ = exported
+    noise = np.random.default_rng(5).standard_normal((2,) + model.latent_shape(H, W), dtype=np.float32)
+    got = run_onnx(out / unrolled_file_name(3, 2), dict(kitti_inputs, noise=noise))
+    with torch.no_grad():
+        ref, unc = model.sample(*(torch.from_numpy(kitti_inputs[k]) for k in ("rgb", "sparse_depth", "valid_mask")),
+                                noise=torch.from_numpy(noise), num_inference_steps=3, ensemble_size=2)
+    np.testing.assert_allclose(got["depth"], ref.numpy(), atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(got["uncertainty"], unc.numpy(), atol=1e-3)
+    assert got["depth"].min() >= model.config.min_depth and float(unc.max()) > 0
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_host_loop_over_step_graphs_matches_torch_for_any_step_count(exported, kitti_inputs, steps):
+    model, out, _ = exported
+    err = check_host_loop_parity(model, out, kitti_inputs, num_inference_steps=steps, ensemble_size=1)
+    assert err < 1e-3
+
+
+def test_host_loop_ensemble_mean_and_std(exported, kitti_inputs):
+    model, out, _ = exported
+    assert check_host_loop_parity(model, out, kitti_inputs, num_inference_steps=2, ensemble_size=3) < 1e-3
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 0), ("leading", 1), ("trailing", 0), ("linspace", 0)])
+def test_numpy_timestep_pairs_equal_torch_scheduler(spacing, offset):
+    sched = DDIMScheduler(timestep_spacing=spacing, steps_offset=offset)
+    for n in (1, 3, 10, 20, 50, 999):
+        assert ddim_timestep_pairs(n, 1000, spacing, offset) == sched.timestep_pairs(n)
+
+
+def test_monocular_model_exports_without_sparse_inputs(tmp_path, kitti_inputs):
+    model = small_model("monocular")
+    report = export_diffusion_depth(model, tmp_path, H, W, forms=("step",), inputs=kitti_inputs)
+    enc = next(g for g in report.graphs if g.graph == "encoder")
+    assert max(enc.max_abs_error.values()) < 1e-4
+    assert check_host_loop_parity(model, tmp_path, kitti_inputs, num_inference_steps=2) < 1e-3
+
+
+def test_bad_size_and_form_are_rejected(tmp_path):
+    model = small_model()
+    with pytest.raises(ValueError, match="size_divisor"):
+        export_diffusion_depth(model, tmp_path, 100, 320)
+    with pytest.raises(ValueError, match="forms"):
+        export_diffusion_depth(model, tmp_path, H, W, forms=("graph",))
