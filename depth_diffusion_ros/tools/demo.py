@@ -1,0 +1,288 @@
+"""``depth-diffusion-ros demo`` (``make demo``): the main job on embedded data, end to end.
+
+1. **Middlebury 2014 "Motorcycle"** (ships inside scikit-image as
+   ``skimage.data.stereo_motorcycle()``; Scharstein et al., GCPR 2014): metric ground-truth depth
+   from the disparity and its calibration, ``Z_mm = baseline * f / (d + doffs)`` with f = 994.978
+   px, cx = 311.193, cy = 254.877, doffs = 31.086 px, baseline = 193.001 mm (inf disparity = no
+   ground truth). A LiDAR-like sparse input is sampled from it (``--scan-rows`` scan lines, every
+   ``--scan-col-step``-th column, 10 % dropout, seeded; the scan phase moves from frame to frame),
+   written to a bag (image, camera_info, sparse_depth 32FC1, depth_gt 32FC1) and replayed.
+2. **KITTI** when the shared data folder (``$DDR_SHARED_DATA``, else ``../shared/data`` beside the
+   repository) or ``$KITTI_DIR`` / ``--kitti-dir`` is there: the raw depth-completion frame
+   (scored against KITTI's semi-dense ground truth) and the object frames (scored against 10 %
+   of each LiDAR scan held out from the input) are converted with kitti-to-bag and replayed.
+
+Every completion backend that can run here is replayed on the same bags through the real nodes
+(``depth-diffusion-ros replay``): the classical ones always, learned ones when shipped weights
+are found in ``depth_diffusion_ros/weights/*/`` and their runtime is installed; the others are
+listed with the reason they were skipped. Prints one metrics table and where the outputs went
+(``OUTPUT/<dataset>/<backend>/report.json``, figures, output bags; ``OUTPUT/summary.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from depth_diffusion_ros.evaluation.report import format_table, write_json_atomic
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.tools.bag_io import (
+    CAMERA_INFO,
+    IMAGE,
+    BagError,
+    BagWriter,
+    make_camera_info,
+    make_depth_image,
+    make_image,
+)
+
+#: Calibration of the 741x500 scikit-image copy (skimage.data.stereo_motorcycle docstring).
+MOTORCYCLE = {"f": 994.978, "cx": 311.193, "cy": 254.877, "doffs": 31.086, "baseline_mm": 193.001}
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+CLASSICAL = ("ip_basic", "nearest")
+
+
+def motorcycle_depth() -> tuple[np.ndarray, np.ndarray, Intrinsics]:
+    """The Middlebury Motorcycle left image, metric depth and intrinsics.
+
+    Returns:
+        rgb (500, 741, 3) uint8; depth (500, 741) float32 metres, 0 where the disparity is inf
+        (no ground truth); Intrinsics (fx = fy = 994.978, cx = 311.193, cy = 254.877).
+    Depth: ``Z = baseline * f / (d + doffs)`` (Middlebury 2014 calibration convention).
+    """
+    from skimage.data import stereo_motorcycle
+
+    left, _right, disparity = stereo_motorcycle()
+    disparity = np.asarray(disparity, dtype=np.float64)
+    valid = np.isfinite(disparity)
+    depth = np.zeros(disparity.shape, dtype=np.float32)
+    m = MOTORCYCLE
+    depth[valid] = (m["baseline_mm"] * m["f"] / (disparity[valid] + m["doffs"]) / 1000.0).astype(np.float32)
+    h, w = depth.shape
+    return np.ascontiguousarray(left), depth, Intrinsics(m["f"], m["f"], m["cx"], m["cy"], w, h)
+
+
+def lidar_like_sparse(depth: np.ndarray, n_rows: int = 64, col_step: int = 4, dropout: float = 0.1,
+                      seed: int = 0, phase: int = 0) -> np.ndarray:
+    """Sample a sparse depth map from ``depth`` in a LiDAR-like pattern.
+
+    ``n_rows`` scan lines evenly spaced over the image height (each moved by a seeded jitter of
+    up to one pixel and shifted by ``phase`` rows, as a spinning LiDAR's lines move between
+    frames), every ``col_step``-th column on each line (offset by the line index), and a random
+    ``dropout`` fraction of returns removed. Pixels without ground truth stay empty.
+
+    Returns (H, W) float32 metres, 0 = no return. Raises ValueError for bad arguments.
+    """
+    if n_rows < 1 or col_step < 1 or not 0 <= dropout < 1:
+        raise ValueError(f"need n_rows >= 1, col_step >= 1, 0 <= dropout < 1; got {n_rows}, {col_step}, {dropout}")
+    h, w = depth.shape
+    rng = np.random.default_rng([seed, phase])
+    rows = np.linspace(0, h - 1, n_rows) + (phase % max(1, h // n_rows)) + rng.integers(-1, 2, n_rows)
+    rows = np.clip(np.round(rows).astype(int), 0, h - 1)
+    sparse = np.zeros_like(depth, dtype=np.float32)
+    for i, r in enumerate(rows):
+        cols = np.arange((i + phase) % col_step, w, col_step)
+        cols = cols[rng.random(cols.size) >= dropout]
+        sparse[r, cols] = depth[r, cols]
+    return sparse
+
+
+def write_motorcycle_bag(path: Path, n_frames: int = 3, n_rows: int = 64, col_step: int = 4, seed: int = 0) -> Path:
+    """Write the Middlebury demo bag (MCAP): ``/middlebury/camera/{image_raw, camera_info,
+    sparse_depth, depth_gt}`` at 10 Hz, frame id ``middlebury_left``; ``n_frames`` sparse patterns."""
+    rgb, depth, intrinsics = motorcycle_depth()
+    base = "/middlebury/camera"
+    frame_id = "middlebury_left"
+    with BagWriter(path, overwrite=True) as bag:
+        for name, msgtype in (("camera_info", CAMERA_INFO), ("image_raw", IMAGE), ("sparse_depth", IMAGE),
+                              ("depth_gt", IMAGE)):
+            bag.add_topic(f"{base}/{name}", msgtype)
+        for k in range(n_frames):
+            t = 1_000_000_000 + k * 100_000_000
+            sparse = lidar_like_sparse(depth, n_rows, col_step, 0.1, seed, phase=k)
+            bag.write(f"{base}/camera_info", t, make_camera_info(intrinsics, t, frame_id))
+            bag.write(f"{base}/depth_gt", t, make_depth_image(depth, t, frame_id))
+            bag.write(f"{base}/sparse_depth", t, make_depth_image(sparse, t, frame_id))
+            bag.write(f"{base}/image_raw", t, make_image(rgb, "rgb8", t, frame_id))
+    return path
+
+
+@dataclass
+class BackendChoice:
+    """A backend to replay (``options`` become depth_completion_node parameters) or a skip reason."""
+
+    label: str
+    backend: str
+    options: dict[str, Any]
+    skip: Optional[str] = None
+
+
+def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None,
+                      steps: Optional[int] = None) -> list[BackendChoice]:
+    """Completion backends of the registry that can run here, and why the others cannot.
+
+    Classical backends always run. For learned ones each folder of ``weights_dir`` is a model:
+    ``model.safetensors`` + ``config.yaml`` -> torch backend; a ``*.onnx`` file -> onnxruntime;
+    tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
+    """
+    from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
+
+    choices: list[BackendChoice] = []
+    for name in COMPLETION_BACKENDS:
+        if name in CLASSICAL:
+            choices.append(BackendChoice(name, name, {}))
+    models = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
+    learned = [n for n in COMPLETION_BACKENDS if n not in CLASSICAL]
+    extra: dict[str, Any] = {"num_inference_steps": steps} if steps else {}
+    for name in learned:
+        runtime = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(name, name)
+        if importlib.util.find_spec(runtime) is None:
+            choices.append(BackendChoice(name, name, {}, skip=f"{runtime} is not installed here"))
+            continue
+        if name == "tensorrt":
+            choices.append(BackendChoice(name, name, {}, skip="needs an NVIDIA GPU and a TensorRT engine (none here)"))
+            continue
+        found = False
+        for model in models:
+            if name == "torch" and (model / "model.safetensors").is_file() and (model / "config.yaml").is_file():
+                choices.append(BackendChoice(f"torch:{model.name}", name, {"model_path": str(model), **extra}))
+                found = True
+            elif name == "onnxruntime":
+                for onnx in sorted(model.glob("*.onnx")):
+                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name, {"model_path": str(onnx), **extra}))
+                    found = True
+                    break
+        if not found:
+            where = weights_dir if weights_dir.is_dir() else f"{weights_dir} (missing)"
+            choices.append(BackendChoice(name, name, {}, skip=f"no shipped {name} weights in {where}"))
+    if only:
+        choices = [c for c in choices if c.label in only or c.backend in only]
+    return choices
+
+
+def shared_data_dir() -> Optional[Path]:
+    """``$DDR_SHARED_DATA``, else ``../shared/data`` beside the repository, when it exists."""
+    env = os.environ.get("DDR_SHARED_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+def kitti_sources(kitti_dir: Optional[Path]) -> list[tuple[str, Path, str]]:
+    """(dataset name, KITTI folder, scoring) for the KITTI data found here."""
+    out = []
+    data = shared_data_dir()
+    if data is not None:
+        for name, sub, scoring in (("kitti_dc", "kitti_raw_depth_completion_torch_kitti", "KITTI DC ground truth"),
+                                   ("kitti_object", "kitti_object_kuixu", "10 % held-out LiDAR")):
+            if (data / sub).is_dir():
+                out.append((name, data / sub, scoring))
+    if kitti_dir is not None:
+        out.append(("kitti_dir", kitti_dir, "ground truth or held-out LiDAR"))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``depth-diffusion-ros demo``."""
+    parser.add_argument("-o", "--output", type=Path, default=Path("out/demo"), help="output folder")
+    parser.add_argument("--backends", default=None, help="comma-separated backends/labels to run (default: all available)")
+    parser.add_argument("--frames", type=int, default=3, help="Middlebury frames (sparse patterns)")
+    parser.add_argument("--scan-rows", type=int, default=64, help="scan lines of the simulated LiDAR")
+    parser.add_argument("--scan-col-step", type=int, default=4, help="column step of the simulated LiDAR")
+    parser.add_argument("--kitti-dir", type=Path, default=Path(os.environ["KITTI_DIR"]) if os.environ.get("KITTI_DIR") else None,
+                        help="a KITTI raw drive / object / torch_kitti folder (default $KITTI_DIR)")
+    parser.add_argument("--max-frames", type=int, default=5, help="frames per KITTI bag")
+    parser.add_argument("--no-kitti", action="store_true", help="only the embedded Middlebury data")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps for diffusion backends")
+    parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sparse sampling and the held-out split")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; prints the metrics table. 0 when every dataset scored with some backend."""
+    from depth_diffusion_ros.tools.kitti_to_bag import KittiLayoutError, convert, discover_kitti
+    from depth_diffusion_ros.tools.replay import ReplayError, ReplayOptions, replay
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    t0 = time.perf_counter()
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"demo: error: cannot create {out}: {exc}", file=sys.stderr)
+        return 2
+    only = [b.strip() for b in args.backends.split(",")] if args.backends else None
+    choices = discover_backends(only=only, steps=args.steps)
+    runnable = [c for c in choices if c.skip is None]
+    for c in choices:
+        if c.skip:
+            print(f"skipping backend {c.label}: {c.skip}")
+    if not runnable:
+        print("demo: error: no backend to run", file=sys.stderr)
+        return 2
+
+    datasets: list[tuple[str, Path, str]] = []
+    bags = out / "bags"
+    try:
+        print("building the Middlebury Motorcycle bag (scikit-image data) ...")
+        datasets.append(("middlebury", write_motorcycle_bag(bags / "middlebury", args.frames, args.scan_rows,
+                                                             args.scan_col_step, args.seed), "stereo GT"))
+    except (BagError, ImportError, OSError) as exc:
+        print(f"demo: error: cannot build the Middlebury bag: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_kitti:
+        found = kitti_sources(args.kitti_dir)
+        if not found:
+            print("no KITTI data found (set DDR_SHARED_DATA or KITTI_DIR): Middlebury only")
+        for name, folder, scoring in found:
+            try:
+                seq = discover_kitti(folder)
+                convert(seq, bags / name, overwrite=True, max_frames=args.max_frames)
+                datasets.append((name, bags / name, scoring))
+                print(f"converted {folder} -> {bags / name} ({seq.layout}, {min(len(seq.frames), args.max_frames)} frames)")
+            except (KittiLayoutError, BagError, ValueError, OSError) as exc:
+                print(f"skipping KITTI data {folder}: {exc}")
+
+    rows: list[dict[str, Any]] = []
+    failures = 0
+    for dataset, bag, scoring in datasets:
+        for choice in runnable:
+            target = out / dataset / choice.label.replace(":", "_")
+            try:
+                result = replay(ReplayOptions(
+                    bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
+                    holdout_fraction=0.1, seed=args.seed, frame_timeout=args.frame_timeout,
+                    max_frames=args.max_frames if dataset != "middlebury" else None, progress=True,
+                    label=f"{dataset} {choice.label}", max_figures=10,
+                ))
+            except (ReplayError, BagError) as exc:
+                print(f"{dataset} / {choice.label}: failed: {exc}")
+                rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring, "frames": "failed"})
+                failures += 1
+                continue
+            rep = result.report
+            skipped = sum(rep["skipped"].values())
+            rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring,
+                         "frames": f"{rep['n_frames']}" + (f" (+{skipped} skipped)" if skipped else ""),
+                         **rep["mean"], "report": str(result.report_path)})
+    wall = time.perf_counter() - t0
+    print()
+    print("Depth completion on the same frames (KITTI units: mm, 1/km; latency = publish -> depth/image, "
+          "2-core CPU)" if os.cpu_count() == 2 else "Depth completion on the same frames (KITTI units: mm, 1/km)")
+    print(format_table(rows, [("dataset", "dataset"), ("backend", "backend"), ("gt", "scored against"),
+                              ("frames", "frames")]))
+    skipped_backends = [f"{c.label} ({c.skip})" for c in choices if c.skip]
+    if skipped_backends:
+        print("skipped backends: " + "; ".join(skipped_backends))
+    write_json_atomic(out / "summary.json", {"rows": rows, "skipped_backends": skipped_backends, "wall_s": wall})
+    print(f"\noutputs: {out}/<dataset>/<backend>/ (report.json, figures/, output_bag/); bags: {bags}; "
+          f"summary: {out / 'summary.json'}")
+    print(f"demo wall time: {wall:.1f} s")
+    return 0 if not failures and all(r.get("rmse_mm") is not None for r in rows) else 1

@@ -1,0 +1,83 @@
+"""The demo: Middlebury (scikit-image data) + KITTI through the real nodes, one metrics table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from depth_diffusion_ros.cli import main as cli_main
+from depth_diffusion_ros.evaluation.metrics import depth_metrics, to_kitti_units
+from depth_diffusion_ros.tools import bag_io
+from depth_diffusion_ros.tools.demo import discover_backends, lidar_like_sparse, motorcycle_depth
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+
+
+def read_topic(bag: Path, topic: str) -> list:
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [TS.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+
+
+def test_motorcycle_depth_and_lidar_like_sampling() -> None:
+    rgb, depth, intr = motorcycle_depth()
+    assert rgb.shape == (500, 741, 3) and depth.shape == (500, 741)
+    valid = depth > 0
+    assert 0.90 < valid.mean() < 0.95  # 7.3 % of the disparity is inf (no ground truth)
+    assert depth[valid].min() == pytest.approx(2.11, abs=0.01) and depth[valid].max() == pytest.approx(5.02, abs=0.01)
+    assert (intr.fx, intr.cx, intr.cy, intr.width, intr.height) == (994.978, 311.193, 254.877, 741, 500)
+    sparse = lidar_like_sparse(depth, n_rows=64, col_step=4, dropout=0.1, seed=0, phase=0)
+    rows = np.flatnonzero((sparse > 0).any(axis=1))
+    assert 55 <= rows.size <= 64  # scan lines (a few may coincide after jitter)
+    np.testing.assert_array_equal(sparse[sparse > 0], depth[sparse > 0])
+    density = (sparse > 0).mean()
+    assert 0.02 < density < 0.04  # about KITTI's 4 %
+    np.testing.assert_array_equal(sparse, lidar_like_sparse(depth, 64, 4, 0.1, 0, 0))  # seeded
+    assert not np.array_equal(sparse, lidar_like_sparse(depth, 64, 4, 0.1, 0, 1))  # the scan moves
+
+
+def test_backend_discovery_from_weights_folder(tmp_path: Path) -> None:
+    none = {c.label: c for c in discover_backends(tmp_path / "missing")}
+    assert none["ip_basic"].skip is None and none["nearest"].skip is None
+    assert "no shipped torch weights" in none["torch"].skip
+    assert none["tensorrt"].skip  # no TensorRT / GPU here
+    model = tmp_path / "dd_small"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"")
+    (model / "config.yaml").write_text("backbone: resnet18\n")
+    (model / "dd_small.onnx").write_bytes(b"")
+    found = {c.label: c for c in discover_backends(tmp_path, steps=4)}
+    assert found["torch:dd_small"].options == {"model_path": str(model), "num_inference_steps": 4}
+    assert found["onnxruntime:dd_small"].options["model_path"].endswith("dd_small.onnx")
+    assert [c.label for c in discover_backends(tmp_path, only=["nearest"])] == ["nearest"]
+
+
+def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DDR_SHARED_DATA", str(shared_data))
+    out = tmp_path / "demo"
+    rc = cli_main(["demo", "--output", str(out), "--backends", "ip_basic", "--frames", "2", "--max-frames", "2"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    table = [line for line in text.splitlines() if line.startswith(("middlebury", "kitti_dc", "kitti_object"))]
+    assert [line.split()[0] for line in table] == ["middlebury", "kitti_dc", "kitti_object"]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["dataset"]: r for r in summary["rows"]}
+    assert rows["middlebury"]["frames"] == "2" and rows["kitti_object"]["frames"] == "2"
+    for dataset, row in rows.items():
+        assert f"{row['rmse_mm']:.1f}" in next(line for line in table if line.startswith(dataset))
+    # Middlebury: the report's numbers are the metrics of the recorded output against the stereo GT
+    report = json.loads((out / "middlebury/ip_basic/report.json").read_text())
+    preds = read_topic(out / "middlebury/ip_basic/output_bag", "/depth/image")
+    gts = read_topic(out / "bags/middlebury", "/middlebury/camera/depth_gt")
+    assert len(preds) == len(gts) == 2
+    for frame, pred, gt in zip(report["frames"], preds, gts):
+        expected = to_kitti_units(depth_metrics(bag_io.depth_msg_to_array(pred), bag_io.depth_msg_to_array(gt)))
+        assert frame["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6)
+        assert frame["delta1"] == pytest.approx(expected["delta1"], rel=1e-9)
+        assert frame["n_valid"] == expected["n_valid"]
+    # a dense completion from ~3 % samples of a 2-5 m scene: errors of centimetres, not metres
+    assert 20 < rows["middlebury"]["rmse_mm"] < 500 and rows["middlebury"]["delta1"] > 0.95
