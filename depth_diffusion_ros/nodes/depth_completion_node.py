@@ -1,0 +1,257 @@
+"""depth_completion_node: RGB image + CameraInfo + sparse LiDAR depth -> dense metric depth.
+
+Joins ``image``, ``camera_info`` and either ``sparse_depth`` (an image from
+``lidar_depth_projection_node`` or a depth sensor) or ``points`` (a LiDAR PointCloud2, projected
+here with ``T_camera_lidar``) by approximate time, runs the completion backend chosen by the
+``backend`` parameter (``ip_basic`` and ``nearest`` run anywhere; ``torch``, ``onnxruntime``,
+``tensorrt`` run DiffusionDepth models) and publishes dense depth in the RGB camera frame.
+
+Subscribed:
+    ``image`` (sensor_msgs/Image rgb8 | bgr8 | mono8): the guidance image.
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K).
+    ``sparse_depth`` (sensor_msgs/Image 16UC1 mm | 32FC1 m), when ``input`` is ``sparse_depth``:
+    registered to ``image`` and of the same size.
+    ``points`` (sensor_msgs/PointCloud2), when ``input`` is ``points``.
+
+Published (header = the RGB image's header; size = the processing size):
+    ``depth/image`` (Image 32FC1, metres, NaN = no estimate).
+    ``depth/camera_info`` (CameraInfo): intrinsics of ``depth/image`` (rescaled when
+    ``processing_width/height`` differ from the input).
+    ``depth/points`` (PointCloud2, organised, x y z rgb, is_dense false), when ``publish_points``
+    and someone subscribes.
+    ``depth/colormap`` (Image rgb8, near = red), when ``publish_colormap`` and someone subscribes.
+    ``depth/uncertainty`` (Image 32FC1, metres, std over the diffusion ensemble), when the backend
+    returns one (``ensemble_size`` > 1).
+    ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
+
+Parameters: see :data:`PARAMETERS`; the backend options are passed as listed in
+:data:`BACKEND_OPTIONS`.
+
+A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes._common` for why not lifecycle.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_diffusion_ros.evaluation.figures import colorize_depth
+from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, BackendError, make_completion_backend
+from depth_diffusion_ros.nodes._common import (
+    COMMON_PARAMETERS,
+    LidarExtrinsics,
+    NodeHealth,
+    ParameterError,
+    ParamSpec,
+    StageTimer,
+    SyncedInputs,
+    declare_parameters,
+    resample_sparse_depth,
+    resize_rgb,
+    run_node,
+    transform_parameter_specs,
+)
+from depth_diffusion_ros.ros import (
+    InputError,
+    array_to_image,
+    camera_info_to_intrinsics,
+    depth_from_image,
+    depth_to_image,
+    depth_to_pointcloud2,
+    intrinsics_to_camera_info,
+    pointcloud2_to_xyz,
+    qos_from_parameter,
+    rgb_from_image,
+)
+
+NODE_NAME = "depth_completion_node"
+INPUT_CHOICES = ("sparse_depth", "points")
+
+#: backend name -> the parameters passed to ``make_completion_backend`` as keyword options
+#: (same names). A parameter left at its "unset" value ('' / [] / 0 steps) is not passed, so the
+#: backend's own default applies. A new backend only needs a line here.
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ip_basic": ("max_depth", "extrapolate", "blur_type"),
+    "nearest": (),
+    "torch": ("model_path", "num_inference_steps", "ensemble_size", "device", "seed"),
+    "onnxruntime": ("model_path", "num_inference_steps", "ensemble_size", "providers", "seed"),
+    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision", "seed"),
+}
+_UNSET: dict[str, Any] = {"model_path": "", "device": "", "engine_cache_dir": "", "precision": "",
+                          "providers": [], "num_inference_steps": 0}
+
+#: Every parameter this node declares (the config/launch tests read this table).
+PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_specs() + (
+    ParamSpec("input", "sparse_depth", "sparse input: sparse_depth (an Image) or points (a PointCloud2 "
+              "projected with T_camera_lidar)", read_only=True, choices=INPUT_CHOICES),
+    ParamSpec("backend", "ip_basic", "completion backend", read_only=True,
+              choices=tuple(COMPLETION_BACKENDS)),
+    ParamSpec("model_path", "", "model directory or file of a learned backend (ONNX export, torch "
+              "checkpoint or TensorRT engine source)", read_only=True),
+    ParamSpec("num_inference_steps", 0, "DDIM steps of a diffusion backend; 0 = the model's default",
+              read_only=True, range=(0, 1000)),
+    ParamSpec("ensemble_size", 1, "diffusion samples per frame; > 1 also publishes depth/uncertainty",
+              read_only=True, range=(1, 64)),
+    ParamSpec("device", "", "torch device (cpu, cuda, cuda:1); '' = the backend's choice", read_only=True),
+    ParamSpec("providers", [], "ONNX Runtime execution providers in order of preference (e.g. "
+              "['cuda', 'cpu']); [] = the backend's default", read_only=True, array_of=str),
+    ParamSpec("engine_cache_dir", "", "directory for cached TensorRT engines; '' = the backend's default",
+              read_only=True),
+    ParamSpec("precision", "", "TensorRT precision; '' = the backend's default", read_only=True,
+              choices=("", "fp16", "fp32")),
+    ParamSpec("seed", 0, "seed of the initial diffusion noise (same seed -> same depth for the same input)",
+              read_only=True, range=(0, 2**31 - 1)),
+    ParamSpec("extrapolate", True, "ip_basic: extend the top depth of each column to the top of the image",
+              read_only=True),
+    ParamSpec("blur_type", "bilateral", "ip_basic: final smoothing", read_only=True,
+              choices=("bilateral", "gaussian", "none")),
+    ParamSpec("min_depth", 0.1, "points input: LiDAR returns nearer than this are ignored (metres)",
+              read_only=True, range=(1e-3, 1000.0)),
+    ParamSpec("max_depth", 100.0, "farthest depth used (metres): LiDAR returns beyond it are ignored; "
+              "ip_basic's inversion constant", read_only=True, range=(1e-3, 10000.0)),
+    ParamSpec("processing_width", 0, "width the backend runs at (pixels); 0 = the input width",
+              read_only=True, range=(0, 16384)),
+    ParamSpec("processing_height", 0, "height the backend runs at (pixels); 0 = the input height",
+              read_only=True, range=(0, 16384)),
+    ParamSpec("publish_points", True, "publish depth/points (only while someone subscribes)", dynamic=True),
+    ParamSpec("publish_colormap", True, "publish depth/colormap (only while someone subscribes)", dynamic=True),
+    ParamSpec("colormap_min_depth", 0.0, "depth shown as the nearest colour (metres); 0 with max 0 = per frame",
+              range=(0.0, 10000.0), dynamic=True),
+    ParamSpec("colormap_max_depth", 0.0, "depth shown as the farthest colour (metres); 0 = per frame",
+              range=(0.0, 10000.0), dynamic=True),
+)
+
+
+def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options for ``make_completion_backend(backend, **options)`` from node parameters.
+
+    Only the parameters listed for ``backend`` in :data:`BACKEND_OPTIONS` and not at their unset
+    value are included.
+    """
+    options = {}
+    for name in BACKEND_OPTIONS.get(backend, ()):
+        value = params[name]
+        if name in _UNSET and value == _UNSET[name]:
+            continue
+        options[name] = value
+    return options
+
+
+class DepthCompletionNode(Node):
+    """Dense depth from image + camera_info + sparse depth (or LiDAR points).
+
+    Raises:
+        ParameterError: on construction, for a bad parameter or backend option (named).
+        BackendError: on construction, when the backend cannot load its model (file named).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        p = self.params = declare_parameters(self, PARAMETERS)
+        if (p["processing_width"] == 0) != (p["processing_height"] == 0):
+            raise ParameterError(
+                "parameters 'processing_width' and 'processing_height' must both be 0 (input size) or both > 0, "
+                f"got {p['processing_width']}x{p['processing_height']}"
+            )
+        self.extrinsics: Optional[LidarExtrinsics] = None
+        if p["input"] == "points":
+            self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
+        options = backend_options(p["backend"], p)
+        try:
+            self.backend = make_completion_backend(p["backend"], **options)
+        except (ValueError, TypeError) as exc:
+            raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
+        self.health = NodeHealth(self, "depth completion", p, extra={"backend": p["backend"], "input": p["input"]})
+        qos = qos_from_parameter(p["output_reliability"], depth=int(p["queue_size"]))
+        self.pub_depth = self.create_publisher(Image, "depth/image", qos)
+        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
+        self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos)
+        self.pub_colormap = self.create_publisher(Image, "depth/colormap", qos)
+        self.pub_uncertainty = self.create_publisher(Image, "depth/uncertainty", qos)
+        sparse_type = PointCloud2 if p["input"] == "points" else Image
+        self.inputs = SyncedInputs(
+            self, {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
+            self.on_frame, self.health, p,
+        )
+        self.get_logger().info(
+            f"backend {p['backend']} {options}, input {p['input']}, processing size "
+            + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
+        )
+
+    def _sparse_depth(self, sparse_msg: Any, camera_info: CameraInfo, full, proc) -> np.ndarray:
+        if self.params["input"] == "points":
+            xyz = pointcloud2_to_xyz(sparse_msg)
+            if xyz.shape[0] == 0:
+                raise InputError(
+                    f"PointCloud2 has no finite points ({sparse_msg.width}x{sparse_msg.height} points)",
+                    reason="empty_points",
+                )
+            target = camera_info.header.frame_id
+            T = self.extrinsics.lookup(target, sparse_msg.header.frame_id, sparse_msg.header.stamp)  # noqa: N806
+            return project_lidar_to_depth(xyz, T, proc, min_depth=self.params["min_depth"],
+                                          max_depth=self.params["max_depth"])
+        sparse = depth_from_image(sparse_msg)
+        if sparse.shape != (full.height, full.width):
+            raise InputError(
+                f"sparse_depth is {sparse.shape[1]}x{sparse.shape[0]} but image is {full.width}x{full.height}",
+                reason="size_mismatch",
+            )
+        return resample_sparse_depth(sparse, full, proc)
+
+    def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
+        """Complete one synchronised frame and publish the outputs."""
+        self.health.frame_in()
+        p = self.params
+        timer = StageTimer()
+        full = camera_info_to_intrinsics(camera_info)
+        if (image.width, image.height) != (full.width, full.height):
+            raise InputError(
+                f"image is {image.width}x{image.height} but camera_info is {full.width}x{full.height}",
+                reason="size_mismatch",
+            )
+        rgb = rgb_from_image(image)
+        proc = full.scaled(p["processing_width"], p["processing_height"]) if p["processing_width"] else full
+        sparse = self._sparse_depth(sparse_msg, camera_info, full, proc)
+        if not np.any(sparse > 0):
+            what = "no LiDAR point projects into the image" if p["input"] == "points" else \
+                "sparse_depth has no valid pixel (all 0/NaN)"
+            raise InputError(what, reason="empty_sparse_depth")
+        rgb = resize_rgb(rgb, proc.width, proc.height)
+        timer.mark("inputs")
+        result = self.backend.infer(rgb, sparse, proc)
+        depth = np.asarray(result.depth, dtype=np.float32)
+        if depth.shape != (proc.height, proc.width):
+            raise BackendError(
+                f"backend {p['backend']!r} returned depth {depth.shape} for a {proc.width}x{proc.height} frame"
+            )
+        timer.mark("backend")
+        header = image.header
+        self.pub_depth.publish(depth_to_image(depth, header))
+        self.pub_info.publish(intrinsics_to_camera_info(proc, header, source=camera_info))
+        if result.uncertainty is not None:
+            unc = np.asarray(result.uncertainty, dtype=np.float32).copy()
+            unc[~(depth > 0) | ~np.isfinite(unc)] = np.nan
+            self.pub_uncertainty.publish(array_to_image(unc, "32FC1", header))
+        if p["publish_colormap"] and self.pub_colormap.get_subscription_count() > 0:
+            lo, hi = p["colormap_min_depth"], p["colormap_max_depth"]
+            colours = colorize_depth(depth, lo if hi > 0 else None, hi if hi > 0 else None)
+            self.pub_colormap.publish(array_to_image(colours, "rgb8", header))
+        if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
+            self.pub_points.publish(depth_to_pointcloud2(depth, proc, header, rgb=rgb))
+        timer.mark("publish")
+        self.health.frame_done(timer.total)
+        self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console script ``depth_completion_node`` (``ros2 run depth_diffusion_ros depth_completion_node``)."""
+    return run_node(DepthCompletionNode, args, NODE_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
