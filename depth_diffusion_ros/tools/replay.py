@@ -742,7 +742,11 @@ def replay(opts: ReplayOptions) -> ReplayResult:
                     while time.perf_counter() < end and any(
                             states[k].published_at and states[k].output_at is None for k in seg):
                         lock.wait(0.1)
-                    lock.wait(0.5)
+                    end = time.perf_counter() + 10.0  # then the evaluation node's verdicts
+                    while time.perf_counter() < end and opts.evaluate and any(
+                            states[k].output_at and states[k].has_gt and states[k].event is None
+                            and states[k].skip is None for k in seg):
+                        lock.wait(0.05)
                 for k in seg:
                     _finish_frame(states[k], report, figures_dir, plan, mode, gt_source)
             pipeline.close()
