@@ -10,6 +10,8 @@ What it does:
    the nodes listed in ``--params-file`` (ROS 2 parameter YAML; default: ``depth_completion_node``
    alone) plus ``depth_evaluation_node``, with their relative topics remapped onto the bag's topics
    (as a launch file would) and ``reliability: reliable`` so that no frame is lost in transport.
+   A frame without its own camera_info reuses the previous one (re-stamped), as bags that record
+   camera_info once need.
    ``T_camera_lidar`` comes from the bag's ``/tf_static``; when the static calibration changes
    (KITTI object frames each have their own), the nodes are restarted for the next segment.
 3. Publishes the bag's messages: ``--rate 0`` (default) publishes one frame, waits for the
@@ -77,6 +79,8 @@ NODE_CLASSES: dict[str, tuple[str, str]] = {
     "depth_evaluation_node": ("depth_diffusion_ros.nodes.depth_evaluation_node", "DepthEvaluationNode"),
 }
 EVAL_NODE = "depth_evaluation_node"
+#: Nodes of the package that a completion replay does not start (their params-file entries are ignored).
+OTHER_PACKAGE_NODES = ("depth_super_resolution_node",)
 #: Topics recorded into the output bag (relative to --namespace) and their types.
 RECORDED_TOPICS: dict[str, str] = {
     "depth/image": IMAGE,
@@ -549,6 +553,9 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     _check_output_dir(output)
     params = load_params_file(opts.params_file)
     wildcard = params.pop("/**", {})
+    for name in [n for n in params if n in OTHER_PACKAGE_NODES]:
+        print(f"replay: note: {name} in --params-file is not part of the completion pipeline (ignored)", file=sys.stderr)
+        params.pop(name)
     unknown = [n for n in params if n not in NODE_CLASSES]
     if unknown:
         raise ReplayError(f"--params-file names nodes replay cannot start: {unknown}; known: {sorted(NODE_CLASSES)}")
@@ -691,6 +698,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
 
         bar = tqdm(total=len(plan.frames), desc=f"replay {opts.label or completion.get('backend', '')}".strip(), unit="frame")
     pipeline: Optional[Pipeline] = None
+    last_info: Optional[BagMessage] = None
     frames_iter = iter_frames(plan)
     try:
         for seg in segments:
@@ -711,6 +719,10 @@ def replay(opts: ReplayOptions) -> ReplayResult:
             for _ in seg:
                 frame, msgs = next(frames_iter)
                 st = states[frame.index]
+                if msgs.get("camera_info"):
+                    last_info = msgs["camera_info"][-1]
+                elif last_info is not None and msgs.get("image"):
+                    msgs["camera_info"] = [_restamped(last_info, msgs["image"][0])]
                 st.has_gt = bool(msgs.get("depth_gt")) or (gt_source == "points" and bool(msgs.get("points")))
                 reason = _unpublishable(frame, msgs, mode)
                 if reason:
@@ -800,6 +812,13 @@ def _same_T(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
 
 def _header_stamp(data: bytes, msgtype: str) -> int:
     return stamp_to_ns(TYPESTORE.deserialize_cdr(data, msgtype).header.stamp)
+
+
+def _restamped(info: BagMessage, image: BagMessage) -> BagMessage:
+    """The previous camera_info with the image's header stamp (bags that record it only once)."""
+    msg = info.decode()
+    msg.header.stamp = deserialize(image.rawdata, IMAGE, image.topic).header.stamp
+    return BagMessage(info.topic, info.msgtype, image.timestamp, bytes(TYPESTORE.serialize_cdr(msg, CAMERA_INFO)))
 
 
 def _unpublishable(frame: Frame, msgs: dict[str, list[BagMessage]], mode: str) -> Optional[str]:
