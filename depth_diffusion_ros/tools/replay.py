@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import yaml
 
-from depth_diffusion_ros.evaluation.report import EvaluationReport, format_table, write_json_atomic
+from depth_diffusion_ros.evaluation.report import EvaluationReport, format_table
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.tools.bag_io import (
     CAMERA_INFO,
