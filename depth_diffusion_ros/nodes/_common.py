@@ -376,8 +376,12 @@ class NodeHealth:
         now = time.monotonic()
         if now - prob.last_log >= float(self.params.get("log_throttle", 5.0)):
             suffix = f" ({prob.suppressed} more since the last report)" if prob.suppressed else ""
-            log = self.node.get_logger().error if level >= ERROR else self.node.get_logger().warning
-            log(f"dropped {count}: {text}{suffix} [drops_{reason}={self.drops[reason]}]")
+            line = f"dropped {count}: {text}{suffix} [drops_{reason}={self.drops[reason]}]"
+            # one call site per severity: rclpy refuses a severity change at one call site
+            if level >= ERROR:
+                self.node.get_logger().error(line)
+            else:
+                self.node.get_logger().warning(line)
             prob.last_log, prob.suppressed = now, 0
         else:
             prob.suppressed += count

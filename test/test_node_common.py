@@ -1,0 +1,116 @@
+"""In-process checks of the shared node helpers (nodes/_common.py) and the backend option table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
+from depth_diffusion_ros.nodes import depth_completion_node as dcn
+from depth_diffusion_ros.nodes._common import (
+    ERROR,
+    WARN,
+    NodeHealth,
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    parse_transform_parameter,
+    resample_sparse_depth,
+)
+from depth_diffusion_ros.ros import InputError
+
+
+@pytest.fixture()
+def ctx():
+    c = Context()
+    rclpy.init(context=c)
+    yield c
+    rclpy.try_shutdown(context=c)
+
+
+def test_backend_option_table_covers_every_backend_and_skips_unset_values():
+    assert set(dcn.BACKEND_OPTIONS) == set(COMPLETION_BACKENDS)
+    params = {s.name: s.default for s in dcn.PARAMETERS}
+    assert dcn.backend_options("ip_basic", params) == {"max_depth": 100.0, "extrapolate": True, "blur_type": "bilateral"}
+    assert dcn.backend_options("onnxruntime", params) == {"ensemble_size": 1, "seed": 0}
+    params.update(model_path="/models/dd", num_inference_steps=10, providers=["cuda", "cpu"], device="cuda:0")
+    assert dcn.backend_options("onnxruntime", params) == {
+        "model_path": "/models/dd", "num_inference_steps": 10, "ensemble_size": 1, "providers": ["cuda", "cpu"], "seed": 0}
+    assert dcn.backend_options("torch", params)["device"] == "cuda:0"
+    names = {s.name for s in dcn.PARAMETERS}
+    assert all(opt in names for opts in dcn.BACKEND_OPTIONS.values() for opt in opts)
+
+
+def test_declare_parameters_descriptors_and_coercion(ctx):
+    specs = (ParamSpec("slop", 0.1, "s", range=(0.0, 1.0), dynamic=True),
+             ParamSpec("mode", "a", "m", choices=("a", "b"), read_only=True),
+             ParamSpec("matrix", [], "T", array_of=float, read_only=True))
+    node = Node("p", context=ctx, parameter_overrides=[Parameter("slop", value=1), Parameter("matrix", value=[1, 2])])
+    values = declare_parameters(node, specs)
+    assert values == {"slop": 1.0, "mode": "a", "matrix": [1.0, 2.0]}  # ints accepted for floats
+    d = node.describe_parameter("mode")
+    assert d.read_only and d.additional_constraints == "one of: a, b" and d.description == "m"
+    assert node.describe_parameter("slop").floating_point_range[0].to_value == 1.0
+    assert node.set_parameters([Parameter("slop", value=0.5)])[0].successful and values["slop"] == 0.5
+    assert not node.set_parameters([Parameter("slop", value=2.0)])[0].successful and values["slop"] == 0.5
+    node.destroy_node()
+    node = Node("q", context=ctx, parameter_overrides=[Parameter("mode", value="c")])
+    with pytest.raises(ParameterError, match="parameter 'mode' = 'c' must be one of"):
+        declare_parameters(node, specs)
+    node.destroy_node()
+
+
+def test_node_health_levels_counters_and_guard(ctx):
+    node = Node("h", context=ctx)
+    health = NodeHealth(node, "test", {"diagnostics_period": 10.0, "log_throttle": 100.0}, extra={"backend": "x"})
+    assert health.status().level == DiagnosticStatus.OK and health.status().message == "waiting for input"
+
+    def bad(kind):
+        if kind == "input":
+            raise InputError("image encoding 'foo'", reason="bad_encoding")
+        raise RuntimeError("boom")
+
+    guarded = health.guard(bad)
+    guarded("input")
+    guarded("input")
+    st = health.status()
+    assert st.level == bytes([WARN]) and "bad_encoding: image encoding 'foo'" in st.message
+    guarded("crash")
+    st = health.status()
+    assert st.level == bytes([ERROR]) and "internal_error: RuntimeError: boom" in st.message
+    vals = {kv.key: kv.value for kv in st.values}
+    assert vals["drops_bad_encoding"] == "2" and vals["drops_internal_error"] == "1" and vals["drops_total"] == "3"
+    assert vals["backend"] == "x"
+    health.publish()  # a new reporting period starts at OK, counters stay
+    st = health.status()
+    assert st.level == DiagnosticStatus.OK and "3 dropped" in st.message
+    node.destroy_node()
+
+
+def test_parse_transform_parameter():
+    T = parse_transform_parameter([1, 0, 0, 0.5, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+    assert T.shape == (4, 4) and T[0, 3] == 0.5
+    with pytest.raises(ParameterError, match="non-finite"):
+        parse_transform_parameter([float("nan")] * 16)
+    with pytest.raises(ParameterError, match="last row"):
+        parse_transform_parameter([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1])
+
+
+def test_resample_sparse_depth_never_mixes_returns_with_empty_pixels():
+    full = Intrinsics(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
+    half = full.scaled(621, 188)
+    rng = np.random.default_rng(0)
+    sparse = np.zeros((375, 1242), np.float32)
+    idx = rng.choice(sparse.size, 20000, replace=False)
+    sparse.reshape(-1)[idx] = rng.uniform(5, 80, idx.size).astype(np.float32)
+    out = resample_sparse_depth(sparse, full, half)
+    assert out.shape == (188, 621)
+    values = set(np.round(sparse[sparse > 0], 4))
+    assert set(np.round(out[out > 0], 4)) <= values  # every output value is a measured return
+    assert np.count_nonzero(out) > 0.8 * min(20000, out.size * (1 - np.exp(-20000 / out.size)))
+    assert resample_sparse_depth(sparse, full, full) is sparse
