@@ -201,6 +201,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=5, help="frames per KITTI bag")
     parser.add_argument("--no-kitti", action="store_true", help="only the embedded Middlebury data")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps for diffusion backends")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
+                        help="folder of model folders for the learned backends (default: the shipped weights)")
     parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sparse sampling and the held-out split")
 
@@ -219,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: error: cannot create {out}: {exc}", file=sys.stderr)
         return 2
     only = [b.strip() for b in args.backends.split(",")] if args.backends else None
-    choices = discover_backends(only=only, steps=args.steps)
+    choices = discover_backends(Path(args.weights_dir), only=only, steps=args.steps)
     runnable = [c for c in choices if c.skip is None]
     for c in choices:
         if c.skip:
