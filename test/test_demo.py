@@ -49,10 +49,11 @@ def test_backend_discovery_from_weights_folder(tmp_path: Path) -> None:
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"")
     (model / "config.yaml").write_text("backbone: resnet18\n")
-    (model / "dd_small.onnx").write_bytes(b"")
+    (model / "onnx").mkdir()
+    (model / "onnx" / "step.onnx").write_bytes(b"")
     found = {c.label: c for c in discover_backends(tmp_path, steps=4)}
     assert found["torch:dd_small"].options == {"model_path": str(model), "num_inference_steps": 4}
-    assert found["onnxruntime:dd_small"].options["model_path"].endswith("dd_small.onnx")
+    assert found["onnxruntime:dd_small"].options["model_path"] == str(model / "onnx")
     assert [c.label for c in discover_backends(tmp_path, only=["nearest"])] == ["nearest"]
 
 

@@ -130,7 +130,8 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
     """Completion backends of the registry that can run here, and why the others cannot.
 
     Classical backends always run. For learned ones each folder of ``weights_dir`` is a model:
-    ``model.safetensors`` + ``config.yaml`` -> torch backend; a ``*.onnx`` file -> onnxruntime;
+    ``model.safetensors`` + ``config.yaml`` -> torch backend; a folder of ``*.onnx`` files (the
+    model folder or a subfolder: an export directory) -> onnxruntime;
     tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
     """
     from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
@@ -156,10 +157,13 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
                 choices.append(BackendChoice(f"torch:{model.name}", name, {"model_path": str(model), **extra}))
                 found = True
             elif name == "onnxruntime":
-                for onnx in sorted(model.glob("*.onnx")):
-                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name, {"model_path": str(onnx), **extra}))
+                # the export directory (encoder/step/decoder or an unrolled sampler graph): the
+                # model folder itself or a subfolder of it that holds .onnx files
+                exports = sorted({f.parent for f in list(model.glob("*.onnx")) + list(model.glob("*/*.onnx"))})
+                if exports:
+                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name,
+                                                 {"model_path": str(exports[0]), **extra}))
                     found = True
-                    break
         if not found:
             where = weights_dir if weights_dir.is_dir() else f"{weights_dir} (missing)"
             choices.append(BackendChoice(name, name, {}, skip=f"no shipped {name} weights in {where}"))
