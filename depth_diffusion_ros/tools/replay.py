@@ -9,7 +9,8 @@ What it does:
 2. Starts the nodes in this process (rclpy nodes composed in one ``MultiThreadedExecutor``):
    the nodes listed in ``--params-file`` (ROS 2 parameter YAML; default: ``depth_completion_node``
    alone) plus ``depth_evaluation_node``, with their relative topics remapped onto the bag's topics
-   (as a launch file would) and ``reliability: reliable`` so that no frame is lost in transport.
+   (as a launch file would) and reliable QoS in and out (``reliability``, ``output_reliability``)
+   so that no frame is lost in transport.
    A frame without its own camera_info reuses the previous one (re-stamped), as bags that record
    camera_info once need.
    ``T_camera_lidar`` comes from the bag's ``/tf_static``; when the static calibration changes
@@ -619,7 +620,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     else:
         completion["input"] = "sparse_depth"  # from the projection node, same namespace
     for name in node_names + [EVAL_NODE]:
-        params[name]["reliability"] = "reliable"
+        params[name].update({"reliability": "reliable", "output_reliability": "reliable"})
     params[EVAL_NODE].update({"ground_truth": gt_source or "depth", "report_path": ""})
     if not opts.evaluate:
         params.pop(EVAL_NODE, None)
