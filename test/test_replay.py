@@ -159,3 +159,26 @@ def test_replay_at_recorded_timing(kitti_raw_dir: Path, tmp_path: Path) -> None:
     # played at twice the recorded speed: outputs about 0.5 s apart, not back to back
     assert (times[-1] - times[0]) / 1e9 > 0.7
     assert all(f["latency_ms"] > 0 for f in result.report["frames"])
+
+
+def test_replay_with_the_shipped_kitti_config(kitti_raw_dir: Path, tmp_path: Path) -> None:
+    from depth_diffusion_ros.evaluation.metrics import garg_crop_mask
+
+    config = Path(__file__).resolve().parents[1] / "config" / "kitti.yaml"
+    if not config.is_file():
+        pytest.skip("config/kitti.yaml not in this checkout")
+    bag = tmp_path / "kitti"
+    convert(discover_kitti(kitti_raw_dir), bag)
+    out = tmp_path / "out"
+    result = replay(ReplayOptions(bag=bag, output=out, params_file=config, figures=False, progress=False))
+    report = result.report
+    assert report["n_frames"] == 1, report
+    assert report["meta"]["calibration"] == "bag /tf_static"
+    eval_params = report["meta"]["parameters"]["depth_evaluation_node"]
+    (pred_msg,) = read_topic(out / "output_bag", "/depth/image")
+    (gt_msg,) = read_topic(bag, "/kitti/camera_color_left/depth_gt")
+    pred, gt = bag_io.depth_msg_to_array(pred_msg), bag_io.depth_msg_to_array(gt_msg)
+    crop = garg_crop_mask(*gt.shape) if eval_params.get("crop") == "garg" else None
+    expected = depth_metrics(pred, gt, crop, min_depth=eval_params.get("min_depth", 1e-3),
+                             max_depth=eval_params.get("max_depth") or None)
+    assert_same_metrics(report["frames"][0], to_kitti_units(expected))

@@ -13,7 +13,8 @@ What it does:
    so that no frame is lost in transport.
    A frame without its own camera_info reuses the previous one (re-stamped), as bags that record
    camera_info once need.
-   ``T_camera_lidar`` comes from the bag's ``/tf_static``; when the static calibration changes
+   ``T_camera_lidar`` comes from the bag's ``/tf_static`` (the params file's only when the bag has
+   none) and overrides the nodes' parameter; when the static calibration changes
    (KITTI object frames each have their own), the nodes are restarted for the next segment.
 3. Publishes the bag's messages: ``--rate 0`` (default) publishes one frame, waits for the
    pipeline's ``depth/image`` for that frame (or ``--frame-timeout``), then the next; ``--rate R``
@@ -198,11 +199,15 @@ class BagPlan:
     errors: list[str] = field(default_factory=list)
     ignored_topics: dict[str, str] = field(default_factory=dict)
     unreadable_frames: int = 0  # images the metadata lists but the damaged file does not give
+    calibration: Optional[str] = None  # where T_camera_lidar came from
 
 
 def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = None,
              T_camera_lidar: Optional[np.ndarray] = None, max_frames: Optional[int] = None) -> BagPlan:
     """Read the bag once: topics, frame grouping and the camera <- LiDAR transform per frame.
+
+    The transform comes from the bag's ``/tf_static`` (the data's own calibration, per frame);
+    ``T_camera_lidar`` (a parameter from ``--params-file``) is used only when the bag has none.
 
     Messages of every other role are attached to the image nearest in log time. A truncated or
     corrupt bag keeps the frames read before the damage (the error is returned in ``errors``).
@@ -253,7 +258,8 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
     frames = [f for f in frames if "image" in f.members]
     if max_frames:
         frames = frames[:max_frames]
-    if topics.points and T_camera_lidar is None:
+    calibration = None
+    if topics.points:
         for f in frames:
             latest: dict[tuple[str, str], np.ndarray] = {}  # a later /tf_static replaces an edge
             for ts, es in tf_edges:
@@ -261,16 +267,19 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
                     latest.update({(parent, child): T for parent, child, T in es})
             edges = [(parent, child, T) for (parent, child), T in latest.items()]
             f.T_camera_lidar = lookup_static_transform(edges, camera_frame, lidar_frame or "") if edges else None
-            if f.T_camera_lidar is None:
+            if f.T_camera_lidar is not None:
+                calibration = "bag /tf_static"
+            elif T_camera_lidar is not None:  # the bag has none: the parameter's
+                f.T_camera_lidar = np.asarray(T_camera_lidar, dtype=np.float64).reshape(4, 4)
+                calibration = "T_camera_lidar parameter"
+            else:
                 raise ReplayError(
                     f"bag {path}: no /tf_static transform {camera_frame} <- {lidar_frame}; give T_camera_lidar "
                     "for depth_completion_node in --params-file"
                 )
-    elif T_camera_lidar is not None:
-        for f in frames:
-            f.T_camera_lidar = np.asarray(T_camera_lidar, dtype=np.float64).reshape(4, 4)
     unreadable = max(0, declared_images - len(image_times)) if errors else 0
-    return BagPlan(Path(path), topics, frames, len(entries), camera_frame, lidar_frame, errors, ignored, unreadable)
+    return BagPlan(Path(path), topics, frames, len(entries), camera_frame, lidar_frame, errors, ignored, unreadable,
+                   calibration)
 
 
 def iter_frames(plan: BagPlan) -> Iterator[tuple[Frame, dict[str, list[BagMessage]]]]:
@@ -637,7 +646,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         "rate": opts.rate, "topics": vars(topics), "frames_in_bag": len(plan.frames),
         "parameters": {n: {k: v for k, v in p.items()} for n, p in params.items()},
         "output_bag": str(out_bag_path), "figures": str(figures_dir) if figures_dir else None,
-        "ignored_topics": plan.ignored_topics,
+        "ignored_topics": plan.ignored_topics, "calibration": plan.calibration,
     }
     report = EvaluationReport(report_path, meta)
     for err in plan.errors:
