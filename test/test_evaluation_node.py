@@ -204,3 +204,30 @@ def test_report_round_trip_mean_and_table(tmp_path: Path) -> None:
     table = format_table([{"backend": "x", **data["mean"]}], [("backend", "backend")])
     assert table.splitlines()[0].split()[:3] == ["backend", "RMSE", "mm"]
     assert f"{data['mean']['rmse_mm']:.1f}" in table
+
+
+def test_node_process_writes_report_on_sigint_and_rejects_bad_parameters(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "depth_diffusion_ros.nodes.depth_evaluation_node", "--ros-args"]
+    bad = subprocess.run(cmd + ["-p", "ground_truth:=bogus"], capture_output=True, text=True, timeout=60,
+                         env=os.environ.copy())
+    assert bad.returncode == 2 and "ground_truth" in bad.stderr
+    report = tmp_path / "live.json"
+    proc = subprocess.Popen(cmd + ["-p", f"report_path:={report}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        line = ""
+        while "scoring depth/image" not in line:  # started
+            line = proc.stdout.readline()
+            assert line, "node exited early"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = load_report(report)
+    assert data["n_frames"] == 0 and data["meta"]["ground_truth"] == "depth"
