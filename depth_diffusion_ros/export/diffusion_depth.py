@@ -136,27 +136,10 @@ class ExportReport:
 
 
 def model_hash(model: Any) -> str:
-    """The checkpoint's tensor SHA-256 (same digest as models.checkpoint writes).
-
-    Falls back to an equivalent digest (0-d tensors hashed through a 1-element view) if the
-    checkpoint helper cannot hash this state dict.
-    """
-    import hashlib
-
+    """The checkpoint's tensor SHA-256 (the digest models.checkpoint stores and verifies)."""
     from depth_diffusion_ros.models.checkpoint import tensors_sha256
 
-    state = model.state_dict()
-    try:
-        return tensors_sha256(state)
-    except RuntimeError:
-        h = hashlib.sha256()
-        for name in sorted(state):
-            t = state[name].detach().cpu().contiguous()
-            h.update(name.encode())
-            h.update(str(t.dtype).encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()
+    return tensors_sha256(model.state_dict())
 
 
 def example_inputs(model: Any, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:

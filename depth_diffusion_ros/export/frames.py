@@ -79,9 +79,9 @@ def frame_for_size(data_dir: str | Path, height: int, width: int, dataset: Optio
 
 
 def tensor_inputs(rgb: np.ndarray, sparse: np.ndarray) -> dict[str, np.ndarray]:
-    """NCHW float32 graph inputs: rgb in [0,1], sparse_depth (m), valid_mask {0,1}."""
-    return {
-        "rgb": np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / np.float32(255.0),
-        "sparse_depth": np.ascontiguousarray(sparse[None, None], np.float32),
-        "valid_mask": (sparse[None, None] > 0).astype(np.float32),
-    }
+    """NCHW float32 graph inputs (inference.preprocess layout): rgb in [0,1], sparse_depth (m),
+    valid_mask {0,1}."""
+    from depth_diffusion_ros.inference import preprocess
+
+    sparse_t, valid_t = preprocess.sparse_to_tensor_layout(sparse)
+    return {"rgb": preprocess.rgb_to_tensor_layout(rgb), "sparse_depth": sparse_t, "valid_mask": valid_t}

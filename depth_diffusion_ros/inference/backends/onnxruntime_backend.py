@@ -121,6 +121,7 @@ class OrtGraph:
     inter_op_num_threads: 0 = ONNX Runtime's default (one per physical core).
     graph_optimization_level: "disable" | "basic" | "extended" | "all".
     use_io_binding: bind inputs/outputs (outputs stay OrtValues on the provider's device).
+    allow_spinning: let idle intra-op threads spin (lower latency on a dedicated CPU).
     expected_graph: the ``ddr.graph`` role this file must have ("encoder", "step", ...).
     Raises BackendError naming the file when it is missing, unreadable or of another role.
     """
@@ -134,6 +135,7 @@ class OrtGraph:
         graph_optimization_level: str = "all",
         use_io_binding: bool = False,
         expected_graph: Optional[str] = None,
+        allow_spinning: bool = False,
     ) -> None:
         ort = _import_ort()
         self.path = str(path)
@@ -153,6 +155,11 @@ class OrtGraph:
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_optimization_level]
         so.log_severity_level = 3
+        if not allow_spinning:
+            # idle intra-op threads sleep instead of spinning: with three sessions (encoder, step,
+            # decoder) on a shared CPU, spinning pools steal cores from each other (measured:
+            # 1.3x slower step form on the 2-core CI machine)
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(self.path, so, providers=list(providers))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
@@ -343,11 +350,13 @@ class ExportedCompletionBase:
         return feed, (h, w, H, W)
 
     def make_noise(self, H: int, W: int) -> np.ndarray:
-        """Initial latents (E, C, H/s, W/s) float32, standard normal from ``seed`` (every frame)."""
+        """Initial latents (E, C, H/s, W/s) float32 from ``seed`` (every frame), the same draw as
+        the torch backend's (:func:`depth_diffusion_ros.inference.preprocess.make_noise`)."""
+        from depth_diffusion_ros.inference import preprocess
+
         c = int(self.meta["latent_channels"])
         s = int(self.meta["latent_stride"])
-        rng = np.random.default_rng(self.seed)
-        return rng.standard_normal((self.ensemble_size, c, H // s, W // s), dtype=np.float32)
+        return preprocess.make_noise((self.ensemble_size, c, H // s, W // s), self.seed)
 
     def infer_tensors(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         raise NotImplementedError
@@ -359,9 +368,12 @@ class ExportedCompletionBase:
         """
         feed, (h, w, H, W) = self._prepare(rgb, sparse_depth)
         depth, unc = self.infer_tensors(feed, self.make_noise(H, W))
-        depth = np.ascontiguousarray(np.asarray(depth, np.float32)[0, 0, :h, :w])
+        from depth_diffusion_ros.inference import preprocess
+
+        pads = (H - h, W - w)
+        depth = np.ascontiguousarray(preprocess.crop_padding(np.asarray(depth, np.float32), pads)[0, 0])
         if unc is not None:
-            unc = np.ascontiguousarray(np.asarray(unc, np.float32)[0, 0, :h, :w])
+            unc = np.ascontiguousarray(preprocess.crop_padding(np.asarray(unc, np.float32), pads)[0, 0])
         return DepthResult(depth=depth, uncertainty=unc)
 
 
@@ -404,6 +416,8 @@ class OnnxRuntimeCompletionBackend(ExportedCompletionBase):
         export_form: "auto" (step form if present) | "step" | "unrolled".
         seed: the initial noise is drawn from this seed on every frame, so a static scene
             gives the same depth frame after frame.
+        allow_spinning: ONNX Runtime intra-op threads spin while idle (off by default: robots
+            share the CPU between nodes, and the three step-form sessions would compete).
         engine_cache_dir, precision, force_engine_update, device: accepted and ignored (TensorRT /
             torch parameters), so a node can pass one parameter set to any backend.
     infer() raises BackendError if the (padded) frame size differs from a static graph's.
@@ -423,6 +437,7 @@ class OnnxRuntimeCompletionBackend(ExportedCompletionBase):
         use_io_binding: Union[bool, str] = "auto",
         export_form: str = "auto",
         seed: int = 0,
+        allow_spinning: bool = False,
         engine_cache_dir: Optional[str] = None,
         precision: Optional[str] = None,
         force_engine_update: bool = False,
@@ -444,6 +459,7 @@ class OnnxRuntimeCompletionBackend(ExportedCompletionBase):
             intra_op_num_threads=intra_op_num_threads,
             inter_op_num_threads=inter_op_num_threads,
             graph_optimization_level=graph_optimization_level,
+            allow_spinning=allow_spinning,
         )
         self.form, files = _find_model_files(model_path, export_form, num_inference_steps, self.ensemble_size)
         if self.form == "step":
