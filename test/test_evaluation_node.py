@@ -224,6 +224,7 @@ def test_node_process_writes_report_on_sigint_and_rejects_bad_parameters(tmp_pat
         while "scoring depth/image" not in line:  # started
             line = proc.stdout.readline()
             assert line, "node exited early"
+        time.sleep(1.0)  # spinning (a SIGINT inside the constructor stops it before there is a node)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:
