@@ -496,7 +496,7 @@ class ReplayOptions:
     startup_timeout: float = 30.0
     max_frames: Optional[int] = None
     figures: bool = True
-    max_figures: int = 50
+    max_figures: int = 20
     topics: dict[str, Optional[str]] = field(default_factory=dict)
     namespace: str = ""
     domain_id: Optional[int] = None
@@ -516,6 +516,7 @@ class _FrameState:
     skip: Optional[str] = None
     has_gt: bool = False
     figure: Optional[dict[str, Any]] = None
+    finished: bool = False  # added to the report
 
 
 @dataclass
@@ -782,6 +783,10 @@ def replay(opts: ReplayOptions) -> ReplayResult:
             pipeline.close()
         with bag_lock:
             writer.close()
+        for st in states:  # verdicts that arrived after their frame's wait
+            if st.event is not None and not st.finished:
+                st.figure = None
+                _finish_frame(st, report, None, plan, mode, gt_source)
         # per-frame outcome -> skipped (one reason per frame that was not scored)
         report.skipped = {}
         for st in states:
@@ -900,9 +905,10 @@ def _wait_frame(st: _FrameState, lock: threading.Condition, pipeline: Pipeline, 
 def _finish_frame(st: _FrameState, report: EvaluationReport, figures_dir: Optional[Path], plan: BagPlan,
                   mode: str, gt_source: Optional[str]) -> None:
     """Add a scored frame (the evaluation node's numbers + latency) to the report; draw its figure."""
-    if st.event is None:
+    if st.event is None or st.finished:
         st.figure = None
         return
+    st.finished = True
     entry = dict(st.event["frame"])
     if st.output_at is not None and st.published_at is not None:
         entry["latency_ms"] = (st.output_at - st.published_at) * 1e3
@@ -968,7 +974,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     parser.add_argument("--frame-timeout", type=float, default=120.0, help="seconds to wait for a frame's output")
     parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
-    parser.add_argument("--max-figures", type=int, default=50, help="figures for the first N frames")
+    parser.add_argument("--max-figures", type=int, default=20, help="figures for the first N frames")
     parser.add_argument("--no-figures", action="store_true", help="do not write figures")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output bag storage")
     parser.add_argument("--namespace", default="", help="ROS namespace of the nodes")
