@@ -1,0 +1,89 @@
+"""The export / build-engine / benchmark commands (CLI dispatcher -> tools modules)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+import fake_tensorrt  # noqa: E402
+from depth_diffusion_ros import cli  # noqa: E402
+from depth_diffusion_ros.export.onnx_export import read_metadata  # noqa: E402
+from depth_diffusion_ros.tools import benchmark  # noqa: E402
+from runtime_fixtures import small_config  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from depth_diffusion_ros.models.checkpoint import save_checkpoint
+    from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+
+    torch.manual_seed(1)
+    return save_checkpoint(DiffusionDepth(small_config()), tmp_path_factory.mktemp("cli") / "ckpt")
+
+
+def test_export_command_both_forms_with_parity_on_real_frame(checkpoint, tmp_path, capsys, shared_data):
+    out = tmp_path / "onnx"
+    rc = cli.main(["export", "--checkpoint", str(checkpoint), "--output", str(out), "--height", "96",
+                   "--width", "320", "--form", "both", "--steps", "2", "--threads", "1",
+                   "--data-dir", str(shared_data)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert {p.name for p in out.glob("*.onnx")} == {"encoder.onnx", "step.onnx", "decoder.onnx", "sampler_2steps_e1.onnx"}
+    assert "host DDIM loop over the step graphs, 2 steps: max |onnx - torch| depth" in text
+    meta = read_metadata(out / "sampler_2steps_e1.onnx")
+    assert meta["ddr.num_inference_steps"] == "2"
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+    from depth_diffusion_ros.export.diffusion_depth import model_hash
+
+    assert meta["ddr.model_sha256"] == model_hash(load_checkpoint(checkpoint))
+    errors = json.loads(meta["ddr.parity_max_abs_error"])
+    assert errors["depth"] < 1e-3
+
+
+def test_export_command_errors_name_the_file(tmp_path, capsys):
+    rc = cli.main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
+    assert rc == 1 and "nope" in capsys.readouterr().err
+
+
+def test_build_engine_command_with_fake_tensorrt(checkpoint, tmp_path, capsys, monkeypatch):
+    """FAKE TensorRT (test/fake_tensorrt.py): checks the command's cache behaviour only."""
+    out = tmp_path / "onnx"
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "--output", str(out), "--height", "64",
+                     "--width", "128", "--no-check"]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt)
+    args = ["build-engine", "--onnx", str(out), "--cache-dir", str(tmp_path / "eng"), "--gpu-name", "Orin"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert first.count("[built (no engine file") == 3
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.count("[cached]") == 3
+    assert cli.main(args + ["--precision", "fp32", "--dla-core", "0"]) == 0
+    assert ".fp32.trt10-99-0-fake.orin.dla0.engine" in capsys.readouterr().out
+    assert cli.main(args + ["--profile", "rgb:1x3"]) == 1
+    assert "expected NAME:MIN:OPT:MAX" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert cli.main(args) == 1
+    assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+def test_benchmark_table_and_cpu_peak():
+    peak, assumption = benchmark.cpu_peak_gflops()
+    assert peak > 0 and "GFLOP/s" in assumption and "FLOP/cycle" in assumption
+    rows = [
+        {"resolution": "1216x352", "runtime": "torch", "steps": 5, "ms": 4000.0, "gmac": 45.0, "gflops": 22.5,
+         "peak_pct": 13.5, "rss_mb": 900.0, "torch_imported": True},
+        {"resolution": "1216x352", "runtime": "ort-step", "steps": 5, "ms": 1600.0, "gmac": 45.0, "gflops": 56.3,
+         "peak_pct": 33.9, "rss_mb": 300.0, "torch_imported": False},
+    ]
+    table = benchmark.format_table(rows, assumption)
+    assert "| 1216x352 | ort-step | 5 | 1600 | 2.50x | 45.0 |" in table
+    assert table.splitlines()[0].startswith("| resolution | runtime | steps | ms/frame | vs torch")
