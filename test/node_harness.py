@@ -33,26 +33,16 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-#: Fast DDS builtin transports for the node processes and test clients. The default SHM segments
-#: (512 KiB) overflow with bursts of megabyte images; lost fragments of reliable samples are
-#: then resent only after the writer's heartbeat (~3 s), which turns into multi-second stalls.
-#: LARGE_DATA (UDP discovery, SHM + TCP data) is what Fast DDS recommends for camera/LiDAR data.
-DDS_TRANSPORTS = os.environ.get("DDR_TEST_FASTDDS_TRANSPORTS", "LARGE_DATA")
-
-
-#: Fast DDS XML profile of the tests: a 100 ms reliable-writer heartbeat (see the file).
-DDS_PROFILE = Path(__file__).with_name("fastdds_test_profile.xml")
+#: Fast DDS XML profile of the node tests and benchmarks: 32 MiB shared-memory segments and a
+#: 100 ms reliable-writer heartbeat (see the file for why). Set DDR_TEST_FASTDDS_PROFILE to
+#: another file, or to an empty string to use Fast DDS's defaults.
+DDS_PROFILE = os.environ.get("DDR_TEST_FASTDDS_PROFILE", str(Path(__file__).with_name("fastdds_test_profile.xml")))
 
 
 def _dds_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
-        return env
-    if DDS_TRANSPORTS:
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = DDS_TRANSPORTS
-    if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(DDS_PROFILE)
-    return env
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp" or not DDS_PROFILE:
+        return {}
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": DDS_PROFILE}
 
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
