@@ -157,3 +157,77 @@ def test_scan_out_of_sync_beyond_slop(rig):
     rig.send(t, lag=0.3)  # default sync_slop 0.05 s
     rig.expect_drop("unsynchronized", "found no partner within sync_slop 0.050 s")
     rig.good()
+
+
+def _quaternion(R: np.ndarray) -> tuple[float, float, float, float]:  # noqa: N803
+    """(x, y, z, w) of a rotation matrix (Shepperd's method), for the tf2 test."""
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * math.sqrt(tr + 1.0)
+        return ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s)
+    i = int(np.argmax(np.diag(R)))
+    j, k = (i + 1) % 3, (i + 2) % 3
+    s = 2.0 * math.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
+    q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
+    q[i] = 0.25 * s
+    q[j] = (R[j, i] + R[i, j]) / s
+    q[k] = (R[k, i] + R[i, k]) / s
+    return tuple(q)
+
+
+def test_use_tf_gives_the_same_sparse_depth_as_the_parameter(kitti_raw_dir):
+    """With tf2 (real ROS installs only): T_camera_lidar from /tf_static instead of the parameter."""
+    pytest.importorskip("tf2_ros", reason="tf2_ros is not importable here (no ROS install)")
+    tf2_msgs = pytest.importorskip("tf2_msgs.msg")
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    frame = KittiFrame(kitti_raw_dir)
+    proc = NodeProcess(MODULE, {"use_tf": True, "reliability": "reliable"})
+    client = RosClient("projection_tf_client")
+    try:
+        static = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub_tf = client.publisher(tf2_msgs.TFMessage, "/tf_static", static)
+        pub_points = client.publisher(PointCloud2, "points")
+        pub_info = client.publisher(CameraInfo, "camera_info")
+        sparse = client.subscribe(Image, "sparse_depth")
+        T = frame.calib.T_camera_lidar
+        tf = TransformStamped()
+        tf.header.frame_id, tf.child_frame_id = KittiFrame.CAMERA_FRAME, KittiFrame.LIDAR_FRAME
+        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in T[:3, 3])
+        q = _quaternion(T[:3, :3])
+        r = tf.transform.rotation
+        r.x, r.y, r.z, r.w = (float(v) for v in q)
+        pub_tf.publish(tf2_msgs.TFMessage(transforms=[tf]))
+        client.wait_matched([pub_points, pub_info], [sparse], timeout=60)
+        for k in range(10):
+            t = 3900.0 + k
+            pub_points.publish(frame.points(t))
+            pub_info.publish(frame.camera_info(t))
+            try:
+                client.wait_for(lambda: sparse.messages, timeout=5, what="sparse_depth")
+                break
+            except AssertionError:
+                continue
+        ours = depth_from_image(sparse.messages[0])
+        from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+
+        expected = project_lidar_to_depth(frame.scan, T, frame.intrinsics)
+        assert np.count_nonzero(ours) > 15000
+        np.testing.assert_allclose(ours, expected, atol=1e-3)
+    finally:
+        client.destroy()
+        proc.cleanup()
+
+
+def test_quaternion_helper_round_trips_the_kitti_rotation(kitti_raw_dir):
+    """The helper of the tf2 test agrees with ros.transform_msg_to_matrix (runs everywhere)."""
+    from geometry_msgs.msg import Quaternion, Transform
+
+    from depth_diffusion_ros.ros import transform_msg_to_matrix
+
+    T = KittiFrame(kitti_raw_dir).calib.T_camera_lidar
+    for R in (T[:3, :3], np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0])):
+        x, y, z, w = _quaternion(R)
+        back = transform_msg_to_matrix(Transform(rotation=Quaternion(x=x, y=y, z=z, w=w)))
+        np.testing.assert_allclose(back[:3, :3], R, atol=1e-6)
