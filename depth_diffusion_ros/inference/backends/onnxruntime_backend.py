@@ -502,3 +502,141 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+# ============================================================================ super-resolution
+SR_GLOB = "dsr_diff_x*_*steps.onnx"
+
+
+def find_sr_models(model_path: Union[str, Path], num_inference_steps: Optional[int]) -> tuple[dict, int]:
+    """{scale: (path, decoded metadata)} of the DSR-Diff graphs in ``model_path`` for one step count.
+
+    model_path: an export directory or one ``dsr_diff_x<s>_<N>steps.onnx`` file.
+    num_inference_steps: None = the step count of the graphs found (must be unique).
+    Returns (graphs by scale, steps). Raises BackendError naming the path when nothing fits.
+    """
+    from depth_diffusion_ros.export.onnx_export import ExportError, read_metadata
+
+    p = Path(model_path)
+    if not p.exists():
+        raise BackendError(f"model_path not found: {p}")
+    files = [p] if p.is_file() else sorted(p.glob(SR_GLOB))
+    found: dict[tuple[int, int], tuple[Path, dict]] = {}
+    for f in files:
+        try:
+            meta = decode_metadata(read_metadata(f))
+        except ExportError as exc:
+            raise BackendError(str(exc)) from exc
+        if meta.get("graph") != "sr_sampler":
+            raise BackendError(f"{f}: expected a DSR-Diff 'sr_sampler' graph, metadata ddr.graph is {meta.get('graph')!r}")
+        found[(int(meta["scale"]), int(meta["num_inference_steps"]))] = (f, meta)
+    if not found:
+        raise BackendError(f"{p}: no DSR-Diff graph ({SR_GLOB}); export one with "
+                           f"'depth-diffusion-ros export --model dsr_diff'")
+    steps_available = sorted({s for _, s in found})
+    if num_inference_steps is None:
+        if len(steps_available) > 1:
+            raise BackendError(f"{p}: graphs for several step counts {steps_available}; set num_inference_steps")
+        steps = steps_available[0]
+    else:
+        steps = int(num_inference_steps)
+    by_scale = {sc: v for (sc, st), v in found.items() if st == steps}
+    if not by_scale:
+        raise BackendError(f"{p}: no DSR-Diff graph for num_inference_steps={steps} (exported: {steps_available})")
+    return by_scale, steps
+
+
+class ExportedSuperResolutionBase:
+    """DSR-Diff frame handling shared by the ONNX Runtime and TensorRT SR backends.
+
+    Subclasses fill ``graphs`` {scale: runner with .path, .run(feed), .static_shape(name)} and
+    ``meta`` (metadata of one graph), and set ensemble_size, seed, num_inference_steps.
+    """
+
+    name = "exported"
+    graphs: dict
+    meta: dict
+    ensemble_size: int = 1
+    seed: int = 0
+
+    def infer(self, rgb: np.ndarray, depth_lr: np.ndarray) -> DepthResult:
+        """rgb (H,W,3) uint8, depth_lr (h,w) float32 m (0/NaN = missing), H = s*h, W = s*w.
+
+        Returns DepthResult(depth (H,W) m, 0 where the LR input had no measurement nearby;
+        uncertainty (H,W) m or None). BackendError for a scale without a graph or a frame size
+        other than the graph's (both name the file / what was exported).
+        """
+        from depth_diffusion_ros.inference import preprocess
+        from depth_diffusion_ros.models.dsr_diff_io import finish_sr_output, prepare_sr_inputs
+
+        try:
+            inp = prepare_sr_inputs(rgb, depth_lr, int(self.meta["size_divisor"]),
+                                    int(self.meta["min_scale"]), int(self.meta["max_scale"]))
+        except ValueError as exc:
+            raise BackendError(f"super-resolution input rejected: {exc}") from exc
+        graph = self.graphs.get(inp.scale)
+        if graph is None:
+            raise BackendError(f"no exported DSR-Diff graph for scale x{inp.scale} "
+                               f"(have {', '.join(f'x{s}: {g.path}' for s, g in sorted(self.graphs.items()))})")
+        want = tuple(graph.static_shape("rgb")[2:])
+        got = tuple(inp.rgb.shape[2:])
+        if any(s is not None and s != v for s, v in zip(want, got)):
+            raise BackendError(f"{graph.path}: exported for {want[1]}x{want[0]} (WxH) images, got "
+                               f"{inp.size[1]}x{inp.size[0]} (padded {got[1]}x{got[0]})")
+        noise = preprocess.make_noise((self.ensemble_size, int(self.meta["guidance_dim"])), self.seed)
+        outs = []
+        for k in range(self.ensemble_size):
+            out = graph.run({"rgb": inp.rgb, "depth_lr": inp.depth_lr, "valid_mask_lr": inp.valid_mask_lr,
+                             "noise": noise[k:k + 1]})
+            outs.append(finish_sr_output(np.asarray(graph.to_numpy(out["depth"])), inp))
+        if len(outs) == 1:
+            return DepthResult(depth=outs[0], uncertainty=None)
+        stack = np.stack(outs, 0)
+        valid = (stack > 0).all(axis=0)
+        mean = np.where(valid, stack.mean(0), 0.0).astype(np.float32)
+        std = np.where(valid, stack.std(0), 0.0).astype(np.float32)
+        return DepthResult(depth=mean, uncertainty=std)
+
+
+class OnnxRuntimeSuperResolutionBackend(ExportedSuperResolutionBase):
+    """DSR-Diff depth super-resolution with ONNX Runtime, torch-free.
+
+    Args:
+        model_path: directory of ``dsr_diff_x<s>_<N>steps.onnx`` files (one per scale) or one file.
+        num_inference_steps: GRN DDIM steps of the graphs to use (None: the exported count).
+        ensemble_size, seed, providers, intra_op_num_threads, inter_op_num_threads,
+        graph_optimization_level, allow_spinning: as :class:`OnnxRuntimeCompletionBackend`.
+        engine_cache_dir, precision, force_engine_update, device: accepted and ignored.
+    Raises BackendError naming the file for missing/mismatched graphs.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: Union[str, Path],
+        num_inference_steps: Optional[int] = None,
+        ensemble_size: int = 1,
+        providers: Union[str, Sequence[Any], None] = ("cpu",),
+        intra_op_num_threads: int = 0,
+        inter_op_num_threads: int = 0,
+        graph_optimization_level: str = "all",
+        seed: int = 0,
+        allow_spinning: bool = False,
+        engine_cache_dir: Optional[str] = None,
+        precision: Optional[str] = None,
+        force_engine_update: bool = False,
+        device: Optional[str] = None,
+    ) -> None:
+        del engine_cache_dir, precision, force_engine_update, device
+        if int(ensemble_size) < 1:
+            raise BackendError(f"ensemble_size={ensemble_size}: must be >= 1")
+        self.ensemble_size, self.seed = int(ensemble_size), int(seed)
+        self.providers = resolve_providers(providers)
+        found, self.num_inference_steps = find_sr_models(model_path, num_inference_steps)
+        self.graphs = {
+            scale: OrtGraph(path, self.providers, intra_op_num_threads, inter_op_num_threads,
+                            graph_optimization_level, expected_graph="sr_sampler", allow_spinning=allow_spinning)
+            for scale, (path, _) in found.items()
+        }
+        self.meta = next(iter(found.values()))[1]

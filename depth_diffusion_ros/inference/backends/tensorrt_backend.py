@@ -30,6 +30,7 @@ from depth_diffusion_ros.export.onnx_export import ExportError, read_metadata
 from depth_diffusion_ros.inference.backends.base import BackendError
 from depth_diffusion_ros.inference.backends.onnxruntime_backend import (
     ExportedCompletionBase,
+    ExportedSuperResolutionBase,
     _find_model_files,
     check_family,
     check_unrolled_request,
@@ -363,3 +364,61 @@ class TensorRTCompletionBackend(ExportedCompletionBase):
                                        self.num_inference_steps)
         out = self.sampler_graph.run(dict(feed, noise=noise))
         return out["depth"], (out.get("uncertainty") if self.ensemble_size > 1 else None)
+
+
+class TensorRTSuperResolutionBackend(ExportedSuperResolutionBase):
+    """DSR-Diff super-resolution with TensorRT engines built (and cached) from the ONNX export.
+
+    Args: model_path, num_inference_steps, ensemble_size, seed as
+    :class:`~depth_diffusion_ros.inference.backends.onnxruntime_backend.OnnxRuntimeSuperResolutionBackend`;
+    engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda as
+    :class:`TensorRTCompletionBackend`. One engine per exported scale.
+    Raises BackendError naming the file for missing/mismatched graphs or engines.
+    """
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        model_path: Union[str, Path],
+        num_inference_steps: Optional[int] = None,
+        ensemble_size: int = 1,
+        engine_cache_dir: Optional[Union[str, Path]] = None,
+        precision: str = "fp16",
+        force_engine_update: bool = False,
+        workspace_mb: int = 1024,
+        dla_core: int = -1,
+        seed: int = 0,
+        providers: Any = None,
+        device: Any = None,
+        trt: Any = None,
+        cuda: Any = None,
+    ) -> None:
+        del providers, device
+        from depth_diffusion_ros.export import tensorrt_engine as te
+        from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
+        from depth_diffusion_ros.inference.backends.onnxruntime_backend import find_sr_models
+
+        if int(ensemble_size) < 1:
+            raise BackendError(f"ensemble_size={ensemble_size}: must be >= 1")
+        self.ensemble_size, self.seed = int(ensemble_size), int(seed)
+        try:
+            self.trt = trt if trt is not None else te.load_tensorrt()
+            self.cuda = cuda if isinstance(cuda, CudaRuntime) else CudaRuntime(cuda)
+        except ImportError as exc:
+            raise BackendError(f"tensorrt backend is not available here: {exc}") from exc
+        found, self.num_inference_steps = find_sr_models(model_path, num_inference_steps)
+        cache = Path(engine_cache_dir or DEFAULT_ENGINE_CACHE_DIR)
+        gpu_name = self.cuda.device_name(0)
+        self.graphs = {}
+        self.engine_results = []
+        for scale, (path, meta) in found.items():
+            try:
+                res = te.get_or_build_engine(path, cache, precision=precision, force_engine_update=force_engine_update,
+                                             workspace_bytes=int(workspace_mb) << 20, dla_core=int(dla_core),
+                                             trt=self.trt, gpu_name=gpu_name)
+            except te.EngineBuildError as exc:
+                raise BackendError(str(exc)) from exc
+            self.engine_results.append(res)
+            self.graphs[scale] = TensorRTGraph(res.engine_path, self.trt, self.cuda, meta)
+        self.meta = next(iter(found.values()))[1]
