@@ -32,7 +32,7 @@ def tiny_config(**overrides) -> DiffusionDepthConfig:
     return DiffusionDepthConfig(**base)
 
 
-def make_batch(b: int = 2, seed: int = 0, density: float = 0.05):
+def make_batch(b: int = 2, seed: int = 0, density: float = 0.05, H: int = H, W: int = W):
     g = torch.Generator().manual_seed(seed)
     rgb = torch.rand(b, 3, H, W, generator=g)
     # a smooth "scene": depth grows towards the bottom-left, 5..45 m
@@ -195,16 +195,16 @@ def test_training_losses_are_finite_and_backpropagate_to_all_parts():
 def test_overfit_one_batch_loss_falls():
     torch.manual_seed(0)
     model = DiffusionDepth(tiny_config(lidar_dropout=0.0)).train()
-    batch = make_batch(b=1)
+    batch = make_batch(b=1, H=32, W=64)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     history = []
-    for step in range(40):
+    for step in range(20):
         losses = model.training_losses(batch, generator=torch.Generator().manual_seed(step))
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
-        history.append({k: float(v) for k, v in losses.items()})
+        history.append({k: float(v.detach()) for k, v in losses.items()})
     start = history[0]["loss"]
-    end = min(h["loss"] for h in history[-5:])
-    assert end < 0.2 * start, (start, end)
-    assert min(h["l1"] for h in history[-5:]) < 0.5 * history[0]["l1"]
+    end = min(h["loss"] for h in history[-3:])
+    assert end < 0.3 * start, (start, end)
+    assert min(h["l1"] for h in history[-3:]) < 0.4 * history[0]["l1"]

@@ -6,8 +6,8 @@ U-Net (Ronneberger et al. 2015; the diffusion form of Ho et al. 2020, Appendix B
 residual block receives
   * the timestep embedding (sinusoidal, Vaswani et al. 2017 Sec. 3.5, then an MLP) as a
     GroupNorm scale/shift (Dhariwal & Nichol 2021, "AdaGN", Sec. 3), and
-  * the visual condition average-pooled to that block's scale and projected by a 1x1 conv,
-    added to its features (condition injected at every scale).
+  * the visual condition average-pooled to that block's scale and projected by 1x1 convs,
+    added to its features after the block's normalisation (condition injected at every scale).
 
 No final activation: the authors' code ends the noise head with a ReLU, which makes negative
 noise values impossible although epsilon ~ N(0, I); we deliberately leave it out.
@@ -69,9 +69,11 @@ class CondResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x))) + cond
+        h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.temb(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+        # the condition is added after the normalisation so its absolute level (e.g. the metric
+        # depth carried by the LiDAR features) is not normalised away
+        h = self.norm2(h) * (1 + scale) + shift + cond
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depth_diffusion_ros.models.neck import ConvNormAct
+from depth_diffusion_ros.models.neck import ConvAct
 
 
 class LogDepthNormalizer(nn.Module):
@@ -54,8 +54,9 @@ def _num_halvings(stride: int) -> int:
 class DepthEncoder(nn.Module):
     """Depth (B,1,H,W) metres -> latent (B, latent_channels, H/s, W/s).
 
-    Input is normalised log depth; log2(s) stride-2 ConvNormAct stages, channels doubling from
-    ``channels // 2**(log2 s)`` (min 8) up to ``channels``.
+    Input is normalised log depth; log2(s) stride-2 conv + SiLU stages, channels doubling from
+    ``channels // 2**(log2 s)`` (min 8) up to ``channels``. No normalisation layers here or in
+    the decoder: a per-sample GroupNorm would erase the absolute (metric) depth level.
     """
 
     def __init__(self, latent_channels: int, stride: int, channels: int, normalizer: LogDepthNormalizer) -> None:
@@ -63,9 +64,9 @@ class DepthEncoder(nn.Module):
         n = _num_halvings(stride)
         self.normalizer = normalizer
         widths = [max(8, channels // 2 ** (n - i)) for i in range(n + 1)]
-        layers: list[nn.Module] = [ConvNormAct(1, widths[0], 3)]
+        layers: list[nn.Module] = [ConvAct(1, widths[0], 3)]
         for i in range(n):
-            layers.append(ConvNormAct(widths[i], widths[i + 1], 3, stride=2))
+            layers.append(ConvAct(widths[i], widths[i + 1], 3, stride=2))
         layers.append(nn.Conv2d(widths[-1], latent_channels, 1))
         self.net = nn.Sequential(*layers)
 
@@ -76,12 +77,12 @@ class DepthEncoder(nn.Module):
 class DepthDecoder(nn.Module):
     """Latent (B, d, H/s, W/s) [+ guidance (B, G, H, W)] -> depth (B,1,H,W) metres.
 
-    log2(s) stages of (bilinear x2 upsample, ConvNormAct), channels halving from ``channels``
+    log2(s) stages of (bilinear x2 upsample, conv + SiLU), channels halving from ``channels``
     (min 8). At full resolution the guidance channels are concatenated and a head predicts
-    x (monocular: depth = exp(-x), the authors' 1/sigmoid(x)-1) and, when ``guidance_channels``
-    is 2 (completion), the residual r and gate g described in the module docstring.
-    The head's x bias starts at -log(geometric mean of the depth range) so an untrained model
-    predicts a plausible depth.
+    u (monocular: depth = exp(-x) = 1/sigmoid(x) - 1, the authors' parameterisation, with
+    x = -(center + scale*u), i.e. u is normalised log depth) and, when ``guidance_channels`` is 2
+    (completion), the residual r and gate g described in the module docstring. u starts at 0
+    (the geometric mean of the depth range) so an untrained model predicts a plausible depth.
     """
 
     def __init__(
@@ -97,15 +98,15 @@ class DepthDecoder(nn.Module):
         self.normalizer = normalizer
         self.guidance_channels = int(guidance_channels)
         widths = [max(8, channels // 2**i) for i in range(n + 1)]
-        self.stem = ConvNormAct(latent_channels, widths[0], 3)
-        self.ups = nn.ModuleList(ConvNormAct(widths[i], widths[i + 1], 3) for i in range(n))
-        self.refine = ConvNormAct(widths[-1] + self.guidance_channels, widths[-1], 3)
+        self.stem = ConvAct(latent_channels, widths[0], 3)
+        self.ups = nn.ModuleList(ConvAct(widths[i], widths[i + 1], 3) for i in range(n))
+        self.refine = ConvAct(widths[-1] + self.guidance_channels, widths[-1], 3)
         out = 3 if self.guidance_channels else 1
         self.head = nn.Conv2d(widths[-1], out, 3, padding=1)
         with torch.no_grad():
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
-            self.head.bias[0] = -normalizer.center  # exp(-x) = geometric-mean depth
+            self.head.bias[0] = 0.0  # u = 0: the geometric mean of the depth range
             if self.guidance_channels:
                 self.head.bias[2] = 2.0  # start by trusting the LiDAR prior where it exists
 
@@ -119,7 +120,10 @@ class DepthDecoder(nn.Module):
                 guidance = h.new_zeros(h.shape[0], self.guidance_channels, h.shape[2], h.shape[3])
             h = torch.cat([h, guidance], dim=1)
         out = self.head(self.refine(h))
-        log_mono = -out[:, 0:1]  # depth = 1/sigmoid(x) - 1 = exp(-x)
+        # depth = 1/sigmoid(x) - 1 = exp(-x) with x = -(center + scale * u): the head predicts u
+        # in normalised log depth ([-1, 1] spans [min_depth, max_depth]), which keeps the
+        # head's steps in a useful range for Adam (a raw x would need ~log(80) of bias travel).
+        log_mono = self.normalizer.log_depth(out[:, 0:1])
         if not self.guidance_channels:
             return log_mono
         assert guidance is not None

@@ -39,7 +39,7 @@ from depth_diffusion_ros.models.config import DiffusionDepthConfig
 from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
 from depth_diffusion_ros.models.denoiser import ConditionedUNet
 from depth_diffusion_ros.models.depth_latent import DepthDecoder, DepthEncoder, LogDepthNormalizer
-from depth_diffusion_ros.models.neck import ConvNormAct, FeaturePyramidNeck
+from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck
 from depth_diffusion_ros.models.prior import densify_sparse_depth
 
 NECK_STRIDE = 4
@@ -50,10 +50,11 @@ class SparseDepthEncoder(nn.Module):
 
     def __init__(self, channels: int, out_channels: int) -> None:
         super().__init__()
+        # no normalisation: it would erase the metric depth level of the LiDAR input
         self.net = nn.Sequential(
-            ConvNormAct(4, channels // 2, 3),
-            ConvNormAct(channels // 2, channels, 3, stride=2),
-            ConvNormAct(channels, channels, 3, stride=2),
+            ConvAct(4, channels // 2, 3),
+            ConvAct(channels // 2, channels, 3, stride=2),
+            ConvAct(channels, channels, 3, stride=2),
             nn.Conv2d(channels, out_channels, 1),
         )
 
@@ -62,18 +63,18 @@ class SparseDepthEncoder(nn.Module):
 
 
 def _stride_adapter(channels: int, from_stride: int, to_stride: int) -> nn.Module:
-    """Brings the stride-4 condition to the latent stride (strided convs or upsample + conv)."""
+    """Brings the stride-4 condition to the latent stride (strided convs or upsample + conv).
+    No normalisation: the condition carries the LiDAR's metric depth level."""
     layers: list[nn.Module] = []
     s = from_stride
     while s < to_stride:
-        layers.append(ConvNormAct(channels, channels, 3, stride=2))
+        layers.append(ConvAct(channels, channels, 3, stride=2))
         s *= 2
     while s > to_stride:
         layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
-        layers.append(ConvNormAct(channels, channels, 3))
+        layers.append(ConvAct(channels, channels, 3))
         s //= 2
-    if not layers:
-        layers.append(ConvNormAct(channels, channels, 3))
+    layers.append(nn.Conv2d(channels, channels, 1))
     return nn.Sequential(*layers)
 
 

@@ -32,6 +32,17 @@ class ConvNormAct(nn.Sequential):
         )
 
 
+class ConvAct(nn.Sequential):
+    """Conv2d (with bias) -> SiLU, no normalisation: for layers whose inputs carry absolute
+    values that a per-sample normalisation would erase (metric depth, depth latents)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2),
+            nn.SiLU(),
+        )
+
+
 class FeaturePyramidNeck(nn.Module):
     """FPN over backbone features, fused into one map at ``out_stride``.
 
