@@ -104,3 +104,18 @@ def test_tensorrt_sr_through_fake_tensorrt(sr_export, nyu_pair, tmp_path):
     assert sorted(b.graphs) == [2, 4] and all(r.built for r in b.engine_results)
     ref = OnnxRuntimeSuperResolutionBackend(out, seed=2).infer(rgb, lr)
     np.testing.assert_allclose(b.infer(rgb, lr).depth, ref.depth, atol=1e-5)
+
+
+def test_export_command_for_dsr_diff(sr_export, tmp_path, capsys, shared_data):
+    from depth_diffusion_ros import cli
+
+    _, ckpt, _, _ = sr_export
+    rc = cli.main(["export", "--model", "dsr_diff", "--checkpoint", str(ckpt), "--output", str(tmp_path),
+                   "--height", str(H), "--width", str(W), "--scale", "4", "--steps", "2", "--threads", "1",
+                   "--data-dir", str(shared_data)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert (tmp_path / "dsr_diff_x4_2steps.onnx").is_file() and "max |onnx - torch|: depth" in text
+    assert cli.main(["export", "--model", "dsr_diff", "--checkpoint", str(tmp_path / "none"),
+                     "--output", str(tmp_path)]) == 1
+    assert "none" in capsys.readouterr().err

@@ -137,10 +137,7 @@ def export_dsr_diff_cli(args: Any) -> int:
     """``depth-diffusion-ros export --model dsr_diff``: load, export one scale, print errors."""
     from depth_diffusion_ros.models.dsr_diff import load_dsr_diff
 
-    ckpt = args.checkpoint
-    if Path(ckpt).name == "diffusion_depth_kitti_demo":  # the CLI default is the completion model
-        ckpt = str(Path(ckpt).parent / "dsr_diff_demo")
-    model = load_dsr_diff(ckpt)
+    model = load_dsr_diff(args.checkpoint)
     inputs = None
     if not args.no_check:
         try:

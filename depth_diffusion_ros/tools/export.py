@@ -21,15 +21,16 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "diffusion_depth_kitti_demo"
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_CHECKPOINTS = {"diffusion_depth": WEIGHTS / "diffusion_depth_kitti_demo", "dsr_diff": WEIGHTS / "dsr_diff_demo"}
 DEFAULT_DATA_DIR = os.environ.get("DDR_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=("diffusion_depth", "dsr_diff"), default="diffusion_depth",
                         help="which model the checkpoint holds")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                        help="checkpoint directory (model.safetensors + config.yaml)")
+    parser.add_argument("--checkpoint", default="",
+                        help="checkpoint directory (model.safetensors + config.yaml); '' = the shipped demo weights")
     parser.add_argument("--output", required=True, help="output directory for the .onnx files")
     parser.add_argument("--height", type=int, default=352, help="input height (multiple of the size divisor)")
     parser.add_argument("--width", type=int, default=1216, help="input width (multiple of the size divisor)")
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.checkpoint = args.checkpoint or str(DEFAULT_CHECKPOINTS[args.model])
     try:
         if args.model == "dsr_diff":
             from depth_diffusion_ros.export.dsr_diff import export_dsr_diff_cli
