@@ -1,0 +1,704 @@
+"""DSR-Diff: colour-guided depth super-resolution with a diffusion model in a guidance latent space.
+
+Source: Y. Shi, B. Xia, R. Zhu, Q. Liao, W. Yang, "DSR-Diff: Depth Map Super-Resolution with
+Diffusion Model", arXiv 2311.09919 (2023). The authors released no code; this module is built
+from the paper. Depth-noise augmentation of the LR condition: Kirch, Olyunina, Ondreka, Dai,
+"RGB-D-Fusion: Image Conditioned Depth Diffusion of Humanoid Subjects", arXiv 2307.15988, Sec. 3.3.
+
+Parts (paper Sec. 3):
+
+* **GGN** (guidance generation network, Sec. 3.2): compresses the HR depth, the HR colour image
+  and the (upsampled) LR depth into a compact guidance vector ``z`` (B, guidance_dim). Used in
+  stage 1 only, where the HR depth is known.
+* **DSRN** (depth super-resolution network, Sec. 3.3): a depth feature extraction group (DFE)
+  on the LR depth and a colour feature extraction group (CFE) on the HR image, both built from
+  transformer-style blocks whose normalised features are modulated by ``z``; the feature fusion
+  module (FFM) convolves the colour features and multiplies them element-wise with the upsampled
+  depth features; a reconstruction group turns the fused features into a residual that is added
+  to the bicubically upsampled LR depth.
+* **GRN** (guidance recovery network, Sec. 3.4): a diffusion model in the guidance's latent space
+  that estimates ``z`` from the LR depth and the HR colour only (a condition encoder with the
+  GGN's structure plus an MLP denoiser), sampled with a few DDIM steps (the shared
+  :mod:`depth_diffusion_ros.models.ddim` scheduler).
+
+Training (Sec. 3.5, two stages): stage 1 trains GGN + DSRN end to end with an L1 loss on the
+super-resolved depth; stage 2 freezes them and trains only the GRN: the GRN runs its whole
+reverse process (with gradients) from noise and is supervised by L1 between the estimated and
+the GGN's guidance, plus (weighted) L1 on the depth the frozen DSRN makes from the estimate.
+
+Design choices the paper leaves open (also listed in the demo model card)
+-------------------------------------------------------------------------
+1. **Depth normalisation**: the network works on depth divided by the per-sample maximum of the
+   valid LR depth (so indoor and outdoor scenes share one range, (0, 1]); outputs are scaled back
+   to metres. LR holes are filled with the nearest valid value and a validity mask is an input.
+2. **One network for all integer scales**: the DFE runs at the LR resolution and the FFM
+   upsamples depth features bilinearly to the working resolution in one step, so one set of
+   weights serves x2..x16 (trained on several scales at once); the paper trains one per scale.
+3. **Working resolution**: the CFE / fusion / reconstruction groups run at H/``feature_stride``
+   (pixel unshuffle in, pixel shuffle out), which keeps CPU cost low. The bicubic LR depth at the
+   working resolution is also embedded and added after the FFM (the network learns a residual).
+4. **Transformer block**: Restormer-style (Zamir et al., CVPR 2022) transposed channel
+   self-attention + gated depth-wise feed-forward; the guidance enters as channel-wise scale
+   and shift of the normalised features, ``(1 + W1 z) * LN(F) + W2 z`` (DiffIR-style dynamic
+   modulation; the ``1 +`` keeps the block an identity-friendly residual at initialisation).
+5. **Guidance**: ``z`` is a vector (global average pool + MLP), layer-normalised without affine
+   so its entries have zero mean and unit variance per sample, the scale the diffusion assumes.
+6. **GRN diffusion**: epsilon prediction, DDIM (eta 0) with ``num_inference_steps`` (default 4)
+   out of ``num_train_timesteps`` (1000, linear betas); stage 2 unrolls all steps with gradients
+   (as DiffIR, Xia et al. ICCV 2023, which DSR-Diff follows) and may add the usual noise MSE
+   (``eps_mse_weight``, 0 by default).
+7. **Depth-noise augmentation** (RGB-D-Fusion): in both stages the normalised LR depth condition
+   gets Gaussian noise with sigma ~ U[depth_noise_sigma] per sample (probability
+   ``depth_noise_prob``); the GGN sees the clean LR depth and HR depth.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
+from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
+
+_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+class LayerNorm2d(nn.Module):
+    """Layer normalisation over the channel axis of (B, C, H, W) features (ONNX-friendly)."""
+
+    def __init__(self, channels: int, affine: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)
+        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
+        x = (x - mu) / torch.sqrt(var + 1e-5)
+        if self.weight is not None:
+            x = x * self.weight + self.bias
+        return x
+
+
+class GuidanceModulation(nn.Module):
+    """Channel-wise modulation of normalised features by the guidance vector z.
+
+    ``(1 + W1 z) * x + W2 z`` with x (B,C,H,W), z (B,G) (design choice 4, module docstring).
+    """
+
+    def __init__(self, channels: int, guidance_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(guidance_dim, 2 * channels)
+        nn.init.normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.linear(z).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return x * (1.0 + scale) + shift
+
+
+class TransposedAttention(nn.Module):
+    """Multi-head transposed (channel) self-attention, cost linear in the pixel count.
+
+    Source: Zamir et al., "Restormer", CVPR 2022, Sec. 3.1 (MDTA): 1x1 + depth-wise 3x3 conv
+    projections, L2-normalised q/k, attention map (C/heads x C/heads) with a learnt temperature.
+    """
+
+    def __init__(self, channels: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(channels, channels * 3, 1)
+        self.qkv_dw = nn.Conv2d(channels * 3, channels * 3, 3, padding=1, groups=channels * 3)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        heads = self.num_heads
+        q = F.normalize(q.reshape(b, heads, c // heads, h * w), dim=-1)
+        k = F.normalize(k.reshape(b, heads, c // heads, h * w), dim=-1)
+        v = v.reshape(b, heads, c // heads, h * w)
+        attn = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.temperature, dim=-1)
+        out = torch.matmul(attn, v).reshape(b, c, h, w)
+        return self.proj(out)
+
+
+class GatedFeedForward(nn.Module):
+    """Gated depth-wise feed-forward network (Restormer GDFN, Zamir et al. 2022, Sec. 3.2)."""
+
+    def __init__(self, channels: int, expansion: float):
+        super().__init__()
+        hidden = max(int(channels * expansion), 1)
+        self.proj_in = nn.Conv2d(channels, hidden * 2, 1)
+        self.dw = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2)
+        self.proj_out = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dw(self.proj_in(x)).chunk(2, dim=1)
+        return self.proj_out(F.gelu(x1) * x2)
+
+
+class GuidedTransformerBlock(nn.Module):
+    """Transformer-style block of the DFE/CFE/reconstruction groups (DSR-Diff Sec. 3.3).
+
+    x (B,C,H,W), z (B,G) -> (B,C,H,W):
+    ``x + Attn(Mod(LN(x), z))`` then ``x + FFN(Mod(LN(x), z))``.
+    """
+
+    def __init__(self, channels: int, num_heads: int, expansion: float, guidance_dim: int):
+        super().__init__()
+        self.norm1 = LayerNorm2d(channels)
+        self.mod1 = GuidanceModulation(channels, guidance_dim)
+        self.attn = TransposedAttention(channels, num_heads)
+        self.norm2 = LayerNorm2d(channels)
+        self.mod2 = GuidanceModulation(channels, guidance_dim)
+        self.ffn = GatedFeedForward(channels, expansion)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.mod1(self.norm1(x), z))
+        return x + self.ffn(self.mod2(self.norm2(x), z))
+
+
+class GuidedGroup(nn.Module):
+    """A group of guided transformer blocks followed by a 3x3 conv, with a group residual."""
+
+    def __init__(self, channels: int, num_blocks: int, num_heads: int, expansion: float, guidance_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            GuidedTransformerBlock(channels, num_heads, expansion, guidance_dim) for _ in range(num_blocks)
+        )
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = x
+        for block in self.blocks:
+            y = block(y, z)
+        return x + self.conv(y)
+
+
+class FeatureFusionModule(nn.Module):
+    """FFM (DSR-Diff Sec. 3.3): ``conv3x3(colour_features) * upsample(depth_features)``.
+
+    colour_features (B,C,H',W'), depth_features (B,C,h,w) -> (B,C,H',W'); the depth features
+    are upsampled bilinearly to (H', W') (any integer or non-integer ratio).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.colour_conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def upsample(self, depth_features: torch.Tensor, size: tuple) -> torch.Tensor:
+        return F.interpolate(depth_features, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, colour_features: torch.Tensor, depth_features: torch.Tensor) -> torch.Tensor:
+        size = (colour_features.shape[-2], colour_features.shape[-1])
+        return self.colour_conv(colour_features) * self.upsample(depth_features, size)
+
+
+class ResBlock(nn.Module):
+    """conv3x3 - LeakyReLU(0.1) - conv3x3 with identity skip (guidance encoders)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.1))
+
+
+class GuidanceEncoder(nn.Module):
+    """Image-to-vector encoder shared by the GGN and the GRN's condition encoder.
+
+    (B, in_channels, H, W) -> (B, guidance_dim): pixel unshuffle x4, conv, ``downsamples``
+    x [ResBlock, stride-2 conv], ResBlock, global average pool, two-layer MLP.
+    DSR-Diff Sec. 3.2 ("extracting and compressing" the inputs into compact guidance).
+    H and W must be multiples of 4.
+    """
+
+    def __init__(self, in_channels: int, channels: int, downsamples: int, out_dim: int, normalise: bool):
+        super().__init__()
+        layers = [nn.PixelUnshuffle(4), nn.Conv2d(in_channels * 16, channels, 3, padding=1), nn.LeakyReLU(0.1)]
+        for _ in range(downsamples):
+            layers += [ResBlock(channels), nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.LeakyReLU(0.1)]
+        layers.append(ResBlock(channels))
+        self.features = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(nn.Linear(channels, out_dim * 2), nn.LeakyReLU(0.1), nn.Linear(out_dim * 2, out_dim))
+        self.normalise = normalise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.mlp(self.features(x).mean(dim=(2, 3)))
+        if self.normalise:  # design choice 5: zero mean / unit variance per sample
+            v = F.layer_norm(v, (v.shape[-1],))
+        return v
+
+
+class GuidanceGenerationNetwork(nn.Module):
+    """GGN (DSR-Diff Sec. 3.2): HR depth + HR colour + upsampled LR depth -> guidance z.
+
+    Inputs (normalised depth): rgb (B,3,H,W) [0,1], depth_hr (B,1,H,W), depth_up (B,1,H,W),
+    mask_up (B,1,H,W). Output (B, guidance_dim), per-sample layer-normalised.
+    """
+
+    def __init__(self, config: DSRDiffConfig):
+        super().__init__()
+        self.encoder = GuidanceEncoder(6, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, True)
+
+    def forward(self, rgb, depth_hr, depth_up, mask_up) -> torch.Tensor:
+        return self.encoder(torch.cat([rgb, depth_hr, depth_up, mask_up], dim=1))
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (B,) or scalar timesteps -> (B, dim) (Vaswani et al. 2017; DDPM)."""
+    t = timesteps.float().reshape(-1)
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class GuidanceDenoiser(nn.Module):
+    """The GRN's noise predictor: (z_t (B,G), timestep, condition c (B,G)) -> noise_pred (B,G).
+
+    An MLP over ``[z_t, c]`` with residual layers, each shifted by an embedding of the timestep
+    (DSR-Diff Sec. 3.4 uses linear layers in the compact latent space, as DiffIR).
+    """
+
+    def __init__(self, guidance_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.hidden = hidden
+        self.inp = nn.Linear(guidance_dim * 2, hidden)
+        self.time = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            for _ in range(layers)
+        )
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, guidance_dim))
+
+    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        temb = self.time(timestep_embedding(timestep, self.hidden))
+        if temb.shape[0] != latents.shape[0]:
+            temb = temb.expand(latents.shape[0], -1)
+        h = self.inp(torch.cat([latents, cond], dim=-1)) + temb
+        for layer in self.layers:
+            h = h + layer(h + temb)
+        return self.out(h)
+
+
+class GuidanceRecoveryNetwork(nn.Module):
+    """GRN (DSR-Diff Sec. 3.4): condition encoder (LR depth + HR colour) + latent denoiser."""
+
+    def __init__(self, config: DSRDiffConfig):
+        super().__init__()
+        self.cond_encoder = GuidanceEncoder(5, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, False)
+        self.denoiser = GuidanceDenoiser(config.guidance_dim, config.grn_hidden, config.grn_layers)
+
+
+class DepthSuperResolutionNetwork(nn.Module):
+    """DSRN (DSR-Diff Sec. 3.3): LR depth + HR colour + guidance -> HR depth (normalised units).
+
+    forward(rgb (B,3,H,W) [0,1], depth_lr (B,1,h,w) normalised & filled, mask_lr (B,1,h,w),
+    guidance (B,G)) -> (B,1,H,W) normalised depth. H, W multiples of ``feature_stride``.
+    """
+
+    def __init__(self, config: DSRDiffConfig):
+        super().__init__()
+        c, s = config.channels, config.feature_stride
+        g, heads, exp = config.guidance_dim, config.num_heads, config.ffn_expansion
+        self.stride = s
+        self.depth_embed = nn.Conv2d(2, c, 3, padding=1)
+        self.dfe = GuidedGroup(c, config.dfe_blocks, heads, exp, g)
+        self.colour_embed = nn.Conv2d(3 * s * s, c, 3, padding=1)
+        self.cfe = GuidedGroup(c, config.cfe_blocks, heads, exp, g)
+        self.ffm = FeatureFusionModule(c)
+        self.up_depth_embed = nn.Conv2d(s * s, c, 3, padding=1)
+        self.fusion = GuidedGroup(c, config.fusion_blocks, heads, exp, g)
+        self.to_residual = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, s * s, 3, padding=1)
+        )
+        self.shuffle = nn.PixelShuffle(s) if s > 1 else nn.Identity()
+        self.unshuffle = nn.PixelUnshuffle(s) if s > 1 else nn.Identity()
+        nn.init.zeros_(self.to_residual[-1].weight)
+        nn.init.zeros_(self.to_residual[-1].bias)
+
+    def forward(self, rgb, depth_lr, mask_lr, guidance) -> torch.Tensor:
+        size = (rgb.shape[-2], rgb.shape[-1])
+        depth_up = F.interpolate(depth_lr, size=size, mode="bicubic", align_corners=False)
+        f_depth = self.dfe(self.depth_embed(torch.cat([depth_lr, mask_lr], dim=1)), guidance)
+        f_colour = self.cfe(self.colour_embed(self.unshuffle(rgb)), guidance)
+        fused = self.ffm(f_colour, f_depth) + self.up_depth_embed(self.unshuffle(depth_up))
+        fused = self.fusion(fused, guidance)
+        return depth_up + self.shuffle(self.to_residual(fused))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def depth_normaliser(depth_lr: torch.Tensor, valid_mask_lr: torch.Tensor) -> torch.Tensor:
+    """Per-sample scale (B,1,1,1) metres: max of the valid LR depth (design choice 1)."""
+    masked = depth_lr * valid_mask_lr
+    return masked.amax(dim=(1, 2, 3), keepdim=True).clamp_min(_EPS)
+
+
+def augment_depth_noise(
+    depth: torch.Tensor,
+    sigma_range: tuple,
+    probability: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> tuple:
+    """RGB-D-Fusion depth-noise augmentation (Kirch et al., arXiv 2307.15988, Sec. 3.3).
+
+    Adds ``sigma_b * N(0, 1)`` to every pixel of sample b, with ``sigma_b ~ U[lo, hi]``
+    drawn per sample, applied to a sample with the given probability (else sigma_b = 0).
+
+    Args:
+        depth: (B,1,h,w) normalised LR depth.
+        sigma_range: (lo, hi), 0 <= lo <= hi, in the units of ``depth``.
+    Returns:
+        (noisy depth (B,1,h,w), sigmas (B,)).
+    """
+    lo, hi = float(sigma_range[0]), float(sigma_range[1])
+    if lo < 0 or hi < lo:
+        raise ValueError(f"sigma_range must satisfy 0 <= lo <= hi, got {sigma_range}")
+    b = depth.shape[0]
+    kw = dict(device=depth.device, dtype=depth.dtype, generator=generator)
+    sigmas = lo + (hi - lo) * torch.rand(b, **kw)
+    if probability < 1.0:
+        sigmas = sigmas * (torch.rand(b, **kw) < probability).to(depth.dtype)
+    noise = torch.randn(depth.shape, **kw)
+    return depth + sigmas.view(b, 1, 1, 1) * noise, sigmas
+
+
+def _make_scheduler(config: DSRDiffConfig) -> DDIMScheduler:
+    return DDIMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        timestep_spacing=config.timestep_spacing,
+        steps_offset=config.steps_offset,
+        set_alpha_to_one=config.set_alpha_to_one,
+        prediction_type=config.prediction_type,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------
+class DSRDiff(nn.Module):
+    """DSR-Diff (arXiv 2311.09919) for colour-guided depth super-resolution (CDSR).
+
+    Tensors: rgb (B,3,H,W) in [0,1]; depth_lr (B,1,h,w) metres with holes filled (see
+    :func:`~depth_diffusion_ros.models.dsr_diff_io.fill_depth_holes`); valid_mask_lr (B,1,h,w)
+    {0,1}; H = s*h, W = s*w for an integer scale s; H, W multiples of ``size_divisor``.
+    Output depth (B,1,H,W) metres (>= 0).
+
+    ``stage`` (1 or 2) selects what :meth:`training_losses` trains; :meth:`set_stage` also sets
+    ``requires_grad`` (stage 2: GRN only).
+    """
+
+    def __init__(self, config: Optional[DSRDiffConfig] = None):
+        super().__init__()
+        self.config = config or DSRDiffConfig()
+        self.ggn = GuidanceGenerationNetwork(self.config)
+        self.dsrn = DepthSuperResolutionNetwork(self.config)
+        self.grn = GuidanceRecoveryNetwork(self.config)
+        self.scheduler = _make_scheduler(self.config)
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
+        self.register_buffer(
+            "final_alpha_cumprod", self.scheduler.final_alpha_cumprod.clone().reshape(()), persistent=False
+        )
+        self.set_stage(self.config.stage)
+
+    # ---------------------------------------------------------------- bookkeeping
+    @property
+    def size_divisor(self) -> int:
+        """HR H and W must be multiples of this (GGN/GRN pixel unshuffle x4, DSRN stride)."""
+        return int(max(4, self.config.feature_stride))
+
+    @property
+    def stage(self) -> int:
+        return self.config.stage
+
+    def set_stage(self, stage: int) -> None:
+        """Select training stage 1 (GGN + DSRN trainable, GRN frozen) or 2 (GRN only)."""
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {stage}")
+        self.config.stage = stage
+        for p in self.ggn.parameters():
+            p.requires_grad_(stage == 1)
+        for p in self.dsrn.parameters():
+            p.requires_grad_(stage == 1)
+        for p in self.grn.parameters():
+            p.requires_grad_(stage == 2)
+
+    def inference_timesteps(self, num_inference_steps: Optional[int] = None) -> list:
+        """[(t, prev_t), ...] descending DDIM timestep pairs (python ints) from the shared
+        scheduler (prev_t < 0 on the last step, as diffusers)."""
+        n = int(num_inference_steps or self.config.num_inference_steps)
+        self.scheduler.set_timesteps(n)
+        return self.scheduler.timestep_pairs()
+
+    def check_inputs(self, rgb: torch.Tensor, depth_lr: torch.Tensor) -> int:
+        """Return the integer scale or raise ValueError naming the shapes."""
+        if rgb.dim() != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb must be (B,3,H,W), got {tuple(rgb.shape)}")
+        if depth_lr.dim() != 4 or depth_lr.shape[1] != 1 or depth_lr.shape[0] != rgb.shape[0]:
+            raise ValueError(f"depth_lr must be (B,1,h,w) with B={rgb.shape[0]}, got {tuple(depth_lr.shape)}")
+        H, W = rgb.shape[-2:]
+        if H % self.size_divisor or W % self.size_divisor:
+            raise ValueError(f"H, W ({H}, {W}) must be multiples of {self.size_divisor}; pad first")
+        from depth_diffusion_ros.models.dsr_diff_io import check_sr_scale
+
+        return check_sr_scale(H, W, depth_lr.shape[-2], depth_lr.shape[-1], 1, None)
+
+    # ---------------------------------------------------------------- pieces
+    @staticmethod
+    def _normalise(depth_lr, valid_mask_lr):
+        if valid_mask_lr is None:
+            valid_mask_lr = (depth_lr > 0).to(depth_lr.dtype)
+        scale = depth_normaliser(depth_lr, valid_mask_lr)
+        return depth_lr / scale, valid_mask_lr, scale
+
+    def encode_condition(self, rgb: torch.Tensor, depth_lr_n: torch.Tensor, valid_mask_lr: torch.Tensor) -> torch.Tensor:
+        """GRN condition c (B,G) from HR colour and the *normalised* LR depth + mask."""
+        size = (rgb.shape[-2], rgb.shape[-1])
+        up = F.interpolate(depth_lr_n, size=size, mode="bicubic", align_corners=False)
+        mask_up = F.interpolate(valid_mask_lr, size=size, mode="bilinear", align_corners=False)
+        return self.grn.cond_encoder(torch.cat([rgb, up, mask_up], dim=1))
+
+    def generate_guidance(self, rgb, depth_hr_n, depth_lr_n, valid_mask_lr) -> torch.Tensor:
+        """GGN guidance z (B,G) from normalised HR depth, HR colour and normalised LR depth."""
+        size = (rgb.shape[-2], rgb.shape[-1])
+        up = F.interpolate(depth_lr_n, size=size, mode="bicubic", align_corners=False)
+        mask_up = F.interpolate(valid_mask_lr, size=size, mode="bilinear", align_corners=False)
+        return self.ggn(rgb, depth_hr_n, up, mask_up)
+
+    def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One GRN pass: noise_pred (B,G) for guidance latents z_t (B,G) at ``timestep``."""
+        if not isinstance(timestep, torch.Tensor):
+            timestep = torch.tensor([timestep], dtype=torch.float32, device=latents.device)
+        return self.grn.denoiser(latents, timestep, cond)
+
+    def ddim_step(self, latents, timestep, prev_timestep, cond) -> torch.Tensor:
+        """One deterministic DDIM step (eta 0; Song et al., ICLR 2021, Eq. 12) z_t -> z_prev.
+
+        Timesteps may be python ints or tensors (a negative ``prev_timestep`` means the final
+        step, using ``final_alpha_cumprod`` as diffusers does). Differentiable.
+        """
+        noise_pred = self.denoise(latents, timestep, cond)
+        return self._ddim_update(latents, noise_pred, timestep, prev_timestep)
+
+    def _ddim_update(self, latents, noise_pred, timestep, prev_timestep):
+        device = latents.device
+        t = torch.as_tensor(timestep, device=device).long().reshape(-1)
+        tp = torch.as_tensor(prev_timestep, device=device).long().reshape(-1)
+        b, g = latents.shape
+        prev_sample, _ = ddim_step_tensor(
+            self.alphas_cumprod, self.final_alpha_cumprod, noise_pred.reshape(b, g, 1, 1), t, tp,
+            latents.reshape(b, g, 1, 1), self.config.prediction_type,
+        )
+        return prev_sample.reshape(b, g)
+
+    def decode(self, guidance, rgb, depth_lr_n, valid_mask_lr) -> torch.Tensor:
+        """DSRN: normalised HR depth (B,1,H,W) from guidance, colour and normalised LR depth."""
+        return self.dsrn(rgb, depth_lr_n, valid_mask_lr, guidance)
+
+    def sample_guidance(self, rgb, depth_lr_n, valid_mask_lr, noise=None, num_inference_steps=None,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Run the GRN's reverse process (DDIM) from noise; differentiable w.r.t. the GRN."""
+        cond = self.encode_condition(rgb, depth_lr_n, valid_mask_lr)
+        if noise is None:
+            noise = torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        z = noise
+        for t, prev in self.inference_timesteps(num_inference_steps):
+            z = self.ddim_step(z, t, prev, cond)
+        return z
+
+    # ---------------------------------------------------------------- public API
+    @torch.no_grad()
+    def sample(self, rgb, depth_lr, valid_mask_lr=None, noise=None, num_inference_steps=None,
+               generator: Optional[torch.Generator] = None, ensemble_size: int = 1):
+        """Super-resolve: (depth (B,1,H,W) m, uncertainty (B,1,H,W) m | None).
+
+        ``ensemble_size`` > 1 draws that many guidance samples and returns the mean depth and
+        the per-pixel standard deviation as uncertainty.
+        """
+        self.check_inputs(rgb, depth_lr)
+        d_n, mask, scale = self._normalise(depth_lr, valid_mask_lr)
+        outs = []
+        for k in range(max(1, int(ensemble_size))):
+            z = self.sample_guidance(rgb, d_n, mask, noise if k == 0 else None, num_inference_steps, generator)
+            outs.append(self.decode(z, rgb, d_n, mask).clamp_min(0.0) * scale)
+        if len(outs) == 1:
+            return outs[0], None
+        stack = torch.stack(outs, 0)
+        return stack.mean(0), stack.std(0)
+
+    def forward(self, rgb: torch.Tensor, depth_lr: torch.Tensor, valid_mask_lr: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
+        """Whole inference as one graph (ONNX export): returns depth (B,1,H,W) metres.
+
+        ``noise`` (B, guidance_dim) is the initial guidance latent; the DDIM loop is unrolled
+        over ``config.num_inference_steps`` with timesteps as tensors.
+        """
+        d_n, mask, scale = self._normalise(depth_lr, valid_mask_lr)
+        cond = self.encode_condition(rgb, d_n, mask)
+        z = noise
+        for t, prev in self.inference_timesteps():
+            t_t = torch.full((1,), t, dtype=torch.long, device=rgb.device)
+            p_t = torch.full((1,), prev, dtype=torch.long, device=rgb.device)
+            z = self.ddim_step(z, t_t, p_t, cond)
+        return self.decode(z, rgb, d_n, mask).clamp_min(0.0) * scale
+
+    def latent_shape(self) -> tuple:
+        """Shape of the guidance latent per sample: (guidance_dim,)."""
+        return (self.config.guidance_dim,)
+
+    # ---------------------------------------------------------------- training
+    def _prepare_batch(self, batch: dict, generator=None):
+        rgb = batch["rgb"]
+        depth_lr = batch["depth_lr"]
+        mask_lr = batch.get("valid_mask_lr")
+        if mask_lr is None:
+            mask_lr = (depth_lr > 0).to(depth_lr.dtype)
+        gt = batch["gt_depth"]
+        gt_mask = batch.get("gt_mask")
+        if gt_mask is None:
+            gt_mask = (gt > 0).to(gt.dtype)
+        self.check_inputs(rgb, depth_lr)
+        scale = depth_normaliser(depth_lr, mask_lr)
+        d_n = depth_lr / scale
+        gt_n = gt / scale
+        cfg = self.config
+        if self.training and cfg.depth_noise_sigma[1] > 0 and cfg.depth_noise_prob > 0:
+            d_n_noisy, _ = augment_depth_noise(d_n, cfg.depth_noise_sigma, cfg.depth_noise_prob, generator)
+        else:
+            d_n_noisy = d_n
+        return rgb, d_n, d_n_noisy, mask_lr, gt_n, gt_mask
+
+    @staticmethod
+    def _masked_l1(pred, target, mask):
+        return ((pred - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def training_losses(self, batch: dict, generator: Optional[torch.Generator] = None) -> dict:
+        """Losses of the current stage; ``loss`` is the weighted total.
+
+        Batch: rgb (B,3,H,W) [0,1]; depth_lr (B,1,h,w) m (holes filled); valid_mask_lr
+        (B,1,h,w); gt_depth (B,1,H,W) m; gt_mask (B,1,H,W). Depth losses are computed in the
+        normalised units (depth / per-sample LR max).
+
+        Stage 1 (DSR-Diff Sec. 3.5): ``l1`` = L1(DSRN(GGN(...)), gt) on valid GT.
+        Stage 2: ``diff_l1`` = L1(z_hat, z_GGN) with z_hat from the full DDIM reverse process
+        (with gradients), ``rec_l1`` = L1(DSRN(z_hat), gt) through the frozen DSRN, optional
+        ``eps_mse`` = MSE(noise_pred, noise) at a random timestep.
+        """
+        cfg = self.config
+        rgb, d_n, d_cond, mask_lr, gt_n, gt_mask = self._prepare_batch(batch, generator)
+        if cfg.stage == 1:
+            z = self.generate_guidance(rgb, gt_n, d_n, mask_lr)
+            pred = self.decode(z, rgb, d_cond, mask_lr)
+            l1 = self._masked_l1(pred, gt_n, gt_mask)
+            return {"loss": cfg.l1_weight * l1, "l1": l1.detach()}
+        with torch.no_grad():
+            z_target = self.generate_guidance(rgb, gt_n, d_n, mask_lr)
+        z_hat = self.sample_guidance(rgb, d_cond, mask_lr, generator=generator)
+        diff_l1 = (z_hat - z_target).abs().mean()
+        total = cfg.diff_l1_weight * diff_l1
+        out = {"diff_l1": diff_l1.detach()}
+        if cfg.rec_l1_weight > 0:
+            pred = self.decode(z_hat, rgb, d_cond, mask_lr)
+            rec = self._masked_l1(pred, gt_n, gt_mask)
+            total = total + cfg.rec_l1_weight * rec
+            out["rec_l1"] = rec.detach()
+        if cfg.eps_mse_weight > 0:
+            b = z_target.shape[0]
+            t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=generator).to(z_target.device)
+            noise = torch.randn(z_target.shape, generator=generator).to(z_target.device)
+            z_t = self.scheduler.add_noise(z_target[..., None, None], noise[..., None, None], t).flatten(1)
+            cond = self.encode_condition(rgb, d_cond, mask_lr)
+            eps = F.mse_loss(self.grn.denoiser(z_t, t.float(), cond), noise)
+            total = total + cfg.eps_mse_weight * eps
+            out["eps_mse"] = eps.detach()
+        out["loss"] = total
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints (safetensors + config.yaml, strict)
+# --------------------------------------------------------------------------------------------
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.yaml"
+
+
+def save_dsr_diff(model: DSRDiff, directory: Union[str, Path], metadata: Optional[dict] = None) -> Path:
+    """Write ``model.safetensors`` (with the sha256 of the weights in its metadata) and ``config.yaml``."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    digest = hashlib.sha256()
+    for k in sorted(state):
+        digest.update(k.encode())
+        digest.update(state[k].numpy().tobytes())
+    meta = {"architecture": "dsr_diff", "sha256": digest.hexdigest()}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    save_file(state, str(directory / WEIGHTS_FILE), metadata=meta)
+    model.config.to_yaml(directory / CONFIG_FILE)
+    return directory
+
+
+def load_dsr_diff(directory: Union[str, Path], map_location: str = "cpu") -> DSRDiff:
+    """Load a DSR-Diff checkpoint directory strictly.
+
+    Raises:
+        FileNotFoundError: a file is missing (message names it).
+        ValueError: the config is invalid or the weights do not match it (names the keys).
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"DSR-Diff checkpoint file missing: {p}")
+    config = DSRDiffConfig.from_yaml(cfg_path)
+    config.stage = 2
+    model = DSRDiff(config)
+    state = load_file(str(w_path), device=map_location)
+    missing, unexpected = [], []
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{w_path} does not match {cfg_path}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"shape mismatch {sorted(mismatched)[:5]}"
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model
+
+
+def build_dsr_diff(cfg: dict) -> DSRDiff:
+    """Training-config entry point (``model.type: depth_diffusion_ros.models.dsr_diff:build_dsr_diff``).
+
+    ``cfg`` holds :class:`DSRDiffConfig` fields; ``stage: 2`` freezes GGN and DSRN (load the
+    stage-1 weights with the trainer's ``model.init_from``).
+    """
+    return DSRDiff(DSRDiffConfig.from_dict(dict(cfg)))

@@ -1,0 +1,247 @@
+"""DSR-Diff model: module shapes, the FFM's multiplication, DDIM step, the two training stages,
+the RGB-D-Fusion noise augmentation, checkpoints. Small random tensors, CPU, a few seconds."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from depth_diffusion_ros.models.ddim import DDIMScheduler
+from depth_diffusion_ros.models.dsr_diff import (
+    DSRDiff,
+    FeatureFusionModule,
+    GuidedTransformerBlock,
+    augment_depth_noise,
+    build_dsr_diff,
+    load_dsr_diff,
+    save_dsr_diff,
+)
+from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
+
+pytestmark = pytest.mark.torch
+
+TINY = dict(channels=8, num_heads=2, dfe_blocks=1, cfe_blocks=1, fusion_blocks=1, guidance_dim=16,
+            ggn_channels=8, ggn_downsamples=1, grn_hidden=32, grn_layers=2, feature_stride=4,
+            scales=[2, 4, 8], num_inference_steps=3)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def tiny(**kw) -> DSRDiff:
+    return DSRDiff(DSRDiffConfig(**{**TINY, **kw}))
+
+
+def batch(b=2, H=32, W=48, s=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    gt = 1.0 + 3.0 * torch.rand(b, 1, H, W, generator=g)
+    lr = F.avg_pool2d(gt, s)
+    return {"rgb": torch.rand(b, 3, H, W, generator=g), "depth_lr": lr, "valid_mask_lr": torch.ones_like(lr),
+            "gt_depth": gt, "gt_mask": torch.ones_like(gt)}
+
+
+def test_module_shapes():
+    m = tiny()
+    bt = batch()
+    d_n = bt["depth_lr"] / 4.0
+    z = m.generate_guidance(bt["rgb"], bt["gt_depth"] / 4.0, d_n, bt["valid_mask_lr"])
+    assert z.shape == (2, 16)
+    # layer-normalised guidance (design choice 5)
+    assert torch.allclose(z.mean(-1), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(z.var(-1, unbiased=False), torch.ones(2), atol=5e-3)
+    cond = m.encode_condition(bt["rgb"], d_n, bt["valid_mask_lr"])
+    assert cond.shape == (2, 16)
+    eps = m.denoise(torch.randn(2, 16), torch.tensor([10]), cond)
+    assert eps.shape == (2, 16)
+    out = m.decode(z, bt["rgb"], d_n, bt["valid_mask_lr"])
+    assert out.shape == (2, 1, 32, 48)
+    block = GuidedTransformerBlock(8, 2, 2.0, 16)
+    assert block(torch.randn(2, 8, 5, 7), z).shape == (2, 8, 5, 7)
+    assert m.latent_shape() == (16,)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_sample_shapes_and_forward_graph_agree(scale):
+    m = tiny().eval()
+    bt = batch(b=1, H=32, W=64, s=scale)
+    noise = torch.randn(1, 16)
+    depth, unc = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], noise=noise)
+    assert depth.shape == (1, 1, 32, 64) and unc is None
+    assert torch.isfinite(depth).all() and (depth >= 0).all()
+    with torch.no_grad():
+        graph = m(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], noise)
+    assert torch.allclose(depth, graph, atol=1e-5)
+    depth2, unc2 = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], ensemble_size=3,
+                            generator=torch.Generator().manual_seed(1))
+    assert unc2.shape == (1, 1, 32, 64) and (unc2 >= 0).all()
+
+
+def test_sample_scales_with_depth_units():
+    """Per-sample normalisation: the same scene in cm (x100) gives the same depth x100."""
+    m = tiny().eval()
+    bt = batch(b=1)
+    noise = torch.randn(1, 16)
+    d1, _ = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    d2, _ = m.sample(bt["rgb"], bt["depth_lr"] * 100.0, noise=noise)
+    assert torch.allclose(d2, d1 * 100.0, rtol=1e-4, atol=1e-3)
+
+
+def test_ffm_is_conv_colour_times_upsampled_depth():
+    ffm = FeatureFusionModule(6)
+    colour = torch.randn(2, 6, 16, 24)
+    depth = torch.randn(2, 6, 4, 6)
+    expected = ffm.colour_conv(colour) * F.interpolate(depth, size=(16, 24), mode="bilinear", align_corners=False)
+    assert torch.allclose(ffm(colour, depth), expected, atol=1e-6)
+    # linear in the depth features (a product, not a concatenation): doubling them doubles the output
+    assert torch.allclose(ffm(colour, 2 * depth), 2 * ffm(colour, depth), atol=1e-5)
+    # zero depth features -> zero fused features
+    assert torch.count_nonzero(ffm(colour, torch.zeros_like(depth))) == 0
+
+
+def test_ddim_step_matches_shared_scheduler():
+    m = tiny()
+    sched = DDIMScheduler(num_train_timesteps=1000)
+    sched.set_timesteps(3)
+    z = torch.randn(4, 16)
+    cond = torch.randn(4, 16)
+    for t, prev in m.inference_timesteps(3):
+        eps = m.denoise(z, t, cond)
+        ours = m.ddim_step(z, t, prev, cond)
+        ref = sched.step(eps[..., None, None], t, z[..., None, None]).prev_sample.flatten(1)
+        assert torch.allclose(ours, ref, atol=1e-5)
+        z = ours
+
+
+def _sgd(model, lr):
+    """Plain gradient step on the trainable parameters (torch.optim's first step imports
+    torch._dynamo, ~15 s on this machine)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and p.grad is not None:
+                p -= lr * p.grad
+                p.grad = None
+
+
+def _grad_norm(module):
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return sum(float(g.abs().sum()) for g in grads), len(grads)
+
+
+def test_stage1_trains_ggn_and_dsrn_only():
+    m = tiny(stage=1).train()
+    # the DSRN's last conv starts at zero (output = bicubic); one step opens the gradient path
+    m.training_losses(batch())["loss"].backward()
+    _sgd(m, 0.1)
+    losses = m.training_losses(batch())
+    assert set(losses) == {"loss", "l1"} and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert _grad_norm(m.ggn)[0] > 0 and _grad_norm(m.dsrn)[0] > 0
+    assert _grad_norm(m.grn) == (0, 0)
+    assert all(not p.requires_grad for p in m.grn.parameters())
+
+
+def test_stage2_trains_grn_only_and_learns():
+    m = tiny(stage=2, eps_mse_weight=1.0).train()
+    assert all(not p.requires_grad for p in m.ggn.parameters())
+    assert all(not p.requires_grad for p in m.dsrn.parameters())
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    bt = batch(b=4)
+    first = None
+    for _ in range(25):
+        losses = m.training_losses(bt, generator=torch.Generator().manual_seed(0))
+        assert {"loss", "diff_l1", "rec_l1", "eps_mse"} <= set(losses)
+        assert torch.isfinite(losses["loss"])
+        losses["loss"].backward()
+        assert _grad_norm(m.grn)[0] > 0
+        assert _grad_norm(m.ggn) == (0, 0) and _grad_norm(m.dsrn) == (0, 0)
+        _sgd(m, 0.02)
+        first = float(losses["diff_l1"]) if first is None else first
+    assert float(losses["diff_l1"]) < first  # the GRN moves its estimate towards the GGN guidance
+    after = m.state_dict()
+    for k in before:
+        changed = not torch.equal(before[k], after[k])
+        assert changed == k.startswith("grn."), k
+
+
+def test_set_stage_validates():
+    m = tiny()
+    with pytest.raises(ValueError, match="stage"):
+        m.set_stage(3)
+    with pytest.raises(ValueError, match="stage"):
+        DSRDiffConfig(stage=0)
+
+
+def test_noise_augmentation_sigmas_within_config():
+    depth = torch.full((400, 1, 16, 16), 0.5)
+    noisy, sigmas = augment_depth_noise(depth, (0.01, 0.04), generator=torch.Generator().manual_seed(0))
+    assert sigmas.shape == (400,)
+    assert float(sigmas.min()) >= 0.01 and float(sigmas.max()) <= 0.04
+    assert float(sigmas.max() - sigmas.min()) > 0.02  # drawn per sample, spread over the range
+    # the per-sample noise std matches its sigma
+    std = (noisy - depth).flatten(1).std(dim=1)
+    assert torch.allclose(std, sigmas, rtol=0.25)
+    _, s0 = augment_depth_noise(depth, (0.0, 0.03), probability=0.0)
+    assert torch.count_nonzero(s0) == 0
+    _, shalf = augment_depth_noise(depth, (0.02, 0.03), probability=0.5, generator=torch.Generator().manual_seed(1))
+    frac = float((shalf > 0).float().mean())
+    assert 0.35 < frac < 0.65
+    with pytest.raises(ValueError, match="sigma_range"):
+        augment_depth_noise(depth, (0.05, 0.01))
+
+
+def test_training_applies_noise_to_condition_only_in_train_mode():
+    m = tiny(depth_noise_sigma=[0.2, 0.2])
+    bt = batch()
+    m.train()
+    _, d_n, d_cond, *_ = m._prepare_batch(bt)
+    assert not torch.allclose(d_n, d_cond)
+    assert abs(float((d_cond - d_n).std()) - 0.2) < 0.05
+    m.eval()
+    _, d_n, d_cond, *_ = m._prepare_batch(bt)
+    assert torch.equal(d_n, d_cond)
+
+
+def test_rejects_bad_inputs():
+    m = tiny().eval()
+    rgb = torch.rand(1, 3, 32, 48)
+    with pytest.raises(ValueError, match="not an integer"):
+        m.sample(rgb, torch.rand(1, 1, 10, 16) + 1)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        m.sample(torch.rand(1, 3, 30, 48), torch.rand(1, 1, 15, 24) + 1)
+    with pytest.raises(ValueError, match="depth_lr"):
+        m.sample(rgb, torch.rand(1, 2, 8, 12))
+
+
+def test_checkpoint_round_trip_and_strict_load(tmp_path):
+    m = tiny().eval()
+    save_dsr_diff(m, tmp_path / "ck")
+    assert (tmp_path / "ck" / "model.safetensors").is_file() and (tmp_path / "ck" / "config.yaml").is_file()
+    m2 = load_dsr_diff(tmp_path / "ck")
+    bt = batch(b=1)
+    noise = torch.randn(1, 16)
+    a, _ = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    b, _ = m2.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    assert torch.equal(a, b)
+    assert m2.config.scales == [2, 4, 8]
+    # a config that does not match the weights is refused, naming the file
+    cfg = DSRDiffConfig(**{**TINY, "channels": 16})
+    cfg.to_yaml(tmp_path / "ck" / "config.yaml")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        load_dsr_diff(tmp_path / "ck")
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        load_dsr_diff(tmp_path / "missing")
+
+
+def test_config_round_trip_and_builder(tmp_path):
+    cfg = DSRDiffConfig(**TINY)
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert DSRDiffConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        DSRDiffConfig.from_dict({"channelz": 3})
+    with pytest.raises(ValueError, match="depth_noise_sigma"):
+        DSRDiffConfig(depth_noise_sigma=[0.1, 0.0])
+    m = build_dsr_diff({**TINY, "stage": 2})
+    assert m.stage == 2 and cfg.min_scale == 2 and cfg.max_scale == 8
