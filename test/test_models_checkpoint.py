@@ -114,3 +114,6 @@ def test_yaml_round_trip_and_unknown_keys(tmp_path):
     assert DiffusionDepthConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown DiffusionDepthConfig keys.*colour"):
         DiffusionDepthConfig.from_dict({**cfg.to_dict(), "colour": 1})
+    with pytest.raises(ValueError, match="missing.yaml: config file not found"):
+        DiffusionDepthConfig.from_yaml(tmp_path / "missing.yaml")
+    assert DiffusionDepthConfig.from_yaml(cfg.to_yaml()) == cfg  # YAML text works too

@@ -179,21 +179,26 @@ class DiffusionDepthConfig:
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Path) -> "DiffusionDepthConfig":
-        """Load from a YAML file path or YAML text. Errors name the file."""
+        """Load from a YAML file (a ``Path``, or a string ending in .yaml/.yml or naming an
+        existing file) or from YAML text. Errors name the file."""
         source = str(path_or_text)
-        p = Path(source) if "\n" not in source and len(source) < 4096 else None
-        if p is not None and p.exists():
-            try:
-                data = yaml.safe_load(p.read_text())
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-            try:
-                return cls.from_dict(data)
-            except (ConfigError, TypeError) as exc:
-                raise ConfigError(f"{p}: {exc}") from exc
-        if p is not None and (source.endswith((".yaml", ".yml"))):
+        is_path = isinstance(path_or_text, Path) or (
+            "\n" not in source and (source.endswith((".yaml", ".yml")) or Path(source).is_file())
+        )
+        if not is_path:
+            data = yaml.safe_load(source)
+            return cls.from_dict(data)
+        p = Path(source)
+        if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
-        return cls.from_dict(yaml.safe_load(source))
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{p}: {exc}") from exc
 
     @property
     def size_divisor(self) -> int:
