@@ -208,3 +208,15 @@ def test_overfit_one_batch_loss_falls():
     end = min(h["loss"] for h in history[-3:])
     assert end < 0.3 * start, (start, end)
     assert min(h["l1"] for h in history[-3:]) < 0.4 * history[0]["l1"]
+
+
+def test_freeze_backbone_bn_keeps_running_statistics():
+    torch.manual_seed(0)
+    model = DiffusionDepth(tiny_config(freeze_backbone_bn=True)).train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns) and model.denoiser.training
+    before = [m.running_mean.clone() for m in bns]
+    model.training_losses(make_batch(b=1, H=32, W=64))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    free = DiffusionDepth(tiny_config()).train()
+    assert all(m.training for m in free.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))

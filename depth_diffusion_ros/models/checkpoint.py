@@ -38,6 +38,7 @@ RUNTIME_FIELDS = frozenset(
         "loss_weight_latent",
         "num_self_diffusion_steps",
         "backbone_kwargs",
+        "freeze_backbone_bn",
     }
 )
 

@@ -36,6 +36,9 @@ class DiffusionDepthConfig:
             backbone, or None. Never downloaded.
         backbone_kwargs: extra keyword arguments for ``timm.create_model`` (e.g.
             ``{"img_size": [352, 1216]}`` for Swin).
+        freeze_backbone_bn: keep the backbone's BatchNorm layers in eval mode (running
+            statistics frozen) during training; use with ImageNet weights or tiny batches, where
+            batch statistics differ from the running ones used at inference.
         neck_channels: channels of the feature-pyramid neck and of the visual condition.
     Depth latent
         latent_channels: d, channels of the depth latent (paper: 16).
@@ -65,12 +68,14 @@ class DiffusionDepthConfig:
         loss_weight_latent: depth auto-encoder reconstruction (L1 on valid GT) + L2 between the
             refined latent and the encoded (detached) target latent.
         num_self_diffusion_steps: DDIM steps run *with gradients* from noise during training
-            (authors: the full 20-step loop; small here to keep training cheap).
+            (authors: the full 20-step loop; small here to keep training cheap). Sampling with
+            num_inference_steps equal to it reproduces the training trajectory exactly.
     """
 
     backbone: str = "resnet18"
     pretrained_path: Optional[str] = None
     backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
+    freeze_backbone_bn: bool = False
     neck_channels: int = 64
 
     latent_channels: int = 16

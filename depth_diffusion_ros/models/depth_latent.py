@@ -10,7 +10,8 @@ Completion mode: the decoder also receives full-resolution *guidance* (the norma
 densified LiDAR prior and its validity, see :mod:`depth_diffusion_ros.models.prior`) and
 predicts, per pixel, a log residual ``r`` over the prior and a gate ``g``; the output is
     log depth = log_mono + sigmoid(g) * prior_valid * (log(prior) + r - log_mono),
-so with no LiDAR (prior_valid = 0) it is exactly the monocular decode ``exp(-x)``.
+so with no LiDAR (prior_valid = 0) it is exactly the monocular decode ``exp(-x)``. u and r are
+soft-bounded with tanh (:data:`U_BOUND`, :data:`R_BOUND`) for stable early training.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ class LogDepthNormalizer(nn.Module):
     def log_depth(self, normalised: torch.Tensor) -> torch.Tensor:
         """Inverse of forward, in log metres."""
         return normalised * self.scale + self.center
+
+
+U_BOUND = 1.25  # |u| bound: depth within [min_depth, max_depth] widened by 25 % of the log range
+R_BOUND = 1.0  # bound of the log residual over the LiDAR prior (a factor e^-1 .. e^1)
 
 
 def _num_halvings(stride: int) -> int:
@@ -123,11 +128,15 @@ class DepthDecoder(nn.Module):
         # depth = 1/sigmoid(x) - 1 = exp(-x) with x = -(center + scale * u): the head predicts u
         # in normalised log depth ([-1, 1] spans [min_depth, max_depth]), which keeps the
         # head's steps in a useful range for Adam (a raw x would need ~log(80) of bias travel).
-        log_mono = self.normalizer.log_depth(out[:, 0:1])
+        # u is soft-bounded (U_BOUND * tanh) so an early, wild latent cannot decode to depths
+        # far outside the range (whose squared error would blow up the L2 term).
+        u = U_BOUND * torch.tanh(out[:, 0:1] / U_BOUND)
+        log_mono = self.normalizer.log_depth(u)
         if not self.guidance_channels:
             return log_mono
         assert guidance is not None
         prior_norm, prior_valid = guidance[:, 0:1], guidance[:, 1:2]
         log_prior = self.normalizer.log_depth(prior_norm)
         gate = torch.sigmoid(out[:, 2:3]) * prior_valid
-        return log_mono + gate * (log_prior + out[:, 1:2] - log_mono)
+        residual = R_BOUND * torch.tanh(out[:, 1:2] / R_BOUND)  # |log residual| < R_BOUND
+        return log_mono + gate * (log_prior + residual - log_mono)

@@ -129,6 +129,15 @@ class DiffusionDepth(nn.Module):
             "final_alpha_cumprod", self.scheduler.final_alpha_cumprod.reshape(1).clone(), persistent=False
         )
 
+    def train(self, mode: bool = True) -> "DiffusionDepth":
+        """nn.Module.train, keeping backbone BatchNorms in eval mode if ``freeze_backbone_bn``."""
+        super().train(mode)
+        if mode and self.config.freeze_backbone_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
     # ------------------------------------------------------------------ shapes
     def latent_shape(self, height: int, width: int) -> Tuple[int, int, int]:
         """(latent_channels, H/s, W/s): the shape of ``noise`` per sample.
