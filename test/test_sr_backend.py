@@ -1,0 +1,150 @@
+"""TorchSuperResolutionBackend (DSR-Diff checkpoints, the shipped demo weights) and the
+RGB-D-Fusion cascade (completion at low resolution, then super-resolution) on real frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from depth_diffusion_ros.evaluation.metrics import depth_metrics
+from depth_diffusion_ros.inference.backends import (
+    BackendError,
+    SuperResolutionBackend,
+    make_completion_backend,
+    make_super_resolution_backend,
+)
+from depth_diffusion_ros.inference.backends.torch_sr_backend import DEMO_WEIGHTS
+from depth_diffusion_ros.inference.cascade import CascadeBackend, downsample_sparse_depth, make_cascade_backend
+from depth_diffusion_ros.models.dsr_diff import DSRDiff, save_dsr_diff
+from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
+from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
+from training.datasets.sr_datasets import nyu_frames
+
+pytestmark = pytest.mark.torch
+
+TINY = dict(channels=8, num_heads=2, dfe_blocks=1, cfe_blocks=1, fusion_blocks=1, guidance_dim=16,
+            ggn_channels=8, ggn_downsamples=1, grn_hidden=32, grn_layers=2, feature_stride=4,
+            scales=[4, 8], num_inference_steps=2)
+
+
+@pytest.fixture(scope="module")
+def nyu100(shared_data):
+    f = nyu_frames(shared_data / "nyu_depth_v2_metric3d", names=["rgb_00100"]).load_frame(0)
+    return f["rgb"], f["gt_depth"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DSRDiff(DSRDiffConfig(**TINY))
+    with torch.no_grad():  # non-zero residual head so the output differs from bicubic
+        model.dsrn.to_residual[-1].weight.normal_(0, 0.01)
+    path = tmp_path_factory.mktemp("dsr") / "ckpt"
+    save_dsr_diff(model, path)
+    return path
+
+
+def test_backend_shapes_determinism_and_scale_checks(tiny_checkpoint, nyu100):
+    torch.set_num_threads(1)
+    rgb, gt = nyu100
+    backend = make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), seed=3)
+    assert isinstance(backend, SuperResolutionBackend)
+    assert (backend.min_scale, backend.max_scale, backend.num_inference_steps) == (4, 8, 2)
+    lr = bicubic_downsample_depth(gt, 8)
+    r1 = backend.infer(rgb, lr)
+    r2 = backend.infer(rgb, lr)
+    assert r1.depth.shape == (480, 640) and r1.depth.dtype == np.float32 and r1.uncertainty is None
+    np.testing.assert_array_equal(r1.depth, r2.depth)  # the same seeded noise every frame
+    # pixels without an LR measurement nearby are invalid (0); elsewhere depth is positive
+    assert (r1.depth[gt > 0] > 0).mean() > 0.9 and (r1.depth == 0).any()
+    # a 60x80 LR map with missing pixels written as NaN works the same as with zeros
+    lr_nan = lr.copy()
+    lr_nan[lr_nan == 0] = np.nan
+    np.testing.assert_array_equal(backend.infer(rgb, lr_nan).depth, r1.depth)
+    with pytest.raises(BackendError, match="not an integer"):
+        backend.infer(rgb, np.ones((70, 80), np.float32))
+    with pytest.raises(BackendError, match="outside the trained range x4..x8"):
+        backend.infer(rgb, bicubic_downsample_depth(gt, 16))
+    with pytest.raises(BackendError, match="no valid pixel"):
+        backend.infer(rgb, np.zeros((60, 80), np.float32))
+    with pytest.raises(BackendError, match="uint8"):
+        backend.infer(rgb.astype(np.float32), lr)
+
+
+def test_backend_ensemble_uncertainty(tiny_checkpoint, nyu100):
+    rgb, gt = nyu100
+    backend = make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), ensemble_size=3)
+    r = backend.infer(rgb[:128, :256], bicubic_downsample_depth(gt[:128, :256], 4))
+    assert r.uncertainty.shape == (128, 256) and (r.uncertainty >= 0).all()
+
+
+def test_backend_errors_name_the_file(tmp_path, tiny_checkpoint):
+    with pytest.raises(BackendError, match="config.yaml"):
+        make_super_resolution_backend("torch", model_path=str(tmp_path / "nothing"))
+    with pytest.raises(BackendError, match="ensemble_size"):
+        make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), ensemble_size=0)
+    with pytest.raises(BackendError, match="num_inference_steps"):
+        make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), num_inference_steps=5000)
+
+
+@pytest.mark.skipif(not (DEMO_WEIGHTS / "model.safetensors").is_file(), reason="demo weights not built")
+def test_demo_weights_beat_bicubic_on_a_held_out_crop(nyu100):
+    torch.set_num_threads(1)
+    rgb, gt = nyu100
+    backend = make_super_resolution_backend("torch")  # the shipped weights by default
+    assert backend.model_path == str(DEMO_WEIGHTS)
+    y0, x0 = 64, 64
+    rgb_c, gt_c = rgb[y0:y0 + 256, x0:x0 + 512], gt[y0:y0 + 256, x0:x0 + 512]
+    lr = bicubic_downsample_depth(gt_c, 8)
+    ours = backend.infer(rgb_c, lr).depth
+    bic = make_super_resolution_backend("bicubic").infer(rgb_c, lr).depth
+    mask = (gt_c > 0) & (ours > 0) & (bic > 0)
+    rmse_ours = depth_metrics(ours, gt_c, mask)["rmse"]
+    rmse_bic = depth_metrics(bic, gt_c, mask)["rmse"]
+    assert rmse_ours < rmse_bic
+
+
+def test_downsample_sparse_depth_keeps_nearest_return():
+    d = np.zeros((4, 6), np.float32)
+    d[0, 0], d[1, 1], d[3, 5] = 5.0, 3.0, 7.0
+    d[2, 2] = np.nan
+    lr = downsample_sparse_depth(d, 2)
+    np.testing.assert_array_equal(lr, [[3.0, 0, 0], [0, 0, 7.0]])
+    with pytest.raises(ValueError, match="divisible"):
+        downsample_sparse_depth(np.zeros((5, 6), np.float32), 2)
+
+
+def test_cascade_ip_basic_then_guided_filter_on_kitti(kitti_raw_dir):
+    from node_harness import KittiFrame
+
+    f = KittiFrame(kitti_raw_dir)
+    cascade = make_cascade_backend("ip_basic", "guided_filter", scale=2)
+    result = cascade.infer(f.rgb, f.sparse, f.intrinsics)
+    assert result.depth.shape == (375, 1242)  # padded to 376x1242 inside, cropped back
+    full = make_completion_backend("ip_basic").infer(f.rgb, f.sparse, f.intrinsics).depth
+    mask = (f.gt > 0) & (result.depth > 0) & (full > 0)
+    m_cascade = depth_metrics(result.depth, f.gt, mask)
+    m_full = depth_metrics(full, f.gt, mask)
+    # the half-resolution first stage loses detail but stays a usable depth map
+    # (measured: RMSE 1.63 m vs 1.17 m for IP-Basic at full resolution, delta1 0.995)
+    assert m_cascade["rmse"] < 2.0 * m_full["rmse"] and m_cascade["delta1"] > 0.95
+    assert cascade.name == "cascade(ip_basic->guided_filter)"
+    with pytest.raises(BackendError, match="sparse depth"):
+        cascade.infer(f.rgb, None, f.intrinsics)  # ip_basic cannot run monocularly
+    with pytest.raises(BackendError, match="integer"):
+        CascadeBackend(cascade.completion, cascade.super_resolution, scale=2.5)
+
+
+def test_cascade_with_dsr_diff_second_stage(tiny_checkpoint, nyu100):
+    rgb, gt = nyu100
+    sparse = np.zeros_like(gt)
+    rng = np.random.default_rng(0)
+    ys, xs = np.nonzero(gt > 0)
+    pick = rng.choice(len(ys), 2000, replace=False)
+    sparse[ys[pick], xs[pick]] = gt[ys[pick], xs[pick]]
+    cascade = make_cascade_backend("nearest", "torch", scale=4,
+                                   super_resolution_options={"model_path": str(tiny_checkpoint)})
+    out = cascade.infer(rgb, sparse, None)
+    assert out.depth.shape == (480, 640) and np.isfinite(out.depth).all()
+    with pytest.raises(BackendError, match="trained range"):
+        CascadeBackend(cascade.completion, cascade.super_resolution, scale=2).infer(rgb, sparse, None)
