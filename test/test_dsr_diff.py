@@ -132,7 +132,7 @@ def _grad_norm(module):
 
 def test_stage1_trains_ggn_and_dsrn_only():
     m = tiny(stage=1).train()
-    # the DSRN's last conv starts at zero (output = bicubic); one step opens the gradient path
+    # the DSRN's last conv starts at zero weights (output ~ bicubic); one step opens the gradient path
     m.training_losses(batch())["loss"].backward()
     _sgd(m, 0.1)
     losses = m.training_losses(batch())
@@ -245,3 +245,25 @@ def test_config_round_trip_and_builder(tmp_path):
         DSRDiffConfig(depth_noise_sigma=[0.1, 0.0])
     m = build_dsr_diff({**TINY, "stage": 2})
     assert m.stage == 2 and cfg.min_scale == 2 and cfg.max_scale == 8
+
+
+def test_candidate_depths_and_head_initialisation():
+    from depth_diffusion_ros.models.dsr_diff import depth_candidates
+
+    lr = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4)
+    up = torch.zeros(1, 1, 6, 8)
+    c = depth_candidates(lr, (6, 8), up)
+    assert c.shape == (1, 10, 6, 8)
+    assert torch.equal(c[:, 0], up[:, 0])
+    # HR pixel (2, 3) lies in LR cell (1, 1): its 3x3 neighbourhood is rows 0-2, cols 0-2
+    assert c[0, 1:, 2, 3].tolist() == [0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0]
+    # replicate padding at the border: cell (0, 0)'s upper-left neighbour is itself
+    assert float(c[0, 1, 0, 0]) == 0.0 and float(c[0, 9, 0, 0]) == 5.0
+    # at initialisation the DSRN output is ~ the bicubic upsampling (softmax weight ~0.94)
+    m = tiny().eval()
+    bt = batch(b=1)
+    d_n = bt["depth_lr"] / 4.0
+    with torch.no_grad():
+        out = m.decode(torch.zeros(1, 16), bt["rgb"], d_n, bt["valid_mask_lr"])
+    bic = F.interpolate(d_n, size=(32, 48), mode="bicubic", align_corners=False)
+    assert float((out - bic).abs().max()) < 0.1 * float(d_n.max() - d_n.min())

@@ -38,7 +38,7 @@ def tiny_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = DSRDiff(DSRDiffConfig(**TINY))
     with torch.no_grad():  # non-zero residual head so the output differs from bicubic
-        model.dsrn.to_residual[-1].weight.normal_(0, 0.01)
+        model.dsrn.head[-1].weight.normal_(0, 0.01)
     path = tmp_path_factory.mktemp("dsr") / "ckpt"
     save_dsr_diff(model, path)
     return path

@@ -50,6 +50,12 @@ Design choices the paper leaves open (also listed in the demo model card)
 7. **Depth-noise augmentation** (RGB-D-Fusion): in both stages the normalised LR depth condition
    gets Gaussian noise with sigma ~ U[depth_noise_sigma] per sample (probability
    ``depth_noise_prob``); the GGN sees the clean LR depth and HR depth.
+8. **Reconstruction head**: the paper does not detail how the DSRN turns fused features into
+   depth (CDSR networks usually regress it with a last convolution). Here the last convolution
+   predicts, per HR pixel, softmax weights over 10 candidate depths (the bicubic value and the 3x3 LR neighbours of the pixel's LR cell) plus a small residual, a
+   kernel-prediction form as in DKN (Kim, Ponce, Ham, IJCV 2021). On this CPU it learned sharp
+   depth edges several times faster than direct regression (single-batch fit: L1 -16 % vs -3 %
+   in 135 steps), which decides what a demo trained for minutes can do.
 """
 from __future__ import annotations
 
@@ -305,11 +311,31 @@ class GuidanceRecoveryNetwork(nn.Module):
         self.denoiser = GuidanceDenoiser(config.guidance_dim, config.grn_hidden, config.grn_layers)
 
 
+def depth_candidates(depth_lr: torch.Tensor, size: tuple, depth_up: torch.Tensor) -> torch.Tensor:
+    """Candidate depths per HR pixel for the kernel-prediction head: the bicubic value and the
+    3x3 LR neighbourhood of the pixel's LR cell (nearest-upsampled). (B,1,h,w) -> (B,10,H,W).
+
+    Built from padding and slicing only (no unfold), so it exports to any ONNX opset.
+    """
+    h, w = depth_lr.shape[-2], depth_lr.shape[-1]
+    padded = F.pad(depth_lr, (1, 1, 1, 1), mode="replicate")
+    shifts = [padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
+    neighbours = F.interpolate(torch.cat(shifts, dim=1), size=size, mode="nearest")
+    return torch.cat([depth_up, neighbours], dim=1)
+
+
+NUM_CANDIDATES = 10
+
+
 class DepthSuperResolutionNetwork(nn.Module):
     """DSRN (DSR-Diff Sec. 3.3): LR depth + HR colour + guidance -> HR depth (normalised units).
 
     forward(rgb (B,3,H,W) [0,1], depth_lr (B,1,h,w) normalised & filled, mask_lr (B,1,h,w),
     guidance (B,G)) -> (B,1,H,W) normalised depth. H, W multiples of ``feature_stride``.
+
+    Reconstruction head (design choice 8): per HR pixel, softmax weights over
+    :func:`depth_candidates` (bicubic value + 3x3 LR neighbours) plus a residual,
+    ``sum_k softmax(a)_k c_k + r``. Initialised to (almost) the bicubic value.
     """
 
     def __init__(self, config: DSRDiffConfig):
@@ -324,13 +350,16 @@ class DepthSuperResolutionNetwork(nn.Module):
         self.ffm = FeatureFusionModule(c)
         self.up_depth_embed = nn.Conv2d(s * s, c, 3, padding=1)
         self.fusion = GuidedGroup(c, config.fusion_blocks, heads, exp, g)
-        self.to_residual = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, s * s, 3, padding=1)
+        self.head = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, (NUM_CANDIDATES + 1) * s * s, 3, padding=1)
         )
         self.shuffle = nn.PixelShuffle(s) if s > 1 else nn.Identity()
         self.unshuffle = nn.PixelUnshuffle(s) if s > 1 else nn.Identity()
-        nn.init.zeros_(self.to_residual[-1].weight)
-        nn.init.zeros_(self.to_residual[-1].bias)
+        last = self.head[-1]
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():  # start as (almost) bicubic: logit 5 for candidate 0, no residual
+            last.bias.zero_()
+            last.bias.view(NUM_CANDIDATES + 1, s * s)[0] = 5.0
 
     def forward(self, rgb, depth_lr, mask_lr, guidance) -> torch.Tensor:
         size = (rgb.shape[-2], rgb.shape[-1])
@@ -339,7 +368,10 @@ class DepthSuperResolutionNetwork(nn.Module):
         f_colour = self.cfe(self.colour_embed(self.unshuffle(rgb)), guidance)
         fused = self.ffm(f_colour, f_depth) + self.up_depth_embed(self.unshuffle(depth_up))
         fused = self.fusion(fused, guidance)
-        return depth_up + self.shuffle(self.to_residual(fused))
+        out = self.shuffle(self.head(fused))
+        weights = torch.softmax(out[:, :NUM_CANDIDATES], dim=1)
+        cands = depth_candidates(depth_lr, size, depth_up)
+        return (weights * cands).sum(dim=1, keepdim=True) + out[:, NUM_CANDIDATES:]
 
 
 # --------------------------------------------------------------------------------------------
