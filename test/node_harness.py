@@ -42,7 +42,14 @@ DDS_PROFILE = os.environ.get("DDR_TEST_FASTDDS_PROFILE", str(Path(__file__).with
 def _dds_env() -> dict[str, str]:
     if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp" or not DDS_PROFILE:
         return {}
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": DDS_PROFILE}
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", DDS_PROFILE)}
+
+
+# Fast DDS reads its XML profiles once per process, when the first DDS participant is created, so
+# the variable is set when this module is imported (test collection, before any participant of
+# the pytest process exists); it then applies to every rclpy context of the session. A profile
+# chosen by the user (FASTDDS_DEFAULT_PROFILES_FILE already set) is kept.
+os.environ.update(_dds_env())
 
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -158,17 +165,8 @@ class RosClient:
 
     def __init__(self, name: str) -> None:
         self.context = Context()
-        saved = {k: os.environ.get(k) for k in _dds_env()}
-        os.environ.update(_dds_env())  # read when the DDS participant is created, then restored
-        try:
-            rclpy.init(context=self.context)
-            self.node = Node(name, context=self.context)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
