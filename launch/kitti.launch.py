@@ -18,11 +18,14 @@ Arguments:
     evaluate      ``true`` also starts depth_evaluation_node, scoring ``depth/image`` against
                   ``/kitti/camera_color_left/depth_gt``.
     use_sim_time  ``true`` (default) for ``ros2 bag play --clock``.
+    fastdds_profile  Fast DDS XML profile for the nodes (default: $FASTDDS_DEFAULT_PROFILES_FILE,
+                  else the package's ``config/fastdds_large_shm.xml``). Give ``ros2 bag play`` and
+                  RViz the same file, or best-effort KITTI frames are mostly lost in transit.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition, LaunchConfigurationEquals
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -49,6 +52,13 @@ def generate_launch_description():
                               description="sparse_depth (projection node) or points (completion node projects)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
         DeclareLaunchArgument("evaluate", default_value="false", description="start depth_evaluation_node"),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                default_value=PathJoinSubstitution([share, "config", "fastdds_large_shm.xml"])),
+            description="Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the "
+                        "512 KiB default loses best-effort images and clouds); '' = Fast DDS defaults"),
         DeclareLaunchArgument("use_sim_time", default_value="true", description="use /clock (bag playback)"),
     ]
     common = [params_file, {"use_sim_time": use_sim_time}]
@@ -77,4 +87,6 @@ def generate_launch_description():
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return LaunchDescription(arguments + [projection, completion, evaluation, rviz])
+    return LaunchDescription(arguments + [
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
+        projection, completion, evaluation, rviz])

@@ -10,9 +10,9 @@ Arguments: namespace, params_file (default ``config/nyu.yaml``), backend, rviz, 
 (scores ``depth/image`` against ``depth_gt_topic``), use_sim_time, and the four input topics.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -34,6 +34,13 @@ def generate_launch_description():
                               description="ip_basic | nearest | torch | onnxruntime | tensorrt"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
         DeclareLaunchArgument("evaluate", default_value="false", description="start depth_evaluation_node"),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                default_value=PathJoinSubstitution([share, "config", "fastdds_large_shm.xml"])),
+            description="Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the "
+                        "512 KiB default loses best-effort images and clouds); '' = Fast DDS defaults"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("image_topic", default_value="/camera/color/image_raw"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info"),
@@ -61,4 +68,6 @@ def generate_launch_description():
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return LaunchDescription(arguments + [completion, evaluation, rviz])
+    return LaunchDescription(arguments + [
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
+        completion, evaluation, rviz])

@@ -18,6 +18,17 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get(
     "DDR_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 100))
 )
 
+# Fast DDS reads its XML profile once per process, when the first participant is created, so it
+# is chosen here, before any test imports rclpy: 32 MiB shared-memory segments (a KITTI image,
+# sparse depth or organised cloud overflows the 512 KiB default and is lost or stalls) and a
+# 100 ms reliable heartbeat. DDR_TEST_FASTDDS_PROFILE= (empty) keeps Fast DDS's defaults; a
+# FASTDDS_DEFAULT_PROFILES_FILE set by the user wins. Node processes inherit it.
+_DDS_PROFILE = os.environ.get(
+    "DDR_TEST_FASTDDS_PROFILE", str(Path(__file__).with_name("fastdds_test_profile.xml"))
+)
+if _DDS_PROFILE and os.environ["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp":
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", _DDS_PROFILE)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DDR_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -33,23 +33,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-#: Fast DDS XML profile of the node tests and benchmarks: 32 MiB shared-memory segments and a
-#: 100 ms reliable-writer heartbeat (see the file for why). Set DDR_TEST_FASTDDS_PROFILE to
-#: another file, or to an empty string to use Fast DDS's defaults.
-DDS_PROFILE = os.environ.get("DDR_TEST_FASTDDS_PROFILE", str(Path(__file__).with_name("fastdds_test_profile.xml")))
-
-
-def _dds_env() -> dict[str, str]:
-    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp" or not DDS_PROFILE:
-        return {}
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", DDS_PROFILE)}
-
-
-# Fast DDS reads its XML profiles once per process, when the first DDS participant is created, so
-# the variable is set when this module is imported (test collection, before any participant of
-# the pytest process exists); it then applies to every rclpy context of the session. A profile
-# chosen by the user (FASTDDS_DEFAULT_PROFILES_FILE already set) is kept.
-os.environ.update(_dds_env())
+# The Fast DDS profile (32 MiB SHM segments, 100 ms heartbeat) is chosen in conftest.py for the
+# whole session; node processes inherit FASTDDS_DEFAULT_PROFILES_FILE from os.environ.
 
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -86,7 +71,7 @@ class NodeProcess:
         os.close(fd)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
-                   RCUTILS_COLORIZED_OUTPUT="0", **_dds_env())
+                   RCUTILS_COLORIZED_OUTPUT="0")
         self.proc = subprocess.Popen(args, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
 
     @property
