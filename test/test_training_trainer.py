@@ -167,3 +167,17 @@ def test_ddp_two_process_gloo_ranks_agree(tmp_path, kitti_raw_dir):
         torch.testing.assert_close(final[k], w0[k], rtol=0, atol=0)
     init = TinyCompletion().state_dict()
     assert any(not torch.allclose(init[k], w0[k]) for k in w0)  # it did train
+
+
+def test_freeze_keeps_prefixed_parameters_fixed(tmp_path, kitti_raw_dir):
+    torch.manual_seed(0)
+    model = TinyCompletion()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, _data(kitti_raw_dir, times=4), _cfg(tmp_path, freeze=["net.0."]))
+    trainer.fit()
+    trainer.close()
+    after = model.state_dict()
+    assert torch.equal(after["net.0.weight"], before["net.0.weight"])
+    assert not torch.equal(after["net.2.weight"], before["net.2.weight"])
+    with pytest.raises(TrainingError, match="matches no parameter"):
+        Trainer(TinyCompletion(), _data(kitti_raw_dir, times=4), _cfg(tmp_path, freeze=["backbone."]))

@@ -178,3 +178,19 @@ def test_scatter_nearest_wins_and_build_errors():
     with pytest.raises(ValueError, match="random_crop"):
         build_transforms([{"type": "random_crop", "sise": [1, 2]}])
     assert isinstance(build_transforms([{"type": "random_hflip"}]), Compose)
+
+
+def test_vertical_range_keeps_crops_low_and_cache_returns_same_frame(kitti_raw_dir):
+    from training.datasets.kitti import KittiFileList, torch_kitti_frames
+
+    f = _frame_from_points(_points())
+    t = RandomCrop((40, 100), vertical_range=(0.75, 1.0))
+    for seed in range(20):
+        g = t(f, np.random.default_rng(seed))
+        y0 = K0[1, 2] - g["K"][1, 2]
+        assert 0.75 * (H - 40) - 1 <= y0 <= H - 40
+    ds = KittiFileList(torch_kitti_frames(kitti_raw_dir, cameras=[2]), cache=True,
+                       transform=build_transforms([{"type": "random_hflip", "p": 1.0}]))
+    a, b = ds[0], ds[0]
+    assert a["gt_depth"].equal(b["gt_depth"])  # the cached frame is not modified by the transform
+    assert len(ds._frames) == 1

@@ -8,7 +8,8 @@ Config YAML sections:
 ``model``
     ``type`` (default ``diffusion_depth``; or a name added with :func:`register_model`, or
     ``"package.module:callable"``), ``init_from`` (optional checkpoint folder to start from),
-    and the model's own fields (for DiffusionDepth: :class:`DiffusionDepthConfig`).
+    ``post_init`` (``"module:function"`` or a list: ``function(model)`` runs after building,
+    e.g. ``training.demo_init:trust_prior``), and the model's own fields (for DiffusionDepth: :class:`DiffusionDepthConfig`).
 ``data``
     ``train`` and optional ``val``: dataset configs for :func:`training.datasets.build_dataset`.
 ``eval``
@@ -65,23 +66,30 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
     cfg = dict(model_cfg or {})
     kind = cfg.pop("type", "diffusion_depth")
     init_from = cfg.pop("init_from", None)
+    post_init = cfg.pop("post_init", None) or []
     if kind in MODELS:
         builder = MODELS[kind]
     elif ":" in kind:
-        module, _, attr = kind.partition(":")
-        try:
-            builder = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise TrainingError(f"model.type {kind!r}: cannot import ({exc})") from exc
+        builder = _import("model.type", kind)
     else:
         raise TrainingError(f"model.type {kind!r} unknown; registered: {sorted(MODELS)} or 'module:callable'")
     try:
         model = builder(cfg)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"model config invalid: {exc}") from exc
+    for spec in [post_init] if isinstance(post_init, str) else post_init:
+        model = _import("model.post_init", spec)(model) or model
     if init_from:
         load_model_weights(model, resolve_path(init_from))
     return model
+
+
+def _import(what: str, spec: str) -> Callable:
+    module, _, attr = str(spec).partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise TrainingError(f"{what} {spec!r}: cannot import ({exc})") from exc
 
 
 def apply_overrides(config: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:

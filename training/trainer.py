@@ -84,6 +84,7 @@ class TrainConfig:
 
     amp: str = "auto"                    # auto: fp16 + GradScaler on CUDA, none on CPU
     grad_clip: Optional[float] = 1.0     # max global grad norm; None/0 = off
+    freeze: Sequence[str] = ()           # parameter-name prefixes kept fixed (e.g. "backbone.")
     find_unused_parameters: bool = False
 
     out_dir: str = "runs/train"
@@ -100,6 +101,7 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
         self.lr_factors = tuple(float(f) for f in self.lr_factors)
+        self.freeze = tuple(str(f) for f in (self.freeze or ()))
         if self.optimizer not in OPTIMIZERS:
             raise TrainingError(f"train.optimizer={self.optimizer!r}: choose one of {OPTIMIZERS}")
         if self.amp not in AMP_MODES:
@@ -130,7 +132,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        for k in ("betas", "lr_milestones", "lr_factors"):
+        for k in ("betas", "lr_milestones", "lr_factors", "freeze"):
             out[k] = list(out[k])
         return out
 
@@ -317,6 +319,14 @@ class Trainer:
         self.is_main = self.rank == 0
         torch.manual_seed(config.seed + self.rank)
 
+        if config.freeze:
+            frozen = [n for n, p in self.model.named_parameters() if n.startswith(tuple(config.freeze))]
+            if not frozen:
+                names = sorted({n.split(".")[0] for n, _ in self.model.named_parameters()})
+                raise TrainingError(f"train.freeze={list(config.freeze)} matches no parameter (top-level: {names})")
+            for n, p in self.model.named_parameters():
+                if n in frozen:
+                    p.requires_grad_(False)
         self.model.to(self.device)
         self.loss_module: nn.Module = _LossModule(self.model)
         if self.world_size > 1:

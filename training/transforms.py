@@ -207,17 +207,23 @@ class RandomCrop:
     Args:
         vertical: "random" (uniform), "bottom" (KITTI: the LiDAR covers the lower part; as the
             val_selection_cropped 1216x352 crop) or "center".
+        vertical_range: for "random", the top row is drawn from [low, high] x (H - height), e.g.
+            (0.5, 1.0) keeps crops in the lower, LiDAR-covered part of KITTI frames.
         horizontal: "random" or "center".
 
     Raises:
         ValueError (at call): the image is smaller than ``size``.
     """
 
-    def __init__(self, size: Sequence[int], vertical: str = "random", horizontal: str = "random"):
+    def __init__(self, size: Sequence[int], vertical: str = "random", horizontal: str = "random",
+                 vertical_range: Sequence[float] = (0.0, 1.0)):
         self.size = (int(size[0]), int(size[1]))
         if vertical not in ("random", "bottom", "center") or horizontal not in ("random", "center"):
             raise ValueError(f"bad crop placement vertical={vertical!r} horizontal={horizontal!r}")
-        self.vertical, self.horizontal = vertical, horizontal
+        lo, hi = float(vertical_range[0]), float(vertical_range[1])
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"vertical_range must satisfy 0 <= low <= high <= 1, got {vertical_range}")
+        self.vertical, self.horizontal, self.vertical_range = vertical, horizontal, (lo, hi)
 
     def __call__(self, frame: Frame, rng: Optional[np.random.Generator] = None) -> Frame:
         h, w = frame["rgb"].shape[:2]
@@ -225,7 +231,8 @@ class RandomCrop:
         if ch > h or cw > w:
             raise ValueError(f"crop {cw}x{ch} is larger than the {w}x{h} image")
         if self.vertical == "random":
-            y0 = int(rng.integers(0, h - ch + 1))
+            lo, hi = self.vertical_range
+            y0 = int(rng.integers(int(round(lo * (h - ch))), int(round(hi * (h - ch))) + 1))
         elif self.vertical == "bottom":
             y0 = h - ch
         else:

@@ -141,11 +141,15 @@ class DepthDataset(Dataset):
     ``__getitem__`` = ``frame_to_sample(transform(load_frame(i), rng), max_depth)``. The random
     generator of the transform is seeded from torch's RNG, which DataLoader seeds per worker and
     the trainer per rank, so augmentations differ across workers/ranks and are reproducible.
+    ``cache=True`` keeps decoded frames in memory (small datasets read every step, e.g. the demo).
     """
 
-    def __init__(self, transform: Optional[FrameTransform] = None, max_depth: Optional[float] = None):
+    def __init__(self, transform: Optional[FrameTransform] = None, max_depth: Optional[float] = None,
+                 cache: bool = False):
         self.transform = transform
         self.max_depth = max_depth
+        self.cache = bool(cache)
+        self._frames: dict = {}
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -166,8 +170,13 @@ class DepthDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
-        frame = self.load_frame(index)
-        check_frame(frame, f"{type(self).__name__}[{self.sample_name(index)}]")
+        if self.cache and index in self._frames:
+            frame = dict(self._frames[index])  # transforms never write into the arrays they get
+        else:
+            frame = self.load_frame(index)
+            check_frame(frame, f"{type(self).__name__}[{self.sample_name(index)}]")
+            if self.cache:
+                self._frames[index] = dict(frame)
         if self.transform is not None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
             frame = self.transform(frame, np.random.default_rng(seed))

@@ -115,10 +115,15 @@ def project_scan(lidar_bin: Path, calibration: KittiCalibration, width: int, hei
     """Project a KITTI Velodyne ``.bin`` into the (width x height) camera image of
     ``calibration`` with the shared z-buffer projection. Returns (H, W) float32 m, 0 = empty."""
     points = read_velodyne_bin(lidar_bin)
-    intr = calibration.intrinsics
-    if (intr.width, intr.height) != (width, height):
-        intr = Intrinsics(intr.fx, intr.fy, intr.cx, intr.cy, width, height)
+    intr = _sized(calibration.intrinsics, width, height)
     return project_lidar_to_depth(points[:, :3], calibration.T_camera_lidar, intr, max_depth=max_depth)
+
+
+def _sized(intr: Intrinsics, width: int, height: int) -> Intrinsics:
+    """The same pinhole with the image size of the actual file (calib files may disagree)."""
+    if (intr.width, intr.height) == (width, height):
+        return intr
+    return Intrinsics(intr.fx, intr.fy, intr.cx, intr.cy, width, height)
 
 
 class KittiFileList(DepthDataset):
@@ -132,8 +137,12 @@ class KittiFileList(DepthDataset):
             ``holdout_fraction`` of the projected/sparse points; the rest stays as input) or
             "none".
         holdout_fraction: for gt_source="heldout" (0.1 in the shared data README).
+        holdout_space: "pixels" (hold out projected pixels of the sparse map) or "points" (hold
+            out 3-D LiDAR points before projection with ``tools.bag_io.holdout_mask`` and the
+            frame's index: exactly the split of ``kitti-to-bag --holdout-fraction`` / ``replay``,
+            so scores match the replay evaluation; needs sparse_source="lidar").
         seed: seed of the held-out split (fixed per frame so evaluation is reproducible).
-        transform, max_depth: see :class:`DepthDataset`.
+        transform, max_depth, cache: see :class:`DepthDataset`.
 
     Raises:
         DatasetError: unknown sources, no frames, or a frame lacking the files its source needs.
@@ -148,17 +157,24 @@ class KittiFileList(DepthDataset):
         sparse_source: str = "png",
         gt_source: str = "png",
         holdout_fraction: float = 0.1,
+        holdout_space: str = "pixels",
         seed: int = 0,
         transform: Optional[FrameTransform] = None,
         max_depth: Optional[float] = None,
+        cache: bool = False,
     ):
-        super().__init__(transform=transform, max_depth=max_depth)
+        super().__init__(transform=transform, max_depth=max_depth, cache=cache)
         if sparse_source not in self.SPARSE_SOURCES:
             raise DatasetError(f"sparse_source must be one of {self.SPARSE_SOURCES}, got {sparse_source!r}")
         if gt_source not in self.GT_SOURCES:
             raise DatasetError(f"gt_source must be one of {self.GT_SOURCES}, got {gt_source!r}")
         if gt_source == "heldout" and sparse_source == "none":
             raise DatasetError("gt_source='heldout' needs a sparse source to hold points out of")
+        if holdout_space not in ("pixels", "points"):
+            raise DatasetError(f"holdout_space must be 'pixels' or 'points', got {holdout_space!r}")
+        if gt_source == "heldout" and holdout_space == "points" and sparse_source != "lidar":
+            raise DatasetError("holdout_space='points' needs sparse_source='lidar' (a scan to split)")
+        self.holdout_space = holdout_space
         self.frames = list(frames)
         if not self.frames:
             raise DatasetError(f"{type(self).__name__}: no frames")
@@ -195,6 +211,15 @@ class KittiFileList(DepthDataset):
         rgb = read_rgb(f.rgb)
         h, w = rgb.shape[:2]
         scan = None
+        if self.gt_source == "heldout" and self.holdout_space == "points":
+            from depth_diffusion_ros.tools.bag_io import holdout_mask
+
+            points = read_velodyne_bin(f.lidar_bin)
+            held = holdout_mask(len(points), self.holdout_fraction, self.seed, f.extras.get("frame_index", index))
+            intr = _sized(f.calibration.intrinsics, w, h)
+            sparse = project_lidar_to_depth(points[~held, :3], f.calibration.T_camera_lidar, intr)
+            gt = project_lidar_to_depth(points[held, :3], f.calibration.T_camera_lidar, intr)
+            return {"rgb": rgb, "sparse_depth": sparse, "gt_depth": gt, "K": f.intrinsics_matrix()}
         if "lidar" in (self.sparse_source, self.gt_source):
             scan = project_scan(f.lidar_bin, f.calibration, w, h)
         sparse = None
@@ -450,8 +475,9 @@ class KittiObject(KittiFileList):
     def __init__(self, root: str | Path, ids: Optional[Sequence[str]] = None, gt_source: str = "lidar",
                  **kwargs):
         root = Path(root)
+        all_ids = sorted(p.stem for p in (root / "image_2").glob("*.png"))
         if ids is None:
-            ids = sorted(p.stem for p in (root / "image_2").glob("*.png"))
+            ids = all_ids
         frames = []
         for fid in ids:
             fid = str(fid)
@@ -463,8 +489,9 @@ class KittiObject(KittiFileList):
                 calibration = read_kitti_object_calib(calib, camera=2, image_size=png_size(rgb))
             except (FileNotFoundError, ValueError) as exc:
                 raise DatasetError(str(exc)) from exc
+            # frame_index = position in the sorted folder, as kitti-to-bag numbers the frames
             frames.append(KittiFrameFiles(name=f"object/{fid}", rgb=rgb, calibration=calibration,
-                                          lidar_bin=lidar))
+                                          lidar_bin=lidar, extras={"frame_index": all_ids.index(fid)}))
         if not frames:
             raise DatasetError(f"no KITTI object frames under {root / 'image_2'}")
         super().__init__(frames, sparse_source="lidar", gt_source=gt_source, **kwargs)

@@ -57,8 +57,9 @@ class _NyuBase(DepthDataset):
         transform: Optional[FrameTransform] = None,
         max_depth: Optional[float] = NYU_MAX_DEPTH,
         seed: int = 0,
+        cache: bool = False,
     ):
-        super().__init__(transform=transform, max_depth=max_depth)
+        super().__init__(transform=transform, max_depth=max_depth, cache=cache)
         if num_sparse_points < 0:
             raise DatasetError(f"num_sparse_points must be >= 0, got {num_sparse_points}")
         self.num_sparse_points = int(num_sparse_points)
@@ -93,8 +94,9 @@ class NyuLabeledMat(_NyuBase):
         transform: Optional[FrameTransform] = None,
         max_depth: Optional[float] = NYU_MAX_DEPTH,
         seed: int = 0,
+        cache: bool = False,
     ):
-        super().__init__(num_sparse_points, transform, max_depth, seed)
+        super().__init__(num_sparse_points, transform, max_depth, seed, cache)
         import h5py  # optional dependency, only for this layout
 
         self.mat_path = Path(mat_path)
@@ -164,8 +166,9 @@ class NyuFileList(_NyuBase):
         transform: Optional[FrameTransform] = None,
         max_depth: Optional[float] = NYU_MAX_DEPTH,
         seed: int = 0,
+        cache: bool = False,
     ):
-        super().__init__(num_sparse_points, transform, max_depth, seed)
+        super().__init__(num_sparse_points, transform, max_depth, seed, cache)
         self.entries = list(entries)
         if not self.entries:
             raise DatasetError("NyuFileList: no frames found")

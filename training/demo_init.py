@@ -1,0 +1,35 @@
+"""Initialisation hooks for ``model.post_init`` in training configs.
+
+:func:`trust_prior` makes an untrained completion DiffusionDepth start as its densification
+prior: the decoder head's residual channel is zeroed and its gate bias raised, so
+``log depth = log prior + r`` with ``r = 0`` and ``sigmoid(gate) ~ 1`` where the prior exists
+(see ``depth_diffusion_ros.models.depth_latent.DepthDecoder``). Training then learns only the
+correction, the usual zero-initialised residual branch (e.g. ReZero, Bachlechner et al. 2020;
+ControlNet's zero convolutions, Zhang et al. 2023). Used for the shipped demo weights, whose
+CPU training budget is a few hundred steps.
+"""
+from __future__ import annotations
+
+import torch
+
+from training.trainer import TrainingError
+
+
+def trust_prior(model: torch.nn.Module, gate_bias: float = 6.0) -> torch.nn.Module:
+    """Zero the residual output and set the gate bias of ``model.depth_decoder.head``.
+
+    Args:
+        model: a completion-mode DiffusionDepth (its decoder head has 3 outputs: x, r, g).
+        gate_bias: initial gate logit (6.0 -> sigmoid 0.9975).
+
+    Raises:
+        TrainingError: the model has no completion decoder head of that layout.
+    """
+    head = getattr(getattr(model, "depth_decoder", None), "head", None)
+    if not isinstance(head, torch.nn.Conv2d) or head.out_channels != 3:
+        raise TrainingError("trust_prior needs a completion DiffusionDepth (depth_decoder.head with 3 outputs)")
+    with torch.no_grad():
+        head.weight[1].zero_()
+        head.bias[1].zero_()
+        head.bias[2].fill_(float(gate_bias))
+    return model
