@@ -86,8 +86,8 @@ class DepthDecoder(nn.Module):
     (min 8). At full resolution the guidance channels are concatenated and a head predicts
     u (monocular: depth = exp(-x) = 1/sigmoid(x) - 1, the authors' parameterisation, with
     x = -(center + scale*u), i.e. u is normalised log depth) and, when ``guidance_channels`` is 2
-    (completion), the residual r and gate g described in the module docstring. u starts at 0
-    (the geometric mean of the depth range) so an untrained model predicts a plausible depth.
+    (completion), the residual r and gate g described in the module docstring. u starts at
+    the value of max_depth / 4 so an untrained model predicts a plausible depth.
     """
 
     def __init__(
@@ -111,9 +111,13 @@ class DepthDecoder(nn.Module):
         with torch.no_grad():
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
-            self.head.bias[0] = 0.0  # u = 0: the geometric mean of the depth range
+            # start at max_depth / 4 (a typical scene depth: ~20 m for KITTI's 80 m, 2.5 m for
+            # NYU's 10 m) so the monocular branch is not metres off at the first step
+            u0 = (math.log(normalizer.max_depth / 4.0) - normalizer.center) / normalizer.scale
+            u0 = max(-0.9, min(0.9, u0)) * U_BOUND
+            self.head.bias[0] = U_BOUND * math.atanh(u0 / U_BOUND)
             if self.guidance_channels:
-                self.head.bias[2] = 2.0  # start by trusting the LiDAR prior where it exists
+                self.head.bias[2] = 4.0  # start by trusting the LiDAR prior (gate 0.98) where it exists
 
     def forward(self, latents: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
         """Returns *log* depth (B,1,H,W); :meth:`depth` applies exp. guidance required iff G>0."""
