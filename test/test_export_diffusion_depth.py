@@ -124,3 +124,43 @@ def test_bad_size_and_form_are_rejected(tmp_path):
         export_diffusion_depth(model, tmp_path, 100, 320)
     with pytest.raises(ValueError, match="forms"):
         export_diffusion_depth(model, tmp_path, H, W, forms=("graph",))
+
+
+@pytest.mark.slow
+def test_dynamic_export_runs_at_other_sizes_in_ort_and_fake_tensorrt(tmp_path, shared_data):
+    """--dynamic uses the torch.export-based exporter (the tracer bakes interpolation sizes);
+    the export checks itself at a second size; ORT and the FAKE TensorRT (auto profile from
+    the export's example shapes) then run a frame of yet another size."""
+    import fake_tensorrt
+
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend
+    from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTCompletionBackend
+
+    torch.set_num_threads(2)
+    model = small_model()
+    report = export_diffusion_depth(model, tmp_path / "dyn", 64, 128, forms=("step",), dynamic=True,
+                                    inputs=tensor_inputs(*frame_for_size(shared_data, 64, 128, "kitti")))
+    meta = read_metadata(report.graphs[0].path)
+    assert meta["ddr.exporter"] == "dynamo" and meta["ddr.opset"] == "18"
+    assert float(meta["ddr.parity_other_size_error"]) < 1e-3
+    rgb, sparse = frame_for_size(shared_data, 90, 200, "kitti")  # padded to 96x224
+    b = OnnxRuntimeCompletionBackend(tmp_path / "dyn", num_inference_steps=2)
+    got = b.infer(rgb, sparse)
+    t = tensor_inputs(*frame_for_size(shared_data, 96, 224, "kitti"))
+    # reference: torch on the padded frame, cropped (the backend pads with edge/zero like preprocess)
+    from depth_diffusion_ros.inference import preprocess
+
+    rgb_p, _ = preprocess.pad_to_multiple(rgb, 32)
+    sp_p, _ = preprocess.pad_to_multiple(sparse, 32)
+    s_t, v_t = preprocess.sparse_to_tensor_layout(sp_p)
+    with torch.no_grad():
+        ref, _ = model.sample(torch.from_numpy(preprocess.rgb_to_tensor_layout(rgb_p)), torch.from_numpy(s_t),
+                              torch.from_numpy(v_t), noise=torch.from_numpy(b.make_noise(96, 224)),
+                              num_inference_steps=2)
+    np.testing.assert_allclose(got.depth, ref.numpy()[0, 0, :90, :200], atol=1e-3, rtol=1e-4)
+    assert t["rgb"].shape == (1, 3, 96, 224)
+    trt_b = TensorRTCompletionBackend(tmp_path / "dyn", num_inference_steps=2, engine_cache_dir=tmp_path / "eng",
+                                      trt=fake_tensorrt, cuda=fake_tensorrt.make_fake_cudart())
+    np.testing.assert_allclose(trt_b.infer(rgb, sparse).depth, got.depth, atol=1e-4, rtol=1e-5)
+    engine = fake_tensorrt.Runtime(None).deserialize_cuda_engine(trt_b.engine_results[0].engine_path.read_bytes())
+    assert engine.header["profile"]["rgb"] == [[1, 3, 32, 64], [1, 3, 64, 128], [8, 3, 128, 256]]

@@ -177,12 +177,17 @@ def export_diffusion_depth(
         (None: config.num_inference_steps). ensemble_size: E of the unrolled graph.
     inputs: {"rgb" (1,3,H,W) [0,1], "sparse_depth", "valid_mask" (1,1,H,W)} float32 for the
         parity check — pass a real frame; None uses random inputs.
-    dynamic: batch/height/width axes dynamic (TensorRT then needs optimisation profiles).
+    dynamic: batch/height/width axes dynamic (TensorRT then needs optimisation profiles). The
+        TorchScript tracer bakes the neck's interpolation sizes into the graph, so dynamic
+        exports always use the torch.export-based exporter (opset >= 18); the step form is then
+        also checked at a second input size.
     Raises ExportError / ParityError naming the file on failure; ValueError for bad sizes.
     """
     import torch
 
     forms = tuple(forms)
+    if dynamic and not dynamo:
+        dynamo, opset = True, max(int(opset), 18)
     bad = sorted(set(forms) - set(FORMS))
     if bad or not forms:
         raise ValueError(f"forms={forms}: choose from {FORMS}")
@@ -303,6 +308,13 @@ def export_diffusion_depth(
                 write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol_loop,
                                       "parity_rtol": rtol_loop})
             report.graphs.append(ExportedGraph(path, "sampler", errors, seconds))
+    if dynamic and check and "step" in forms:
+        # the symbolic shapes must really generalise: run the host loop at another size
+        d = int(model.size_divisor)
+        other = example_inputs(model, height + d, width + 2 * d, seed + 1)
+        err = check_host_loop_parity(model, out_dir, other, num_inference_steps=2, atol=atol_loop, rtol=rtol_loop)
+        for g in report.graphs:
+            write_metadata(g.path, {"parity_other_size": [height + d, width + 2 * d], "parity_other_size_error": err})
     (out_dir / "export.json").write_text(json.dumps({
         "model_sha256": sha, "export_id": export_id, "height": height, "width": width,
         "graphs": [{"file": g.path.name, "graph": g.graph, "max_abs_error": g.max_abs_error,

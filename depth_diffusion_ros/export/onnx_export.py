@@ -184,6 +184,7 @@ def export_onnx(
                 torch.onnx.export(module, tuple(args), str(path), **kwargs)
     except Exception as exc:  # noqa: BLE001 - exporter errors are varied
         raise ExportError(f"{path}: torch.onnx.export failed: {exc}") from exc
+    _inline_external_data(path)
     meta = {
         "opset": opset,
         "exporter": "dynamo" if dynamo else "torchscript",
@@ -193,6 +194,33 @@ def export_onnx(
     meta.update(metadata or {})
     write_metadata(path, meta)
     return path
+
+
+def _inline_external_data(path: Path) -> None:
+    """Store the weights inside the .onnx file (the dynamo exporter writes ``<file>.data``).
+
+    One self-contained file per graph: the engine-cache key hashes only this file, and the
+    file can be copied to a robot alone. (ONNX's protobuf limit is 2 GiB; our models are far
+    below it.)
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    locations = {
+        entry.value
+        for t in model.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+        for entry in t.external_data
+        if entry.key == "location"
+    }
+    if not locations:
+        return
+    model = onnx.load(str(path), load_external_data=True)
+    onnx.save(model, str(path), save_as_external_data=False)
+    for loc in locations:
+        data = path.parent / loc
+        if data.is_file():
+            data.unlink()
 
 
 @dataclass

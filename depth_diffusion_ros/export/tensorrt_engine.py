@@ -70,7 +70,8 @@ class EngineKey:
     """Everything a serialized engine depends on (an engine is valid only for all of these).
 
     onnx_sha256: hex SHA-256 of the ONNX file; precision: "fp32" | "fp16" | "int8";
-    tensorrt_version: trt.__version__; gpu_name: CUDA device name; dla_core: -1 for the GPU.
+    tensorrt_version: trt.__version__; gpu_name: CUDA device name; dla_core: -1 for the GPU;
+    profile: the optimisation-profile ranges asked for ("auto" = derived from the export).
     """
 
     onnx_sha256: str
@@ -78,6 +79,7 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     dla_core: int = -1
+    profile: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -170,6 +172,40 @@ def optimization_profiles(
         if not all(a <= b <= c for a, b, c in zip(prof.min, prof.opt, prof.max)):
             raise EngineBuildError(f"input {name!r}: need min <= opt <= max, got {prof}")
         out[name] = prof
+    return out
+
+
+def auto_profile_ranges(
+    network_shapes: Mapping[str, Sequence[int]],
+    example_shapes: Mapping[str, Sequence[int]],
+    factor: int = 2,
+    max_batch: int = 8,
+) -> dict[str, ProfileShape]:
+    """Profile ranges for a dynamic export from the shapes it was traced with (``ddr.inputs``).
+
+    Dynamic batch axes get [1, max(example, max_batch)], other dynamic axes
+    [example // factor, example * factor] with the example as opt; static axes stay fixed.
+    Raises EngineBuildError naming an input whose example shape is unknown.
+    """
+    out: dict[str, ProfileShape] = {}
+    for name, shape in network_shapes.items():
+        shape = tuple(int(d) for d in shape)
+        if all(d >= 0 for d in shape):
+            continue
+        ex = example_shapes.get(name)
+        if ex is None or len(ex) != len(shape):
+            raise EngineBuildError(f"input {name!r} has dynamic shape {shape} and the ONNX metadata records no "
+                                   f"example shape for it; give its (min, opt, max) shapes")
+        mn, opt, mx = [], [], []
+        for axis, (d, e) in enumerate(zip(shape, ex)):
+            e = int(e)
+            if d >= 0:
+                mn.append(d), opt.append(d), mx.append(d)
+            elif axis == 0:
+                mn.append(1), opt.append(e), mx.append(max(e, max_batch))
+            else:
+                mn.append(max(1, e // factor)), opt.append(e), mx.append(e * factor)
+        out[name] = ProfileShape(tuple(mn), tuple(opt), tuple(mx))
     return out
 
 
@@ -277,6 +313,11 @@ def build_serialized_engine(
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         inputs[tensor.name] = tuple(tensor.shape)
+    if profile_ranges is None and any(d < 0 for s in inputs.values() for d in s):
+        from depth_diffusion_ros.export.onnx_export import read_metadata
+
+        examples = json.loads(read_metadata(onnx_path).get("ddr.inputs", "{}"))
+        profile_ranges = auto_profile_ranges(inputs, examples)
     profiles = optimization_profiles(inputs, profile_ranges)
     if profiles:
         profile = builder.create_optimization_profile()
@@ -341,7 +382,10 @@ def get_or_build_engine(
         from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
 
         gpu_name = (cuda if cuda is not None else CudaRuntime()).device_name(0)
-    key = EngineKey(file_sha256(onnx_path), precision, str(trt.__version__), gpu_name, int(dla_core))
+    profile = "auto" if not profile_ranges else json.dumps(
+        {k: [list(x) for x in (v.min, v.opt, v.max)] if isinstance(v, ProfileShape) else [list(x) for x in v]
+         for k, v in sorted(profile_ranges.items())})
+    key = EngineKey(file_sha256(onnx_path), precision, str(trt.__version__), gpu_name, int(dla_core), profile)
     engine_path, sidecar_path = engine_paths(cache_dir, onnx_path, key)
     reason = rebuild_reason(engine_path, sidecar_path, key, force_engine_update)
     if reason is None:
