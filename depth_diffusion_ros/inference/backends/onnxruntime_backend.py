@@ -16,7 +16,8 @@ Execution providers come from a parameter (``providers``: short names ``cpu``, `
 ``tensorrt``, ``openvino``, ``dnnl`` or ORT's full names); those not available in the
 installed onnxruntime build are dropped with a log line. I/O binding keeps the latents and the
 condition on the device between denoising steps when a GPU provider runs (``use_io_binding``
-"auto"); on the CPU provider plain ``run`` is as fast (measured in benchmarks/bench_runtime.py).
+"auto"); on the CPU provider it made no difference beyond run-to-run noise on the 2-core CI
+machine, so it is off there by default.
 """
 from __future__ import annotations
 
