@@ -57,7 +57,7 @@ def _num_halvings(stride: int) -> int:
 
 
 class DepthEncoder(nn.Module):
-    """Depth (B,1,H,W) metres -> latent (B, latent_channels, H/s, W/s).
+    """Depth (B,1,H,W) metres -> latent (B, latent_channels, H/s, W/s) in (-1, 1).
 
     Input is normalised log depth; log2(s) stride-2 conv + SiLU stages, channels doubling from
     ``channels // 2**(log2 s)`` (min 8) up to ``channels``. No normalisation layers here or in
@@ -76,7 +76,9 @@ class DepthEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalizer(depth))
+        # tanh keeps the latent in (-1, 1), the range DDPM-style samples live in, so the
+        # latent-alignment term anchors the refined latents' scale to that of the noise
+        return torch.tanh(self.net(self.normalizer(depth)))
 
 
 class DepthDecoder(nn.Module):
