@@ -35,6 +35,7 @@ class DSRDiffConfig:
         ggn_channels / ggn_downsamples: width and number of stride-2 stages of the guidance
             encoders (GGN and the GRN's condition encoder), after a stride-4 pixel unshuffle.
         grn_hidden / grn_layers: width and depth of the GRN's MLP denoiser.
+        residual_scale: factor on the DSRN head's residual channel (normalised depth units).
     Diffusion (GRN, DDIM through ``models/ddim.py``):
         num_train_timesteps, num_inference_steps, beta_schedule, beta_start, beta_end,
         prediction_type ("epsilon"), timestep_spacing, steps_offset, set_alpha_to_one (as in
@@ -62,6 +63,7 @@ class DSRDiffConfig:
     ggn_downsamples: int = 2
     grn_hidden: int = 128
     grn_layers: int = 4
+    residual_scale: float = 0.01
     num_train_timesteps: int = 1000
     num_inference_steps: int = 4
     beta_schedule: str = "linear"
