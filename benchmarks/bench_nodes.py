@@ -36,6 +36,14 @@ sys.path.insert(0, str(REPO / "test"))  # node_harness: node process + rclpy cli
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200)))
+# The node tests' Fast DDS profile (32 MiB SHM segments, 100 ms heartbeat; test/conftest.py sets it
+# for pytest). Fast DDS reads it once per process, so it is set before rclpy is imported; the node
+# process inherits it. DDR_TEST_FASTDDS_PROFILE= (empty) keeps Fast DDS's defaults (a 512 KiB SHM
+# segment: most KITTI-sized samples are then lost or resent late); a user's
+# FASTDDS_DEFAULT_PROFILES_FILE wins.
+_DDS_PROFILE = os.environ.get("DDR_TEST_FASTDDS_PROFILE", str(REPO / "test" / "fastdds_test_profile.xml"))
+if _DDS_PROFILE and os.environ["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp":
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", _DDS_PROFILE)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -219,40 +227,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the throughput run")
     parser.add_argument("--reliability", default="both", choices=["both", "best_effort", "reliable"],
                         help="node input QoS of the throughput run(s)")
+    parser.add_argument("--tables", default="1,2,3", help="comma-separated tables to run (1 stages, 2 end-to-end, "
+                        "3 throughput)")
     args = parser.parse_args(argv)
+    tables = {t.strip() for t in args.tables.split(",")}
     frame = KittiFrame(args.data)
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"RMW {os.environ['RMW_IMPLEMENTATION']}; frame 1242x375 KITTI raw 2011_09_26_0001 #5")
 
-    print("\n1) per-stage latency, in-process (ms)")
-    print(f"| {'stage':<45} | median | p90 |\n|{'-' * 47}|-------:|----:|")
-    for name, med, p90 in stage_table(frame, args.repeats):
-        print(f"| {name:<45} | {med * 1e3:6.1f} | {p90 * 1e3:5.1f} |")
+    if "1" in tables:
+        print("\n1) per-stage latency, in-process (ms)")
+        print(f"| {'stage':<45} | median | p90 |\n|{'-' * 47}|-------:|----:|")
+        for name, med, p90 in stage_table(frame, args.repeats):
+            print(f"| {name:<45} | {med * 1e3:6.1f} | {p90 * 1e3:5.1f} |")
 
-    print(f"\n2) depth_completion_node end-to-end latency, publish -> receive, {args.frames} frames (ms)")
-    print("| outputs subscribed | depth/image median | p90 | depth/points median | p90 | unanswered |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for with_points in (False, True):
-        d50, d90, p50, p90, missing = end_to_end(frame, args.frames, with_points)
-        label = "depth/image + depth/points" if with_points else "depth/image"
-        print(f"| {label} | {d50 * 1e3:.1f} | {d90 * 1e3:.1f} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} | {missing} |")
+    if "2" in tables:
+        print(f"\n2) depth_completion_node end-to-end latency, publish -> receive, {args.frames} frames (ms)")
+        print("| outputs subscribed | depth/image median | p90 | depth/points median | p90 | unanswered |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for with_points in (False, True):
+            d50, d90, p50, p90, missing = end_to_end(frame, args.frames, with_points)
+            label = "depth/image + depth/points" if with_points else "depth/image"
+            print(f"| {label} | {d50 * 1e3:.1f} | {d90 * 1e3:.1f} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} | {missing} |")
 
-    print(f"\n3) throughput at {args.rate:g} Hz for {args.duration:g} s (depth/image subscribed)")
-    print("| input QoS | sent Hz | frames in | frames out | out Hz | node drops | lost in transport | "
-          "node mean latency ms | node peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    modes = ["best_effort", "reliable"] if args.reliability == "both" else [args.reliability]
-    results = [throughput(frame, args.rate, args.duration, m) for m in modes]
-    for r in results:
-        lost = r["in"] - r["out"] - r["node_drops"]
-        print(f"| {r['reliability']} | {r['rate']:.1f} | {r['in']} | {r['out']} | {r['out_hz']:.1f} | "
-              f"{r['node_drops']} | {max(lost, 0)} | {r['mean_latency_ms']} | {r['peak_rss_mb']:.0f} |")
-    for r in results:
-        print(f"node drops by reason ({r['reliability']}): {r['drop_reasons'] or 'none'}")
-        if os.environ.get("DDR_BENCH_VERBOSE"):
-            print(r["log_tail"])
-    profile = os.environ.get("DDR_TEST_FASTDDS_PROFILE", "test/fastdds_test_profile.xml (32 MiB SHM segments)")
-    print(f"Fast DDS profile: {profile or 'Fast DDS defaults'}")
+    if "3" in tables:
+        print(f"\n3) throughput at {args.rate:g} Hz for {args.duration:g} s (depth/image subscribed)")
+        print("| input QoS | sent Hz | frames in | frames out | out Hz | node drops | lost in transport | "
+              "node mean latency ms | node peak RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        modes = ["best_effort", "reliable"] if args.reliability == "both" else [args.reliability]
+        results = [throughput(frame, args.rate, args.duration, m) for m in modes]
+        for r in results:
+            lost = r["in"] - r["out"] - r["node_drops"]
+            print(f"| {r['reliability']} | {r['rate']:.1f} | {r['in']} | {r['out']} | {r['out_hz']:.1f} | "
+                  f"{r['node_drops']} | {max(lost, 0)} | {r['mean_latency_ms']} | {r['peak_rss_mb']:.0f} |")
+        for r in results:
+            print(f"node drops by reason ({r['reliability']}): {r['drop_reasons'] or 'none'}")
+            if os.environ.get("DDR_BENCH_VERBOSE"):
+                print(r["log_tail"])
+    print(f"Fast DDS profile: {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or 'Fast DDS defaults'}")
     return 0
 
 
