@@ -267,3 +267,11 @@ def test_candidate_depths_and_head_initialisation():
         out = m.decode(torch.zeros(1, 16), bt["rgb"], d_n, bt["valid_mask_lr"])
     bic = F.interpolate(d_n, size=(32, 48), mode="bicubic", align_corners=False)
     assert float((out - bic).abs().max()) < 0.1 * float(d_n.max() - d_n.min())
+
+
+def test_stage1_rmse_term():
+    m = tiny(rmse_weight=0.5).train()
+    losses = m.training_losses(batch())
+    assert set(losses) == {"loss", "l1", "rmse"}
+    assert torch.isclose(losses["loss"].detach(), losses["l1"] + 0.5 * losses["rmse"])
+    assert float(losses["rmse"]) >= float(losses["l1"])  # RMSE >= mean absolute error

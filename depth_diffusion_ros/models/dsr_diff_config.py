@@ -45,7 +45,8 @@ class DSRDiffConfig:
             any integer scale between min(scales) and max(scales).
     Training:
         stage: 1 (GGN + DSRN from HR depth) or 2 (GRN only, GGN/DSRN frozen).
-        loss weights (``l1`` stage 1; ``diff_l1``, ``rec_l1``, ``eps_mse`` stage 2).
+        loss weights (``l1``, ``rmse`` stage 1; ``diff_l1``, ``rec_l1``, ``eps_mse`` stage 2;
+        ``rmse_weight`` also adds the RMSE to stage 2's reconstruction term).
         depth_noise_sigma: (min, max) of the per-sample Gaussian sigma added to the normalised
             low-resolution depth (units: fraction of the sample's max LR depth).
         depth_noise_prob: probability that a sample is augmented at all.
@@ -76,6 +77,7 @@ class DSRDiffConfig:
     scales: list = field(default_factory=lambda: [4, 8, 16])
     stage: int = 1
     l1_weight: float = 1.0
+    rmse_weight: float = 0.0
     diff_l1_weight: float = 1.0
     rec_l1_weight: float = 1.0
     eps_mse_weight: float = 0.0
