@@ -16,12 +16,13 @@ SETTINGS = [
     dict(beta_schedule="squaredcos_cap_v2", timestep_spacing="linspace", steps_offset=0,
          set_alpha_to_one=True),
 ]
+CLIPPED = dict(beta_schedule="linear", timestep_spacing="leading", clip_sample=True,
+               clip_sample_range=0.5)
 
 
 def _pair(settings, prediction_type="epsilon"):
-    ref = diffusers.DDIMScheduler(
-        num_train_timesteps=1000, clip_sample=False, prediction_type=prediction_type, **settings
-    )
+    settings = {"clip_sample": False, **settings}
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, prediction_type=prediction_type, **settings)
     ours = DDIMScheduler(num_train_timesteps=1000, prediction_type=prediction_type, **settings)
     return ours, ref
 
@@ -38,7 +39,7 @@ def test_schedule_numbers_equal_diffusers(settings):
         assert torch.equal(ts, ref.timesteps), (settings, n)
 
 
-@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("settings", SETTINGS + [CLIPPED])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_step_outputs_equal_diffusers(settings, prediction_type):
     ours, ref = _pair(settings, prediction_type)

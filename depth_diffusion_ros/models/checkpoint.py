@@ -39,6 +39,8 @@ RUNTIME_FIELDS = frozenset(
         "num_self_diffusion_steps",
         "backbone_kwargs",
         "freeze_backbone_bn",
+        "clip_sample",
+        "clip_sample_range",
     }
 )
 

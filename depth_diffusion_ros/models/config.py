@@ -61,12 +61,15 @@ class DiffusionDepthConfig:
         min_depth, max_depth: metres; output depth is clamped to this range at inference.
     DDIM (Song et al., ICLR 2021; numbers identical to diffusers.DDIMScheduler)
         num_train_timesteps, num_inference_steps, beta_schedule, beta_start, beta_end,
-        timestep_spacing, steps_offset, set_alpha_to_one.
+        timestep_spacing, steps_offset, set_alpha_to_one, clip_sample (clamp the x0 prediction
+        of every step to [-clip_sample_range, clip_sample_range]; the depth encoder's latents
+        lie in (-1, 1)).
     Losses and self-diffusion (paper Sec. 3.4; authors' weights 1.0/1.0/1.0)
         loss_weight_l1, loss_weight_l2: pixel losses on decoded depth where the GT is valid.
         loss_weight_ddim: noise MSE on the self-diffused refined latent.
         loss_weight_latent: depth auto-encoder reconstruction (L1 on valid GT) + L2 between the
-            refined latent and the encoded (detached) target latent.
+            refined latent and the encoded (detached) target latent ("supervision on both latent
+            spaces", paper Sec. 3.4); it anchors the refined latents' scale.
         num_self_diffusion_steps: DDIM steps run *with gradients* from noise during training
             (authors: the full 20-step loop; small here to keep training cheap). Sampling with
             num_inference_steps equal to it reproduces the training trajectory exactly.
@@ -103,11 +106,13 @@ class DiffusionDepthConfig:
     timestep_spacing: str = "leading"
     steps_offset: int = 0
     set_alpha_to_one: bool = True
+    clip_sample: bool = False
+    clip_sample_range: float = 1.0
 
     loss_weight_l1: float = 1.0
     loss_weight_l2: float = 1.0
     loss_weight_ddim: float = 1.0
-    loss_weight_latent: float = 0.1
+    loss_weight_latent: float = 1.0
     num_self_diffusion_steps: int = 2
 
     def __post_init__(self) -> None:
@@ -151,6 +156,8 @@ class DiffusionDepthConfig:
             raise ConfigError(f"lidar_dropout={self.lidar_dropout}: must be in [0, 1]")
         if not (0 <= self.prior_levels <= 8):
             raise ConfigError(f"prior_levels={self.prior_levels}: must be in [0, 8]")
+        if self.clip_sample_range <= 0:
+            raise ConfigError(f"clip_sample_range={self.clip_sample_range}: must be > 0")
         if not (0.0 < self.beta_start < self.beta_end < 1.0):
             raise ConfigError(f"beta_start={self.beta_start}, beta_end={self.beta_end}: need 0<start<end<1")
         for name in ("loss_weight_l1", "loss_weight_l2", "loss_weight_ddim", "loss_weight_latent"):

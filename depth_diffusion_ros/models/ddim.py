@@ -3,7 +3,7 @@ ICLR 2021, eq. 12), written for this package and shared by DiffusionDepth and DS
 
 The numbers (``betas``, ``alphas_cumprod``, the ``timesteps`` chosen by :meth:`set_timesteps`,
 the outputs of :meth:`step` and :meth:`add_noise`) equal those of ``diffusers.DDIMScheduler``
-for the same settings with ``clip_sample=False``, ``thresholding=False`` and
+for the same settings (``clip_sample`` on or off) with ``thresholding=False`` and
 ``rescale_betas_zero_snr=False`` (checked in ``test/test_ddim.py``).
 
 Forward process (DDPM, Ho et al. 2020, eq. 4):
@@ -93,12 +93,14 @@ def ddim_step_tensor(
     prev_timestep: torch.Tensor,
     sample: torch.Tensor,
     prediction_type: str = "epsilon",
+    clip_sample_range: Optional[float] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One deterministic (eta = 0) DDIM step (Song et al. 2021, eq. 12) in tensor ops only.
 
     alphas_cumprod: (T,) float32; final_alpha_cumprod: 0-d or (1,) float32 (used where
     prev_timestep < 0); model_output, sample: (B, C, h, w); timestep, prev_timestep: int64
-    tensors, 0-d or (B,).
+    tensors, 0-d or (B,). clip_sample_range: clamp the x0 prediction to [-r, r] (diffusers'
+    ``clip_sample``), None = no clipping.
     Returns (prev_sample, pred_original_sample), both (B, C, h, w).
     Export-friendly: gathers and ``torch.where`` instead of Python branches on values.
     """
@@ -108,6 +110,8 @@ def ddim_step_tensor(
     final = final_alpha_cumprod.reshape(1, 1, 1, 1).to(sample.dtype)
     alpha_prod_prev = torch.where(prev.reshape(-1, 1, 1, 1) >= 0, alpha_prev, final)
     pred_original, pred_epsilon = _x0_and_eps(model_output, sample, alpha_prod_t, prediction_type)
+    if clip_sample_range is not None:
+        pred_original = pred_original.clamp(-clip_sample_range, clip_sample_range)
     prev_sample = alpha_prod_prev**0.5 * pred_original + (1 - alpha_prod_prev) ** 0.5 * pred_epsilon
     return prev_sample, pred_original
 
@@ -131,8 +135,9 @@ class DDIMScheduler:
         steps_offset: added to the "leading" timesteps (Stable Diffusion uses 1).
         timestep_spacing: "leading", "trailing" or "linspace" (Lin et al. 2024, Table 2).
         prediction_type: "epsilon" (DiffusionDepth), "sample" or "v_prediction".
-    Not supported (raise nothing, simply absent): sample clipping, dynamic thresholding,
-    zero-terminal-SNR rescaling.
+        clip_sample, clip_sample_range: clamp the x0 prediction to [-range, range] in each step.
+    Not supported (simply absent): dynamic thresholding, zero-terminal-SNR rescaling,
+    ``use_clipped_model_output``.
     """
 
     def __init__(
@@ -145,6 +150,8 @@ class DDIMScheduler:
         steps_offset: int = 0,
         timestep_spacing: str = "leading",
         prediction_type: str = "epsilon",
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
     ) -> None:
         if timestep_spacing not in ("leading", "trailing", "linspace"):
             raise ValueError(
@@ -156,6 +163,7 @@ class DDIMScheduler:
         self.steps_offset = int(steps_offset)
         self.timestep_spacing = timestep_spacing
         self.prediction_type = prediction_type
+        self.clip_sample_range: Optional[float] = float(clip_sample_range) if clip_sample else None
         self.betas = make_betas(num_train_timesteps, beta_schedule, beta_start, beta_end)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
@@ -176,6 +184,8 @@ class DDIMScheduler:
             set_alpha_to_one=config.set_alpha_to_one,
             steps_offset=config.steps_offset,
             timestep_spacing=config.timestep_spacing,
+            clip_sample=config.clip_sample,
+            clip_sample_range=config.clip_sample_range,
         )
 
     # ------------------------------------------------------------------ timesteps
@@ -261,7 +271,7 @@ class DDIMScheduler:
         ac = self.alphas_cumprod.to(device)
         final = self.final_alpha_cumprod.to(device)
         prev_sample, pred_original = ddim_step_tensor(
-            ac, final, model_output, t, tp, sample, self.prediction_type
+            ac, final, model_output, t, tp, sample, self.prediction_type, self.clip_sample_range
         )
         if eta > 0:
             a_t = _gather(ac, t).to(sample.dtype)

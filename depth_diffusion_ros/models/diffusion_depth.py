@@ -208,7 +208,8 @@ class DiffusionDepth(nn.Module):
         """
         noise_pred = self.denoise(latents, timestep, cond)
         prev, _ = ddim_step_tensor(
-            self.alphas_cumprod, self.final_alpha_cumprod, noise_pred, timestep, prev_timestep, latents
+            self.alphas_cumprod, self.final_alpha_cumprod, noise_pred, timestep, prev_timestep, latents,
+            clip_sample_range=self.scheduler.clip_sample_range,
         )
         return prev
 
