@@ -222,6 +222,42 @@ def test_project_lidar_applies_extrinsics():
     assert d2[3, 5] == pytest.approx(4.0)
 
 
+def _zbuffer_reference(points_camera: np.ndarray, intr: Intrinsics, min_depth: float, max_depth: float) -> np.ndarray:
+    """Per-point loop: pixel floor(f x / z + c + 0.5), nearest z kept (the definition)."""
+    out = np.full((intr.height, intr.width), np.inf)
+    for x, y, z in np.asarray(points_camera, np.float64)[:, :3]:
+        if not (min_depth <= z <= max_depth) or not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        u = math.floor(intr.fx * x / z + intr.cx + 0.5)
+        v = math.floor(intr.fy * y / z + intr.cy + 0.5)
+        if 0 <= u < intr.width and 0 <= v < intr.height:
+            out[v, u] = min(out[v, u], z)
+    out[np.isinf(out)] = 0.0
+    return out.astype(np.float32)
+
+
+def test_projection_zbuffer_matches_per_point_reference_and_lidar_path():
+    """Many points per pixel (rounded coordinates give exact ties), NaNs, points behind."""
+    rng = np.random.default_rng(7)
+    intr = Intrinsics(fx=50.0, fy=55.0, cx=15.5, cy=11.0, width=32, height=24)
+    T = make_transform(_rot_z(0.3), [0.2, -0.1, 0.5])
+    for trial in range(20):
+        n = int(rng.integers(1, 2000))
+        pts = rng.normal(size=(n, 3)) * [4.0, 4.0, 3.0] + [0.0, 0.0, 2.0]
+        pts = np.round(pts, int(rng.integers(1, 3)))
+        pts[rng.random(n) < 0.05, int(rng.integers(0, 3))] = np.nan
+        lo, hi = (0.1, math.inf) if trial % 2 else (0.5, 6.0)
+        got = project_points_to_depth(pts, intr, min_depth=lo, max_depth=hi)
+        np.testing.assert_array_equal(got, _zbuffer_reference(pts, intr, lo, hi))
+        # the LiDAR path (x, y only for points in the depth range) equals transform + project
+        via_transform = project_points_to_depth(transform_points(pts, T), intr, min_depth=lo, max_depth=hi)
+        assert project_lidar_to_depth(pts, T, intr, min_depth=lo, max_depth=hi).tobytes() == via_transform.tobytes()
+    with pytest.raises(ValueError, match="non-finite"):
+        project_lidar_to_depth(pts, np.full((4, 4), np.nan), intr)
+    with pytest.raises(ValueError, match=r"\(4,4\)"):
+        project_lidar_to_depth(pts, np.eye(3), intr)
+
+
 def test_depth_to_points_and_reprojection_round_trip():
     intr = Intrinsics(fx=50.0, fy=55.0, cx=15.5, cy=11.0, width=32, height=24)
     rng = np.random.default_rng(1)

@@ -6,12 +6,12 @@ and replay (see ``docs/interfaces.md``). Pixel convention: pixel ``(row v, col u
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.geometry.transforms import transform_points
 
 
 def _check_points(points: np.ndarray, what: str) -> np.ndarray:
@@ -19,6 +19,41 @@ def _check_points(points: np.ndarray, what: str) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"{what} must be (N, 3) (extra columns such as intensity are ignored), got shape {pts.shape}")
     return pts[:, :3]
+
+
+def _render_depth(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, intrinsics: Intrinsics
+) -> np.ndarray:
+    """z-buffer of camera-frame points already inside (min_depth, max_depth), float64 (M,) each."""
+    h, w = intrinsics.height, intrinsics.width
+    depth = np.zeros((h, w), dtype=np.float32)
+    if z.size == 0:
+        return depth
+    u = np.floor(intrinsics.fx * x / z + intrinsics.cx + 0.5)
+    v = np.floor(intrinsics.fy * y / z + intrinsics.cy + 0.5)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if not np.any(inside):
+        return depth
+    lin = v[inside].astype(np.uint64) * np.uint64(w) + u[inside].astype(np.uint64)
+    # z-buffer with one integer sort: key = pixel << 32 | float32 bits of z. For positive floats
+    # the IEEE-754 bit pattern orders like the value, so after sorting, the first key of every
+    # pixel holds its nearest return. float32 rounding is monotonic, so this stores exactly
+    # float32(min z) per pixel, as a (pixel, z) lexsort followed by a float32 cast would.
+    key = z[inside].astype(np.float32).view(np.uint32).astype(np.uint64)
+    key |= lin << np.uint64(32)
+    key.sort()
+    first = np.empty(key.shape, dtype=bool)
+    first[0] = True
+    pix = key >> np.uint64(32)
+    np.not_equal(pix[1:], pix[:-1], out=first[1:])
+    nearest = key[first]
+    depth.reshape(-1)[nearest >> np.uint64(32)] = (nearest & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+    return depth
+
+
+def _check_depth_range(min_depth: float, max_depth: float) -> None:
+    if not (min_depth > 0) or not (max_depth >= min_depth):
+        raise ValueError(f"need 0 < min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}")
 
 
 def project_points_to_depth(
@@ -39,39 +74,17 @@ def project_points_to_depth(
     Returns:
         (H, W) float32 depth in metres (z, along the optical axis), 0 = no point. Where several
         points fall on one pixel the nearest (smallest z) is kept. Non-finite points and points
-        outside the image are dropped.
+        outside the image are dropped. Pixel coordinates are computed in float64.
 
     Raises:
         ValueError: points not (N, >=3), or min_depth <= 0 / max_depth < min_depth.
     """
     pts = _check_points(points_camera, "points_camera")
-    if not (min_depth > 0) or not (max_depth >= min_depth):
-        raise ValueError(f"need 0 < min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}")
-    h, w = intrinsics.height, intrinsics.width
-    depth = np.zeros((h, w), dtype=np.float32)
-    if pts.shape[0] == 0:
-        return depth
+    _check_depth_range(min_depth, max_depth)
     z = pts[:, 2].astype(np.float64)
     # NaN fails every comparison, so non-finite points drop out here or at the bounds check.
-    keep = np.isfinite(z) & (z >= min_depth) & (z <= max_depth)
-    z = z[keep]
-    x = pts[keep, 0].astype(np.float64)
-    y = pts[keep, 1].astype(np.float64)
-    u = np.floor(intrinsics.fx * x / z + intrinsics.cx + 0.5)
-    v = np.floor(intrinsics.fy * y / z + intrinsics.cy + 0.5)
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    if not np.any(inside):
-        return depth
-    lin = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
-    z = z[inside]
-    # z-buffer: sort by (pixel, depth) and keep the first (nearest) entry of every pixel.
-    order = np.lexsort((z, lin))
-    lin_sorted = lin[order]
-    first = np.empty(lin_sorted.shape, dtype=bool)
-    first[0] = True
-    np.not_equal(lin_sorted[1:], lin_sorted[:-1], out=first[1:])
-    depth.reshape(-1)[lin_sorted[first]] = z[order][first].astype(np.float32)
-    return depth
+    keep = np.flatnonzero((z >= min_depth) & (z <= max_depth))
+    return _render_depth(pts[keep, 0].astype(np.float64), pts[keep, 1].astype(np.float64), z[keep], intrinsics)
 
 
 def project_lidar_to_depth(
@@ -81,7 +94,13 @@ def project_lidar_to_depth(
     min_depth: float = 0.1,
     max_depth: float = math.inf,
 ) -> np.ndarray:
-    """Transform LiDAR points into the camera frame and render them with :func:`project_points_to_depth`.
+    """Transform LiDAR points into the camera frame and render them like :func:`project_points_to_depth`.
+
+    The camera-frame coordinates are those of
+    :func:`~depth_diffusion_ros.geometry.transforms.transform_points` in float64 (same
+    operations, so the result equals ``project_points_to_depth(transform_points(p, T), ...)``
+    bit for bit), but x and y are only computed for the points whose camera z is inside
+    [min_depth, max_depth] (about half of a 360-degree scan lies behind the camera).
 
     Args:
         points_lidar: (N, 3) or (N, 4) (x, y, z[, reflectance]) in the LiDAR frame, metres.
@@ -94,21 +113,45 @@ def project_lidar_to_depth(
         (H, W) float32 metres, 0 = empty; nearest return per pixel.
 
     Raises:
-        ValueError: bad shapes.
+        ValueError: bad shapes, a non-finite transform or a bad depth range.
     """
     pts = _check_points(points_lidar, "points_lidar")
-    return project_points_to_depth(
-        transform_points(pts.astype(np.float64, copy=False), T_camera_lidar), intrinsics, min_depth=min_depth, max_depth=max_depth
-    )
+    T = np.asarray(T_camera_lidar, dtype=np.float64)  # noqa: N806
+    if T.shape != (4, 4):
+        raise ValueError(f"transform must be (4,4), got shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError("transform contains non-finite values")
+    _check_depth_range(min_depth, max_depth)
+    x = pts[:, 0].astype(np.float64)
+    y = pts[:, 1].astype(np.float64)
+    z = pts[:, 2].astype(np.float64)
+    # the same multiply-adds, in the same order, as transform_points
+    zc = T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]
+    keep = np.flatnonzero((zc >= min_depth) & (zc <= max_depth))
+    x, y, z = x[keep], y[keep], z[keep]
+    xc = T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]
+    yc = T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]
+    return _render_depth(xc, yc, zc[keep], intrinsics)
 
 
-def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``((u - cx) / fx, (v - cy) / fy)`` as (1, W) and (H, 1) float32 arrays."""
+@functools.lru_cache(maxsize=16)
+def _pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     u = np.arange(intrinsics.width, dtype=np.float64)
     v = np.arange(intrinsics.height, dtype=np.float64)
     xr = ((u - intrinsics.cx) / intrinsics.fx).astype(np.float32)[None, :]
     yr = ((v - intrinsics.cy) / intrinsics.fy).astype(np.float32)[:, None]
+    xr.setflags(write=False)
+    yr.setflags(write=False)
     return xr, yr
+
+
+def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``((u - cx) / fx, (v - cy) / fy)`` as (1, W) and (H, 1) float32 arrays.
+
+    Computed once per :class:`Intrinsics` value (an LRU cache of 16), so unprojecting a stream
+    of frames is two multiplications per pixel. The arrays are shared and read-only.
+    """
+    return _pixel_rays(intrinsics)
 
 
 def depth_to_points(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
