@@ -63,6 +63,31 @@ def test_odd_point_step_float64_bigendian_and_row_padding(scan):
     np.testing.assert_allclose(out, pts[keep].astype(np.float32))
 
 
+def test_float32_xyz_after_another_field_with_nan_and_inf_rows(scan):
+    """x, y, z consecutive float32 at offset 4 (after a time field); NaN / inf rows are left out."""
+    pts = scan[:5000, :3].copy()
+    pts[10, 0] = np.nan
+    pts[20, 2] = np.inf
+    pts[30, 1] = -np.inf
+    dt = np.dtype({"names": ["t", "x", "y", "z", "ring"], "formats": ["<f4"] * 4 + ["<u2"],
+                   "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
+    rec = np.zeros(5000, dtype=dt)
+    rec["t"], rec["ring"] = 1.5, 7
+    rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+    msg = _cloud(rec, [("t", 0, 7), ("x", 4, 7), ("y", 8, 7), ("z", 12, 7), ("ring", 16, PointField.UINT16)],
+                 height=50, row_pad=6)
+    out = pointcloud2_to_xyz(msg)
+    keep = np.ones(5000, bool)
+    keep[[10, 20, 30]] = False
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, pts[keep])
+    # finite values whose float32 sum overflows are all kept
+    big = np.full((4, 3), 3e38, np.float32)
+    rec = np.zeros(4, dtype=dt)
+    rec["x"], rec["y"], rec["z"] = big[:, 0], big[:, 1], big[:, 2]
+    np.testing.assert_array_equal(pointcloud2_to_xyz(_cloud(rec, [("x", 4, 7), ("y", 8, 7), ("z", 12, 7)])), big)
+
+
 def test_empty_cloud_gives_no_points():
     msg = PointCloud2(height=1, width=0, point_step=16, row_step=0)
     msg.fields = [PointField(name=n, offset=o, datatype=7, count=1) for n, o in (("x", 0), ("y", 4), ("z", 8))]

@@ -81,14 +81,32 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
     if row_step != w * point_step:
         buf = np.ascontiguousarray(buf[: row_step * h].reshape(h, row_step)[:, : w * point_step]).reshape(-1)
     offsets = {name: int(fields[name].offset) for name in ("x", "y", "z")}
-    if all(fmt == "<f4" for fmt in formats):
+    ox = offsets["x"]
+    if (all(fmt == "<f4" for fmt in formats) and ox % 4 == 0 and point_step % 4 == 0
+            and offsets["y"] == ox + 4 and offsets["z"] == ox + 8):
+        # x, y, z are three consecutive little-endian float32 words (every common LiDAR layout):
+        # a strided (n, 3) view of the data, no per-field copies
+        xyz = buf[: n * point_step].view("<f4").reshape(n, point_step // 4)[:, ox // 4: ox // 4 + 3]
+    elif all(fmt == "<f4" for fmt in formats):
         xyz = unpack_xyz(buf, point_step, offsets, n)
     else:
         dt = np.dtype({"names": ["x", "y", "z"], "formats": formats,
                        "offsets": [offsets["x"], offsets["y"], offsets["z"]], "itemsize": point_step})
         rec = buf[: n * point_step].view(dt)
         xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
-    return xyz[np.isfinite(xyz).all(axis=1)]
+    return _finite_rows(xyz)
+
+
+def _finite_rows(xyz: np.ndarray) -> np.ndarray:
+    """Contiguous native float32 copy of the rows of an (n, 3) array without NaN/inf."""
+    # A finite sum means no NaN or inf anywhere (either one makes the sum NaN or inf), which is
+    # the usual case and needs no mask; an overflowing sum only takes the exact path below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        all_finite = bool(np.isfinite(xyz.sum(dtype=np.float32)))
+    if all_finite:
+        return np.array(xyz, dtype=np.float32, order="C")
+    keep = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])
+    return np.array(xyz[keep], dtype=np.float32, order="C")
 
 
 def depth_to_pointcloud2(
