@@ -17,6 +17,7 @@ from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.pointcloud import (
     FIELDS,
     POINT_STEP,
+    pack_depth_xyzrgb,
     pack_rgb,
     pack_xyzrgb,
     unpack_rgb,
@@ -24,6 +25,7 @@ from depth_diffusion_ros.geometry.pointcloud import (
 )
 from depth_diffusion_ros.geometry.projection import (
     depth_to_points,
+    pixel_rays,
     project_lidar_to_depth,
     project_points_to_depth,
 )
@@ -315,3 +317,32 @@ def test_pack_without_rgb_and_unpack_other_layout():
         unpack_xyz(buf, 16, {"x": 0, "y": 4}, 4)
     with pytest.raises(ValueError, match="does not match"):
         pack_xyzrgb(pts, np.zeros((3, 3), np.uint8))
+
+
+def test_pack_depth_xyzrgb_equals_unproject_then_pack():
+    intr = Intrinsics(fx=50.0, fy=55.0, cx=15.5, cy=11.0, width=32, height=24)
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.5, 60.0, (24, 32))
+    depth[rng.random(depth.shape) < 0.3] = 0.0
+    depth[0, :6] = [np.nan, np.inf, -1.0, 1e-50, 1e300, 2.5]  # float64: tiny -> 0 and huge -> inf in float32
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    with np.errstate(over="ignore"):
+        depth32 = depth.astype(np.float32)
+    for d in (depth, depth32):
+        assert pack_depth_xyzrgb(d, intr, rgb).tobytes() == pack_xyzrgb(depth_to_points(d, intr), rgb)
+        assert pack_depth_xyzrgb(d, intr).tobytes() == pack_xyzrgb(depth_to_points(d, intr))
+    # a reused buffer: colours of the previous frame are cleared, padding stays 0
+    out = bytearray(24 * 32 * 32)
+    pack_depth_xyzrgb(depth, intr, rgb, out=out)
+    view = pack_depth_xyzrgb(depth * 2, intr, None, out=out)
+    assert bytes(out) == pack_xyzrgb(depth_to_points(depth * 2, intr)) == view.tobytes()
+    with pytest.raises(ValueError, match=">= 24576 bytes"):
+        pack_depth_xyzrgb(depth, intr, out=bytearray(100))
+    with pytest.raises(ValueError, match="read-only"):
+        pack_depth_xyzrgb(depth, intr, out=bytes(24 * 32 * 32))
+    with pytest.raises(ValueError, match="does not match intrinsics"):
+        pack_depth_xyzrgb(depth[:, :5], intr)
+    # the rays are computed once per intrinsics and cannot be modified by a caller
+    xr, yr = pixel_rays(intr)
+    assert pixel_rays(intr)[0] is xr and not xr.flags.writeable
+    assert xr[0, 20] == np.float32((20 - 15.5) / 50.0) and yr[5, 0] == np.float32((5 - 11.0) / 55.0)

@@ -11,7 +11,9 @@ from std_msgs.msg import Header
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.pointcloud import unpack_rgb
-from depth_diffusion_ros.ros import InputError, depth_to_pointcloud2, pointcloud2_to_xyz
+from depth_diffusion_ros.geometry.pointcloud import pack_xyzrgb
+from depth_diffusion_ros.geometry.projection import depth_to_points
+from depth_diffusion_ros.ros import InputError, PointCloud2Builder, depth_to_pointcloud2, pointcloud2_to_xyz
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +150,36 @@ def test_depth_to_pointcloud2_without_rgb_and_size_check():
     assert pointcloud2_to_xyz(msg).shape == (12, 3)
     with pytest.raises(ValueError, match="does not match intrinsics"):
         depth_to_pointcloud2(np.ones((4, 4), np.float32), intr, Header())
+
+
+def test_builder_reuses_its_message_and_matches_depth_to_points():
+    """One message and buffer per size/rgb combination; bytes equal pack_xyzrgb(depth_to_points)."""
+    intr = Intrinsics(50.0, 55.0, 15.5, 11.0, 32, 24)
+    rng = np.random.default_rng(3)
+    builder = PointCloud2Builder()
+    first = None
+    for i in range(3):
+        depth = rng.uniform(0.5, 30.0, (24, 32)).astype(np.float32)
+        depth[rng.random(depth.shape) < 0.3] = 0.0
+        depth[0, :4] = [np.nan, np.inf, -2.0, 0.0]
+        rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        header = Header(frame_id=f"cam{i}")
+        msg = builder.build(depth, intr, header, rgb)
+        first = first or msg
+        assert msg is first and msg.header.frame_id == f"cam{i}"
+        assert bytes(msg.data) == pack_xyzrgb(depth_to_points(depth, intr), rgb)
+        assert bytes(msg.data) == bytes(depth_to_pointcloud2(depth, intr, header, rgb).data)
+    # without rgb: a new message whose rgb words are 0 and whose fields stop at z
+    plain = builder.build(depth, intr, Header())
+    assert plain is not first and [f.name for f in plain.fields] == ["x", "y", "z"]
+    assert bytes(plain.data) == pack_xyzrgb(depth_to_points(depth, intr))
+    # another size: a new message of that size
+    small = builder.build(depth[:12, :16], Intrinsics(25.0, 27.5, 7.5, 5.5, 16, 12), Header())
+    assert (small.height, small.width, len(small.data)) == (12, 16, 12 * 16 * 32)
+    with pytest.raises(ValueError, match="rgb must be"):
+        builder.build(depth, intr, Header(), rgb[:, :, :2])
+    with pytest.raises(ValueError, match="does not match intrinsics"):
+        builder.build(depth[:5], intr, Header())
 
 
 def test_same_as_sensor_msgs_py_where_available(scan):

@@ -6,9 +6,13 @@ and ``rgb`` at offset 16, a float32 whose bits are the uint32 ``r << 16 | g << 8
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
+import cv2
 import numpy as np
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.geometry.projection import pixel_rays
 
 POINT_STEP = 32
 FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
@@ -65,6 +69,77 @@ def pack_xyzrgb(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> bytes:
             raise ValueError(f"rgb shape {col.shape} does not match points shape {pts.shape}")
         cloud[:, 4] = pack_rgb(col.reshape(-1, 3))
     return cloud.tobytes()
+
+
+def pack_depth_xyzrgb(
+    depth: np.ndarray,
+    intrinsics: Intrinsics,
+    rgb: Optional[np.ndarray] = None,
+    out: Any = None,
+) -> np.ndarray:
+    """Unproject a depth image and write it straight into PointCloud2 ``data`` (layout above).
+
+    The same points as ``pack_xyzrgb(depth_to_points(depth, intrinsics), rgb)`` (bit for bit),
+    without the (H, W, 3) intermediate: ``z = depth``, ``x = z (u - cx) / fx``,
+    ``y = z (v - cy) / fy`` with the per-pixel rays cached per intrinsics (see
+    :func:`~depth_diffusion_ros.geometry.projection.pixel_rays`), so a frame is two
+    multiplications per pixel plus the stores. A publisher that reuses ``out`` across frames
+    also saves allocating (and page-faulting) a fresh H*W*32-byte buffer every frame.
+
+    Args:
+        depth: (H, W) metres; 0, negative and non-finite values are invalid (NaN points).
+        intrinsics: of the depth image (size (W, H)).
+        rgb: (H, W, 3) uint8 RGB or None (the rgb words are written as 0).
+        out: a writable buffer of at least H*W*32 bytes (``array.array('B')``, ``bytearray``,
+            uint8 ndarray) whose padding bytes (12-15 and 20-31 of every point) are 0, e.g. a
+            new zero-filled buffer or one this function filled before: only x, y, z and rgb are
+            written. None = a new zero-filled uint8 array.
+
+    Returns:
+        (H*W*32,) uint8 array viewing ``out`` (or the new buffer).
+
+    Raises:
+        ValueError: depth not (H, W) of the intrinsics size, rgb not (H, W, 3) uint8, or ``out``
+            too small / read-only.
+    """
+    d = np.asarray(depth)
+    if d.ndim != 2 or d.shape != (intrinsics.height, intrinsics.width):
+        raise ValueError(
+            f"depth shape {d.shape} does not match intrinsics size {intrinsics.width}x{intrinsics.height}"
+        )
+    h, w = d.shape
+    nbytes = h * w * POINT_STEP
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be ({h}, {w}, 3) uint8 to match the depth, got {rgb.shape} {rgb.dtype}")
+    if out is None:
+        buf = np.zeros(nbytes, dtype=np.uint8)
+    else:
+        buf = np.frombuffer(out, dtype=np.uint8)
+        if buf.size < nbytes or not buf.flags.writeable:
+            raise ValueError(f"out must be a writable buffer of >= {nbytes} bytes, got {buf.size} "
+                             f"({'writable' if buf.flags.writeable else 'read-only'})")
+        buf = buf[:nbytes]
+    with np.errstate(over="ignore"):
+        d = d.astype(np.float32, copy=False)  # validity is decided on the float32 values
+    words = buf.view("<f4").reshape(h, w, POINT_STEP // 4)
+    z = words[..., 2]
+    np.copyto(z, d)
+    with np.errstate(invalid="ignore"):
+        valid = (d > 0) & (d < np.inf)
+    np.copyto(z, np.float32(np.nan), where=~valid)
+    xr, yr = pixel_rays(intrinsics)
+    np.multiply(xr, z, out=words[..., 0])
+    np.multiply(yr, z, out=words[..., 1])
+    rgb_word = words.view("<u4")[..., 4]
+    if rgb is None:
+        rgb_word[...] = 0
+    else:
+        # BGRA bytes read as a little-endian uint32 are a << 24 | r << 16 | g << 8 | b; clear a
+        bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+        np.bitwise_and(bgra.view("<u4")[..., 0], np.uint32(0x00FFFFFF), out=rgb_word)
+    return buf
 
 
 def _structured_dtype(point_step: int, offsets: Mapping[str, int], names: list[str]) -> np.dtype:

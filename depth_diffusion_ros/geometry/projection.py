@@ -178,7 +178,8 @@ def depth_to_points(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
             f"depth size {d.shape[1]}x{d.shape[0]} does not match intrinsics "
             f"{intrinsics.width}x{intrinsics.height}"
         )
-    z = d.astype(np.float32, copy=True)
+    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf -> invalid
+        z = d.astype(np.float32, copy=True)
     z[~np.isfinite(z) | (z <= 0)] = np.nan
     xr, yr = pixel_rays(intrinsics)
     out = np.empty(d.shape + (3,), dtype=np.float32)

@@ -16,7 +16,7 @@ from depth_diffusion_ros.ros.image import (
     image_to_array,
     rgb_from_image,
 )
-from depth_diffusion_ros.ros.pointcloud import depth_to_pointcloud2, pointcloud2_to_xyz
+from depth_diffusion_ros.ros.pointcloud import PointCloud2Builder, depth_to_pointcloud2, pointcloud2_to_xyz
 from depth_diffusion_ros.ros.qos import RELIABILITY_CHOICES, qos_from_parameter
 from depth_diffusion_ros.ros.sync import ApproximateTimeSynchronizer, stamp_to_ns
 from depth_diffusion_ros.ros.transforms import transform_msg_to_matrix
@@ -27,6 +27,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "ENCODINGS",
     "InputError",
+    "PointCloud2Builder",
     "RELIABILITY_CHOICES",
     "array_to_image",
     "camera_info_to_intrinsics",
