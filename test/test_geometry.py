@@ -25,6 +25,7 @@ from depth_diffusion_ros.geometry.pointcloud import (
 )
 from depth_diffusion_ros.geometry.projection import (
     depth_to_points,
+    nan_invalid_depth,
     pixel_rays,
     project_lidar_to_depth,
     project_points_to_depth,
@@ -346,3 +347,21 @@ def test_pack_depth_xyzrgb_equals_unproject_then_pack():
     xr, yr = pixel_rays(intr)
     assert pixel_rays(intr)[0] is xr and not xr.flags.writeable
     assert xr[0, 20] == np.float32((20 - 15.5) / 50.0) and yr[5, 0] == np.float32((5 - 11.0) / 55.0)
+
+
+def test_nan_invalid_depth_bits_and_strided_out():
+    rng = np.random.default_rng(9)
+    d = rng.uniform(-5.0, 90.0, (37, 53)).astype(np.float32)
+    d[rng.random(d.shape) < 0.4] = 0.0
+    d[0, :5] = [np.nan, np.inf, -np.inf, -0.0, 1e-40]  # 1e-40: a positive subnormal is valid
+    expected = np.where(np.isfinite(d) & (d > 0), d, np.float32(np.nan))
+    got = nan_invalid_depth(d)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()  # NaN is exactly np.nan's bits
+    assert encode_depth(d, "32FC1").tobytes() == got.tobytes()
+    buf = np.zeros((37, 53, 8), np.float32)  # write into the z word of a 32-byte point
+    nan_invalid_depth(d.astype(np.float64), out=buf[..., 2])
+    assert buf[..., 2].tobytes() == expected.tobytes() and not buf[..., 3].any()
+    with np.errstate(over="ignore"):
+        assert np.isnan(nan_invalid_depth(np.array([[1e300, 2.0]]))[0, 0])  # float32 overflow -> invalid
+    with pytest.raises(ValueError, match="float32"):
+        nan_invalid_depth(d, out=np.zeros((37, 53), np.float64))

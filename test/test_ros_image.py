@@ -11,8 +11,10 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.ros import (
+    ImageBuilder,
     InputError,
     array_to_image,
     camera_info_to_intrinsics,
@@ -104,6 +106,36 @@ def test_depth_to_image_uses_nan_for_invalid():
     assert math.isnan(out[0, 0]) and math.isnan(out[1, 1])
     assert out[0, 1] == 2.0 and out[1, 0] == 3.5
     np.testing.assert_array_equal(depth_from_image(msg), depth)
+
+
+
+def test_image_builder_reuses_one_message_and_matches_the_functions(kitti_rgb):
+    """Same bytes as array_to_image / depth_to_image; one message per size and encoding."""
+    builder = ImageBuilder()
+    rng = np.random.default_rng(2)
+    first = None
+    for i in range(3):
+        depth = rng.uniform(0.5, 80.0, (375, 1242)).astype(np.float32)
+        depth[rng.random(depth.shape) < 0.5] = 0.0
+        depth[0, :4] = [np.nan, np.inf, -3.0, 0.0]
+        header = Header(frame_id=f"cam{i}")
+        msg = builder.depth(depth, header)
+        first = first or msg
+        assert msg is first and msg.header.frame_id == f"cam{i}"
+        # the REP 118 encoding of geometry.depth_codecs, packed by array_to_image
+        ref = array_to_image(encode_depth(depth, "32FC1"), "32FC1", header)
+        assert (msg.encoding, msg.step, msg.is_bigendian) == (ref.encoding, ref.step, ref.is_bigendian)
+        assert bytes(msg.data) == bytes(ref.data) == bytes(depth_to_image(depth, header).data)
+    back = deserialize_message(serialize_message(first), Image)
+    np.testing.assert_array_equal(depth_from_image(back), np.where(np.isfinite(depth) & (depth > 0), depth, 0))
+    colour = builder.image(kitti_rgb, "rgb8", Header(frame_id="rgb"))
+    assert colour is not first and bytes(colour.data) == bytes(array_to_image(kitti_rgb, "rgb8").data)
+    np.testing.assert_array_equal(rgb_from_image(colour), kitti_rgb)
+    assert builder.depth(depth[:, :, None].astype(np.float64)).width == 1242  # (H, W, 1) float64
+    with pytest.raises(ValueError, match=r"needs a \(H, W, 3\) uint8 array"):
+        builder.image(depth, "rgb8")
+    with pytest.raises(ValueError, match="must be a \\(H, W\\) image"):
+        builder.depth(np.zeros((2, 3, 4), np.float32))
 
 
 @pytest.mark.parametrize("encoding", ["rgba8", "bayer_rggb8", "yuv422", "16SC1", ""])

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.geometry.projection import pixel_rays
+from depth_diffusion_ros.geometry.projection import nan_invalid_depth, pixel_rays
 
 POINT_STEP = 32
 FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
@@ -121,14 +121,12 @@ def pack_depth_xyzrgb(
             raise ValueError(f"out must be a writable buffer of >= {nbytes} bytes, got {buf.size} "
                              f"({'writable' if buf.flags.writeable else 'read-only'})")
         buf = buf[:nbytes]
-    with np.errstate(over="ignore"):
-        d = d.astype(np.float32, copy=False)  # validity is decided on the float32 values
     words = buf.view("<f4").reshape(h, w, POINT_STEP // 4)
-    z = words[..., 2]
-    np.copyto(z, d)
-    with np.errstate(invalid="ignore"):
-        valid = (d > 0) & (d < np.inf)
-    np.copyto(z, np.float32(np.nan), where=~valid)
+    if words.dtype == np.float32:  # little-endian host: z written in place
+        z = nan_invalid_depth(d, out=words[..., 2])
+    else:
+        z = words[..., 2]
+        z[...] = nan_invalid_depth(d)
     xr, yr = pixel_rays(intrinsics)
     np.multiply(xr, z, out=words[..., 0])
     np.multiply(yr, z, out=words[..., 1])

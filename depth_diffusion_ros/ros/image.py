@@ -26,7 +26,8 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from depth_diffusion_ros.geometry.depth_codecs import decode_depth, encode_depth
+from depth_diffusion_ros.geometry.depth_codecs import decode_depth
+from depth_diffusion_ros.geometry.projection import nan_invalid_depth
 from depth_diffusion_ros.ros.errors import InputError
 
 #: encoding -> (numpy dtype, channels)
@@ -135,6 +136,22 @@ def depth_from_image(msg: Image) -> np.ndarray:
     return decode_depth(image_to_array(msg), msg.encoding)
 
 
+def _checked_array(array_: np.ndarray, encoding: str) -> tuple[np.ndarray, np.dtype, int]:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    dtype, channels = ENCODINGS[encoding]
+    a = np.asarray(array_)
+    if a.ndim == 3 and a.shape[2] == 1 and channels == 1:
+        a = a[:, :, 0]
+    if encoding == "32FC1" and a.dtype == np.float64:
+        a = a.astype(np.float32)
+    expected_ndim = 3 if channels > 1 else 2
+    if a.dtype != dtype or a.ndim != expected_ndim or (channels > 1 and a.shape[2] != channels):
+        want = f"(H, W{', %d' % channels if channels > 1 else ''}) {dtype}"
+        raise ValueError(f"{encoding} image needs a {want} array, got {a.shape} {a.dtype}")
+    return a, dtype, channels
+
+
 def array_to_image(array_: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
     """Encode an array as an unpadded Image in the host byte order.
 
@@ -148,27 +165,21 @@ def array_to_image(array_: np.ndarray, encoding: str, header: Optional[Header] =
         ValueError: unknown encoding, or dtype/shape not matching the encoding (the message
             names both).
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
-    dtype, channels = ENCODINGS[encoding]
-    a = np.asarray(array_)
-    if a.ndim == 3 and a.shape[2] == 1 and channels == 1:
-        a = a[:, :, 0]
-    if encoding == "32FC1" and a.dtype == np.float64:
-        a = a.astype(np.float32)
-    expected_ndim = 3 if channels > 1 else 2
-    if a.dtype != dtype or a.ndim != expected_ndim or (channels > 1 and a.shape[2] != channels):
-        want = f"(H, W{', %d' % channels if channels > 1 else ''}) {dtype}"
-        raise ValueError(f"{encoding} image needs a {want} array, got {a.shape} {a.dtype}")
+    a, dtype, channels = _checked_array(array_, encoding)
     a = np.ascontiguousarray(a)
+    msg = _new_image(a.shape[0], a.shape[1], encoding, dtype, channels, header)
+    msg.data = _bytes_to_uint8_array(memoryview(a).cast("B"))
+    return msg
+
+
+def _new_image(h: int, w: int, encoding: str, dtype: np.dtype, channels: int, header: Optional[Header]) -> Image:
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
+    msg.height, msg.width = int(h), int(w)
     msg.encoding = encoding
     msg.is_bigendian = int(_HOST_BIGENDIAN and dtype.itemsize > 1)
-    msg.step = int(a.shape[1] * channels * dtype.itemsize)
-    msg.data = _bytes_to_uint8_array(memoryview(a).cast("B"))
+    msg.step = int(w * channels * dtype.itemsize)
     return msg
 
 
@@ -178,4 +189,62 @@ def depth_to_image(depth_m: np.ndarray, header: Optional[Header] = None) -> Imag
     Raises:
         ValueError: depth is not (H, W).
     """
-    return array_to_image(encode_depth(depth_m, "32FC1"), "32FC1", header)
+    return ImageBuilder().depth(depth_m, header)
+
+
+class ImageBuilder:
+    """Image messages for one publisher that reuse one message and data buffer per size/encoding.
+
+    rclpy's Image ``data`` setter keeps an ``array.array('B')`` as it is; ``publish`` copies it
+    once into the C message and serialises synchronously. So a publisher can write every frame
+    into the same buffer: no allocation (and page faults) per frame. A returned message is only
+    valid until the next call of the same builder — publish it and do not keep it. Use one
+    builder per publisher.
+    """
+
+    def __init__(self) -> None:
+        self._msg: Optional[Image] = None
+        self._key: Optional[tuple[int, int, str]] = None
+
+    def _message(self, h: int, w: int, encoding: str, header: Optional[Header]) -> Image:
+        key = (h, w, encoding)
+        msg = self._msg
+        if msg is None or key != self._key:
+            dtype, channels = ENCODINGS[encoding]
+            msg = _new_image(h, w, encoding, dtype, channels, None)
+            msg.data = array.array("B", [0]) * (h * w * channels * dtype.itemsize)
+            self._msg, self._key = msg, key
+        msg.header = header if header is not None else Header()
+        return msg
+
+    def _pixels(self, msg: Image) -> np.ndarray:
+        dtype, channels = ENCODINGS[msg.encoding]
+        shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
+        return np.frombuffer(msg.data, dtype=dtype).reshape(shape)
+
+    def image(self, array_: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
+        """Same message content as :func:`array_to_image`, written into the reused buffer.
+
+        Raises:
+            ValueError: as :func:`array_to_image`.
+        """
+        a, _, _ = _checked_array(array_, encoding)
+        msg = self._message(a.shape[0], a.shape[1], encoding, header)
+        np.copyto(self._pixels(msg), a)
+        return msg
+
+    def depth(self, depth_m: np.ndarray, header: Optional[Header] = None) -> Image:
+        """Same message content as :func:`depth_to_image` (32FC1 metres, NaN where the input
+        is 0, negative or non-finite), written into the reused buffer.
+
+        Raises:
+            ValueError: depth is not (H, W) (or (H, W, 1)).
+        """
+        d = np.asarray(depth_m)
+        if d.ndim == 3 and d.shape[2] == 1:
+            d = d[:, :, 0]
+        if d.ndim != 2:
+            raise ValueError(f"depth must be a (H, W) image, got shape {d.shape}")
+        msg = self._message(d.shape[0], d.shape[1], "32FC1", header)
+        nan_invalid_depth(d, out=self._pixels(msg))
+        return msg
