@@ -189,6 +189,26 @@ def test_image_camera_info_size_mismatch(rig):
     rig.send_good()
 
 
+def test_sparse_depth_in_another_frame(rig):
+    """sparse_depth not registered to the image (another frame_id) is dropped, naming both frames."""
+    t = next_stamp()
+    bad = rig.frame.sparse_image(t)
+    bad.header.frame_id = "velo_link"
+    rig.publish(rig.frame.image(t), rig.frame.camera_info(t), bad)
+    vals = rig.expect_drop("frame_mismatch", "sparse_depth is in frame 'velo_link' but image is in frame "
+                           f"'{KittiFrame.CAMERA_FRAME}'")
+    assert int(vals["drops_frame_mismatch"]) >= 1
+    assert not any(m.header.stamp.sec == int(t) for m in rig.depth.messages)
+    # an empty frame_id names no frame: accepted
+    t = next_stamp()
+    unnamed = rig.frame.sparse_image(t)
+    unnamed.header.frame_id = ""
+    rig.publish(rig.frame.image(t), rig.frame.camera_info(t), unnamed)
+    rig.client.wait_for(lambda: any(m.header.stamp.sec == int(t) for m in rig.depth.messages),
+                        timeout=30, what=f"depth/image for stamp {t} (sparse_depth without frame_id)")
+    rig.send_good()
+
+
 def test_all_nan_sparse_depth(rig):
     t = next_stamp()
     nan = np.full((375, 1242), np.nan, np.float32)

@@ -10,7 +10,8 @@ Subscribed:
     ``image`` (sensor_msgs/Image rgb8 | bgr8 | mono8): the guidance image.
     ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K).
     ``sparse_depth`` (sensor_msgs/Image 16UC1 mm | 32FC1 m), when ``input`` is ``sparse_depth``:
-    registered to ``image`` and of the same size.
+    registered to ``image``: of the same size and, when both headers name a frame, the same
+    ``frame_id`` (otherwise the frame is dropped as ``frame_mismatch``).
     ``points`` (sensor_msgs/PointCloud2), when ``input`` is ``points``.
 
 Published (header = the RGB image's header; size = the processing size):
@@ -21,7 +22,7 @@ Published (header = the RGB image's header; size = the processing size):
     and someone subscribes.
     ``depth/colormap`` (Image rgb8, near = red), when ``publish_colormap`` and someone subscribes.
     ``depth/uncertainty`` (Image 32FC1, metres, std over the diffusion ensemble), when the backend
-    returns one (``ensemble_size`` > 1).
+    returns one (``ensemble_size`` > 1) and someone subscribes.
     ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
 
 Parameters: see :data:`PARAMETERS`; the backend options are passed as listed in
@@ -57,12 +58,11 @@ from depth_diffusion_ros.nodes._common import (
     transform_parameter_specs,
 )
 from depth_diffusion_ros.ros import (
+    ImageBuilder,
     InputError,
-    array_to_image,
+    PointCloud2Builder,
     camera_info_to_intrinsics,
     depth_from_image,
-    depth_to_image,
-    depth_to_pointcloud2,
     intrinsics_to_camera_info,
     pointcloud2_to_xyz,
     qos_from_parameter,
@@ -173,6 +173,12 @@ class DepthCompletionNode(Node):
         self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos)
         self.pub_colormap = self.create_publisher(Image, "depth/colormap", qos)
         self.pub_uncertainty = self.create_publisher(Image, "depth/uncertainty", qos)
+        # one reusable message + data buffer per output: no per-frame allocation of the 1.8 MB
+        # depth image or the 15 MB organised cloud (1242x375); rclpy publishes synchronously
+        self._depth_msg = ImageBuilder()
+        self._colormap_msg = ImageBuilder()
+        self._uncertainty_msg = ImageBuilder()
+        self._points_msg = PointCloud2Builder()
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.inputs = SyncedInputs(
             self, {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
@@ -183,7 +189,7 @@ class DepthCompletionNode(Node):
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
         )
 
-    def _sparse_depth(self, sparse_msg: Any, camera_info: CameraInfo, full, proc) -> np.ndarray:
+    def _sparse_depth(self, image: Image, sparse_msg: Any, camera_info: CameraInfo, full, proc) -> np.ndarray:
         if self.params["input"] == "points":
             xyz = pointcloud2_to_xyz(sparse_msg)
             if xyz.shape[0] == 0:
@@ -195,6 +201,14 @@ class DepthCompletionNode(Node):
             T = self.extrinsics.lookup(target, sparse_msg.header.frame_id, sparse_msg.header.stamp)  # noqa: N806
             return project_lidar_to_depth(xyz, T, proc, min_depth=self.params["min_depth"],
                                           max_depth=self.params["max_depth"])
+        image_frame, sparse_frame = image.header.frame_id, sparse_msg.header.frame_id
+        if image_frame and sparse_frame and image_frame != sparse_frame:
+            raise InputError(
+                f"sparse_depth is in frame {sparse_frame!r} but image is in frame {image_frame!r}: "
+                "sparse_depth must be registered to the image (e.g. lidar_depth_projection_node with "
+                "the image's camera_info)",
+                reason="frame_mismatch",
+            )
         sparse = depth_from_image(sparse_msg)
         if sparse.shape != (full.height, full.width):
             raise InputError(
@@ -216,7 +230,7 @@ class DepthCompletionNode(Node):
             )
         rgb = rgb_from_image(image)
         proc = full.scaled(p["processing_width"], p["processing_height"]) if p["processing_width"] else full
-        sparse = self._sparse_depth(sparse_msg, camera_info, full, proc)
+        sparse = self._sparse_depth(image, sparse_msg, camera_info, full, proc)
         if not np.any(sparse > 0):
             what = "no LiDAR point projects into the image" if p["input"] == "points" else \
                 "sparse_depth has no valid pixel (all 0/NaN)"
@@ -231,18 +245,18 @@ class DepthCompletionNode(Node):
             )
         timer.mark("backend")
         header = image.header
-        self.pub_depth.publish(depth_to_image(depth, header))
+        self.pub_depth.publish(self._depth_msg.depth(depth, header))
         self.pub_info.publish(intrinsics_to_camera_info(proc, header, source=camera_info))
-        if result.uncertainty is not None:
-            unc = np.asarray(result.uncertainty, dtype=np.float32).copy()
+        if result.uncertainty is not None and self.pub_uncertainty.get_subscription_count() > 0:
+            unc = np.array(result.uncertainty, dtype=np.float32)
             unc[~(depth > 0) | ~np.isfinite(unc)] = np.nan
-            self.pub_uncertainty.publish(array_to_image(unc, "32FC1", header))
+            self.pub_uncertainty.publish(self._uncertainty_msg.image(unc, "32FC1", header))
         if p["publish_colormap"] and self.pub_colormap.get_subscription_count() > 0:
             lo, hi = p["colormap_min_depth"], p["colormap_max_depth"]
             colours = colorize_depth(depth, lo if hi > 0 else None, hi if hi > 0 else None)
-            self.pub_colormap.publish(array_to_image(colours, "rgb8", header))
+            self.pub_colormap.publish(self._colormap_msg.image(colours, "rgb8", header))
         if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
-            self.pub_points.publish(depth_to_pointcloud2(depth, proc, header, rgb=rgb))
+            self.pub_points.publish(self._points_msg.build(depth, proc, header, rgb=rgb))
         timer.mark("publish")
         self.health.frame_done(timer.total)
         self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
