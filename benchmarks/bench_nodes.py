@@ -46,12 +46,16 @@ if _DDS_PROFILE and os.environ["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp":
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", _DDS_PROFILE)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from depth_diffusion_ros.evaluation.figures import colorize_depth  # noqa: E402
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth  # noqa: E402
 from depth_diffusion_ros.inference.backends import make_completion_backend  # noqa: E402
+from depth_diffusion_ros.nodes._common import keep_frame_memory  # noqa: E402
 from depth_diffusion_ros.ros import (  # noqa: E402
+    ImageBuilder,
+    PointCloud2Builder,
     array_to_image,
     depth_from_image,
     depth_to_image,
@@ -86,17 +90,23 @@ def stage_table(frame: KittiFrame, repeats: int) -> list[tuple[str, float, float
     backend = make_completion_backend("ip_basic")
     dense = backend.infer(frame.rgb, frame.sparse, frame.intrinsics).depth
     header = stamp_header(KittiFrame.CAMERA_FRAME, 1.0)
+    cloud, image = PointCloud2Builder(), ImageBuilder()  # what depth_completion_node publishes with
+    cloud_msg = depth_to_pointcloud2(dense, frame.intrinsics, header, frame.rgb)
     rows = [
         ("Image rgb8 -> ndarray (rgb_from_image)", *_time(lambda: rgb_from_image(image_msg), repeats)),
         ("Image 32FC1 -> ndarray m (depth_from_image)", *_time(lambda: depth_from_image(sparse_msg), repeats)),
         ("ndarray -> Image rgb8 (array_to_image)", *_time(lambda: array_to_image(frame.rgb, "rgb8", header), repeats)),
         ("ndarray -> Image 32FC1 (depth_to_image)", *_time(lambda: depth_to_image(dense, header), repeats)),
+        ("  same, reused message (ImageBuilder.depth)", *_time(lambda: image.depth(dense, header), repeats)),
         ("PointCloud2 -> xyz (121,948 pts)", *_time(lambda: pointcloud2_to_xyz(points_msg), repeats)),
         ("LiDAR projection (project_lidar_to_depth)",
          *_time(lambda: project_lidar_to_depth(frame.scan, frame.calib.T_camera_lidar, frame.intrinsics), repeats)),
         ("IP-Basic completion (backend.infer)", *_time(lambda: backend.infer(frame.rgb, frame.sparse, frame.intrinsics), repeats)),
         ("PointCloud2 packing, organised + rgb", *_time(lambda: depth_to_pointcloud2(dense, frame.intrinsics, header, frame.rgb), repeats)),
-        ("colormap (colorize_depth)", *_time(lambda: colorize_depth(dense, 0.0, 80.0), repeats)),
+        ("  same, reused message (PointCloud2Builder)", *_time(lambda: cloud.build(dense, frame.intrinsics, header, frame.rgb), repeats)),
+        ("  serialise it (the copy rclpy publish makes)", *_time(lambda: serialize_message(cloud_msg), repeats)),
+        ("colormap (colorize_depth), fixed range", *_time(lambda: colorize_depth(dense, 0.0, 80.0), repeats)),
+        ("colormap (colorize_depth), per-frame range", *_time(lambda: colorize_depth(dense), repeats)),
     ]
     return rows
 
@@ -149,6 +159,11 @@ class Bench:
         self.client.spin_for(1.2)
         return diagnostic_values(self.diag.messages[-1]) if self.diag.messages else {}
 
+    def minor_faults(self) -> int:
+        """Minor page faults of the node process so far (``minflt`` in ``/proc/<pid>/stat``)."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[7])
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -164,7 +179,7 @@ def _ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tuple[float, float, float, float, int]:
+def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tuple[float, float, float, float, int, float]:
     bench = Bench(frame, {"reliability": "reliable"}, subscribe_points)
     try:
         for _ in range(20):  # warm-up until the first answer (discovery both ways)
@@ -172,6 +187,7 @@ def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tupl
             if bench.wait(key, 5.0):
                 break
         depth_lat, points_lat, missing = [], [], 0
+        faults_before = bench.minor_faults()
         for _ in range(n_frames):
             key, sent = bench.publish()
             if not bench.wait(key, 30.0):
@@ -180,9 +196,10 @@ def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tupl
             depth_lat.append(bench.received[key] - sent)
             if subscribe_points:
                 points_lat.append(bench.received_points[key] - sent)
+        faults = (bench.minor_faults() - faults_before) / n_frames
         d50, d90 = _stats(depth_lat)
         p50, p90 = _stats(points_lat) if points_lat else (float("nan"), float("nan"))
-        return d50, d90, p50, p90, missing
+        return d50, d90, p50, p90, missing, faults
     finally:
         bench.close()
 
@@ -195,6 +212,7 @@ def throughput(frame: KittiFrame, rate: float, duration: float, reliability: str
             if bench.wait(key, 5.0):
                 break
         before = len(bench.received)
+        faults_before = bench.minor_faults()
         period = 1.0 / rate
         start = time.perf_counter()
         sent = 0
@@ -207,11 +225,12 @@ def throughput(frame: KittiFrame, rate: float, duration: float, reliability: str
         elapsed = time.perf_counter() - start
         bench.client.spin_for(3.0)  # let the last frames arrive
         out = len(bench.received) - before
+        faults = bench.minor_faults() - faults_before
         counters = bench.node_counters()
         return {"reliability": reliability, "rate": sent / elapsed, "in": sent, "out": out,
                 "node_drops": int(counters.get("drops_total", 0)), "node_frames_in": int(counters.get("frames_in", 0)),
                 "mean_latency_ms": counters.get("mean_latency_ms", "nan"), "peak_rss_mb": bench.peak_rss_mb(),
-                "out_hz": out / elapsed,
+                "out_hz": out / elapsed, "faults_per_frame": faults / max(sent, 1),
                 "drop_reasons": {k[6:]: v for k, v in counters.items() if k.startswith("drops_") and k != "drops_total"},
                 "log_tail": bench.proc.log()[-1500:]}
     finally:
@@ -231,9 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                         "3 throughput)")
     args = parser.parse_args(argv)
     tables = {t.strip() for t in args.tables.split(",")}
+    # the allocator setting of the nodes (run_node), for this process too: the stages and the client
+    # see what a node sees. DDR_MALLOC_TUNING=0 leaves glibc's defaults here and in the node process.
+    tuned = keep_frame_memory()
     frame = KittiFrame(args.data)
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"RMW {os.environ['RMW_IMPLEMENTATION']}; frame 1242x375 KITTI raw 2011_09_26_0001 #5")
+          f"RMW {os.environ['RMW_IMPLEMENTATION']}; frame 1242x375 KITTI raw 2011_09_26_0001 #5; "
+          f"glibc keep_frame_memory {'on' if tuned else 'off'} (DDR_MALLOC_TUNING)")
 
     if "1" in tables:
         print("\n1) per-stage latency, in-process (ms)")
@@ -243,24 +266,26 @@ def main(argv: list[str] | None = None) -> int:
 
     if "2" in tables:
         print(f"\n2) depth_completion_node end-to-end latency, publish -> receive, {args.frames} frames (ms)")
-        print("| outputs subscribed | depth/image median | p90 | depth/points median | p90 | unanswered |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| outputs subscribed | depth/image median | p90 | depth/points median | p90 | unanswered | "
+              "node page faults / frame |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for with_points in (False, True):
-            d50, d90, p50, p90, missing = end_to_end(frame, args.frames, with_points)
+            d50, d90, p50, p90, missing, faults = end_to_end(frame, args.frames, with_points)
             label = "depth/image + depth/points" if with_points else "depth/image"
-            print(f"| {label} | {d50 * 1e3:.1f} | {d90 * 1e3:.1f} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} | {missing} |")
+            print(f"| {label} | {d50 * 1e3:.1f} | {d90 * 1e3:.1f} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} | {missing} | {faults:.0f} |")
 
     if "3" in tables:
         print(f"\n3) throughput at {args.rate:g} Hz for {args.duration:g} s (depth/image subscribed)")
         print("| input QoS | sent Hz | frames in | frames out | out Hz | node drops | lost in transport | "
-              "node mean latency ms | node peak RSS MB |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "node mean latency ms | node peak RSS MB | node page faults / frame |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         modes = ["best_effort", "reliable"] if args.reliability == "both" else [args.reliability]
         results = [throughput(frame, args.rate, args.duration, m) for m in modes]
         for r in results:
             lost = r["in"] - r["out"] - r["node_drops"]
             print(f"| {r['reliability']} | {r['rate']:.1f} | {r['in']} | {r['out']} | {r['out_hz']:.1f} | "
-                  f"{r['node_drops']} | {max(lost, 0)} | {r['mean_latency_ms']} | {r['peak_rss_mb']:.0f} |")
+                  f"{r['node_drops']} | {max(lost, 0)} | {r['mean_latency_ms']} | {r['peak_rss_mb']:.0f} | "
+                  f"{r['faults_per_frame']:.0f} |")
         for r in results:
             print(f"node drops by reason ({r['reliability']}): {r['drop_reasons'] or 'none'}")
             if os.environ.get("DDR_BENCH_VERBOSE"):

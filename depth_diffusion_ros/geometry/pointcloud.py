@@ -122,14 +122,11 @@ def pack_depth_xyzrgb(
                              f"({'writable' if buf.flags.writeable else 'read-only'})")
         buf = buf[:nbytes]
     words = buf.view("<f4").reshape(h, w, POINT_STEP // 4)
-    if words.dtype == np.float32:  # little-endian host: z written in place
-        z = nan_invalid_depth(d, out=words[..., 2])
-    else:
-        z = words[..., 2]
-        z[...] = nan_invalid_depth(d)
+    z = nan_invalid_depth(d)  # contiguous; then three strided stores
     xr, yr = pixel_rays(intrinsics)
     np.multiply(xr, z, out=words[..., 0])
     np.multiply(yr, z, out=words[..., 1])
+    words[..., 2] = z
     rgb_word = words.view("<u4")[..., 4]
     if rgb is None:
         rgb_word[...] = 0

@@ -44,9 +44,9 @@ from depth_diffusion_ros.nodes._common import (
     transform_parameter_specs,
 )
 from depth_diffusion_ros.ros import (
+    ImageBuilder,
     InputError,
     camera_info_to_intrinsics,
-    depth_to_image,
     pointcloud2_to_xyz,
     qos_from_parameter,
 )
@@ -80,6 +80,7 @@ class LidarDepthProjectionNode(Node):
         self.health = NodeHealth(self, "LiDAR to sparse depth", self.params)
         out_qos = qos_from_parameter(self.params["output_reliability"], depth=int(self.params["queue_size"]))
         self.publisher = self.create_publisher(Image, "sparse_depth", out_qos)
+        self._sparse_msg = ImageBuilder()  # one reused message + buffer (see ImageBuilder)
         self.inputs = SyncedInputs(self, {"points": PointCloud2, "camera_info": CameraInfo},
                                    self.on_frame, self.health, self.params)
         self.get_logger().info(
@@ -114,15 +115,13 @@ class LidarDepthProjectionNode(Node):
             )
         return depth, Header(stamp=points.header.stamp, frame_id=target)
 
-    def on_frame(self, points: PointCloud2, camera_info: CameraInfo) -> Optional[Image]:
+    def on_frame(self, points: PointCloud2, camera_info: CameraInfo) -> None:
         """Project one synchronised pair and publish ``sparse_depth``."""
         self.health.frame_in()
         start = time.perf_counter()
         depth, header = self.project(points, camera_info)
-        msg = depth_to_image(depth, header)
-        self.publisher.publish(msg)
+        self.publisher.publish(self._sparse_msg.depth(depth, header))
         self.health.frame_done(time.perf_counter() - start)
-        return msg
 
 
 def main(args: Optional[list[str]] = None) -> int:
