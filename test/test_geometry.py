@@ -358,6 +358,7 @@ def test_nan_invalid_depth_bits_and_strided_out():
     got = nan_invalid_depth(d)
     assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()  # NaN is exactly np.nan's bits
     assert encode_depth(d, "32FC1").tobytes() == got.tobytes()
+    assert nan_invalid_depth(d, fill=0.0).tobytes() == decode_depth(d, "32FC1").tobytes()  # 0 = invalid
     buf = np.zeros((37, 53, 8), np.float32)  # write into the z word of a 32-byte point
     nan_invalid_depth(d.astype(np.float64), out=buf[..., 2])
     assert buf[..., 2].tobytes() == expected.tobytes() and not buf[..., 3].any()

@@ -11,7 +11,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from depth_diffusion_ros.geometry.depth_codecs import encode_depth
+from depth_diffusion_ros.geometry.depth_codecs import decode_depth, encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.ros import (
     ImageBuilder,
@@ -96,6 +96,14 @@ def test_depth_decoding_16uc1_and_32fc1():
     d = depth_from_image(array_to_image(m, "32FC1"))
     np.testing.assert_array_equal(d, np.array([[0, 1.5, 0], [0, 0, 80.0]], np.float32))
     assert d.dtype == np.float32
+    # the bit-selecting 32FC1 path gives decode_depth's result, bit for bit (-0.0 -> +0.0)
+    rng = np.random.default_rng(4)
+    m = rng.uniform(-2.0, 90.0, (40, 60)).astype(np.float32)
+    m[rng.random(m.shape) < 0.5] = np.nan
+    m[0, :4] = [np.inf, -np.inf, -0.0, 1e-42]
+    for big in (False, True):
+        msg = _manual_image(m, "32FC1", pad=8, bigendian=big)
+        assert depth_from_image(msg).tobytes() == decode_depth(m, "32FC1").tobytes()
 
 
 def test_depth_to_image_uses_nan_for_invalid():

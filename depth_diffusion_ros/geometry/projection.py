@@ -158,19 +158,21 @@ def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
 _NAN_BITS = np.uint32(0x7FC00000)  # np.float32(np.nan)
 
 
-def nan_invalid_depth(depth: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+def nan_invalid_depth(depth: np.ndarray, out: Optional[np.ndarray] = None, fill: float = math.nan) -> np.ndarray:
     """Depth as float32 metres with NaN where it is invalid (0, negative or non-finite).
 
     The REP 118 encoding of ``32FC1`` depth images and the z of organised point clouds. The
     selection is done on the integer bits (AND with an all-ones / all-zeros mask, OR in the
     quiet-NaN bits), which is several times faster than a masked float store, and every invalid
-    pixel gets exactly ``np.float32(np.nan)``.
+    pixel gets exactly ``np.float32(fill)`` (``np.float32(np.nan)`` by default).
 
     Args:
         depth: (H, W) (or any shape) depth in metres, any real dtype; validity is decided on the
             float32 value (float64 values beyond the float32 range become inf: invalid).
         out: float32 array of depth's shape to write into (may be strided, e.g. the z field of
             a point buffer), or None for a new array.
+        fill: the value of invalid pixels (default NaN; 0.0 gives the in-memory convention of
+            :func:`~depth_diffusion_ros.geometry.depth_codecs.sanitize_depth`).
 
     Returns:
         ``out`` (or the new array).
@@ -192,9 +194,11 @@ def nan_invalid_depth(depth: np.ndarray, out: Optional[np.ndarray] = None) -> np
     np.negative(mask, out=mask)  # 1 -> 0xFFFFFFFF, 0 -> 0
     bits = out.view(np.uint32)
     np.bitwise_and(d.view(np.uint32), mask, out=bits)
-    np.invert(mask, out=mask)
-    mask &= _NAN_BITS
-    bits |= mask
+    fill_bits = _NAN_BITS if math.isnan(fill) else np.float32(fill).view(np.uint32)
+    if fill_bits:
+        np.invert(mask, out=mask)
+        mask &= fill_bits
+        bits |= mask
     return out
 
 
