@@ -98,6 +98,22 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # YAML 1.1 reads "3e-3" (no dot) as a string: coerce numbers, naming the bad field.
+        for name, kind in (("lr", float), ("weight_decay", float), ("eps", float), ("warmup_epochs", float),
+                           ("epochs", int), ("batch_size", int), ("num_workers", int), ("seed", int),
+                           ("log_every", int), ("keep_last", int)):
+            try:
+                setattr(self, name, kind(getattr(self, name)))
+            except (TypeError, ValueError) as exc:
+                raise TrainingError(f"train.{name}={getattr(self, name)!r}: not a number") from exc
+        for name in ("grad_clip", "max_steps", "warmup_steps", "threads", "ckpt_every_steps",
+                     "ckpt_every_epochs", "eval_every_epochs"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    setattr(self, name, (float if name == "grad_clip" else int)(value))
+                except (TypeError, ValueError) as exc:
+                    raise TrainingError(f"train.{name}={value!r}: not a number") from exc
         self.betas = tuple(float(b) for b in self.betas)
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
         self.lr_factors = tuple(float(f) for f in self.lr_factors)
