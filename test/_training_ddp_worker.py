@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     data = Recording(build_dataset({
         "type": "repeat", "times": 8,
-        "dataset": {"type": "torch_kitti", "root": kitti_raw, "cameras": [3],
+        "dataset": {"type": "torch_kitti", "root": kitti_raw, "cameras": [3], "cache": True,
                     "transforms": [{"type": "random_crop", "size": [64, 128], "vertical": "bottom"},
                                    {"type": "random_hflip"}]},
     }))

@@ -1,4 +1,4 @@
-"""The model-agnostic trainer: loss falls, exact resume, LR schedule, CLI, and 2-process gloo DDP.
+"""The model-agnostic trainer: loss falls, exact resume, LR schedule, CLI, freezing (DDP: test_training_ddp.py).
 
 The model here is a tiny stand-in (test/_training_standin.py): the trainer only needs
 ``training_losses`` and ``sample``; training DiffusionDepth itself is too slow for a unit test on
@@ -7,14 +7,12 @@ this 2-core CPU (the demo weights were trained with the same trainer, see their 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _data(kitti_raw_dir, times=8, size=(64, 128)):
     return build_dataset({
         "type": "repeat", "times": times,
-        "dataset": {"type": "torch_kitti", "root": str(kitti_raw_dir), "cameras": [3],
+        "dataset": {"type": "torch_kitti", "root": str(kitti_raw_dir), "cameras": [3], "cache": True,
                     "transforms": [{"type": "random_crop", "size": list(size), "vertical": "bottom"},
                                    {"type": "random_hflip"}]},
     })
@@ -142,31 +140,6 @@ def test_cli_trains_evaluates_and_bf16_autocast(tmp_path, kitti_raw_dir, monkeyp
 def _write(path, obj):
     path.write_text(yaml.safe_dump(obj))
     return path
-
-
-@pytest.mark.slow
-def test_ddp_two_process_gloo_ranks_agree(tmp_path, kitti_raw_dir):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "test/_training_ddp_worker.py"), str(tmp_path), str(kitti_raw_dir)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    info = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    # 8 samples / 2 ranks / batch 2 = 2 steps per epoch, 2 epochs.
-    assert all(i["world"] == 2 and i["backend"] == "gloo" and i["step"] == 4 for i in info)
-    # DistributedSampler: each rank trained on its own half of every epoch.
-    s0, s1 = info[0]["seen"], info[1]["seen"]
-    assert len(s0) == len(s1) == 8
-    for e in (0, 1):
-        assert not set(s0[4 * e:4 * e + 4]) & set(s1[4 * e:4 * e + 4])
-    w0, w1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
-    for k in w0:
-        torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=1e-6)
-    final = load_file(str(tmp_path / "run/final/model.safetensors"))
-    for k in w0:
-        torch.testing.assert_close(final[k], w0[k], rtol=0, atol=0)
-    init = TinyCompletion().state_dict()
-    assert any(not torch.allclose(init[k], w0[k]) for k in w0)  # it did train
 
 
 def test_freeze_keeps_prefixed_parameters_fixed(tmp_path, kitti_raw_dir):
