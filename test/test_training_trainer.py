@@ -94,6 +94,10 @@ def test_lr_schedule_warmup_and_step_decay():
         TrainConfig(lr_milestones=[10, 15], lr_factors=[1.0])
     with pytest.raises(TrainingError, match="unknown train config keys"):
         TrainConfig.from_dict({"epoch": 3})
+    # YAML 1.1 reads 3e-3 (no dot) as a string: numbers are coerced, garbage is named.
+    assert TrainConfig.from_dict({"lr": "3e-3", "max_steps": "7"}).lr == pytest.approx(0.003)
+    with pytest.raises(TrainingError, match="train.lr"):
+        TrainConfig.from_dict({"lr": "fast"})
 
 
 def test_bad_setups_are_named(tmp_path, kitti_raw_dir):
