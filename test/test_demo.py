@@ -12,7 +12,12 @@ from rosbags.typesys import Stores, get_typestore
 from depth_diffusion_ros.cli import main as cli_main
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, to_kitti_units
 from depth_diffusion_ros.tools import bag_io
-from depth_diffusion_ros.tools.demo import discover_backends, lidar_like_sparse, motorcycle_depth
+from depth_diffusion_ros.tools.demo import (
+    completion_checkpoint_problem,
+    discover_backends,
+    lidar_like_sparse,
+    motorcycle_depth,
+)
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 
@@ -55,6 +60,34 @@ def test_backend_discovery_from_weights_folder(tmp_path: Path) -> None:
     assert found["torch:dd_small"].options == {"model_path": str(model), "num_inference_steps": 4}
     assert found["onnxruntime:dd_small"].options["model_path"] == str(model / "onnx")
     assert [c.label for c in discover_backends(tmp_path, only=["nearest"])] == ["nearest"]
+
+
+def test_only_diffusion_depth_checkpoints_become_completion_backends(tmp_path: Path) -> None:
+    """A DSR-Diff super-resolution checkpoint (or any non-DiffusionDepth config) in the weights
+    folder is listed as skipped with the reason, never replayed through depth_completion_node."""
+    for name, config in (("dd", "backbone: mobilenetv3_small_100\nmode: completion\n"),
+                         ("dd_mono", "mode: monocular\n"),
+                         ("sr", "architecture: dsr_diff\nchannels: 32\nscales: [4, 8, 16]\n"),
+                         ("other", "channels: 32\nnum_heads: 2\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+        (tmp_path / name / "config.yaml").write_text(config)
+    (tmp_path / "empty").mkdir()
+    assert completion_checkpoint_problem(tmp_path / "dd") is None
+    assert completion_checkpoint_problem(tmp_path / "dd_mono") is None
+    assert "dsr_diff checkpoint" in completion_checkpoint_problem(tmp_path / "sr")
+    assert "unknown DiffusionDepthConfig keys" in completion_checkpoint_problem(tmp_path / "other")
+    assert "no config.yaml" in completion_checkpoint_problem(tmp_path / "empty")
+    choices = discover_backends(tmp_path)
+    runnable = {c.label: c for c in choices if c.skip is None}
+    assert {"torch:dd", "torch:dd_mono"} <= set(runnable)
+    assert not any(label.endswith((":sr", ":other", ":empty")) for label in runnable)
+    skipped = {c.label: c.skip for c in choices if c.skip}
+    assert "dsr_diff" in skipped["weights:sr"] and "not a depth completion model" in skipped["weights:sr"]
+    assert set(skipped) >= {"weights:sr", "weights:other", "weights:empty"}
+    # the shipped weights folder: the super-resolution weights are never a completion backend
+    shipped = discover_backends()
+    assert not any("dsr_diff" in c.label for c in shipped if c.skip is None)
 
 
 def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_path: Path, capsys, monkeypatch) -> None:

@@ -125,11 +125,45 @@ class BackendChoice:
     skip: Optional[str] = None
 
 
+def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
+    """Why ``model_dir`` is not a DiffusionDepth checkpoint usable by a completion backend, or None.
+
+    Decided from its ``config.yaml``: it must parse as a
+    :class:`~depth_diffusion_ros.models.config.DiffusionDepthConfig` (the config
+    :func:`~depth_diffusion_ros.models.checkpoint.load_checkpoint` builds the model from). A
+    DSR-Diff super-resolution checkpoint (``architecture: dsr_diff``) or any other model fails
+    that and is reported as such instead of being run through depth_completion_node. A
+    monocular DiffusionDepth checkpoint is accepted (the completion node runs it, sparse input
+    unused).
+    """
+    import yaml
+
+    from depth_diffusion_ros.models.config import ConfigError, DiffusionDepthConfig
+
+    config = model_dir / "config.yaml"
+    if not config.is_file():
+        return f"no config.yaml in {model_dir}"
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        return f"unreadable {config}: {exc}"
+    if isinstance(data, dict) and data.get("architecture") not in (None, "diffusion_depth"):
+        return (f"a {data['architecture']} checkpoint (config {config}), not DiffusionDepth: "
+                "not a depth completion model")
+    try:
+        DiffusionDepthConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError) as exc:
+        return f"not a DiffusionDepth checkpoint ({config}: {exc})"
+    return None  # completion or monocular: both run in depth_completion_node
+
+
 def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None,
                       steps: Optional[int] = None) -> list[BackendChoice]:
     """Completion backends of the registry that can run here, and why the others cannot.
 
-    Classical backends always run. For learned ones each folder of ``weights_dir`` is a model:
+    Classical backends always run. For learned ones each folder of ``weights_dir`` that holds a
+    DiffusionDepth checkpoint (:func:`completion_checkpoint_problem`; other folders, e.g. the
+    DSR-Diff super-resolution weights, are listed as skipped with the reason) is a model:
     ``model.safetensors`` + ``config.yaml`` -> torch backend; a folder of ``*.onnx`` files (the
     model folder or a subfolder: an export directory) -> onnxruntime;
     tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
@@ -140,7 +174,14 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
     for name in COMPLETION_BACKENDS:
         if name in CLASSICAL:
             choices.append(BackendChoice(name, name, {}))
-    models = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
+    folders = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
+    models = []
+    for folder in folders:
+        problem = completion_checkpoint_problem(folder)
+        if problem is None:
+            models.append(folder)
+        else:
+            choices.append(BackendChoice(f"weights:{folder.name}", "", {}, skip=problem))
     learned = [n for n in COMPLETION_BACKENDS if n not in CLASSICAL]
     extra: dict[str, Any] = {"num_inference_steps": steps} if steps else {}
     for name in learned:
