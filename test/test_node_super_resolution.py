@@ -12,6 +12,7 @@ import itertools
 import math
 import signal
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -144,8 +145,11 @@ def test_publishes_hr_depth_for_a_real_nyu_frame(rig):
     depth = depth_from_image(msg)
     assert np.all(np.isnan(raw[depth == 0])), "invalid pixels must be NaN on the wire"
     gt = rig.gt
+    # depth wherever the LR map had a measurement nearby (bilinear LR validity >= 0.5)
+    support = cv2.resize((rig.lr[8] > 0).astype(np.float32), (640, 480), interpolation=cv2.INTER_LINEAR) >= 0.5
+    assert (depth[support] > 0).mean() > 0.99 and (depth[~support] == 0).all()
     both = (gt > 0) & (depth > 0)
-    assert both.sum() > 0.9 * (gt > 0).sum() * 0.95
+    assert both.sum() > 0.6 * (gt > 0).sum()
     rmse = float(np.sqrt(np.mean((depth[both] - gt[both]) ** 2)))
     assert rmse < 0.25, f"x8 RMSE against the NYU ground truth {rmse:.3f} m"
     info = rig.client.wait_for(lambda: next((m for m in rig.info.messages if m.header.stamp == msg.header.stamp), None))
@@ -191,7 +195,7 @@ def test_rows_and_columns_scale_differ(rig):
 def test_scale_beyond_trained_range(rig):
     t = next_stamp()
     rig.publish(*rig.messages(t, depth=np.full((15, 20), 2.0, np.float32)))
-    rig.expect_drop("scale_out_of_range", r"scale x32 .* is outside the backend's range x2..x16")
+    rig.expect_drop("scale_out_of_range", r"scale x32 .* is outside the backend's range x4..x16")
     rig.send_good()
 
 
@@ -259,7 +263,7 @@ def test_diagnostics_and_clean_shutdown(rig):
     last = rig.diag.messages[-1]
     assert last.status[0].name == "depth_super_resolution_node: depth super-resolution"
     vals = diagnostic_values(last)
-    assert vals["backend"] == "torch" and vals["scales"] == "x2..x16"
+    assert vals["backend"] == "torch" and vals["scales"] == "x4..x16"
     assert int(vals["drops_total"]) >= 10  # every bad frame above was counted
     code = rig.proc.stop(signal.SIGTERM, timeout=20)
     assert code == 0, rig.proc.log()

@@ -480,6 +480,26 @@ def build_sr_patch_dataset(root: str | Path, crop_size: int = 128, scales: Seque
                           edge_bias=edge_bias)
 
 
+def build_cdsr_patch_dataset(root: str | Path, dataset: str = "nyu", crop_size: int = 256,
+                             scales: Sequence[int] = (8,), batch_size: int = 16, length: int = 100000,
+                             mat_split: Optional[str] = "train", edge_bias: float = 0.0) -> SRPatchDataset:
+    """Training-config entry point for the standard CDSR training sets
+    (``type: training.datasets.sr_datasets:build_cdsr_patch_dataset``).
+
+    ``dataset``: "nyu" (``root`` = ``nyu_depth_v2_labeled.mat``, ``mat_split`` "train" = the
+    first 1000 frames), "middlebury" (stereo scenes or paired folders) or "lu" (paired folders).
+    """
+    if dataset == "nyu":
+        sources = {"nyu": nyu_frames(root, mat_split=mat_split)}
+    elif dataset == "middlebury":
+        sources = {"middlebury": middlebury_cdsr_dataset(root)}
+    elif dataset == "lu":
+        sources = {"lu": lu_dataset(root)}
+    else:
+        raise DatasetError(f"dataset must be nyu, middlebury or lu, got {dataset!r}")
+    return SRPatchDataset(sources, crop_size, scales, batch_size, length, edge_bias=edge_bias)
+
+
 class SREvalDataset(Dataset):
     """Whole frames for CDSR evaluation at one scale: HR cropped to a multiple of
     ``scale * multiple_of`` (top-left anchored), LR by bicubic downsampling of the GT."""
@@ -499,6 +519,8 @@ class SREvalDataset(Dataset):
         m = self.scale * self.multiple_of
         h, w = f["gt_depth"].shape
         H, W = h - h % m, w - w % m
+        if H == 0 or W == 0:
+            raise DatasetError(f"{self.sample_name(index)} ({w}x{h}) is smaller than scale x multiple_of = {m}")
         rgb = np.ascontiguousarray(f["rgb"][:H, :W])
         gt = np.ascontiguousarray(np.asarray(f["gt_depth"], np.float32)[:H, :W])
         return rgb, gt, bicubic_downsample_depth(gt, self.scale)
