@@ -54,11 +54,16 @@ def test_backend_discovery_from_weights_folder(tmp_path: Path) -> None:
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"")
     (model / "config.yaml").write_text("backbone: resnet18\n")
-    (model / "onnx").mkdir()
-    (model / "onnx" / "step.onnx").write_bytes(b"")
+    exported = tmp_path / "dd_exported"  # an export folder only (no checkpoint)
+    (exported / "onnx").mkdir(parents=True)
+    (exported / "onnx" / "step.onnx").write_bytes(b"")
     found = {c.label: c for c in discover_backends(tmp_path, steps=4)}
     assert found["torch:dd_small"].options == {"model_path": str(model), "num_inference_steps": 4}
-    assert found["onnxruntime:dd_small"].options["model_path"] == str(model / "onnx")
+    # a checkpoint is exported to ONNX by the demo itself (per frame size), then run by onnxruntime
+    assert found["onnxruntime:dd_small"].export_from == model
+    assert found["onnxruntime:dd_small"].options == {"num_inference_steps": 4}
+    assert found["onnxruntime:dd_exported"].options["model_path"] == str(exported / "onnx")
+    assert "torch:dd_exported" not in found
     assert [c.label for c in discover_backends(tmp_path, only=["nearest"])] == ["nearest"]
 
 
@@ -115,3 +120,42 @@ def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_p
         assert frame["n_valid"] == expected["n_valid"]
     # a dense completion from ~3 % samples of a 2-5 m scene: errors of centimetres, not metres
     assert 20 < rows["middlebury"]["rmse_mm"] < 500 and rows["middlebury"]["delta1"] > 0.95
+
+
+def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_export(tmp_path: Path, capsys) -> None:
+    """Default learned backend = ONNX Runtime on a step-form export of the shipped checkpoint, made
+    once under OUTPUT/onnx_cache and reused while the checkpoint hash matches."""
+    from depth_diffusion_ros.tools.demo import WEIGHTS_DIR, checkpoint_sha256
+
+    ckpt = WEIGHTS_DIR / "diffusion_depth_kitti_demo"
+    if not (ckpt / "model.safetensors").is_file():
+        pytest.skip("no shipped DiffusionDepth weights")
+    default = {c.label: c for c in discover_backends()}
+    ort = default["onnxruntime:diffusion_depth_kitti_demo"]
+    assert ort.skip is None and ort.export_from == ckpt
+    out = tmp_path / "demo"
+    argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti"]
+    assert cli_main(argv) == 0
+    text = capsys.readouterr().out
+    export_dir = out / "onnx_cache/diffusion_depth_kitti_demo/768x512"  # 741x500 padded to 32
+    assert f"ONNX export {export_dir} (exported in" in text
+    meta = json.loads((export_dir / "export.json").read_text())
+    assert meta["model_sha256"] == checkpoint_sha256(ckpt) and (meta["height"], meta["width"]) == (512, 768)
+    row = next(line for line in text.splitlines() if line.startswith("middlebury"))
+    assert "onnxruntime:diffusion_depth_kitti_demo" in row
+    report = json.loads((out / "middlebury/onnxruntime_diffusion_depth_kitti_demo/report.json").read_text())
+    preds = read_topic(out / "middlebury/onnxruntime_diffusion_depth_kitti_demo/output_bag", "/depth/image")
+    gts = read_topic(out / "bags/middlebury", "/middlebury/camera/depth_gt")
+    expected = to_kitti_units(depth_metrics(bag_io.depth_msg_to_array(preds[0]), bag_io.depth_msg_to_array(gts[0])))
+    assert report["frames"][0]["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6)
+    assert expected["delta1"] > 0.95  # the learned model completes the 2-5 m scene
+    # second run: the export is reused (same checkpoint hash), not written again
+    mtime = (export_dir / "step.onnx").stat().st_mtime_ns
+    assert cli_main(argv) == 0
+    assert f"ONNX export {export_dir} (cached, same checkpoint hash)" in capsys.readouterr().out
+    assert (export_dir / "step.onnx").stat().st_mtime_ns == mtime
+    # a stale export (other checkpoint hash) is replaced
+    (export_dir / "export.json").write_text(json.dumps(dict(meta, model_sha256="0" * 64)))
+    assert cli_main(argv) == 0
+    assert "(exported in" in capsys.readouterr().out
+    assert json.loads((export_dir / "export.json").read_text())["model_sha256"] == meta["model_sha256"]

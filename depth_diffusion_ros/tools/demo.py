@@ -13,9 +13,14 @@
    of each LiDAR scan held out from the input) are converted with kitti-to-bag and replayed.
 
 Every completion backend that can run here is replayed on the same bags through the real nodes
-(``depth-diffusion-ros replay``): the classical ones always, learned ones when shipped weights
-are found in ``depth_diffusion_ros/weights/*/`` and their runtime is installed; the others are
-listed with the reason they were skipped. Prints one metrics table and where the outputs went
+(``depth-diffusion-ros replay``): the classical ones always, learned ones when shipped
+DiffusionDepth checkpoints are found in ``depth_diffusion_ros/weights/*/`` (decided from their
+config.yaml; the DSR-Diff super-resolution weights are not completion models) and their runtime
+is installed; the others are listed with the reason they were skipped. The learned models run
+in ONNX Runtime: each checkpoint is exported once per padded frame size (step form, host DDIM
+loop; :mod:`depth_diffusion_ros.export.diffusion_depth`) into ``OUTPUT/onnx_cache`` and reused
+while the checkpoint's tensor hash matches; the torch backend runs as a reference row beside it
+(same weights, same noise: the two rows must agree). Prints one metrics table and where the outputs went
 (``OUTPUT/<dataset>/<backend>/report.json``, figures, output bags; ``OUTPUT/summary.json``).
 """
 from __future__ import annotations
@@ -123,6 +128,7 @@ class BackendChoice:
     backend: str
     options: dict[str, Any]
     skip: Optional[str] = None
+    export_from: Optional[Path] = None  # checkpoint to export to ONNX (per frame size) before replay
 
 
 def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
@@ -142,6 +148,8 @@ def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
 
     config = model_dir / "config.yaml"
     if not config.is_file():
+        if any(model_dir.glob("*.onnx")) or any(model_dir.glob("*/*.onnx")):
+            return None  # an export folder: the onnxruntime backend checks its ddr.* metadata
         return f"no config.yaml in {model_dir}"
     try:
         data = yaml.safe_load(config.read_text())
@@ -164,8 +172,9 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
     Classical backends always run. For learned ones each folder of ``weights_dir`` that holds a
     DiffusionDepth checkpoint (:func:`completion_checkpoint_problem`; other folders, e.g. the
     DSR-Diff super-resolution weights, are listed as skipped with the reason) is a model:
-    ``model.safetensors`` + ``config.yaml`` -> torch backend; a folder of ``*.onnx`` files (the
-    model folder or a subfolder: an export directory) -> onnxruntime;
+    ``model.safetensors`` + ``config.yaml`` -> onnxruntime (exported by :func:`onnx_export_for`
+    before the replay: ``export_from``) and torch; a folder of ``*.onnx`` files only (an export
+    directory, the model folder or a subfolder) -> onnxruntime on those files;
     tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
     """
     from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
@@ -198,8 +207,13 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
                 choices.append(BackendChoice(f"torch:{model.name}", name, {"model_path": str(model), **extra}))
                 found = True
             elif name == "onnxruntime":
-                # the export directory (encoder/step/decoder or an unrolled sampler graph): the
-                # model folder itself or a subfolder of it that holds .onnx files
+                if (model / "model.safetensors").is_file() and (model / "config.yaml").is_file():
+                    # exported by the demo (step form, host DDIM loop) for each frame size it needs
+                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name, dict(extra), export_from=model))
+                    found = True
+                    continue
+                # else a shipped export directory (encoder/step/decoder or an unrolled sampler
+                # graph): the model folder itself or a subfolder of it that holds .onnx files
                 exports = sorted({f.parent for f in list(model.glob("*.onnx")) + list(model.glob("*/*.onnx"))})
                 if exports:
                     choices.append(BackendChoice(f"onnxruntime:{model.name}", name,
@@ -211,6 +225,81 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
     if only:
         choices = [c for c in choices if c.label in only or c.backend in only]
     return choices
+
+
+def read_size_divisor(checkpoint: Path) -> int:
+    """``size_divisor`` of a DiffusionDepth checkpoint's config.yaml (frames are padded to it)."""
+    from depth_diffusion_ros.models.config import DiffusionDepthConfig
+
+    return int(DiffusionDepthConfig.from_yaml(checkpoint / "config.yaml").size_divisor)
+
+
+def bag_padded_sizes(bag: Path, size_divisor: int) -> set[tuple[int, int]]:
+    """The (H, W) of every camera image of ``bag`` padded up to ``size_divisor`` (the input size
+    an exported DiffusionDepth graph must have; read from the camera_info messages)."""
+    from depth_diffusion_ros.tools.bag_io import BagReader
+
+    sizes: set[tuple[int, int]] = set()
+    with BagReader(bag) as reader:
+        topics = [t for t, (msgtype, _n) in reader.topics.items() if msgtype == CAMERA_INFO]
+        for msg in reader.messages(topics):
+            info = msg.decode()
+            d = int(size_divisor)
+            sizes.add((-(-int(info.height) // d) * d, -(-int(info.width) // d) * d))
+    return sizes
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """The tensor SHA-256 stored in ``model.safetensors`` (models.checkpoint writes and verifies it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), "numpy") as f:
+        sha = (f.metadata() or {}).get("sha256")
+    if not sha:
+        raise ValueError(f"{checkpoint / 'model.safetensors'} has no sha256 metadata")
+    return sha
+
+
+def onnx_export_for(checkpoint: Path, cache_dir: Path, sizes: set[tuple[int, int]]) -> tuple[Path, bool]:
+    """The ONNX export (step form: encoder/step/decoder for the host DDIM loop) of a DiffusionDepth
+    checkpoint for frames padded to ``sizes``, made once and cached.
+
+    One size -> a static export for it (``<cache_dir>/<model>/<W>x<H>``); several -> a dynamic
+    one (``.../dynamic``). Reused while ``export.json``'s ``model_sha256`` equals the
+    checkpoint's tensor hash and the three graphs are there; otherwise exported again with
+    :func:`depth_diffusion_ros.export.diffusion_depth.export_diffusion_depth` (checked against
+    torch on random inputs). Returns (export directory, reused). Raises ExportError, ValueError,
+    CheckpointError.
+    """
+    import json
+
+    sha = checkpoint_sha256(checkpoint)
+    if len(sizes) == 1:
+        (h, w), dynamic = next(iter(sizes)), False
+        target = cache_dir / checkpoint.name / f"{w}x{h}"
+    else:
+        (h, w), dynamic = min(sizes), True
+        target = cache_dir / checkpoint.name / "dynamic"
+    meta = target / "export.json"
+    if meta.is_file() and all((target / f).is_file() for f in ("encoder.onnx", "step.onnx", "decoder.onnx")):
+        try:
+            if json.loads(meta.read_text()).get("model_sha256") == sha:
+                return target, True
+        except (OSError, ValueError):
+            pass
+    import torch
+
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model = load_checkpoint(checkpoint).eval()
+    if target.exists():
+        for f in target.glob("*"):
+            if f.is_file():
+                f.unlink()
+    export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
+    return target, False
 
 
 def shared_data_dir() -> Optional[Path]:
@@ -302,9 +391,23 @@ def run(args: argparse.Namespace) -> int:
     for dataset, bag, scoring in datasets:
         for choice in runnable:
             target = out / dataset / choice.label.replace(":", "_")
+            options = dict(choice.options)
+            if choice.export_from is not None:
+                try:
+                    t_exp = time.perf_counter()
+                    sizes = bag_padded_sizes(bag, read_size_divisor(choice.export_from))
+                    export_dir, reused = onnx_export_for(choice.export_from, out / "onnx_cache", sizes)
+                    options["model_path"] = str(export_dir)
+                    print(f"{dataset} / {choice.label}: ONNX export {export_dir} "
+                          + ("(cached, same checkpoint hash)" if reused else f"(exported in {time.perf_counter() - t_exp:.1f} s)"))
+                except Exception as exc:  # noqa: BLE001 - export failures are reported per row
+                    print(f"{dataset} / {choice.label}: failed: cannot export {choice.export_from} to ONNX: {exc}")
+                    rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring, "frames": "failed"})
+                    failures += 1
+                    continue
             try:
                 result = replay(ReplayOptions(
-                    bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
+                    bag=bag, output=target, backend=choice.backend, node_params=options,
                     holdout_fraction=0.1, seed=args.seed, frame_timeout=args.frame_timeout,
                     max_frames=args.max_frames if dataset != "middlebury" else None, progress=True,
                     label=f"{dataset} {choice.label}", max_figures=10,
@@ -330,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
         print("skipped backends: " + "; ".join(skipped_backends))
     write_json_atomic(out / "summary.json", {"rows": rows, "skipped_backends": skipped_backends, "wall_s": wall})
     print(f"\noutputs: {out}/<dataset>/<backend>/ (report.json, figures/, output_bag/); bags: {bags}; "
+          f"ONNX exports: {out / 'onnx_cache'}; "
           f"summary: {out / 'summary.json'}")
     print(f"demo wall time: {wall:.1f} s")
     return 0 if not failures and all(r.get("rmse_mm") is not None for r in rows) else 1
