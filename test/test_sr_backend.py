@@ -148,3 +148,43 @@ def test_cascade_with_dsr_diff_second_stage(tiny_checkpoint, nyu100):
     assert out.depth.shape == (480, 640) and np.isfinite(out.depth).all()
     with pytest.raises(BackendError, match="trained range"):
         CascadeBackend(cascade.completion, cascade.super_resolution, scale=2).infer(rgb, sparse, None)
+
+
+def test_sr_node_module_and_classical_backends_work_without_torch(tmp_path):
+    """The SR node module and the classical SR backends never import torch (a classical SR node
+    must run where torch is missing); asking for the torch backend there is a clear BackendError.
+
+    (``depth_diffusion_ros.models.dsr_diff_io`` is numpy-only, but importing it runs
+    ``depth_diffusion_ros/models/__init__.py``, which imports torch.)"""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    blocker = tmp_path / "block" / "torch"
+    blocker.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    (blocker / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'a').write('torch import attempted\\n')\n"
+        "raise ImportError('torch is blocked in this test')\n")
+    code = textwrap.dedent("""
+        import numpy as np
+        import depth_diffusion_ros.nodes.depth_super_resolution_node as node
+        from depth_diffusion_ros.inference.backends import make_super_resolution_backend, BackendError
+        lr = np.linspace(1, 3, 8 * 12, dtype=np.float32).reshape(8, 12)
+        for name in ("guided_filter", "joint_bilateral", "bicubic"):
+            out = make_super_resolution_backend(name).infer(np.zeros((64, 96, 3), np.uint8), lr).depth
+            assert out.shape == (64, 96) and (out > 0).all()
+        assert node.scale_factor(96, 64, 12, 8, 1, 16) == 8
+        try:
+            make_super_resolution_backend("torch")
+        except BackendError as exc:
+            print("torch backend refused:", exc)
+        print("ok", node.NODE_NAME)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "ok depth_super_resolution_node" in res.stdout
+    assert "torch backend refused" in res.stdout and "not available here" in res.stdout
+    assert marker.read_text().count("attempted") == 1  # only the explicit torch backend request tried
