@@ -98,7 +98,8 @@ def test_only_diffusion_depth_checkpoints_become_completion_backends(tmp_path: P
 def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("DDR_SHARED_DATA", str(shared_data))
     out = tmp_path / "demo"
-    rc = cli_main(["demo", "--output", str(out), "--backends", "ip_basic", "--frames", "2", "--max-frames", "2"])
+    rc = cli_main(["demo", "--output", str(out), "--backends", "ip_basic", "--frames", "2", "--max-frames", "2",
+                      "--no-sr"])
     text = capsys.readouterr().out
     assert rc == 0, text
     table = [line for line in text.splitlines() if line.startswith(("middlebury", "kitti_dc", "kitti_object"))]
@@ -134,7 +135,7 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     ort = default["onnxruntime:diffusion_depth_kitti_demo"]
     assert ort.skip is None and ort.export_from == ckpt
     out = tmp_path / "demo"
-    argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti"]
+    argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti", "--no-sr"]
     assert cli_main(argv) == 0
     text = capsys.readouterr().out
     export_dir = out / "onnx_cache/diffusion_depth_kitti_demo/768x512"  # 741x500 padded to 32
@@ -159,3 +160,32 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     assert cli_main(argv) == 0
     assert "(exported in" in capsys.readouterr().out
     assert json.loads((export_dir / "export.json").read_text())["model_sha256"] == meta["model_sha256"]
+
+
+def test_demo_super_resolution_table(shared_data: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Second table: Middlebury + NYU bags with depth_lr = GT block-averaged by 8, replayed through
+    depth_super_resolution_node; the shipped DSR-Diff weights run with the torch backend."""
+    monkeypatch.setenv("DDR_SHARED_DATA", str(shared_data))
+    out = tmp_path / "demo"
+    rc = cli_main(["demo", "--output", str(out), "--backends", "nearest", "--no-kitti", "--frames", "1",
+                   "--sr-frames", "1", "--sr-backends", "bicubic,torch"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "Depth super-resolution x8" in text
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {(r["dataset"], r["backend"]): r for r in summary["super_resolution_rows"]}
+    assert rows[("sr_middlebury", "bicubic")]["size"] == "736x496"  # 741x500 cropped to a multiple of 8
+    assert rows[("sr_nyu", "bicubic")]["size"] == "640x480"
+    torch_ready = ("sr_nyu", "torch:dsr_diff_demo") in rows
+    assert torch_ready or any("torch:dsr_diff_demo" in s for s in summary["skipped_super_resolution_backends"])
+    for (dataset, backend), row in rows.items():
+        line = next(x for x in text.splitlines() if x.startswith(dataset) and backend in x)
+        assert f"{row['rmse_mm']:.1f}" in line and f"{row['rmse_mm'] / 10:.2f}" in line
+        report = json.loads((out / dataset / backend.replace(":", "_") / "report.json").read_text())
+        assert report["meta"]["pipeline"] == "super_resolution" and report["n_frames"] == 1
+        preds = read_topic(out / dataset / backend.replace(":", "_") / "output_bag", "/depth/image")
+        gt_topic = "/middlebury_sr/camera/depth_gt" if dataset == "sr_middlebury" else "/nyu/camera/depth_gt"
+        gt = read_topic(out / "bags" / dataset, gt_topic)[0]
+        expected = to_kitti_units(depth_metrics(bag_io.depth_msg_to_array(preds[0]), bag_io.depth_msg_to_array(gt)))
+        assert row["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6)
+        assert 30 < row["rmse_mm"] < 300

@@ -120,6 +120,95 @@ def write_motorcycle_bag(path: Path, n_frames: int = 3, n_rows: int = 64, col_st
     return path
 
 
+SR_SCALE = 8
+SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral", "torch")
+
+
+def block_average_depth(depth: np.ndarray, scale: int) -> np.ndarray:
+    """Low-resolution depth: the mean of the valid (> 0, finite) pixels of each ``scale`` x ``scale``
+    block; 0 where a block has none.
+
+    depth: (H, W) metres with H, W multiples of ``scale``. Returns (H/scale, W/scale) float32.
+    The LR pixel (i, j) covers HR pixels [i*s, (i+1)*s), so its intrinsics are
+    ``Intrinsics.scaled(W/s, H/s)`` (pixel-centre convention). Raises ValueError otherwise.
+    """
+    h, w = depth.shape
+    if scale < 1 or h % scale or w % scale:
+        raise ValueError(f"depth {w}x{h} is not a multiple of the scale {scale}")
+    valid = np.isfinite(depth) & (depth > 0)
+    blocks = np.where(valid, depth, 0.0).astype(np.float64).reshape(h // scale, scale, w // scale, scale)
+    count = valid.reshape(h // scale, scale, w // scale, scale).sum(axis=(1, 3))
+    total = blocks.sum(axis=(1, 3))
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
+
+
+def nyu_frames(folder: Path) -> list[tuple[np.ndarray, np.ndarray, Intrinsics]]:
+    """The NYU Depth V2 frames of ``nyu_depth_v2_metric3d`` (Silberman et al., ECCV 2012): rgb
+    (480, 640, 3) uint8, depth (480, 640) float32 metres (uint16 mm / depth_scale; 0 = invalid)
+    and the intrinsics of ``test_annotations.json`` (cam_in = fx, fy, cx, cy)."""
+    import json
+
+    import cv2
+
+    ann = json.loads((folder / "test_annotations.json").read_text())
+    out = []
+    for entry in ann["files"]:
+        bgr = cv2.imread(str(folder / "rgb" / Path(entry["rgb"]).name), cv2.IMREAD_COLOR)
+        raw = cv2.imread(str(folder / "depth" / Path(entry["depth"]).name), cv2.IMREAD_UNCHANGED)
+        if bgr is None or raw is None:
+            raise OSError(f"cannot read NYU frame {entry['rgb']} / {entry['depth']} in {folder}")
+        depth = (raw.astype(np.float32) / float(entry.get("depth_scale", 1000.0))).astype(np.float32)
+        fx, fy, cx, cy = (float(v) for v in entry["cam_in"])
+        h, w = depth.shape
+        out.append((np.ascontiguousarray(bgr[..., ::-1]), depth, Intrinsics(fx, fy, cx, cy, w, h)))
+    return out
+
+
+def write_sr_bag(path: Path, frames: list[tuple[np.ndarray, np.ndarray, Intrinsics]], scale: int = SR_SCALE,
+                 name: str = "sr") -> Path:
+    """A super-resolution bag (MCAP) at 10 Hz, frame id ``<name>_camera``:
+    ``/<name>/camera/{image_raw, camera_info, depth_gt, depth_lr, depth_lr/camera_info}``.
+
+    Each frame is cropped at the bottom/right to a multiple of ``scale`` (intrinsics unchanged);
+    ``depth_lr`` = :func:`block_average_depth` of the GT (32FC1, 0 -> NaN), its camera_info the
+    colour intrinsics scaled to the LR size.
+    """
+    base = f"/{name}/camera"
+    frame_id = f"{name}_camera"
+    with BagWriter(path, overwrite=True) as bag:
+        for topic, msgtype in (("camera_info", CAMERA_INFO), ("depth_lr/camera_info", CAMERA_INFO),
+                               ("image_raw", IMAGE), ("depth_lr", IMAGE), ("depth_gt", IMAGE)):
+            bag.add_topic(f"{base}/{topic}", msgtype)
+        for k, (rgb, depth, intr) in enumerate(frames):
+            h, w = (depth.shape[0] // scale) * scale, (depth.shape[1] // scale) * scale
+            rgb, depth = np.ascontiguousarray(rgb[:h, :w]), np.ascontiguousarray(depth[:h, :w])
+            intr = Intrinsics(intr.fx, intr.fy, intr.cx, intr.cy, w, h)
+            lr = block_average_depth(depth, scale)
+            t = 1_000_000_000 + k * 100_000_000
+            bag.write(f"{base}/camera_info", t, make_camera_info(intr, t, frame_id))
+            bag.write(f"{base}/depth_lr/camera_info", t, make_camera_info(intr.scaled(w // scale, h // scale), t, frame_id))
+            bag.write(f"{base}/depth_gt", t, make_depth_image(depth, t, frame_id))
+            bag.write(f"{base}/depth_lr", t, make_depth_image(lr, t, frame_id))
+            bag.write(f"{base}/image_raw", t, make_image(rgb, "rgb8", t, frame_id))
+    return path
+
+
+def sr_backend_choices(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None) -> list[BackendChoice]:
+    """Super-resolution backends of the demo: the classical ones, and ``torch`` with the shipped
+    DSR-Diff weights (``weights_dir/dsr_diff_demo``) when torch and the weights are there."""
+    choices = [BackendChoice(b, b, {}) for b in SR_BACKENDS if b != "torch"]
+    model = weights_dir / "dsr_diff_demo"
+    if importlib.util.find_spec("torch") is None:
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip="torch is not installed here"))
+    elif not (model / "model.safetensors").is_file():
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip=f"no DSR-Diff weights in {model}"))
+    else:
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {"model_path": str(model)}))
+    if only:
+        choices = [c for c in choices if c.label in only or c.backend in only]
+    return choices
+
+
 @dataclass
 class BackendChoice:
     """A backend to replay (``options`` become depth_completion_node parameters) or a skip reason."""
@@ -339,6 +428,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of model folders for the learned backends (default: the shipped weights)")
     parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sparse sampling and the held-out split")
+    parser.add_argument("--sr-backends", default=None,
+                        help="comma-separated super-resolution backends/labels (default: all available)")
+    parser.add_argument("--no-sr", action="store_true", help="skip the super-resolution section")
+    parser.add_argument("--sr-frames", type=int, default=3, help="NYU frames in the super-resolution section")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -422,6 +515,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring,
                          "frames": f"{rep['n_frames']}" + (f" (+{skipped} skipped)" if skipped else ""),
                          **rep["mean"], "report": str(result.report_path)})
+    sr_rows, sr_skipped = ([], []) if args.no_sr else run_super_resolution(args, out, bags)
+    sr_failures = sum(1 for r in sr_rows if r.get("rmse_mm") is None)
     wall = time.perf_counter() - t0
     print()
     print("Depth completion on the same frames (KITTI units: mm, 1/km; latency = publish -> depth/image, "
@@ -431,9 +526,109 @@ def run(args: argparse.Namespace) -> int:
     skipped_backends = [f"{c.label} ({c.skip})" for c in choices if c.skip]
     if skipped_backends:
         print("skipped backends: " + "; ".join(skipped_backends))
-    write_json_atomic(out / "summary.json", {"rows": rows, "skipped_backends": skipped_backends, "wall_s": wall})
+    if sr_rows:
+        print()
+        print(f"Depth super-resolution x{SR_SCALE} (depth_lr = {SR_SCALE}x{SR_SCALE} block average of the valid GT; "
+              "depth_super_resolution_node, scored against the full-resolution GT; latency = publish -> depth/image)")
+        print(format_table(sr_rows, [("dataset", "dataset"), ("backend", "backend"), ("size", "HR size"),
+                                     ("frames", "frames")], SR_TABLE_COLUMNS))
+    if sr_skipped:
+        print("skipped super-resolution backends: " + "; ".join(sr_skipped))
+    write_json_atomic(out / "summary.json", {"rows": rows, "skipped_backends": skipped_backends,
+                                             "super_resolution_rows": sr_rows,
+                                             "skipped_super_resolution_backends": sr_skipped, "wall_s": wall})
     print(f"\noutputs: {out}/<dataset>/<backend>/ (report.json, figures/, output_bag/); bags: {bags}; "
           f"ONNX exports: {out / 'onnx_cache'}; "
           f"summary: {out / 'summary.json'}")
     print(f"demo wall time: {wall:.1f} s")
-    return 0 if not failures and all(r.get("rmse_mm") is not None for r in rows) else 1
+    return 0 if not failures and not sr_failures and all(r.get("rmse_mm") is not None for r in rows) else 1
+
+
+SR_TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rmse_mm", "RMSE mm", "{:.1f}"),
+    ("mae_mm", "MAE mm", "{:.1f}"),
+    ("rmse_cm", "RMSE cm", "{:.2f}"),
+    ("mae_cm", "MAE cm", "{:.2f}"),
+    ("abs_rel", "AbsRel", "{:.4f}"),
+    ("delta1", "d1", "{:.4f}"),
+    ("latency_ms", "latency ms", "{:.1f}"),
+)
+
+
+def run_super_resolution(args: argparse.Namespace, out: Path, bags: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The super-resolution section: bags from the Middlebury pair (and the NYU frames when the
+    shared data is there) with ``depth_lr`` = the GT block-averaged by :data:`SR_SCALE`, replayed
+    through depth_super_resolution_node for each backend of :func:`sr_backend_choices`.
+
+    Returns (table rows, skipped backends with reasons). A backend that fails to start (e.g. the
+    torch backend cannot load the weights) is reported as skipped with the node's reason.
+    """
+    from depth_diffusion_ros.tools.replay import ReplayError, ReplayOptions, replay
+
+    only = [b.strip() for b in args.sr_backends.split(",")] if args.sr_backends else None
+    choices = sr_backend_choices(Path(args.weights_dir), only)
+    skipped = [f"{c.label} ({c.skip})" for c in choices if c.skip]
+    for c in choices:
+        if c.skip:
+            print(f"skipping super-resolution backend {c.label}: {c.skip}")
+    datasets: list[tuple[str, Path, str]] = []
+    try:
+        rgb, depth, intr = motorcycle_depth()
+        datasets.append(("sr_middlebury", write_sr_bag(bags / "sr_middlebury", [(rgb, depth, intr)], SR_SCALE,
+                                                        "middlebury_sr"), ""))
+    except (BagError, ImportError, OSError, ValueError) as exc:
+        print(f"skipping the Middlebury super-resolution bag: {exc}")
+    data = shared_data_dir()
+    nyu = data / "nyu_depth_v2_metric3d" if data is not None else None
+    if nyu is not None and nyu.is_dir():
+        try:
+            frames = nyu_frames(nyu)[: max(1, args.sr_frames)]
+            datasets.append(("sr_nyu", write_sr_bag(bags / "sr_nyu", frames, SR_SCALE, "nyu"), ""))
+        except (BagError, OSError, ValueError, KeyError) as exc:
+            print(f"skipping the NYU super-resolution bag: {exc}")
+    rows: list[dict[str, Any]] = []
+    for dataset, bag, _ in datasets:
+        for choice in [c for c in choices if c.skip is None]:
+            if any(s.startswith(choice.label + " ") for s in skipped):
+                continue  # did not start on an earlier dataset
+            target = out / dataset / choice.label.replace(":", "_")
+            try:
+                result = replay(ReplayOptions(
+                    bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
+                    pipeline="super_resolution", frame_timeout=args.frame_timeout, progress=True,
+                    label=f"{dataset} {choice.label}", max_figures=10,
+                ))
+            except (ReplayError, BagError) as exc:
+                if choice.backend == "torch":  # the learned backend could not start: say why, go on
+                    print(f"skipping super-resolution backend {choice.label}: {exc}")
+                    skipped.append(f"{choice.label} ({exc})")
+                    continue
+                print(f"{dataset} / {choice.label}: failed: {exc}")
+                rows.append({"dataset": dataset, "backend": choice.label, "frames": "failed"})
+                continue
+            rep = result.report
+            mean = dict(rep["mean"])
+            for key in ("rmse", "mae"):
+                if mean.get(f"{key}_mm") is not None:
+                    mean[f"{key}_cm"] = mean[f"{key}_mm"] / 10.0
+            n_skipped = sum(rep["skipped"].values())
+            size = ""
+            if rep["frames"]:
+                f0 = rep["frames"][0]
+                size = f"{f0.get('width', '')}x{f0.get('height', '')}" if f0.get("width") else ""
+            rows.append({"dataset": dataset, "backend": choice.label, "size": size or _bag_size(bag),
+                         "frames": f"{rep['n_frames']}" + (f" (+{n_skipped} skipped)" if n_skipped else ""),
+                         **mean, "report": str(result.report_path)})
+    return rows, skipped
+
+
+def _bag_size(bag: Path) -> str:
+    """``WxH`` of the first camera_info of ``bag`` (the HR size of a super-resolution bag)."""
+    from depth_diffusion_ros.tools.bag_io import BagReader
+
+    with BagReader(bag) as reader:
+        topics = sorted(t for t, (m, _n) in reader.topics.items() if m == CAMERA_INFO and "depth_lr" not in t)
+        for msg in reader.messages(topics[:1]):
+            info = msg.decode()
+            return f"{info.width}x{info.height}"
+    return ""

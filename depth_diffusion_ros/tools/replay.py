@@ -28,6 +28,11 @@ What it does:
    published: depth/image, depth/camera_info, depth/uncertainty, evaluation/metrics, diagnostics)
    and ``OUTPUT/figures/frame_NNNNNN.png`` (RGB | sparse input | prediction | ground truth | error).
 
+``--pipeline super_resolution`` runs ``depth_super_resolution_node`` instead (inputs ``image``,
+``camera_info``, ``depth_lr`` and, when the bag has it, ``depth_lr/camera_info``; backend via
+``--backend``: bicubic, guided_filter, joint_bilateral, torch, ...); its ``depth/image`` is scored
+by the same ``depth_evaluation_node`` against the bag's ``depth_gt`` topic.
+
 Latency is the wall time from publishing a frame's last input message to receiving its
 ``depth/image`` (transport + synchronisation + inference); it is meaningful with ``--rate 0``.
 """
@@ -79,10 +84,19 @@ NODE_CLASSES: dict[str, tuple[str, str]] = {
     "lidar_depth_projection_node": ("depth_diffusion_ros.nodes.lidar_depth_projection_node", "LidarDepthProjectionNode"),
     "depth_completion_node": ("depth_diffusion_ros.nodes.depth_completion_node", "DepthCompletionNode"),
     "depth_evaluation_node": ("depth_diffusion_ros.nodes.depth_evaluation_node", "DepthEvaluationNode"),
+    "depth_super_resolution_node": ("depth_diffusion_ros.nodes.depth_super_resolution_node",
+                                    "DepthSuperResolutionNode"),
 }
 EVAL_NODE = "depth_evaluation_node"
-#: Nodes of the package that a completion replay does not start (their params-file entries are ignored).
-OTHER_PACKAGE_NODES = ("depth_super_resolution_node",)
+SR_NODE = "depth_super_resolution_node"
+#: ``--pipeline``: completion (lidar_depth_projection_node / depth_completion_node) or
+#: super_resolution (depth_super_resolution_node); both scored by depth_evaluation_node.
+PIPELINES = ("completion", "super_resolution")
+#: Nodes of each pipeline; the params-file entries of the other pipeline's nodes are ignored.
+PIPELINE_NODES = {
+    "completion": ("lidar_depth_projection_node", "depth_completion_node"),
+    "super_resolution": (SR_NODE,),
+}
 #: Topics recorded into the output bag (relative to --namespace) and their types.
 RECORDED_TOPICS: dict[str, str] = {
     "depth/image": IMAGE,
@@ -112,6 +126,8 @@ class Topics:
     depth_gt: Optional[str] = None
     points_holdout: Optional[str] = None
     tf_static: Optional[str] = None
+    depth_lr: Optional[str] = None  # super-resolution input (low-resolution depth image)
+    depth_lr_camera_info: Optional[str] = None  # its CameraInfo (optional)
 
     def roles(self) -> dict[str, str]:
         """topic -> role for the topics present."""
@@ -119,16 +135,19 @@ class Topics:
 
 
 _EXPECTED = {"image": IMAGE, "camera_info": CAMERA_INFO, "points": POINTCLOUD2, "sparse_depth": IMAGE,
-             "depth_gt": IMAGE, "points_holdout": POINTCLOUD2, "tf_static": TF_MESSAGE}
+             "depth_gt": IMAGE, "points_holdout": POINTCLOUD2, "tf_static": TF_MESSAGE,
+             "depth_lr": IMAGE, "depth_lr_camera_info": CAMERA_INFO}
 
 
-def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dict[str, Optional[str]]] = None) -> Topics:
+def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dict[str, Optional[str]]] = None,
+                  pipeline: str = "completion") -> Topics:
     """Choose the bag topics for each role.
 
     ``available``: topic -> (msgtype, count) from the bag. ``overrides``: role -> topic given by the
     user. Defaults: names containing ``image_raw``/``image_rect``/``image`` (image), ``camera_info``,
     PointCloud2 topics (points; ``*_holdout`` for held-out points), ``sparse_depth``, ``depth_gt``
-    or ``groundtruth``, ``/tf_static``.
+    or ``groundtruth``, ``/tf_static``; for ``pipeline="super_resolution"``: ``depth_lr`` (an Image
+    topic whose name contains ``depth_lr``) and ``depth_lr/camera_info`` (optional).
 
     Raises:
         ReplayError: a needed topic is missing or has the wrong type; the message lists the bag's
@@ -153,12 +172,20 @@ def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dic
     images = of_type(IMAGE)
     gt = pick("depth_gt", [t for t in images if "depth_gt" in t or "groundtruth" in t])
     sparse = pick("sparse_depth", [t for t in images if "sparse" in t or "velodyne_raw" in t])
-    colour = [t for t in images if t not in (gt, sparse) and "depth" not in t]
+    depth_lr = depth_lr_info = None
+    if pipeline == "super_resolution":
+        depth_lr = pick("depth_lr", [t for t in images if "depth_lr" in t])
+        if depth_lr is None:
+            raise ReplayError(f"the super-resolution pipeline needs a low-resolution depth topic (an Image topic "
+                              f"named *depth_lr*, or --depth-lr-topic); topics: {listing}")
+        depth_lr_info = pick("depth_lr_camera_info", [t for t in of_type(CAMERA_INFO) if t == f"{depth_lr}/camera_info"
+                                                       or t == f"{depth_lr.rsplit('/', 1)[0]}/depth_lr_camera_info"])
+    colour = [t for t in images if t not in (gt, sparse, depth_lr) and "depth" not in t]
     colour.sort(key=lambda t: (0 if t.endswith(("image_raw", "image_rect_color", "image_rect")) else 1, t))
     image = pick("image", colour)
     if image is None:
         raise ReplayError(f"the bag has no colour image topic (sensor_msgs/msg/Image); topics: {listing}")
-    infos = of_type(CAMERA_INFO)
+    infos = [t for t in of_type(CAMERA_INFO) if t != depth_lr_info]
     same_ns = [t for t in infos if t.rsplit("/", 1)[0] == image.rsplit("/", 1)[0]]
     camera_info = pick("camera_info", same_ns or infos)
     if camera_info is None:
@@ -167,9 +194,9 @@ def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dic
     points = pick("points", [t for t in clouds if not t.endswith("_holdout")])
     holdout = pick("points_holdout", [t for t in clouds if points and t == f"{points}_holdout"])
     tf = pick("tf_static", [t for t in of_type(TF_MESSAGE) if t.endswith("tf_static")])
-    if points is None and sparse is None:
+    if pipeline == "completion" and points is None and sparse is None:
         raise ReplayError(f"the bag has neither LiDAR points (PointCloud2) nor a sparse depth image; topics: {listing}")
-    return Topics(image, camera_info, points, sparse, gt, holdout, tf)
+    return Topics(image, camera_info, points, sparse, gt, holdout, tf, depth_lr, depth_lr_info)
 
 
 @dataclass
@@ -203,7 +230,8 @@ class BagPlan:
 
 
 def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = None,
-             T_camera_lidar: Optional[np.ndarray] = None, max_frames: Optional[int] = None) -> BagPlan:
+             T_camera_lidar: Optional[np.ndarray] = None, max_frames: Optional[int] = None,
+             pipeline: str = "completion") -> BagPlan:
     """Read the bag once: topics, frame grouping and the camera <- LiDAR transform per frame.
 
     The transform comes from the bag's ``/tf_static`` (the data's own calibration, per frame);
@@ -217,7 +245,9 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
             for LiDAR input.
     """
     with BagReader(path) as reader:
-        topics = detect_topics(reader.topics, overrides)
+        topics = detect_topics(reader.topics, overrides, pipeline)
+        if pipeline == "super_resolution":  # LiDAR is not an input of super-resolution
+            topics.points = topics.points_holdout = topics.tf_static = topics.sparse_depth = None
         roles = topics.roles()
         ignored = {t: m for t, (m, _) in reader.topics.items() if t not in roles}
         declared_images = reader.topics[topics.image][1]
@@ -488,7 +518,7 @@ class ReplayOptions:
     output: Path
     backend: Optional[str] = None
     params_file: Optional[Path] = None
-    node_params: dict[str, Any] = field(default_factory=dict)  # extra depth_completion_node parameters
+    node_params: dict[str, Any] = field(default_factory=dict)  # extra parameters of the pipeline's main node
     rate: float = 0.0
     holdout_fraction: float = 0.1
     seed: int = 0
@@ -504,6 +534,7 @@ class ReplayOptions:
     progress: bool = True
     evaluate: bool = True
     label: str = ""
+    pipeline: str = "completion"  # or "super_resolution" (see PIPELINES)
 
 
 @dataclass
@@ -560,43 +591,62 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         raise ReplayError(f"--rate must be >= 0, got {opts.rate}")
     if not 0.0 <= opts.holdout_fraction < 1.0:
         raise ReplayError(f"--holdout-fraction must be in [0, 1), got {opts.holdout_fraction}")
+    if opts.pipeline not in PIPELINES:
+        raise ReplayError(f"--pipeline {opts.pipeline!r}: choose one of {PIPELINES}")
+    sr = opts.pipeline == "super_resolution"
     output = Path(opts.output)
     _check_output_dir(output)
     params = load_params_file(opts.params_file)
     wildcard = params.pop("/**", {})
-    for name in [n for n in params if n in OTHER_PACKAGE_NODES]:
-        print(f"replay: note: {name} in --params-file is not part of the completion pipeline (ignored)", file=sys.stderr)
+    other = PIPELINE_NODES["completion" if sr else "super_resolution"]
+    for name in [n for n in params if n in other]:
+        print(f"replay: note: {name} in --params-file is not part of the {opts.pipeline} pipeline (ignored)",
+              file=sys.stderr)
         params.pop(name)
     unknown = [n for n in params if n not in NODE_CLASSES]
     if unknown:
         raise ReplayError(f"--params-file names nodes replay cannot start: {unknown}; known: {sorted(NODE_CLASSES)}")
-    node_names = [n for n in NODE_CLASSES if n in params and n != EVAL_NODE] or ["depth_completion_node"]
-    completion = params.setdefault("depth_completion_node", {})
-    if "depth_completion_node" not in node_names:
-        node_names.append("depth_completion_node")
+    if sr:
+        main_node, node_names = SR_NODE, [SR_NODE]
+    else:
+        main_node = "depth_completion_node"
+        node_names = [n for n in NODE_CLASSES if n in params and n != EVAL_NODE] or ["depth_completion_node"]
+        if "depth_completion_node" not in node_names:
+            node_names.append("depth_completion_node")
     for name in node_names + [EVAL_NODE]:
         params[name] = {**wildcard, **params.get(name, {})}
     if opts.backend:
-        params["depth_completion_node"]["backend"] = opts.backend
-    params["depth_completion_node"].update(opts.node_params)
-    completion = params["depth_completion_node"]
-    T_param = completion.get("T_camera_lidar") or params.get("lidar_depth_projection_node", {}).get("T_camera_lidar")
+        params[main_node]["backend"] = opts.backend
+    params[main_node].update(opts.node_params)
+    completion = params[main_node]
+    T_param = None if sr else (completion.get("T_camera_lidar")
+                               or params.get("lidar_depth_projection_node", {}).get("T_camera_lidar"))
 
-    plan = plan_bag(opts.bag, opts.topics, np.asarray(T_param, float) if T_param else None, opts.max_frames)
+    plan = plan_bag(opts.bag, opts.topics, np.asarray(T_param, float) if T_param else None, opts.max_frames,
+                    pipeline=opts.pipeline)
     topics = plan.topics
-    # input mode of the completion node
-    use_projection = "lidar_depth_projection_node" in node_names
-    if topics.points and (use_projection or completion.get("input", "points") == "points" or not topics.sparse_depth):
-        mode = "projection" if use_projection else "points"
+    if sr:
+        mode = "super_resolution"
+        if topics.depth_lr_camera_info and "use_depth_camera_info" not in completion:
+            completion["use_depth_camera_info"] = True
+        if completion.get("use_depth_camera_info") and not topics.depth_lr_camera_info:
+            raise ReplayError("use_depth_camera_info is true but the bag has no depth_lr camera_info topic")
     else:
-        mode = "sparse_depth"
-    if mode != "sparse_depth" and not topics.points:
-        raise ReplayError(f"the pipeline takes LiDAR points but the bag has none (sparse depth: {topics.sparse_depth})")
-    if mode == "sparse_depth" and not topics.sparse_depth:
-        raise ReplayError("the pipeline takes sparse_depth but the bag has no sparse depth topic")
-    if mode == "sparse_depth":
-        node_names = [n for n in node_names if n != "lidar_depth_projection_node"]
+        # input mode of the completion node
+        use_projection = "lidar_depth_projection_node" in node_names
+        if topics.points and (use_projection or completion.get("input", "points") == "points" or not topics.sparse_depth):
+            mode = "projection" if use_projection else "points"
+        else:
+            mode = "sparse_depth"
+        if mode != "sparse_depth" and not topics.points:
+            raise ReplayError(f"the pipeline takes LiDAR points but the bag has none (sparse depth: {topics.sparse_depth})")
+        if mode == "sparse_depth" and not topics.sparse_depth:
+            raise ReplayError("the pipeline takes sparse_depth but the bag has no sparse depth topic")
+        if mode == "sparse_depth":
+            node_names = [n for n in node_names if n != "lidar_depth_projection_node"]
     gt_source = "depth" if topics.depth_gt else ("points" if topics.points else None)
+    if sr and opts.evaluate and gt_source is None:
+        raise ReplayError("super-resolution is scored against a ground-truth depth topic (depth_gt); the bag has none")
     if opts.evaluate and gt_source is None:
         raise ReplayError("nothing to score against: the bag has no ground-truth depth topic and no LiDAR points")
     if gt_source == "points" and not topics.points_holdout and opts.holdout_fraction <= 0:
@@ -606,7 +656,11 @@ def replay(opts: ReplayOptions) -> ReplayResult:
 
     # topics the player publishes and how the nodes are wired to them
     publish: dict[str, str] = {topics.image: IMAGE, topics.camera_info: CAMERA_INFO}
-    if mode != "sparse_depth":
+    if mode == "super_resolution":
+        publish[topics.depth_lr] = IMAGE  # type: ignore[index]
+        if completion.get("use_depth_camera_info"):
+            publish[topics.depth_lr_camera_info] = CAMERA_INFO  # type: ignore[index]
+    elif mode != "sparse_depth":
         publish[topics.points] = POINTCLOUD2  # type: ignore[index]
     else:
         publish[topics.sparse_depth] = IMAGE  # type: ignore[index]
@@ -620,8 +674,12 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         "lidar_depth_projection_node": {"points": topics.points or "points", "camera_info": topics.camera_info},
         EVAL_NODE: {"camera_info": topics.camera_info, "depth_gt": topics.depth_gt or "depth_gt",
                     "points_holdout": holdout_topic or "points_holdout"},
+        SR_NODE: {"image": topics.image, "camera_info": topics.camera_info, "depth_lr": topics.depth_lr or "depth_lr",
+                  "depth_lr/camera_info": topics.depth_lr_camera_info or "depth_lr/camera_info"},
     }
-    if mode == "points":
+    if mode == "super_resolution":
+        pass  # the SR node has one input layout
+    elif mode == "points":
         remaps["depth_completion_node"]["points"] = topics.points  # type: ignore[assignment]
         completion["input"] = "points"
     elif mode == "sparse_depth":
@@ -640,7 +698,8 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     figures_dir = output / "figures" if opts.figures else None
     out_bag_path = output / "output_bag"
     meta = {
-        "bag": str(plan.path), "label": opts.label, "backend": completion.get("backend", "(node default)"),
+        "bag": str(plan.path), "label": opts.label, "pipeline": opts.pipeline,
+        "backend": completion.get("backend", "(node default)"),
         "nodes": node_names + ([EVAL_NODE] if opts.evaluate else []), "input": mode,
         "ground_truth": gt_source, "ground_truth_topic": topics.depth_gt if gt_source == "depth" else holdout_topic,
         "holdout_fraction": opts.holdout_fraction if split_points else None, "seed": opts.seed if split_points else None,
@@ -839,6 +898,8 @@ def _restamped(info: BagMessage, image: BagMessage) -> BagMessage:
 def _unpublishable(frame: Frame, msgs: dict[str, list[BagMessage]], mode: str) -> Optional[str]:
     if not msgs.get("camera_info"):
         return "no_camera_info"
+    if mode == "super_resolution":
+        return None if msgs.get("depth_lr") else "no_depth_lr"
     if mode != "sparse_depth" and not msgs.get("points"):
         return "no_lidar"
     if mode == "sparse_depth" and not msgs.get("sparse_depth"):
@@ -857,7 +918,13 @@ def _publish_frame(pipeline: Pipeline, frame: Frame, msgs: dict[str, list[BagMes
             pubs[topics.depth_gt].publish(m.rawdata)  # type: ignore[index]
     for m in msgs.get("camera_info", []):
         pubs[topics.camera_info].publish(m.rawdata)
-    if mode == "sparse_depth":
+    if mode == "super_resolution":
+        if topics.depth_lr_camera_info in pubs:
+            for m in msgs.get("depth_lr_camera_info", []):
+                pubs[topics.depth_lr_camera_info].publish(m.rawdata)
+        for m in msgs.get("depth_lr", []):
+            pubs[topics.depth_lr].publish(m.rawdata)  # type: ignore[index]
+    elif mode == "sparse_depth":
         for m in msgs.get("sparse_depth", []):
             pubs[topics.sparse_depth].publish(m.rawdata)  # type: ignore[index]
     else:
@@ -934,7 +1001,12 @@ def _draw_figure(path: Path, st: _FrameState, plan: BagPlan, mode: str, gt_sourc
     if (intr.height, intr.width) != pred.shape:
         intr = intr.scaled(pred.shape[1], pred.shape[0])
     T = st.frame.T_camera_lidar
-    if mode == "sparse_depth":
+    if mode == "super_resolution":  # the LR input shown at the output size (nearest neighbour)
+        import cv2
+
+        lr = depth_msg_to_array(msgs["depth_lr"][0].decode())
+        sparse = cv2.resize(lr, (pred.shape[1], pred.shape[0]), interpolation=cv2.INTER_NEAREST)
+    elif mode == "sparse_depth":
         sparse = depth_msg_to_array(msgs["sparse_depth"][0].decode())
     else:
         kept = deserialize(msgs["points_published"][0].rawdata, POINTCLOUD2)
@@ -961,12 +1033,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``depth-diffusion-ros replay``."""
     parser.add_argument("bag", type=Path, help="input rosbag2 directory (e.g. from kitti-to-bag)")
     parser.add_argument("-o", "--output", type=Path, default=Path("out/replay"), help="output folder (default out/replay)")
-    parser.add_argument("--backend", default=None, help="depth_completion_node backend (ip_basic, nearest, torch, onnxruntime, ...)")
+    parser.add_argument("--pipeline", choices=PIPELINES, default="completion",
+                        help="completion: depth_completion_node (+ lidar_depth_projection_node) on image + LiDAR/"
+                             "sparse depth; super_resolution: depth_super_resolution_node on image + depth_lr")
+    parser.add_argument("--backend", default=None,
+                        help="backend of the pipeline's node (completion: ip_basic, nearest, torch, onnxruntime, ...; "
+                             "super_resolution: bicubic, guided_filter, joint_bilateral, torch, ...)")
     parser.add_argument("--params-file", type=Path, default=None, help="ROS 2 parameter YAML (e.g. config/kitti.yaml)")
     parser.add_argument("--model-path", default=None, help="model checkpoint/ONNX/engine for a learned backend")
     parser.add_argument("--steps", type=int, default=None, help="DDIM inference steps for a diffusion backend")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra depth_completion_node parameter (YAML value), repeatable")
+                        help="extra parameter of the pipeline's node (YAML value), repeatable")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="0 = wait for each frame's output before the next (default); R > 0 = recorded timing x R")
     parser.add_argument("--holdout-fraction", type=float, default=0.1,
@@ -980,7 +1057,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="", help="ROS namespace of the nodes")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS domain (default $ROS_DOMAIN_ID, else a random one so that replays never hear each other)")
-    for role in ("image", "camera_info", "points", "sparse_depth", "depth_gt", "points_holdout"):
+    for role in ("image", "camera_info", "points", "sparse_depth", "depth_gt", "points_holdout", "depth_lr",
+                 "depth_lr_camera_info"):
         parser.add_argument(f"--{role.replace('_', '-')}-topic", dest=f"topic_{role}", default=None,
                             help=f"bag topic of the {role.replace('_', ' ')} (auto-detected by default)")
 
@@ -1003,7 +1081,9 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         frame_timeout=args.frame_timeout, max_frames=args.max_frames, figures=not args.no_figures,
         max_figures=args.max_figures, storage=args.storage, namespace=args.namespace, domain_id=args.domain_id,
         topics={r: getattr(args, f"topic_{r}") for r in ("image", "camera_info", "points", "sparse_depth",
-                                                         "depth_gt", "points_holdout")},
+                                                         "depth_gt", "points_holdout", "depth_lr",
+                                                         "depth_lr_camera_info")},
+        pipeline=args.pipeline,
     )
 
 
