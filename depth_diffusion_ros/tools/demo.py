@@ -11,6 +11,13 @@
    repository) or ``$KITTI_DIR`` / ``--kitti-dir`` is there: the raw depth-completion frame
    (scored against KITTI's semi-dense ground truth) and the object frames (scored against 10 %
    of each LiDAR scan held out from the input) are converted with kitti-to-bag and replayed.
+3. **Super-resolution x8** (``--no-sr`` skips it): bags from the Middlebury pair (cropped to a
+   multiple of 8) and, with the shared data, the NYU Depth V2 frames of
+   ``nyu_depth_v2_metric3d``, with ``depth_lr`` = the GT block-averaged over 8x8 valid pixels
+   (:func:`block_average_depth`), replayed through depth_super_resolution_node
+   (``replay --pipeline super_resolution``) for bicubic, guided_filter, joint_bilateral and torch
+   (the shipped DSR-Diff demo weights; skipped with the reason when they do not load), scored
+   against the full-resolution GT and printed as a second table.
 
 Every completion backend that can run here is replayed on the same bags through the real nodes
 (``depth-diffusion-ros replay``): the classical ones always, learned ones when shipped
@@ -20,7 +27,8 @@ is installed; the others are listed with the reason they were skipped. The learn
 in ONNX Runtime: each checkpoint is exported once per padded frame size (step form, host DDIM
 loop; :mod:`depth_diffusion_ros.export.diffusion_depth`) into ``OUTPUT/onnx_cache`` and reused
 while the checkpoint's tensor hash matches; the torch backend runs as a reference row beside it
-(same weights, same noise: the two rows must agree). Prints one metrics table and where the outputs went
+(same weights, same noise: the two rows must agree). Prints the completion table, the
+super-resolution table and where the outputs went
 (``OUTPUT/<dataset>/<backend>/report.json``, figures, output bags; ``OUTPUT/summary.json``).
 """
 from __future__ import annotations
