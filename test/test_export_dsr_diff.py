@@ -119,3 +119,37 @@ def test_export_command_for_dsr_diff(sr_export, tmp_path, capsys, shared_data):
     assert cli.main(["export", "--model", "dsr_diff", "--checkpoint", str(tmp_path / "none"),
                      "--output", str(tmp_path)]) == 1
     assert "none" in capsys.readouterr().err
+
+
+def test_onnxruntime_sr_runs_where_torch_cannot_be_imported(sr_export, nyu_pair, tmp_path):
+    """The ONNX Runtime super-resolution backend needs no torch (a torch package that raises on
+    import is first on PYTHONPATH) and gives the same depth as in this process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    _, _, out, _ = sr_export
+    rgb, _, lr = nyu_pair
+    block = tmp_path / "block"
+    for name in ("torch", "torchvision", "timm"):
+        (block / name).mkdir(parents=True)
+        (block / name / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    np.save(tmp_path / "rgb.npy", rgb)
+    np.save(tmp_path / "lr.npy", lr)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from depth_diffusion_ros.inference.backends import make_super_resolution_backend
+        b = make_super_resolution_backend("onnxruntime", model_path={str(out)!r}, providers=["cpu"], seed=2)
+        r = b.infer(np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'lr.npy')!r}))
+        np.save({str(tmp_path / 'depth.npy')!r}, r.depth)
+        print(json.dumps({{"torch_loaded": hasattr(sys.modules.get("torch"), "Tensor")}}))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(block)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["torch_loaded"] is False
+    ref = make_super_resolution_backend("onnxruntime", model_path=str(out), providers=["cpu"], seed=2).infer(rgb, lr)
+    np.testing.assert_allclose(np.load(tmp_path / "depth.npy"), ref.depth, atol=1e-6)

@@ -82,7 +82,8 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "joint_bilateral": ("diameter", "sigma_color", "sigma_space"),
     "torch": ("model_path", "num_inference_steps", "ensemble_size", "device", "seed"),
     "onnxruntime": ("model_path", "num_inference_steps", "ensemble_size", "providers", "seed"),
-    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision", "seed"),
+    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision",
+                 "force_engine_update", "seed"),
 }
 _UNSET: dict[str, Any] = {"model_path": "", "device": "", "engine_cache_dir": "", "precision": "",
                           "providers": [], "num_inference_steps": 0, "radius": 0, "sigma_space": 0.0}
@@ -104,6 +105,8 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
               read_only=True),
     ParamSpec("precision", "", "TensorRT precision; '' = the backend's default", read_only=True,
               choices=("", "fp16", "fp32")),
+    ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine even when one matches the "
+              "ONNX hash, precision, TensorRT version and GPU", read_only=True),
     ParamSpec("seed", 0, "seed of the initial guidance noise (same seed -> same depth for the same input)",
               read_only=True, range=(0, 2**31 - 1)),
     ParamSpec("radius", 0, "guided_filter: window radius in output pixels; 0 = a quarter of the scale",
