@@ -518,6 +518,11 @@ def run(args: argparse.Namespace) -> int:
                 rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring, "frames": "failed"})
                 failures += 1
                 continue
+            except Exception as exc:  # noqa: BLE001 - a broken node must not lose the other rows
+                print(f"{dataset} / {choice.label}: failed: {type(exc).__name__}: {exc}")
+                rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring, "frames": "failed"})
+                failures += 1
+                continue
             rep = result.report
             skipped = sum(rep["skipped"].values())
             rows.append({"dataset": dataset, "backend": choice.label, "gt": scoring,
@@ -612,6 +617,10 @@ def run_super_resolution(args: argparse.Namespace, out: Path, bags: Path) -> tup
                     skipped.append(f"{choice.label} ({exc})")
                     continue
                 print(f"{dataset} / {choice.label}: failed: {exc}")
+                rows.append({"dataset": dataset, "backend": choice.label, "frames": "failed"})
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken node must not lose the other rows
+                print(f"{dataset} / {choice.label}: failed: {type(exc).__name__}: {exc}")
                 rows.append({"dataset": dataset, "backend": choice.label, "frames": "failed"})
                 continue
             rep = result.report
