@@ -83,13 +83,17 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from depth_diffusion_ros.evaluation.figures import colorize_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.projection import depth_to_points, project_points_to_depth
 from depth_diffusion_ros.inference.backends.base import BackendError
 from depth_diffusion_ros.ros import (
     RELIABILITY_CHOICES,
     ApproximateTimeSynchronizer,
+    ImageBuilder,
     InputError,
+    PointCloud2Builder,
+    intrinsics_to_camera_info,
     qos_from_parameter,
     transform_msg_to_matrix,
 )
@@ -685,3 +689,51 @@ class StageTimer:
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.stages.items())
+
+
+class DepthOutputs:
+    """The dense-depth outputs of the completion and super-resolution nodes (DESIGN.md).
+
+    Publishes ``depth/image`` (32FC1 m, NaN = none), ``depth/camera_info``, and, only while
+    someone subscribes, ``depth/uncertainty`` (32FC1 m), ``depth/colormap`` (rgb8) and
+    ``depth/points`` (organised x, y, z, rgb). Each output reuses one message and data buffer
+    (no per-frame allocation of the 1.8 MB depth image or the 15 MB cloud at 1242x375); that is
+    safe because rclpy publishes synchronously.
+    """
+
+    def __init__(self, node: Node, params: Mapping[str, Any]) -> None:
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.params = params
+        qos = qos_from_parameter(params["output_reliability"], depth=int(params["queue_size"]))
+        self.pub_depth = node.create_publisher(Image, "depth/image", qos)
+        self.pub_info = node.create_publisher(CameraInfo, "depth/camera_info", qos)
+        self.pub_points = node.create_publisher(PointCloud2, "depth/points", qos)
+        self.pub_colormap = node.create_publisher(Image, "depth/colormap", qos)
+        self.pub_uncertainty = node.create_publisher(Image, "depth/uncertainty", qos)
+        self._depth_msg = ImageBuilder()
+        self._colormap_msg = ImageBuilder()
+        self._uncertainty_msg = ImageBuilder()
+        self._points_msg = PointCloud2Builder()
+
+    def publish(self, depth: np.ndarray, uncertainty: Optional[np.ndarray], intrinsics: Intrinsics,
+                header: Any, camera_info: Any, rgb: np.ndarray) -> None:
+        """Publish one frame.
+
+        depth: (H, W) float32 m, 0 = none; uncertainty: (H, W) float32 m or None; intrinsics of
+        ``depth``; header of the RGB image; camera_info: the input CameraInfo (distortion etc. are
+        copied); rgb: (H, W, 3) uint8 for the cloud's colours.
+        """
+        p = self.params
+        self.pub_depth.publish(self._depth_msg.depth(depth, header))
+        self.pub_info.publish(intrinsics_to_camera_info(intrinsics, header, source=camera_info))
+        if uncertainty is not None and self.pub_uncertainty.get_subscription_count() > 0:
+            unc = np.array(uncertainty, dtype=np.float32)
+            unc[~(depth > 0) | ~np.isfinite(unc)] = np.nan
+            self.pub_uncertainty.publish(self._uncertainty_msg.image(unc, "32FC1", header))
+        if p["publish_colormap"] and self.pub_colormap.get_subscription_count() > 0:
+            lo, hi = p["colormap_min_depth"], p["colormap_max_depth"]
+            colours = colorize_depth(depth, lo if hi > 0 else None, hi if hi > 0 else None)
+            self.pub_colormap.publish(self._colormap_msg.image(colours, "rgb8", header))
+        if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
+            self.pub_points.publish(self._points_msg.build(depth, intrinsics, header, rgb=rgb))

@@ -33,18 +33,17 @@ A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes._common` for wh
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, Optional
 
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_diffusion_ros.evaluation.figures import colorize_depth
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, BackendError, make_completion_backend
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
+    DepthOutputs,
     LidarExtrinsics,
     NodeHealth,
     ParameterError,
@@ -58,14 +57,10 @@ from depth_diffusion_ros.nodes._common import (
     transform_parameter_specs,
 )
 from depth_diffusion_ros.ros import (
-    ImageBuilder,
     InputError,
-    PointCloud2Builder,
     camera_info_to_intrinsics,
     depth_from_image,
-    intrinsics_to_camera_info,
     pointcloud2_to_xyz,
-    qos_from_parameter,
     rgb_from_image,
 )
 
@@ -170,18 +165,7 @@ class DepthCompletionNode(Node):
         except (ValueError, TypeError) as exc:
             raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
         self.health = NodeHealth(self, "depth completion", p, extra={"backend": p["backend"], "input": p["input"]})
-        qos = qos_from_parameter(p["output_reliability"], depth=int(p["queue_size"]))
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
-        self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos)
-        self.pub_colormap = self.create_publisher(Image, "depth/colormap", qos)
-        self.pub_uncertainty = self.create_publisher(Image, "depth/uncertainty", qos)
-        # one reusable message + data buffer per output: no per-frame allocation of the 1.8 MB
-        # depth image or the 15 MB organised cloud (1242x375); rclpy publishes synchronously
-        self._depth_msg = ImageBuilder()
-        self._colormap_msg = ImageBuilder()
-        self._uncertainty_msg = ImageBuilder()
-        self._points_msg = PointCloud2Builder()
+        self.outputs = DepthOutputs(self, p)
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.inputs = SyncedInputs(
             self, {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
@@ -248,18 +232,7 @@ class DepthCompletionNode(Node):
             )
         timer.mark("backend")
         header = image.header
-        self.pub_depth.publish(self._depth_msg.depth(depth, header))
-        self.pub_info.publish(intrinsics_to_camera_info(proc, header, source=camera_info))
-        if result.uncertainty is not None and self.pub_uncertainty.get_subscription_count() > 0:
-            unc = np.array(result.uncertainty, dtype=np.float32)
-            unc[~(depth > 0) | ~np.isfinite(unc)] = np.nan
-            self.pub_uncertainty.publish(self._uncertainty_msg.image(unc, "32FC1", header))
-        if p["publish_colormap"] and self.pub_colormap.get_subscription_count() > 0:
-            lo, hi = p["colormap_min_depth"], p["colormap_max_depth"]
-            colours = colorize_depth(depth, lo if hi > 0 else None, hi if hi > 0 else None)
-            self.pub_colormap.publish(self._colormap_msg.image(colours, "rgb8", header))
-        if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
-            self.pub_points.publish(self._points_msg.build(depth, proc, header, rgb=rgb))
+        self.outputs.publish(depth, result.uncertainty, proc, header, camera_info, rgb)
         timer.mark("publish")
         self.health.frame_done(timer.total)
         self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")

@@ -40,9 +40,8 @@ from typing import Any, Optional
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
-from depth_diffusion_ros.evaluation.figures import colorize_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.inference.backends import (
     SUPER_RESOLUTION_BACKENDS,
@@ -51,6 +50,7 @@ from depth_diffusion_ros.inference.backends import (
 )
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
+    DepthOutputs,
     NodeHealth,
     ParameterError,
     ParamSpec,
@@ -62,13 +62,8 @@ from depth_diffusion_ros.nodes._common import (
 )
 from depth_diffusion_ros.ros import (
     InputError,
-    array_to_image,
     camera_info_to_intrinsics,
     depth_from_image,
-    depth_to_image,
-    depth_to_pointcloud2,
-    intrinsics_to_camera_info,
-    qos_from_parameter,
     rgb_from_image,
 )
 
@@ -193,12 +188,7 @@ class DepthSuperResolutionNode(Node):
         self.max_scale = int(getattr(self.backend, "max_scale", p["max_scale"]))
         self.health = NodeHealth(self, "depth super-resolution", p, extra={
             "backend": p["backend"], "scales": f"x{self.min_scale}..x{self.max_scale}"})
-        qos = qos_from_parameter(p["output_reliability"], depth=int(p["queue_size"]))
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
-        self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos)
-        self.pub_colormap = self.create_publisher(Image, "depth/colormap", qos)
-        self.pub_uncertainty = self.create_publisher(Image, "depth/uncertainty", qos)
+        self.outputs = DepthOutputs(self, p)
         topics: dict[str, type] = {"image": Image, "camera_info": CameraInfo, "depth_lr": Image}
         if p["use_depth_camera_info"]:
             topics["depth_lr/camera_info"] = CameraInfo
@@ -249,18 +239,7 @@ class DepthSuperResolutionNode(Node):
             )
         timer.mark("backend")
         header = image.header
-        self.pub_depth.publish(depth_to_image(depth, header))
-        self.pub_info.publish(intrinsics_to_camera_info(colour, header, source=camera_info))
-        if result.uncertainty is not None:
-            unc = np.asarray(result.uncertainty, dtype=np.float32).copy()
-            unc[~(depth > 0) | ~np.isfinite(unc)] = np.nan
-            self.pub_uncertainty.publish(array_to_image(unc, "32FC1", header))
-        if p["publish_colormap"] and self.pub_colormap.get_subscription_count() > 0:
-            lo, hi = p["colormap_min_depth"], p["colormap_max_depth"]
-            colours = colorize_depth(depth, lo if hi > 0 else None, hi if hi > 0 else None)
-            self.pub_colormap.publish(array_to_image(colours, "rgb8", header))
-        if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
-            self.pub_points.publish(depth_to_pointcloud2(depth, colour, header, rgb=rgb))
+        self.outputs.publish(depth, result.uncertainty, colour, header, camera_info, rgb)
         timer.mark("publish")
         self.health.frame_done(timer.total)
         self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
