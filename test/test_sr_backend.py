@@ -186,5 +186,6 @@ def test_sr_node_module_and_classical_backends_work_without_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "ok depth_super_resolution_node" in res.stdout
-    assert "torch backend refused" in res.stdout and "not available here" in res.stdout
+    refusal = next(line for line in res.stdout.splitlines() if line.startswith("torch backend refused"))
+    assert "not available here" in refusal or "needs PyTorch" in refusal, refusal
     assert marker.read_text().count("attempted") == 1  # only the explicit torch backend request tried
