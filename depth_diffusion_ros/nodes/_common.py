@@ -89,6 +89,7 @@ from depth_diffusion_ros.geometry.projection import depth_to_points, project_poi
 from depth_diffusion_ros.inference.backends.base import BackendError
 from depth_diffusion_ros.ros import (
     RELIABILITY_CHOICES,
+    camera_info_to_intrinsics,
     ApproximateTimeSynchronizer,
     ImageBuilder,
     InputError,
@@ -737,3 +738,32 @@ class DepthOutputs:
             self.pub_colormap.publish(self._colormap_msg.image(colours, "rgb8", header))
         if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
             self.pub_points.publish(self._points_msg.build(depth, intrinsics, header, rgb=rgb))
+
+
+def image_intrinsics(image: Any, camera_info: Any) -> Intrinsics:
+    """Intrinsics of ``image`` from its CameraInfo; InputError ``size_mismatch`` when sizes differ."""
+    intrinsics = camera_info_to_intrinsics(camera_info)
+    if (image.width, image.height) != (intrinsics.width, intrinsics.height):
+        raise InputError(
+            f"image is {image.width}x{image.height} but camera_info is {intrinsics.width}x{intrinsics.height}",
+            reason="size_mismatch",
+        )
+    return intrinsics
+
+
+def checked_depth(depth: Any, intrinsics: Intrinsics, backend: str) -> np.ndarray:
+    """A backend's depth as float32 (H, W); BackendError when its size is not the frame's."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.shape != (intrinsics.height, intrinsics.width):
+        raise BackendError(
+            f"backend {backend!r} returned depth {depth.shape} for a {intrinsics.width}x{intrinsics.height} frame"
+        )
+    return depth
+
+
+def select_backend_options(table: Mapping[str, Sequence[str]], unset: Mapping[str, Any], backend: str,
+                           params: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword options for a backend from node parameters: the names ``table[backend]`` lists,
+    left out while at their ``unset`` value (so the backend's own default applies)."""
+    return {name: params[name] for name in table.get(backend, ())
+            if not (name in unset and params[name] == unset[name])}

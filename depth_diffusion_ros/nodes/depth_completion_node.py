@@ -40,10 +40,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, BackendError, make_completion_backend
+from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, make_completion_backend
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
     DepthOutputs,
+    checked_depth,
+    image_intrinsics,
+    select_backend_options,
     LidarExtrinsics,
     NodeHealth,
     ParameterError,
@@ -58,7 +61,6 @@ from depth_diffusion_ros.nodes._common import (
 )
 from depth_diffusion_ros.ros import (
     InputError,
-    camera_info_to_intrinsics,
     depth_from_image,
     pointcloud2_to_xyz,
     rgb_from_image,
@@ -131,13 +133,7 @@ def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     Only the parameters listed for ``backend`` in :data:`BACKEND_OPTIONS` and not at their unset
     value are included.
     """
-    options = {}
-    for name in BACKEND_OPTIONS.get(backend, ()):
-        value = params[name]
-        if name in _UNSET and value == _UNSET[name]:
-            continue
-        options[name] = value
-    return options
+    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
 
 
 class DepthCompletionNode(Node):
@@ -209,12 +205,7 @@ class DepthCompletionNode(Node):
         self.health.frame_in()
         p = self.params
         timer = StageTimer()
-        full = camera_info_to_intrinsics(camera_info)
-        if (image.width, image.height) != (full.width, full.height):
-            raise InputError(
-                f"image is {image.width}x{image.height} but camera_info is {full.width}x{full.height}",
-                reason="size_mismatch",
-            )
+        full = image_intrinsics(image, camera_info)
         rgb = rgb_from_image(image)
         proc = full.scaled(p["processing_width"], p["processing_height"]) if p["processing_width"] else full
         sparse = self._sparse_depth(image, sparse_msg, camera_info, full, proc)
@@ -225,11 +216,7 @@ class DepthCompletionNode(Node):
         rgb = resize_rgb(rgb, proc.width, proc.height)
         timer.mark("inputs")
         result = self.backend.infer(rgb, sparse, proc)
-        depth = np.asarray(result.depth, dtype=np.float32)
-        if depth.shape != (proc.height, proc.width):
-            raise BackendError(
-                f"backend {p['backend']!r} returned depth {depth.shape} for a {proc.width}x{proc.height} frame"
-            )
+        depth = checked_depth(result.depth, proc, p["backend"])
         timer.mark("backend")
         header = image.header
         self.outputs.publish(depth, result.uncertainty, proc, header, camera_info, rgb)

@@ -45,12 +45,14 @@ from sensor_msgs.msg import CameraInfo, Image
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.inference.backends import (
     SUPER_RESOLUTION_BACKENDS,
-    BackendError,
     make_super_resolution_backend,
 )
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
     DepthOutputs,
+    checked_depth,
+    image_intrinsics,
+    select_backend_options,
     NodeHealth,
     ParameterError,
     ParamSpec,
@@ -132,13 +134,7 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     """Keyword options for ``make_super_resolution_backend(backend, **options)`` from parameters."""
-    options = {}
-    for name in BACKEND_OPTIONS.get(backend, ()):
-        value = params[name]
-        if name in _UNSET and value == _UNSET[name]:
-            continue
-        options[name] = value
-    return options
+    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
 
 
 def scale_factor(width: int, height: int, width_lr: int, height_lr: int, min_scale: int, max_scale: int) -> int:
@@ -221,22 +217,13 @@ class DepthSuperResolutionNode(Node):
         self.health.frame_in()
         p = self.params
         timer = StageTimer()
-        colour = camera_info_to_intrinsics(camera_info)
-        if (image.width, image.height) != (colour.width, colour.height):
-            raise InputError(
-                f"image is {image.width}x{image.height} but camera_info is {colour.width}x{colour.height}",
-                reason="size_mismatch",
-            )
+        colour = image_intrinsics(image, camera_info)
         scale_factor(image.width, image.height, depth_msg.width, depth_msg.height, self.min_scale, self.max_scale)
         rgb = rgb_from_image(image)
         depth_lr = self._depth_lr(depth_msg, depth_info, colour)
         timer.mark("inputs")
         result = self.backend.infer(rgb, depth_lr)
-        depth = np.asarray(result.depth, dtype=np.float32)
-        if depth.shape != (colour.height, colour.width):
-            raise BackendError(
-                f"backend {p['backend']!r} returned depth {depth.shape} for a {colour.width}x{colour.height} frame"
-            )
+        depth = checked_depth(result.depth, colour, p["backend"])
         timer.mark("backend")
         header = image.header
         self.outputs.publish(depth, result.uncertainty, colour, header, camera_info, rgb)
