@@ -221,3 +221,34 @@ def test_freeze_backbone_bn_keeps_running_statistics():
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
     free = DiffusionDepth(tiny_config()).train()
     assert all(m.training for m in free.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_two_priors_start_at_the_hand_rule_and_mask_unsupported_pixels():
+    from training.demo_init import trust_prior
+    from depth_diffusion_ros.models.prior import scanline_prior, select_scanline
+
+    torch.manual_seed(0)
+    cfg = tiny_config(prior_scanline_gap=8, prior_levels=3, mask_unsupported=True)
+    model = trust_prior(DiffusionDepth(cfg)).eval()
+    s = model.latent_stride
+    assert model.cond_channels == 16 + 4 * s * s
+    batch = make_batch(b=1, density=0.05)
+    sparse, mask = batch["sparse_depth"].clone(), batch["valid_mask"].clone()
+    sparse[..., :40, :] = 0  # no LiDAR in the top rows: beyond the 8-px reach of the prior
+    mask[..., :40, :] = 0
+    depth, _ = model.sample(batch["rgb"], sparse, mask, generator=torch.Generator().manual_seed(0))
+    pull_push, valid = densify_sparse_depth(sparse, mask, levels=3)
+    rule = select_scanline(pull_push, scanline_prior(sparse, mask, levels=3, max_gap=8), 0.1)
+    reach = valid > 0
+    assert 0 < float(reach.float().mean()) < 1
+    assert float(depth[~reach].abs().max()) == 0.0  # no estimate beyond the LiDAR's reach
+    # the soft selection + gate 0.9975 start within a few % of the hard rule
+    rel = ((depth - rule).abs() / rule.clamp(min=0.1))[reach]
+    assert float(rel.median()) < 0.01 and float(rel.max()) < 0.2
+    assert torch.equal(depth[mask > 0], sparse[mask > 0]) or float(
+        ((depth - sparse).abs() / sparse.clamp(min=0.1))[mask > 0].max()) < 0.02
+    # trainable selection parameters receive gradients
+    model.train()
+    model.training_losses(batch)["loss"].backward()
+    dec = model.depth_decoder
+    assert dec.select_weight.grad is not None and dec.select_bias.grad is not None

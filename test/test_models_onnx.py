@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from depth_diffusion_ros.models.config import DiffusionDepthConfig
@@ -40,11 +41,16 @@ def _export_and_run(module, args, names, path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_graph_parts_export_to_onnx_opset17_with_parity(tmp_path):
+@pytest.mark.parametrize("extra", [
+    {},
+    # the shipped demo weights' layout: two priors (scan-line fill: static column shifts) + masking
+    {"prior_scanline_gap": 8, "prior_levels": 3, "mask_unsupported": True},
+], ids=["pull_push_prior", "two_priors_masked"])
+def test_graph_parts_export_to_onnx_opset17_with_parity(tmp_path, extra):
     torch.manual_seed(0)
     cfg = DiffusionDepthConfig(backbone="test_efficientnet", neck_channels=8, latent_channels=4,
                                decoder_channels=8, denoiser_channels=8, denoiser_channel_mult=(1, 2),
-                               time_embed_dim=16, sparse_channels=8)
+                               time_embed_dim=16, sparse_channels=8, **extra)
     model = DiffusionDepth(cfg).eval()
     g = torch.Generator().manual_seed(0)
     rgb = torch.rand(1, 3, 64, 128, generator=g)

@@ -1,8 +1,10 @@
 """Initialisation hooks for ``model.post_init`` in training configs.
 
 :func:`trust_prior` makes an untrained completion DiffusionDepth start as its densification
-prior: the decoder head's residual channel is zeroed and its gate bias raised, so
-``log depth = log prior + r`` with ``r = 0`` and ``sigmoid(gate) ~ 1`` where the prior exists
+prior: the decoder head's residual channel (and, with two priors, its image-dependent selection
+correction) is zeroed and its gate bias raised, so ``log depth = log prior + r`` with ``r = 0``
+and ``sigmoid(gate) ~ 1`` where the prior exists (with two priors, "prior" is the hand-rule
+selection :func:`depth_diffusion_ros.models.prior.select_scanline`, softened)
 (see ``depth_diffusion_ros.models.depth_latent.DepthDecoder``). Training then learns only the
 correction, the usual zero-initialised residual branch (e.g. ReZero, Bachlechner et al. 2020;
 ControlNet's zero convolutions, Zhang et al. 2023). Used for the shipped demo weights, whose
@@ -19,17 +21,21 @@ def trust_prior(model: torch.nn.Module, gate_bias: float = 6.0) -> torch.nn.Modu
     """Zero the residual output and set the gate bias of ``model.depth_decoder.head``.
 
     Args:
-        model: a completion-mode DiffusionDepth (its decoder head has 3 outputs: x, r, g).
+        model: a completion-mode DiffusionDepth (its decoder head has 3 outputs: u, r, g, or 4
+            with two priors: u, r, g, a).
         gate_bias: initial gate logit (6.0 -> sigmoid 0.9975).
 
     Raises:
         TrainingError: the model has no completion decoder head of that layout.
     """
     head = getattr(getattr(model, "depth_decoder", None), "head", None)
-    if not isinstance(head, torch.nn.Conv2d) or head.out_channels != 3:
-        raise TrainingError("trust_prior needs a completion DiffusionDepth (depth_decoder.head with 3 outputs)")
+    if not isinstance(head, torch.nn.Conv2d) or head.out_channels not in (3, 4):
+        raise TrainingError("trust_prior needs a completion DiffusionDepth (depth_decoder.head with 3 or 4 outputs)")
     with torch.no_grad():
         head.weight[1].zero_()
         head.bias[1].zero_()
         head.bias[2].fill_(float(gate_bias))
+        if head.out_channels == 4:
+            head.weight[3].zero_()
+            head.bias[3].zero_()
     return model

@@ -55,6 +55,20 @@ class DiffusionDepthConfig:
         sparse_channels: width of the sparse-depth encoder (completion only).
         prior_levels: pyramid levels of the max-pool densification prior (completion only); the
             prior fills holes up to 2**prior_levels pixels wide.
+        prior_scanline_gap: 0 = the pull-push prior only. > 0: also a scan-line prior
+            (:func:`~depth_diffusion_ros.models.prior.scanline_fill` with this many columns of
+            gap, then pull-push), and the decoder learns per pixel which of the two to follow,
+            starting from :func:`~depth_diffusion_ros.models.prior.select_scanline`.
+        prior_scanline_rel_diff: the two returns bridged along a row may differ by this much
+            (relative inverse depth).
+        prior_select_max_farther: the hand rule's threshold (scan-line prior at most this much
+            farther than the pull-push prior); the learned selection starts at it.
+        prior_select_sharpness: slope of the learned selection's logit per unit of
+            log(scan-line / pull-push) at initialisation.
+        mask_unsupported: completion only: output 0 (published as NaN: "no estimate") where no
+            LiDAR return is within the prior's reach, instead of the monocular branch's guess.
+            For weights whose monocular branch is untrained (the shipped demo weights). With no
+            LiDAR at all the whole output is 0.
         lidar_dropout: training probability of dropping a sample's whole LiDAR input, so the same
             weights also work monocularly (fallback when LiDAR is missing at run time).
     Depth range
@@ -93,6 +107,11 @@ class DiffusionDepthConfig:
     mode: str = "completion"
     sparse_channels: int = 32
     prior_levels: int = 5
+    prior_scanline_gap: int = 0
+    prior_scanline_rel_diff: float = 0.05
+    prior_select_max_farther: float = 0.1
+    prior_select_sharpness: float = 50.0
+    mask_unsupported: bool = False
     lidar_dropout: float = 0.2
 
     min_depth: float = 0.1
@@ -156,6 +175,14 @@ class DiffusionDepthConfig:
             raise ConfigError(f"lidar_dropout={self.lidar_dropout}: must be in [0, 1]")
         if not (0 <= self.prior_levels <= 8):
             raise ConfigError(f"prior_levels={self.prior_levels}: must be in [0, 8]")
+        if not (0 <= int(self.prior_scanline_gap) <= 64):
+            raise ConfigError(f"prior_scanline_gap={self.prior_scanline_gap}: must be in [0, 64]")
+        if not (0.0 <= self.prior_scanline_rel_diff <= 1.0):
+            raise ConfigError(f"prior_scanline_rel_diff={self.prior_scanline_rel_diff}: must be in [0, 1]")
+        if self.prior_select_max_farther < 0:
+            raise ConfigError(f"prior_select_max_farther={self.prior_select_max_farther}: must be >= 0")
+        if self.prior_select_sharpness <= 0:
+            raise ConfigError(f"prior_select_sharpness={self.prior_select_sharpness}: must be > 0")
         if self.clip_sample_range <= 0:
             raise ConfigError(f"clip_sample_range={self.clip_sample_range}: must be > 0")
         if not (0.0 < self.beta_start < self.beta_end < 1.0):

@@ -12,6 +12,15 @@ predicts, per pixel, a log residual ``r`` over the prior and a gate ``g``; the o
     log depth = log_mono + sigmoid(g) * prior_valid * (log(prior) + r - log_mono),
 so with no LiDAR (prior_valid = 0) it is exactly the monocular decode ``exp(-x)``. u and r are
 soft-bounded with tanh (:data:`U_BOUND`, :data:`R_BOUND`) for stable early training.
+
+With two priors (guidance = [pull-push prior, its validity, scan-line prior, measured-pixel
+mask], ``DiffusionDepthConfig.prior_scanline_gap`` > 0) the head also predicts a selection
+logit ``a`` and
+    log(prior) = log P + sigmoid(a) * (log S - log P),
+    a = w * (log S - log P) + b + head output,
+where w, b are learned scalars initialised to the hand rule
+:func:`~depth_diffusion_ros.models.prior.select_scanline` (a soft step at
+log(1 + max_farther)) and the head's image-dependent correction starts near zero.
 """
 from __future__ import annotations
 
@@ -99,16 +108,23 @@ class DepthDecoder(nn.Module):
         channels: int,
         normalizer: LogDepthNormalizer,
         guidance_channels: int = 0,
+        select_max_farther: float = 0.1,
+        select_sharpness: float = 50.0,
     ) -> None:
         super().__init__()
         n = _num_halvings(stride)
+        if guidance_channels not in (0, 2, 4):
+            raise ValueError(f"guidance_channels={guidance_channels}: must be 0, 2 or 4")
         self.normalizer = normalizer
         self.guidance_channels = int(guidance_channels)
         widths = [max(8, channels // 2**i) for i in range(n + 1)]
         self.stem = ConvAct(latent_channels, widths[0], 3)
         self.ups = nn.ModuleList(ConvAct(widths[i], widths[i + 1], 3) for i in range(n))
         self.refine = ConvAct(widths[-1] + self.guidance_channels, widths[-1], 3)
-        out = 3 if self.guidance_channels else 1
+        out = {0: 1, 2: 3, 4: 4}[self.guidance_channels]
+        if self.guidance_channels == 4:
+            self.select_weight = nn.Parameter(torch.tensor(-float(select_sharpness)))
+            self.select_bias = nn.Parameter(torch.tensor(float(select_sharpness) * math.log1p(select_max_farther)))
         self.head = nn.Conv2d(widths[-1], out, 3, padding=1)
         with torch.no_grad():
             self.head.weight.mul_(0.1)
@@ -143,6 +159,10 @@ class DepthDecoder(nn.Module):
         assert guidance is not None
         prior_norm, prior_valid = guidance[:, 0:1], guidance[:, 1:2]
         log_prior = self.normalizer.log_depth(prior_norm)
+        if self.guidance_channels == 4:
+            log_ratio = (self.normalizer.log_depth(guidance[:, 2:3]) - log_prior) * prior_valid
+            select = torch.sigmoid(self.select_weight * log_ratio + self.select_bias + out[:, 3:4])
+            log_prior = log_prior + select * log_ratio
         gate = torch.sigmoid(out[:, 2:3]) * prior_valid
         residual = R_BOUND * torch.tanh(out[:, 1:2] / R_BOUND)  # |log residual| < R_BOUND
         return log_mono + gate * (log_prior + residual - log_mono)

@@ -17,8 +17,10 @@ arXiv 2303.05021. Parts:
 
 ``cond`` layout, (B, cond_channels, H/s, W/s):
   channels [0, neck_channels): visual (+ sparse) condition features;
-  completion only, then 2*s*s channels: pixel_unshuffle(s) of [normalised log prior * valid,
-  prior_valid] at full resolution.
+  completion only, then G*s*s channels: pixel_unshuffle(s) of the full-resolution guidance,
+  G = 2: [normalised log prior * valid, prior_valid]; G = 4 (``prior_scanline_gap`` > 0):
+  [pull-push prior, prior_valid, scan-line prior, measured-pixel mask] (priors normalised log
+  depth * prior_valid). The sparse encoder then sees the hand-rule selection of the two priors.
 With no LiDAR (sparse_depth None or all zero) the prior channels are zero and the decoder's
 output is exactly its monocular branch; the sparse encoder sees zeros, which training with
 random whole-frame LiDAR dropout (``lidar_dropout``) teaches it to treat as "monocular".
@@ -40,7 +42,7 @@ from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
 from depth_diffusion_ros.models.denoiser import ConditionedUNet
 from depth_diffusion_ros.models.depth_latent import DepthDecoder, DepthEncoder, LogDepthNormalizer
 from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck
-from depth_diffusion_ros.models.prior import densify_sparse_depth
+from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
 
 NECK_STRIDE = 4
 
@@ -109,11 +111,13 @@ class DiffusionDepth(nn.Module):
             self.sparse_encoder = SparseDepthEncoder(config.sparse_channels, config.neck_channels)
         self.cond_adapter = _stride_adapter(config.neck_channels, NECK_STRIDE, s)
         self.feature_channels = config.neck_channels
-        self.guidance_channels = 2 if self.completion else 0
+        self.two_priors = self.completion and config.prior_scanline_gap > 0
+        self.guidance_channels = (4 if self.two_priors else 2) if self.completion else 0
         self.cond_channels = self.feature_channels + self.guidance_channels * s * s
         self.depth_encoder = DepthEncoder(config.latent_channels, s, config.decoder_channels, self.normalizer)
         self.depth_decoder = DepthDecoder(
-            config.latent_channels, s, config.decoder_channels, self.normalizer, self.guidance_channels
+            config.latent_channels, s, config.decoder_channels, self.normalizer, self.guidance_channels,
+            select_max_farther=config.prior_select_max_farther, select_sharpness=config.prior_select_sharpness,
         )
         self.denoiser = ConditionedUNet(
             config.latent_channels,
@@ -184,10 +188,20 @@ class DiffusionDepth(nn.Module):
         )
         sparse_n = self.normalizer(sparse) * valid
         prior_n = self.normalizer(prior) * prior_valid
-        c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, prior_n, prior_valid], dim=1))
+        if self.two_priors:
+            cfg = self.config
+            scan = scanline_prior(sparse, valid, cfg.prior_levels, cfg.prior_scanline_gap,
+                                  cfg.prior_scanline_rel_diff, cfg.min_depth)
+            scan = torch.where(prior_valid > 0, scan, prior)
+            scan_n = self.normalizer(scan) * prior_valid
+            rule_n = self.normalizer(select_scanline(prior, scan, cfg.prior_select_max_farther)) * prior_valid
+            c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
+            guidance = torch.cat([prior_n, prior_valid, scan_n, valid], dim=1)
+        else:
+            c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, prior_n, prior_valid], dim=1))
+            guidance = torch.cat([prior_n, prior_valid], dim=1)
         features = self.cond_adapter(c4)
-        guidance = F.pixel_unshuffle(torch.cat([prior_n, prior_valid], dim=1), self.latent_stride)
-        return torch.cat([features, guidance], dim=1)
+        return torch.cat([features, F.pixel_unshuffle(guidance, self.latent_stride)], dim=1)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One network pass: noise_pred (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)
@@ -218,14 +232,18 @@ class DiffusionDepth(nn.Module):
 
         cond: the ``encode_condition`` output; in completion mode its prior channels give the
         prior + residual decode. None (or a cond without LiDAR) decodes monocularly.
-        In eval mode the depth is clamped to [min_depth, max_depth]."""
+        In eval mode the depth is clamped to [min_depth, max_depth], and with
+        ``config.mask_unsupported`` it is 0 where no LiDAR return is within the prior's reach."""
         guidance = None
         if self.completion and cond is not None:
             guidance = F.pixel_shuffle(cond[:, self.feature_channels :], self.latent_stride)
         log_depth = self.depth_decoder(latents, guidance)
         if self.training:
             return torch.exp(log_depth.clamp(max=20.0))
-        return torch.exp(log_depth).clamp(self.config.min_depth, self.config.max_depth)
+        depth = torch.exp(log_depth).clamp(self.config.min_depth, self.config.max_depth)
+        if guidance is not None and self.config.mask_unsupported:
+            depth = depth * guidance[:, 1:2]  # 0 = no estimate where no LiDAR is within reach
+        return depth
 
     def encode_depth(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth (B,1,H,W) metres (dense) -> latent (B,d,H/s,W/s) (latent reconstruction term)."""

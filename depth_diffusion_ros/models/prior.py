@@ -65,3 +65,84 @@ def densify_sparse_depth(
     # measured pixels keep their exact value
     prior = torch.where(valid, sparse_depth, prior)
     return prior, prior_valid
+
+
+def _shift_columns(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """out[..., c] = x[..., c + offset], zero where c + offset falls outside the image."""
+    k = abs(offset)
+    padded = F.pad(x, (k, k))
+    return padded[..., k + offset: k + offset + x.shape[-1]]
+
+
+def scanline_fill(
+    sparse_depth: torch.Tensor,
+    valid_mask: torch.Tensor,
+    max_gap: int = 8,
+    max_rel_diff: float = 0.05,
+    min_depth: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolate sparse depth along image rows between two agreeing returns.
+
+    A spinning LiDAR's points form scan lines that run roughly along image rows: consecutive
+    returns of one laser are about a pixel apart horizontally (KITTI HDL-64E: 0.09 deg azimuth
+    step, ~1.1 px at fx 721) while lasers are several rows apart. A hole with a valid pixel at
+    most ``max_gap`` columns to its left *and* to its right in the same row, whose inverse depths
+    differ by at most ``max_rel_diff`` (relative), gets the inverse-depth linear interpolation of
+    the two (weights by column distance). Other pixels are untouched. This is what IP-Basic
+    (Ku et al., CRV 2018, Sec. III) gets from its small dilation kernels along a scan line,
+    without taking values from the lasers above and below.
+
+    sparse_depth: (B,1,H,W) metres, 0 = missing; valid_mask: (B,1,H,W) {0,1}.
+    Returns (filled depth (B,1,H,W) m, 0 = still missing; filled validity (B,1,H,W) float {0,1}).
+    Measured pixels keep their value. Static loops only (exportable to ONNX).
+    """
+    valid = (valid_mask > 0.5) & (sparse_depth > 0)
+    inv = torch.where(valid, 1.0 / sparse_depth.clamp(min=min_depth), torch.zeros_like(sparse_depth))
+
+    def nearest(sign: int) -> tuple[torch.Tensor, torch.Tensor]:
+        value = torch.zeros_like(inv)
+        dist = torch.zeros_like(inv)
+        for k in range(max_gap, 0, -1):  # nearer columns overwrite farther ones
+            shifted = _shift_columns(inv, sign * k)
+            found = shifted > 0
+            value = torch.where(found, shifted, value)
+            dist = torch.where(found, torch.full_like(dist, float(k)), dist)
+        return value, dist
+
+    left, left_dist = nearest(-1)
+    right, right_dist = nearest(1)
+    agree = (left > 0) & (right > 0) & ((left - right).abs() <= max_rel_diff * torch.maximum(left, right))
+    fill = agree & ~valid
+    interp = (left * right_dist + right * left_dist) / (left_dist + right_dist).clamp(min=1.0)
+    depth = torch.where(valid, sparse_depth, torch.zeros_like(sparse_depth))
+    depth = torch.where(fill, 1.0 / interp.clamp(min=1e-6), depth)
+    return depth, (valid | fill).to(sparse_depth.dtype)
+
+
+def scanline_prior(
+    sparse_depth: torch.Tensor,
+    valid_mask: torch.Tensor,
+    levels: int = 5,
+    max_gap: int = 8,
+    max_rel_diff: float = 0.05,
+    min_depth: float = 0.1,
+) -> torch.Tensor:
+    """:func:`densify_sparse_depth` of the :func:`scanline_fill` ed input: (B,1,H,W) metres, 0
+    where nothing is within reach (its support equals the plain prior's)."""
+    filled, filled_valid = scanline_fill(sparse_depth, valid_mask, max_gap, max_rel_diff, min_depth)
+    prior, _ = densify_sparse_depth(filled, filled_valid, levels=levels, min_depth=min_depth)
+    return prior
+
+
+def select_scanline(prior: torch.Tensor, scanline: torch.Tensor, max_farther: float = 0.1) -> torch.Tensor:
+    """The hand rule the learned selection starts from: the scan-line prior where it is at most
+    ``max_farther`` (relative) farther than the pull-push prior, else the pull-push prior.
+
+    The pull-push prior prefers the nearest return of each block (right at occlusion edges,
+    where background returns of the LiDAR bleed past foreground objects; too near on the ground
+    far away, where the laser below is nearer); the scan-line prior takes neither side. Farther
+    by more than ``max_farther`` means a bleeding background return is the likelier cause.
+    prior, scanline: (B,1,H,W) metres (0 = none). Returns (B,1,H,W) metres.
+    """
+    use = (scanline > 0) & (scanline <= prior * (1.0 + max_farther))
+    return torch.where(use, scanline, prior)
