@@ -8,7 +8,8 @@ Frames (none used for training the demo weights, see their MODEL_CARD.md):
     ``kitti-to-bag --holdout-fraction 0.1`` / ``replay``).
 The training frames are printed too, for reference. Metrics in KITTI depth-completion units
 (RMSE/MAE mm, iRMSE/iMAE 1/km) from ``depth_diffusion_ros.evaluation.metrics``; "its LiDAR prior
-alone" is the model's densification prior without the network. Then the model's inference time
+alone" is the model's densification prior(s) without the network (with two priors: the hand-rule
+selection the learned one starts from). Then the model's inference time
 per 1216x352 frame on this machine for 1, 5, 10 and 20 DDIM steps, and the GMAC per part.
 
     .venv/bin/python benchmarks/bench_demo_weights.py [--weights DIR] [--steps N] [--threads 1]
