@@ -102,8 +102,13 @@ def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_p
                       "--no-sr"])
     text = capsys.readouterr().out
     assert rc == 0, text
-    table = [line for line in text.splitlines() if line.startswith(("middlebury", "kitti_dc", "kitti_object"))]
+    main_text, per_frame_text = text.split("RMSE [mm] per KITTI frame")
+    table = [line for line in main_text.splitlines() if line.startswith(("middlebury", "kitti_dc", "kitti_object"))]
     assert [line.split()[0] for line in table] == ["middlebury", "kitti_dc", "kitti_object"]
+    # the per-frame table: the two-frame object bag, one RMSE per frame from its report
+    object_report = json.loads((out / "kitti_object/ip_basic/report.json").read_text())
+    per_frame = next(line for line in per_frame_text.splitlines() if line.startswith("kitti_object")).split()
+    assert per_frame[2:] == [f"{f['rmse_mm']:.1f}" for f in object_report["frames"]]
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["dataset"]: r for r in summary["rows"]}
     assert rows["middlebury"]["frames"] == "2" and rows["kitti_object"]["frames"] == "2"
