@@ -761,6 +761,41 @@ def checked_depth(depth: Any, intrinsics: Intrinsics, backend: str) -> np.ndarra
     return depth
 
 
+#: The learned backends' options (same parameter names in both depth nodes): backend name ->
+#: the node parameters passed to the backend factory as keyword options.
+LEARNED_BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("model_path", "num_inference_steps", "ensemble_size", "device", "seed"),
+    "onnxruntime": ("model_path", "num_inference_steps", "ensemble_size", "providers", "seed"),
+    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision",
+                 "force_engine_update", "seed"),
+}
+#: Values meaning "not set: use the backend's default" for :data:`LEARNED_BACKEND_OPTIONS`.
+LEARNED_UNSET: dict[str, Any] = {"model_path": "", "device": "", "engine_cache_dir": "", "precision": "",
+                                 "providers": [], "num_inference_steps": 0}
+
+
+def learned_backend_parameter_specs(model_path: str, num_inference_steps: str, ensemble_size: str,
+                                    seed: str) -> tuple[ParamSpec, ...]:
+    """The parameters of :data:`LEARNED_BACKEND_OPTIONS`, all read-only; the arguments are the
+    node-specific descriptions of ``model_path``, ``num_inference_steps``, ``ensemble_size`` and
+    ``seed``."""
+    return (
+        ParamSpec("model_path", "", model_path, read_only=True),
+        ParamSpec("num_inference_steps", 0, num_inference_steps, read_only=True, range=(0, 1000)),
+        ParamSpec("ensemble_size", 1, ensemble_size, read_only=True, range=(1, 64)),
+        ParamSpec("device", "", "torch device (cpu, cuda, cuda:1); '' = the backend's choice", read_only=True),
+        ParamSpec("providers", [], "ONNX Runtime execution providers in order of preference (e.g. "
+                  "['cuda', 'cpu']); [] = the backend's default", read_only=True, array_of=str),
+        ParamSpec("engine_cache_dir", "", "directory for cached TensorRT engines; '' = the backend's default",
+                  read_only=True),
+        ParamSpec("precision", "", "TensorRT precision; '' = the backend's default", read_only=True,
+                  choices=("", "fp16", "fp32")),
+        ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine even when one matches the "
+                  "ONNX hash, precision, TensorRT version and GPU", read_only=True),
+        ParamSpec("seed", 0, seed, read_only=True, range=(0, 2**31 - 1)),
+    )
+
+
 def select_backend_options(table: Mapping[str, Sequence[str]], unset: Mapping[str, Any], backend: str,
                            params: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword options for a backend from node parameters: the names ``table[backend]`` lists,

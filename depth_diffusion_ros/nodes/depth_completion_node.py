@@ -43,9 +43,12 @@ from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, make_completion_backend
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
+    LEARNED_BACKEND_OPTIONS,
+    LEARNED_UNSET,
     DepthOutputs,
     checked_depth,
     image_intrinsics,
+    learned_backend_parameter_specs,
     select_backend_options,
     LidarExtrinsics,
     NodeHealth,
@@ -75,13 +78,9 @@ INPUT_CHOICES = ("sparse_depth", "points")
 BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "ip_basic": ("max_depth", "extrapolate", "blur_type"),
     "nearest": (),
-    "torch": ("model_path", "num_inference_steps", "ensemble_size", "device", "seed"),
-    "onnxruntime": ("model_path", "num_inference_steps", "ensemble_size", "providers", "seed"),
-    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision",
-                 "force_engine_update", "seed"),
+    **LEARNED_BACKEND_OPTIONS,
 }
-_UNSET: dict[str, Any] = {"model_path": "", "device": "", "engine_cache_dir": "", "precision": "",
-                          "providers": [], "num_inference_steps": 0}
+_UNSET: dict[str, Any] = dict(LEARNED_UNSET)
 
 #: Every parameter this node declares (the config/launch tests read this table).
 PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_specs() + (
@@ -89,23 +88,13 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_spec
               "projected with T_camera_lidar)", read_only=True, choices=INPUT_CHOICES),
     ParamSpec("backend", "ip_basic", "completion backend", read_only=True,
               choices=tuple(COMPLETION_BACKENDS)),
-    ParamSpec("model_path", "", "model directory or file of a learned backend (ONNX export, torch "
-              "checkpoint or TensorRT engine source)", read_only=True),
-    ParamSpec("num_inference_steps", 0, "DDIM steps of a diffusion backend; 0 = the model's default",
-              read_only=True, range=(0, 1000)),
-    ParamSpec("ensemble_size", 1, "diffusion samples per frame; > 1 also publishes depth/uncertainty",
-              read_only=True, range=(1, 64)),
-    ParamSpec("device", "", "torch device (cpu, cuda, cuda:1); '' = the backend's choice", read_only=True),
-    ParamSpec("providers", [], "ONNX Runtime execution providers in order of preference (e.g. "
-              "['cuda', 'cpu']); [] = the backend's default", read_only=True, array_of=str),
-    ParamSpec("engine_cache_dir", "", "directory for cached TensorRT engines; '' = the backend's default",
-              read_only=True),
-    ParamSpec("precision", "", "TensorRT precision; '' = the backend's default", read_only=True,
-              choices=("", "fp16", "fp32")),
-    ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine even when one matches the "
-              "ONNX hash, precision, TensorRT version and GPU", read_only=True),
-    ParamSpec("seed", 0, "seed of the initial diffusion noise (same seed -> same depth for the same input)",
-              read_only=True, range=(0, 2**31 - 1)),
+    *learned_backend_parameter_specs(
+        model_path="model directory or file of a learned backend (ONNX export, torch checkpoint or TensorRT "
+                   "engine source)",
+        num_inference_steps="DDIM steps of a diffusion backend; 0 = the model's default",
+        ensemble_size="diffusion samples per frame; > 1 also publishes depth/uncertainty",
+        seed="seed of the initial diffusion noise (same seed -> same depth for the same input)",
+    ),
     ParamSpec("extrapolate", True, "ip_basic: extend the top depth of each column to the top of the image",
               read_only=True),
     ParamSpec("blur_type", "bilateral", "ip_basic: final smoothing", read_only=True,

@@ -49,9 +49,12 @@ from depth_diffusion_ros.inference.backends import (
 )
 from depth_diffusion_ros.nodes._common import (
     COMMON_PARAMETERS,
+    LEARNED_BACKEND_OPTIONS,
+    LEARNED_UNSET,
     DepthOutputs,
     checked_depth,
     image_intrinsics,
+    learned_backend_parameter_specs,
     select_backend_options,
     NodeHealth,
     ParameterError,
@@ -77,35 +80,21 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "bicubic": (),
     "guided_filter": ("radius", "eps"),
     "joint_bilateral": ("diameter", "sigma_color", "sigma_space"),
-    "torch": ("model_path", "num_inference_steps", "ensemble_size", "device", "seed"),
-    "onnxruntime": ("model_path", "num_inference_steps", "ensemble_size", "providers", "seed"),
-    "tensorrt": ("model_path", "num_inference_steps", "ensemble_size", "engine_cache_dir", "precision",
-                 "force_engine_update", "seed"),
+    **LEARNED_BACKEND_OPTIONS,
 }
-_UNSET: dict[str, Any] = {"model_path": "", "device": "", "engine_cache_dir": "", "precision": "",
-                          "providers": [], "num_inference_steps": 0, "radius": 0, "sigma_space": 0.0}
+_UNSET: dict[str, Any] = {**LEARNED_UNSET, "radius": 0, "sigma_space": 0.0}
 
 #: Every parameter this node declares (the config/launch tests read this table).
 PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
     ParamSpec("backend", "guided_filter", "super-resolution backend", read_only=True,
               choices=tuple(SUPER_RESOLUTION_BACKENDS)),
-    ParamSpec("model_path", "", "checkpoint directory of a learned backend; '' with backend torch = the "
-              "shipped DSR-Diff demo weights", read_only=True),
-    ParamSpec("num_inference_steps", 0, "DDIM steps of the DSR-Diff guidance recovery; 0 = the model's default",
-              read_only=True, range=(0, 1000)),
-    ParamSpec("ensemble_size", 1, "guidance samples per frame; > 1 also publishes depth/uncertainty",
-              read_only=True, range=(1, 64)),
-    ParamSpec("device", "", "torch device (cpu, cuda, cuda:1); '' = the backend's choice", read_only=True),
-    ParamSpec("providers", [], "ONNX Runtime execution providers in order of preference; [] = default",
-              read_only=True, array_of=str),
-    ParamSpec("engine_cache_dir", "", "directory for cached TensorRT engines; '' = the backend's default",
-              read_only=True),
-    ParamSpec("precision", "", "TensorRT precision; '' = the backend's default", read_only=True,
-              choices=("", "fp16", "fp32")),
-    ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine even when one matches the "
-              "ONNX hash, precision, TensorRT version and GPU", read_only=True),
-    ParamSpec("seed", 0, "seed of the initial guidance noise (same seed -> same depth for the same input)",
-              read_only=True, range=(0, 2**31 - 1)),
+    *learned_backend_parameter_specs(
+        model_path="checkpoint directory of a learned backend; '' with backend torch = the shipped DSR-Diff "
+                   "demo weights",
+        num_inference_steps="DDIM steps of the DSR-Diff guidance recovery; 0 = the model's default",
+        ensemble_size="guidance samples per frame; > 1 also publishes depth/uncertainty",
+        seed="seed of the initial guidance noise (same seed -> same depth for the same input)",
+    ),
     ParamSpec("radius", 0, "guided_filter: window radius in output pixels; 0 = a quarter of the scale",
               read_only=True, range=(0, 256)),
     ParamSpec("eps", 0.01, "guided_filter: regularisation in squared [0, 1] intensity units",
