@@ -12,16 +12,18 @@ H, W = 96, 320
 STEPS = 3
 
 
-def small_config(mode: str = "completion"):
+def small_config(mode: str = "completion", **overrides):
     from depth_diffusion_ros.models.config import DiffusionDepthConfig
 
     return DiffusionDepthConfig(neck_channels=16, latent_stride=8, decoder_channels=8, denoiser_channels=16,
                                 denoiser_channel_mult=(1, 2), time_embed_dim=32, sparse_channels=8,
-                                mode=mode, num_inference_steps=STEPS)
+                                mode=mode, num_inference_steps=STEPS, **overrides)
 
 
-def build_small_export(root: Path, shared_data: Path, forms=("step", "unrolled"), ensemble_size: int = 1):
+def build_small_export(root: Path, shared_data: Path, forms=("step", "unrolled"), ensemble_size: int = 1,
+                       **config_overrides):
     """Save a seeded small model as a checkpoint (root/ckpt) and export it (root/onnx).
+    ``config_overrides`` go to :func:`small_config`.
 
     Returns (model, checkpoint dir, onnx dir). The parity check runs on a real KITTI frame.
     """
@@ -33,7 +35,7 @@ def build_small_export(root: Path, shared_data: Path, forms=("step", "unrolled")
     from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
 
     torch.manual_seed(0)
-    model = DiffusionDepth(small_config()).eval()
+    model = DiffusionDepth(small_config(**config_overrides)).eval()
     ckpt = save_checkpoint(model, root / "ckpt")
     inputs = tensor_inputs(*frame_for_size(shared_data, H, W, "kitti"))
     export_diffusion_depth(model, root / "onnx", H, W, forms=forms, num_inference_steps=STEPS,

@@ -63,6 +63,26 @@ def test_ensemble_uncertainty_and_monocular_input(export, frame):
     np.testing.assert_allclose(mono.depth, mono_ref.depth, atol=1e-3, rtol=1e-4)
 
 
+def test_model_without_monocular_branch_refuses_frames_without_lidar(tmp_path, shared_data, frame):
+    """mask_unsupported (the shipped demo weights' setting): both runtimes refuse a frame without
+    LiDAR by name instead of publishing an empty image, and leave unreachable pixels at 0."""
+    _, ckpt, onnx_dir = build_small_export(tmp_path, shared_data, forms=("step",), mask_unsupported=True,
+                                           prior_scanline_gap=8, prior_levels=3)
+    rgb, sparse = frame
+    top_cut = sparse.copy()
+    top_cut[:50] = 0  # no LiDAR in the top 50 rows: the top 20 are beyond the prior's 8-16 px reach
+    depths = []
+    for backend in (OnnxRuntimeCompletionBackend(onnx_dir, num_inference_steps=2),
+                    TorchCompletionBackend(ckpt, num_inference_steps=2)):
+        for missing in (None, np.zeros_like(sparse)):
+            with pytest.raises(BackendError, match="no trained monocular branch"):
+                backend.infer(rgb, missing, None)
+        depth = backend.infer(rgb, top_cut, None).depth
+        assert (depth[:20] == 0).all() and (depth[-20:] > 0).all()
+        depths.append(depth)
+    np.testing.assert_allclose(depths[0], depths[1], atol=1e-3, rtol=1e-4)
+
+
 def test_unrolled_form_and_its_step_count_check(export, frame):
     _, _, onnx_dir = export
     rgb, sparse = frame

@@ -58,3 +58,9 @@ class SuperResolutionBackend(Protocol):
     def infer(self, rgb: np.ndarray, depth_lr: np.ndarray) -> DepthResult:
         """rgb: (H, W, 3) uint8; depth_lr: (h, w) float32 m, 0 = missing; returns (H, W)."""
         ...
+
+
+#: Why a completion model with ``mask_unsupported`` (no trained monocular branch) refuses a frame
+#: without LiDAR, instead of returning an empty depth image.
+MONOCULAR_REFUSAL = ("this model has no trained monocular branch (config mask_unsupported: true): it needs "
+                     "sparse depth with at least one valid pixel")

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from depth_diffusion_ros.inference.backends.base import BackendError, DepthResult
+from depth_diffusion_ros.inference.backends.base import MONOCULAR_REFUSAL, BackendError, DepthResult
 from depth_diffusion_ros.inference.onnx_sampler import HostDDIMSampler, SchedulerSpec
 
 LOG = logging.getLogger(__name__)
@@ -323,6 +323,12 @@ class ExportedCompletionBase:
         return str((self.meta.get("config") or {}).get("mode", "completion"))
 
     @property
+    def needs_lidar(self) -> bool:
+        """True for completion models exported with ``mask_unsupported`` (no trained monocular branch)."""
+        cfg = self.meta.get("config") or {}
+        return self.mode == "completion" and bool(cfg.get("mask_unsupported", False))
+
+    @property
     def model_sha256(self) -> Optional[str]:
         return self.meta.get("model_sha256")
 
@@ -338,6 +344,8 @@ class ExportedCompletionBase:
         sparse_depth = np.asarray(sparse_depth, np.float32)
         if sparse_depth.shape != (h, w):
             raise BackendError(f"sparse_depth shape {sparse_depth.shape} differs from rgb {(h, w)}")
+        if self.needs_lidar and not np.any(sparse_depth > 0):
+            raise BackendError(f"{self.head_path}: {MONOCULAR_REFUSAL}")
         rgb_p, _ = preprocess.pad_to_multiple(rgb, self.size_divisor)
         sparse_p, _ = preprocess.pad_to_multiple(sparse_depth, self.size_divisor)
         H, W = rgb_p.shape[:2]

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from depth_diffusion_ros.inference import preprocess
-from depth_diffusion_ros.inference.backends.base import BackendError, DepthResult
+from depth_diffusion_ros.inference.backends.base import MONOCULAR_REFUSAL, BackendError, DepthResult
 
 LOG = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class TorchCompletionBackend:
 
         intrinsics are not used by DiffusionDepth (accepted for the backend protocol).
         Returns DepthResult(depth (H,W) float32 m, uncertainty (H,W) float32 m or None).
-        With sparse_depth None or all zero the model runs monocularly (same weights).
+        With sparse_depth None or all zero the model runs monocularly (same weights); a model with
+        ``mask_unsupported`` (no trained monocular branch) raises BackendError instead.
         """
         torch = self._torch
         rgb = np.asarray(rgb)
@@ -108,6 +109,9 @@ class TorchCompletionBackend:
             sparse_depth = np.asarray(sparse_depth, dtype=np.float32)
             if sparse_depth.shape != (h, w):
                 raise BackendError(f"sparse_depth shape {sparse_depth.shape} differs from rgb size {(h, w)}")
+        cfg = self.model.config
+        if cfg.mode == "completion" and cfg.mask_unsupported and (sparse_depth is None or not np.any(sparse_depth > 0)):
+            raise BackendError(f"{self.model_path}: {MONOCULAR_REFUSAL}")
         rgb_p, pads = preprocess.pad_to_multiple(rgb, self.size_divisor)
         H, W = rgb_p.shape[:2]
         rgb_t = torch.from_numpy(preprocess.rgb_to_tensor_layout(rgb_p)).to(self.device)
