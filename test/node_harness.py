@@ -33,6 +33,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from depth_diffusion_ros.nodes._common import WARN
+
 # The Fast DDS profile (32 MiB SHM segments, 100 ms heartbeat) is chosen in conftest.py for the
 # whole session; node processes inherit FASTDDS_DEFAULT_PROFILES_FILE from os.environ.
 
@@ -305,3 +307,90 @@ class KittiFrame:
     @property
     def T_camera_lidar_param(self) -> list[float]:  # noqa: N802
         return [float(v) for v in self.calib.T_camera_lidar.reshape(-1)]
+
+
+def stamp_key(t: float) -> tuple[int, int]:
+    """(sec, nanosec) of a float stamp, as :func:`stamp_header` writes it."""
+    return int(t), int(round((t - int(t)) * 1e9))
+
+
+class DepthNodeRig:
+    """A depth node (completion or super-resolution) in its own process, and a client that
+    publishes its synchronised inputs and subscribes to every output.
+
+    ``inputs``: (message type, topic) of each input, in the order :meth:`publish` takes them.
+    Subclasses implement ``send_good(timeout=...) -> (stamp, depth/image message)``.
+    Attributes: ``proc``, ``client``, ``inputs`` (publishers) and the subscriptions ``depth``,
+    ``info``, ``points``, ``colormap``, ``uncertainty``, ``diag``.
+    """
+
+    def __init__(self, module: str, params: dict[str, Any], client_name: str,
+                 inputs: Iterable[tuple[type, str]], match_timeout: float = 60.0) -> None:
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.proc = NodeProcess(module, params)
+        c = self.client = RosClient(client_name)
+        self.inputs = [c.publisher(msg_type, topic) for msg_type, topic in inputs]
+        self.depth = c.subscribe(Image, "depth/image")
+        self.info = c.subscribe(CameraInfo, "depth/camera_info")
+        self.points = c.subscribe(PointCloud2, "depth/points")
+        self.colormap = c.subscribe(Image, "depth/colormap")
+        self.uncertainty = c.subscribe(Image, "depth/uncertainty")
+        self.diag = c.subscribe(DiagnosticArray, "diagnostics")
+        c.wait_matched(self.inputs, [self.depth, self.info, self.points, self.colormap, self.diag],
+                       timeout=match_timeout)
+
+    def publish(self, *messages: Any) -> None:
+        """Publish one message per input (None = leave that input out)."""
+        for pub, msg in zip(self.inputs, messages):
+            if msg is not None:
+                pub.publish(msg)
+
+    def wait_depth(self, t: float, timeout: float = 60.0) -> Any:
+        """The depth/image message stamped ``t``; AssertionError with the node's log tail if none."""
+        key = stamp_key(t)
+        try:
+            return self.client.wait_for(
+                lambda: next((m for m in self.depth.messages
+                              if (m.header.stamp.sec, m.header.stamp.nanosec) == key), None),
+                timeout=timeout, what=f"depth/image for stamp {t}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; node log:\n{self.proc.log()[-4000:]}") from None
+
+    def send_good(self, timeout: float = 30.0) -> tuple[float, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def warm_up(self, timeout: float = 60.0, attempt_timeout: float = 5.0) -> None:
+        """Send good frames until one is answered: DDS discovery has matched in both directions.
+
+        A publisher may see the node's subscription before the node has matched the publisher;
+        reliable samples sent in that window only arrive after a heartbeat (seconds later).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.send_good(timeout=attempt_timeout)
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"the node never answered; log:\n{self.proc.log()[-4000:]}")
+
+    def expect_drop(self, reason: str, log_part: str, message_part: str = "") -> dict[str, str]:
+        """The log names the problem (``dropped N: <reason>: ...<log_part>``) and diagnostics report
+        WARN with the ``drops_<reason>`` counter; returns the diagnostics values."""
+        self.proc.wait_for_log(rf"dropped \d+: {reason}: .*{log_part}", timeout=30,
+                               spin=lambda: self.client.spin_for(0.05))
+        msg = self.client.wait_for(
+            lambda: find_diagnostic(self.diag.messages, WARN, f"drops_{reason}", 1, message_part or reason),
+            timeout=15, what=f"WARN diagnostics with drops_{reason}")
+        assert f"{reason}:" in msg.status[0].message
+        return diagnostic_values(msg)
+
+    def serve(self, **warm_up: float):
+        """Fixture body: warm up, yield the rig, always clean up the client and the process."""
+        try:
+            self.warm_up(**warm_up)
+            yield self
+        finally:
+            self.client.destroy()
+            self.proc.cleanup()

@@ -13,14 +13,13 @@ import signal
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.geometry.pointcloud import unpack_rgb
 from depth_diffusion_ros.nodes._common import WARN
 from depth_diffusion_ros.ros import camera_info_to_intrinsics, depth_from_image, image_to_array
 
-from node_harness import KittiFrame, NodeProcess, RosClient, diagnostic_values, find_diagnostic
+from node_harness import DepthNodeRig, KittiFrame, diagnostic_values, find_diagnostic
 
 pytestmark = pytest.mark.ros
 
@@ -32,82 +31,26 @@ def next_stamp() -> float:
     return float(next(_stamps)) + 0.25
 
 
-class Rig:
+class Rig(DepthNodeRig):
     def __init__(self, frame: KittiFrame) -> None:
         self.frame = frame
-        self.proc = NodeProcess(MODULE, {
+        super().__init__(MODULE, {
             "backend": "ip_basic", "input": "sparse_depth", "reliability": "reliable",
             "input_timeout": 1.0, "diagnostics_period": 0.25, "sync_slop": 0.05,
             "log_throttle": 0.0,  # every problem logged; test_log_lines_are_throttled sets it
-        })
-        self.client = RosClient("completion_test_client")
-        c = self.client
-        self.pub_image = c.publisher(Image, "image")
-        self.pub_info = c.publisher(CameraInfo, "camera_info")
-        self.pub_sparse = c.publisher(Image, "sparse_depth")
-        self.depth = c.subscribe(Image, "depth/image")
-        self.info = c.subscribe(CameraInfo, "depth/camera_info")
-        self.points = c.subscribe(PointCloud2, "depth/points")
-        self.colormap = c.subscribe(Image, "depth/colormap")
-        self.uncertainty = c.subscribe(Image, "depth/uncertainty")
-        self.diag = c.subscribe(DiagnosticArray, "diagnostics")
-        c.wait_matched([self.pub_image, self.pub_info, self.pub_sparse],
-                       [self.depth, self.info, self.points, self.colormap, self.diag], timeout=60)
-
-    def publish(self, image=None, info=None, sparse=None) -> None:
-        for pub, msg in ((self.pub_image, image), (self.pub_info, info), (self.pub_sparse, sparse)):
-            if msg is not None:
-                pub.publish(msg)
-
-    def warm_up(self, timeout: float = 60.0) -> None:
-        """Send good frames until one is answered: DDS discovery has matched in both directions.
-
-        A publisher may see the node's subscription before the node has matched the publisher;
-        reliable samples sent in that window only arrive after a heartbeat (seconds later).
-        """
-        deadline = self.client.node.get_clock().now().nanoseconds + timeout * 1e9
-        while self.client.node.get_clock().now().nanoseconds < deadline:
-            try:
-                self.send_good(timeout=5.0)
-                return
-            except AssertionError:
-                continue
-        raise AssertionError(f"the node never answered; log:\n{self.proc.log()[-4000:]}")
+        }, "completion_test_client", [(Image, "image"), (CameraInfo, "camera_info"), (Image, "sparse_depth")])
 
     def send_good(self, encoding: str = "32FC1", timeout: float = 30.0) -> tuple[float, Image]:
         """Publish the good KITTI frame and return its stamp and the depth/image answer."""
         t = next_stamp()
         f = self.frame
         self.publish(f.image(t), f.camera_info(t), f.sparse_image(t, encoding))
-        key = (int(t), int(round((t - int(t)) * 1e9)))
-        try:
-            msg = self.client.wait_for(
-                lambda: next((m for m in self.depth.messages
-                              if (m.header.stamp.sec, m.header.stamp.nanosec) == key), None),
-                timeout=timeout, what=f"depth/image for stamp {t}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; node log:\n{self.proc.log()[-4000:]}") from None
-        return t, msg
-
-    def expect_drop(self, reason: str, log_part: str, message_part: str = "") -> dict[str, str]:
-        """The log names the problem, diagnostics report WARN with the counter; returns its values."""
-        self.proc.wait_for_log(rf"dropped \d+: {reason}: .*{log_part}", timeout=20, spin=lambda: self.client.spin_for(0.05))
-        msg = self.client.wait_for(
-            lambda: find_diagnostic(self.diag.messages, WARN, f"drops_{reason}", 1, message_part or reason),
-            timeout=10, what=f"WARN diagnostics with drops_{reason}")
-        assert f"{reason}:" in msg.status[0].message
-        return diagnostic_values(msg)
+        return t, self.wait_depth(t, timeout)
 
 
 @pytest.fixture(scope="module")
 def rig(kitti_raw_dir):
-    r = Rig(KittiFrame(kitti_raw_dir))
-    try:
-        r.warm_up()
-        yield r
-    finally:
-        r.client.destroy()
-        r.proc.cleanup()
+    yield from Rig(KittiFrame(kitti_raw_dir)).serve()
 
 
 def test_answers_real_kitti_frame(rig):

@@ -15,17 +15,15 @@ import signal
 import cv2
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.inference.backends.torch_sr_backend import DEMO_WEIGHTS
 from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
-from depth_diffusion_ros.nodes._common import WARN
 from depth_diffusion_ros.ros import array_to_image, camera_info_to_intrinsics, depth_from_image, image_to_array
 
-from node_harness import NodeProcess, RosClient, diagnostic_values, find_diagnostic, stamp_header
+from node_harness import DepthNodeRig, NodeProcess, diagnostic_values, stamp_header
 
 pytestmark = [pytest.mark.ros, pytest.mark.torch]
 
@@ -50,7 +48,7 @@ def camera_info(t: float, intr: Intrinsics, fx_offset: float = 0.0, nan: bool = 
     return ci
 
 
-class Rig:
+class Rig(DepthNodeRig):
     def __init__(self, shared_data) -> None:
         from training.datasets.sr_datasets import nyu_frames
 
@@ -58,22 +56,11 @@ class Rig:
         self.rgb, self.gt = f["rgb"], f["gt_depth"]
         self.intr = Intrinsics(*NYU_K, width=640, height=480)
         self.lr = {s: bicubic_downsample_depth(self.gt, s) for s in (4, 8, 16)}
-        self.proc = NodeProcess(MODULE, {
+        super().__init__(MODULE, {
             "backend": "torch", "use_depth_camera_info": True, "reliability": "reliable",
             "input_timeout": 1.0, "diagnostics_period": 0.25, "sync_slop": 0.05, "log_throttle": 0.0,
-        })
-        c = self.client = RosClient("sr_test_client")
-        self.pub_image = c.publisher(Image, "image")
-        self.pub_info = c.publisher(CameraInfo, "camera_info")
-        self.pub_depth = c.publisher(Image, "depth_lr")
-        self.pub_depth_info = c.publisher(CameraInfo, "depth_lr/camera_info")
-        self.depth = c.subscribe(Image, "depth/image")
-        self.info = c.subscribe(CameraInfo, "depth/camera_info")
-        self.points = c.subscribe(PointCloud2, "depth/points")
-        self.colormap = c.subscribe(Image, "depth/colormap")
-        self.diag = c.subscribe(DiagnosticArray, "diagnostics")
-        c.wait_matched([self.pub_image, self.pub_info, self.pub_depth, self.pub_depth_info],
-                       [self.depth, self.info, self.points, self.colormap, self.diag], timeout=90)
+        }, "sr_test_client", [(Image, "image"), (CameraInfo, "camera_info"), (Image, "depth_lr"),
+                              (CameraInfo, "depth_lr/camera_info")], match_timeout=90)
 
     def messages(self, t: float, scale: int = 8, encoding: str = "32FC1", depth=None, info=True, depth_info=True):
         lr = self.lr[scale] if depth is None else depth
@@ -85,56 +72,17 @@ class Rig:
         di = camera_info(t, self.intr.scaled(w, h)) if depth_info is True else depth_info
         return image, ci, d, di
 
-    def publish(self, image=None, info=None, depth=None, depth_info=None) -> None:
-        for pub, msg in ((self.pub_image, image), (self.pub_info, info), (self.pub_depth, depth),
-                         (self.pub_depth_info, depth_info)):
-            if msg is not None:
-                pub.publish(msg)
-
-    def wait_depth(self, t: float, timeout: float = 60.0) -> Image:
-        key = (int(t), int(round((t - int(t)) * 1e9)))
-        try:
-            return self.client.wait_for(
-                lambda: next((m for m in self.depth.messages
-                              if (m.header.stamp.sec, m.header.stamp.nanosec) == key), None),
-                timeout=timeout, what=f"depth/image for stamp {t}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; node log:\n{self.proc.log()[-4000:]}") from None
-
     def send_good(self, scale: int = 8, encoding: str = "32FC1", timeout: float = 60.0) -> tuple[float, Image]:
         t = next_stamp()
         self.publish(*self.messages(t, scale, encoding))
         return t, self.wait_depth(t, timeout)
-
-    def warm_up(self, timeout: float = 120.0) -> None:
-        deadline = self.client.node.get_clock().now().nanoseconds + timeout * 1e9
-        while self.client.node.get_clock().now().nanoseconds < deadline:
-            try:
-                self.send_good(timeout=10.0)
-                return
-            except AssertionError:
-                continue
-        raise AssertionError(f"the node never answered; log:\n{self.proc.log()[-4000:]}")
-
-    def expect_drop(self, reason: str, log_part: str) -> dict[str, str]:
-        self.proc.wait_for_log(rf"dropped \d+: {reason}: .*{log_part}", timeout=30,
-                               spin=lambda: self.client.spin_for(0.05))
-        msg = self.client.wait_for(lambda: find_diagnostic(self.diag.messages, WARN, f"drops_{reason}", 1, reason),
-                                   timeout=15, what=f"WARN diagnostics with drops_{reason}")
-        return diagnostic_values(msg)
 
 
 @pytest.fixture(scope="module")
 def rig(shared_data):
     if not (DEMO_WEIGHTS / "model.safetensors").is_file():
         pytest.skip(f"demo weights not built at {DEMO_WEIGHTS}")
-    r = Rig(shared_data)
-    try:
-        r.warm_up()
-        yield r
-    finally:
-        r.client.destroy()
-        r.proc.cleanup()
+    yield from Rig(shared_data).serve(timeout=120.0, attempt_timeout=10.0)
 
 
 def test_publishes_hr_depth_for_a_real_nyu_frame(rig):
