@@ -66,26 +66,19 @@ def frame_sets(shared: Optional[Path] = None) -> Dict[str, Dict[str, Any]]:
     }
 
 
-def prior_only(config) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def prior_only(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The model's exportable LiDAR densification prior alone (no network), as a baseline: the
     pull-push prior, or with ``config.prior_scanline_gap`` > 0 the hand-rule selection between
     it and the scan-line prior (``models.prior.select_scanline``) the learned selection starts from."""
-    from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
     from training.evaluate import pad_batch
-
-    levels = config.prior_levels
 
     def fn(rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(sparse)[None, None]
         b, (h, w) = pad_batch({"rgb": torch.zeros(1, 3, *sparse.shape), "sparse_depth": t,
-                               "valid_mask": (t > 0).float()}, 2 ** levels)
-        d, v = b["sparse_depth"], b["valid_mask"]
-        prior, _ = densify_sparse_depth(d, v, levels=levels, min_depth=config.min_depth)
-        if config.prior_scanline_gap > 0:
-            scan = scanline_prior(d, v, levels, config.prior_scanline_gap, config.prior_scanline_rel_diff,
-                                  config.min_depth)
-            prior = select_scanline(prior, scan, config.prior_select_max_farther)
-        return prior[0, 0, :h, :w].numpy()
+                               "valid_mask": (t > 0).float()}, 2 ** model.config.prior_levels)
+        with torch.no_grad():
+            rule = model.lidar_priors(b["sparse_depth"], b["valid_mask"])[3]
+        return rule[0, 0, :h, :w].numpy()
 
     return fn
 
@@ -105,7 +98,7 @@ def score_weights(model, steps: Optional[int] = None, shared: Optional[Path] = N
         for name, ds in frames.items():
             out[set_name][name] = {
                 f"DiffusionDepth demo ({steps} steps)": evaluate_model(model, ds, "kitti_dc", steps, seed=0)["mean"],
-                "its LiDAR prior alone": evaluate_baseline(prior_only(model.config), ds)["mean"],
+                "its LiDAR prior alone": evaluate_baseline(prior_only(model), ds)["mean"],
                 "IP-Basic": evaluate_baseline(lambda rgb, s: ip_basic_complete(s), ds)["mean"],
                 "nearest fill": evaluate_baseline(lambda rgb, s: nearest_fill(s), ds)["mean"],
             }

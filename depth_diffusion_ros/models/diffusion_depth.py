@@ -183,25 +183,34 @@ class DiffusionDepth(nn.Module):
             valid_mask = (sparse_depth > 0).to(rgb.dtype)
         valid = ((valid_mask > 0.5) & (sparse_depth > 0)).to(rgb.dtype)
         sparse = sparse_depth * valid
-        prior, prior_valid = densify_sparse_depth(
-            sparse, valid, levels=self.config.prior_levels, min_depth=self.config.min_depth
-        )
+        prior, prior_valid, scan, rule = self.lidar_priors(sparse, valid)
         sparse_n = self.normalizer(sparse) * valid
-        prior_n = self.normalizer(prior) * prior_valid
-        if self.two_priors:
-            cfg = self.config
-            scan = scanline_prior(sparse, valid, cfg.prior_levels, cfg.prior_scanline_gap,
-                                  cfg.prior_scanline_rel_diff, cfg.min_depth)
-            scan = torch.where(prior_valid > 0, scan, prior)
-            scan_n = self.normalizer(scan) * prior_valid
-            rule_n = self.normalizer(select_scanline(prior, scan, cfg.prior_select_max_farther)) * prior_valid
-            c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
-            guidance = torch.cat([prior_n, prior_valid, scan_n, valid], dim=1)
-        else:
-            c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, prior_n, prior_valid], dim=1))
-            guidance = torch.cat([prior_n, prior_valid], dim=1)
+        rule_n = self.normalizer(rule) * prior_valid
+        c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
+        guidance = [self.normalizer(prior) * prior_valid, prior_valid]
+        if scan is not None:
+            guidance += [self.normalizer(scan) * prior_valid, valid]
         features = self.cond_adapter(c4)
-        return torch.cat([features, F.pixel_unshuffle(guidance, self.latent_stride)], dim=1)
+        return torch.cat([features, F.pixel_unshuffle(torch.cat(guidance, dim=1), self.latent_stride)], dim=1)
+
+    def lidar_priors(
+        self, sparse_depth: torch.Tensor, valid: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """The completion priors of :mod:`.prior` with this config's settings.
+
+        sparse_depth: (B,1,H,W) metres, 0 = missing; valid: (B,1,H,W) {0,1}.
+        Returns (pull-push prior (B,1,H,W) m, its validity, scan-line prior or None when
+        ``prior_scanline_gap`` is 0, the hand rule's selection of the two — the pull-push prior
+        itself with one prior). Priors are 0 where nothing is within reach.
+        """
+        cfg = self.config
+        prior, prior_valid = densify_sparse_depth(sparse_depth, valid, levels=cfg.prior_levels,
+                                                  min_depth=cfg.min_depth)
+        if not self.two_priors:
+            return prior, prior_valid, None, prior
+        scan = scanline_prior(sparse_depth, valid, cfg.prior_levels, cfg.prior_scanline_gap,
+                              cfg.prior_scanline_rel_diff, cfg.min_depth)
+        return prior, prior_valid, scan, select_scanline(prior, scan, cfg.prior_select_max_farther)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One network pass: noise_pred (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)

@@ -128,7 +128,8 @@ def scanline_prior(
     min_depth: float = 0.1,
 ) -> torch.Tensor:
     """:func:`densify_sparse_depth` of the :func:`scanline_fill` ed input: (B,1,H,W) metres, 0
-    where nothing is within reach (its support equals the plain prior's)."""
+    where nothing is within reach (its support contains the plain prior's: bridged pixels can
+    reach a little further)."""
     filled, filled_valid = scanline_fill(sparse_depth, valid_mask, max_gap, max_rel_diff, min_depth)
     prior, _ = densify_sparse_depth(filled, filled_valid, levels=levels, min_depth=min_depth)
     return prior

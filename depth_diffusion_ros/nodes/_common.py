@@ -796,6 +796,25 @@ def learned_backend_parameter_specs(model_path: str, num_inference_steps: str, e
     )
 
 
+def publish_backend_result(node: Any, timer: StageTimer, result: Any, intrinsics: Intrinsics, image: Any,
+                           camera_info: Any, rgb: np.ndarray) -> None:
+    """The end of a depth node's frame, after ``backend.infer``: check the depth's size
+    (:func:`checked_depth`), publish every output (``node.outputs``, a :class:`DepthOutputs`),
+    and record the frame's latency in ``node.health``.
+
+    result: the backend's DepthResult; intrinsics: of ``result.depth``; image: the RGB message
+    (its header stamps the outputs); rgb: (H, W, 3) uint8 at the depth's size.
+    Raises BackendError when the depth is not the frame's size.
+    """
+    depth = checked_depth(result.depth, intrinsics, node.params["backend"])
+    timer.mark("backend")
+    header = image.header
+    node.outputs.publish(depth, result.uncertainty, intrinsics, header, camera_info, rgb)
+    timer.mark("publish")
+    node.health.frame_done(timer.total)
+    node.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
+
+
 def select_backend_options(table: Mapping[str, Sequence[str]], unset: Mapping[str, Any], backend: str,
                            params: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword options for a backend from node parameters: the names ``table[backend]`` lists,

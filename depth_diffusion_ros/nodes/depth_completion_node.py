@@ -46,8 +46,8 @@ from depth_diffusion_ros.nodes._common import (
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
     DepthOutputs,
-    checked_depth,
     image_intrinsics,
+    publish_backend_result,
     learned_backend_parameter_specs,
     select_backend_options,
     LidarExtrinsics,
@@ -205,13 +205,7 @@ class DepthCompletionNode(Node):
         rgb = resize_rgb(rgb, proc.width, proc.height)
         timer.mark("inputs")
         result = self.backend.infer(rgb, sparse, proc)
-        depth = checked_depth(result.depth, proc, p["backend"])
-        timer.mark("backend")
-        header = image.header
-        self.outputs.publish(depth, result.uncertainty, proc, header, camera_info, rgb)
-        timer.mark("publish")
-        self.health.frame_done(timer.total)
-        self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
+        publish_backend_result(self, timer, result, proc, image, camera_info, rgb)
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -52,8 +52,8 @@ from depth_diffusion_ros.nodes._common import (
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
     DepthOutputs,
-    checked_depth,
     image_intrinsics,
+    publish_backend_result,
     learned_backend_parameter_specs,
     select_backend_options,
     NodeHealth,
@@ -204,7 +204,6 @@ class DepthSuperResolutionNode(Node):
                  depth_info: Optional[CameraInfo] = None) -> None:
         """Super-resolve one synchronised frame and publish the outputs."""
         self.health.frame_in()
-        p = self.params
         timer = StageTimer()
         colour = image_intrinsics(image, camera_info)
         scale_factor(image.width, image.height, depth_msg.width, depth_msg.height, self.min_scale, self.max_scale)
@@ -212,13 +211,7 @@ class DepthSuperResolutionNode(Node):
         depth_lr = self._depth_lr(depth_msg, depth_info, colour)
         timer.mark("inputs")
         result = self.backend.infer(rgb, depth_lr)
-        depth = checked_depth(result.depth, colour, p["backend"])
-        timer.mark("backend")
-        header = image.header
-        self.outputs.publish(depth, result.uncertainty, colour, header, camera_info, rgb)
-        timer.mark("publish")
-        self.health.frame_done(timer.total)
-        self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
+        publish_backend_result(self, timer, result, colour, image, camera_info, rgb)
 
 
 def main(args: Optional[list[str]] = None) -> int:

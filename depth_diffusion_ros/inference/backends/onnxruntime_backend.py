@@ -303,7 +303,9 @@ class ExportedCompletionBase:
 
     Subclasses set ``head_path`` (file named in errors), ``meta`` (decoded ``ddr.*`` metadata of
     the head graph), ``input_hw`` ((H, W) of a static graph, None entries when dynamic),
-    ``ensemble_size``, ``seed``, ``num_inference_steps`` and implement :meth:`infer_tensors`.
+    ``ensemble_size``, ``seed``, ``num_inference_steps``, ``form`` ("step" | "unrolled") and
+    either ``sampler`` (step form: a host DDIM sampler) or ``sampler_graph`` (unrolled form: a
+    graph whose ``run(feeds) -> {name: array}``).
     """
 
     name = "exported"
@@ -368,7 +370,12 @@ class ExportedCompletionBase:
         return preprocess.make_noise((self.ensemble_size, c, H // s, W // s), self.seed)
 
     def infer_tensors(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        raise NotImplementedError
+        """Run on tensor-layout inputs; returns (depth (1,1,H,W), uncertainty (1,1,H,W) | None)."""
+        if self.form == "step":
+            return self.sampler.sample(feed["rgb"], feed["sparse_depth"], feed["valid_mask"], noise,
+                                       self.num_inference_steps)
+        out = self.sampler_graph.run(dict(feed, noise=noise))
+        return out["depth"], (out.get("uncertainty") if self.ensemble_size > 1 else None)
 
     def infer(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray], intrinsics: Any = None) -> DepthResult:
         """rgb (H,W,3) uint8, sparse_depth (H,W) m (0 = missing) or None -> DepthResult (H,W) m.
@@ -495,14 +502,6 @@ class OnnxRuntimeCompletionBackend(ExportedCompletionBase):
         self.head_path = head.path
         self.input_hw = tuple(head.static_shape("rgb")[2:])
 
-    def infer_tensors(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Run on tensor-layout inputs; returns (depth (1,1,H,W), uncertainty (1,1,H,W) | None)."""
-        if self.form == "step":
-            return self.sampler.sample(feed["rgb"], feed["sparse_depth"], feed["valid_mask"], noise,
-                                       self.num_inference_steps)
-        out = self.sampler_graph.run(dict(feed, noise=noise))
-        unc = out.get("uncertainty") if self.ensemble_size > 1 else None
-        return out["depth"], unc
 
 
 def default_threads() -> int:

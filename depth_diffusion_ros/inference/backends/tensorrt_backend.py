@@ -358,12 +358,6 @@ class TensorRTCompletionBackend(ExportedCompletionBase):
         self.head_path = head.path
         self.input_hw = tuple(head.static_shape("rgb")[2:])
 
-    def infer_tensors(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        if self.form == "step":
-            return self.sampler.sample(feed["rgb"], feed["sparse_depth"], feed["valid_mask"], noise,
-                                       self.num_inference_steps)
-        out = self.sampler_graph.run(dict(feed, noise=noise))
-        return out["depth"], (out.get("uncertainty") if self.ensemble_size > 1 else None)
 
 
 class TensorRTSuperResolutionBackend(ExportedSuperResolutionBase):
