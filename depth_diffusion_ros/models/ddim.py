@@ -173,20 +173,15 @@ class DDIMScheduler:
         self.num_inference_steps: Optional[int] = None
         self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy().astype(np.int64))
 
+    _CONFIG_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one",
+                      "steps_offset", "timestep_spacing", "prediction_type", "clip_sample", "clip_sample_range")
+
     @classmethod
     def from_config(cls, config) -> "DDIMScheduler":
-        """Build from a :class:`~depth_diffusion_ros.models.config.DiffusionDepthConfig`."""
-        return cls(
-            num_train_timesteps=config.num_train_timesteps,
-            beta_start=config.beta_start,
-            beta_end=config.beta_end,
-            beta_schedule=config.beta_schedule,
-            set_alpha_to_one=config.set_alpha_to_one,
-            steps_offset=config.steps_offset,
-            timestep_spacing=config.timestep_spacing,
-            clip_sample=config.clip_sample,
-            clip_sample_range=config.clip_sample_range,
-        )
+        """Build from a model config (:class:`~depth_diffusion_ros.models.config.DiffusionDepthConfig`,
+        :class:`~depth_diffusion_ros.models.dsr_diff_config.DSRDiffConfig`): every scheduler
+        argument the config has; the others keep their defaults."""
+        return cls(**{name: getattr(config, name) for name in cls._CONFIG_FIELDS if hasattr(config, name)})
 
     # ------------------------------------------------------------------ timesteps
     def compute_timesteps(self, num_inference_steps: int) -> np.ndarray:

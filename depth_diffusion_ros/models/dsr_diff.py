@@ -421,19 +421,6 @@ def augment_depth_noise(
     return depth + sigmas.view(b, 1, 1, 1) * noise, sigmas
 
 
-def _make_scheduler(config: DSRDiffConfig) -> DDIMScheduler:
-    return DDIMScheduler(
-        num_train_timesteps=config.num_train_timesteps,
-        beta_schedule=config.beta_schedule,
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        timestep_spacing=config.timestep_spacing,
-        steps_offset=config.steps_offset,
-        set_alpha_to_one=config.set_alpha_to_one,
-        prediction_type=config.prediction_type,
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------------
@@ -455,7 +442,7 @@ class DSRDiff(nn.Module):
         self.ggn = GuidanceGenerationNetwork(self.config)
         self.dsrn = DepthSuperResolutionNetwork(self.config)
         self.grn = GuidanceRecoveryNetwork(self.config)
-        self.scheduler = _make_scheduler(self.config)
+        self.scheduler = DDIMScheduler.from_config(self.config)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
         self.register_buffer(
             "final_alpha_cumprod", self.scheduler.final_alpha_cumprod.clone().reshape(()), persistent=False
