@@ -7,67 +7,34 @@ the colour camera, e.g. a few hundred valid pixels sampled from a depth sensor::
         camera_info_topic:=/camera/color/camera_info sparse_depth_topic:=/camera/sparse_depth
 
 Arguments: namespace, params_file (default ``config/nyu.yaml``), backend, rviz, evaluate
-(scores ``depth/image`` against ``depth_gt_topic``), use_sim_time, and the four input topics.
+(scores ``depth/image`` against ``depth_gt_topic``), fastdds_profile (as in kitti.launch.py),
+use_sim_time, and the four input topics. The pieces shared with the other launch files are in
+``depth_pipeline.py`` beside this file.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+import importlib.util
+from pathlib import Path
 
-PACKAGE = "depth_diffusion_ros"
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+
+_spec = importlib.util.spec_from_file_location("depth_pipeline", Path(__file__).with_name("depth_pipeline.py"))
+depth_pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(depth_pipeline)
 
 
 def generate_launch_description():
-    share = FindPackageShare(PACKAGE)
-    namespace = LaunchConfiguration("namespace")
-    params_file = LaunchConfiguration("params_file")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    image = LaunchConfiguration("image_topic")
     camera_info = LaunchConfiguration("camera_info_topic")
-    arguments = [
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "nyu.yaml"]),
-                              description="parameter YAML"),
-        DeclareLaunchArgument("backend", default_value="ip_basic",
-                              description="ip_basic | nearest | torch | onnxruntime | tensorrt"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
-        DeclareLaunchArgument("evaluate", default_value="false", description="start depth_evaluation_node"),
-        DeclareLaunchArgument(
-            "fastdds_profile",
-            default_value=EnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE",
-                default_value=PathJoinSubstitution([share, "config", "fastdds_large_shm.xml"])),
-            description="Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the "
-                        "512 KiB default loses best-effort images and clouds); '' = Fast DDS defaults"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/color/image_raw"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info"),
-        DeclareLaunchArgument("sparse_depth_topic", default_value="/camera/sparse_depth"),
-        DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth/image_rect_raw",
-                              description="ground-truth depth for evaluate:=true"),
-    ]
-    common = [params_file, {"use_sim_time": use_sim_time}]
-    completion = Node(
-        package=PACKAGE, executable="depth_completion_node", name="depth_completion_node",
-        namespace=namespace, output="screen", emulate_tty=True,
-        parameters=common + [{"backend": LaunchConfiguration("backend"), "input": "sparse_depth"}],
-        remappings=[("image", image), ("camera_info", camera_info),
-                    ("sparse_depth", LaunchConfiguration("sparse_depth_topic"))],
-    )
-    evaluation = Node(
-        package=PACKAGE, executable="depth_evaluation_node", name="depth_evaluation_node",
-        namespace=namespace, parameters=common, output="screen", emulate_tty=True,
-        remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
-        condition=IfCondition(LaunchConfiguration("evaluate")),
-    )
-    rviz = Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="screen",
-        arguments=["-d", PathJoinSubstitution([share, "config", "depth_diffusion.rviz"])],
-        parameters=[{"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
-    return LaunchDescription(arguments + [
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
-        completion, evaluation, rviz])
+    completion = depth_pipeline.depth_node(
+        "depth_completion_node",
+        [("image", LaunchConfiguration("image_topic")), ("camera_info", camera_info),
+         ("sparse_depth", LaunchConfiguration("sparse_depth_topic"))],
+        {"backend": LaunchConfiguration("backend"), "input": "sparse_depth"})
+    return depth_pipeline.launch_description(
+        params_yaml="nyu.yaml", backend="ip_basic", backend_help=depth_pipeline.COMPLETION_BACKENDS,
+        use_sim_time="false", fastdds_profile=True,
+        topics=depth_pipeline.camera_topic_arguments() + [
+            DeclareLaunchArgument("sparse_depth_topic", default_value="/camera/sparse_depth"),
+            DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth/image_rect_raw",
+                                  description="ground-truth depth for evaluate:=true")],
+        nodes=[completion],
+        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)])

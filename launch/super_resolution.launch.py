@@ -11,64 +11,41 @@ integer factor smaller (e.g. 80x60 or 160x120 for a 640x480 image)::
 Arguments: namespace, params_file (default ``config/super_resolution.yaml``), backend (torch |
 guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt), model_path ('' = the
 shipped demo weights for torch), rviz, evaluate (scores ``depth/image`` against
-``depth_gt_topic``), use_sim_time, and the input topics.
+``depth_gt_topic``), use_sim_time, and the input topics. No ``fastdds_profile``: the nodes get
+Fast DDS's defaults (or $FASTDDS_DEFAULT_PROFILES_FILE). The pieces shared with the other
+launch files are in ``depth_pipeline.py`` beside this file.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+import importlib.util
+from pathlib import Path
 
-PACKAGE = "depth_diffusion_ros"
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+
+_spec = importlib.util.spec_from_file_location("depth_pipeline", Path(__file__).with_name("depth_pipeline.py"))
+depth_pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(depth_pipeline)
+
+SUPER_RESOLUTION_BACKENDS = "torch | guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt"
 
 
 def generate_launch_description():
-    share = FindPackageShare(PACKAGE)
-    namespace = LaunchConfiguration("namespace")
-    params_file = LaunchConfiguration("params_file")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    image = LaunchConfiguration("image_topic")
     camera_info = LaunchConfiguration("camera_info_topic")
-    arguments = [
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
-        DeclareLaunchArgument("params_file",
-                              default_value=PathJoinSubstitution([share, "config", "super_resolution.yaml"]),
-                              description="parameter YAML"),
-        DeclareLaunchArgument("backend", default_value="torch",
-                              description="torch | guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt"),
-        DeclareLaunchArgument("model_path", default_value="",
-                              description="checkpoint/export directory; '' = the shipped DSR-Diff demo weights (torch)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
-        DeclareLaunchArgument("evaluate", default_value="false", description="start depth_evaluation_node"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/color/image_raw"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info"),
-        DeclareLaunchArgument("depth_lr_topic", default_value="/camera/depth/image_rect_raw"),
-        DeclareLaunchArgument("depth_lr_camera_info_topic", default_value="/camera/depth/camera_info"),
-        DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth_gt/image",
-                              description="ground-truth depth at the colour resolution for evaluate:=true"),
-    ]
-    common = [params_file, {"use_sim_time": use_sim_time}]
-    super_resolution = Node(
-        package=PACKAGE, executable="depth_super_resolution_node", name="depth_super_resolution_node",
-        namespace=namespace, output="screen", emulate_tty=True,
-        parameters=common + [{"backend": LaunchConfiguration("backend"),
-                              "model_path": LaunchConfiguration("model_path")}],
-        remappings=[("image", image), ("camera_info", camera_info),
-                    ("depth_lr", LaunchConfiguration("depth_lr_topic")),
-                    ("depth_lr/camera_info", LaunchConfiguration("depth_lr_camera_info_topic"))],
-    )
-    evaluation = Node(
-        package=PACKAGE, executable="depth_evaluation_node", name="depth_evaluation_node",
-        namespace=namespace, parameters=common, output="screen", emulate_tty=True,
-        remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
-        condition=IfCondition(LaunchConfiguration("evaluate")),
-    )
-    rviz = Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="screen",
-        arguments=["-d", PathJoinSubstitution([share, "config", "depth_diffusion.rviz"])],
-        parameters=[{"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
-    return LaunchDescription(arguments + [super_resolution, evaluation, rviz])
+    super_resolution = depth_pipeline.depth_node(
+        "depth_super_resolution_node",
+        [("image", LaunchConfiguration("image_topic")), ("camera_info", camera_info),
+         ("depth_lr", LaunchConfiguration("depth_lr_topic")),
+         ("depth_lr/camera_info", LaunchConfiguration("depth_lr_camera_info_topic"))],
+        {"backend": LaunchConfiguration("backend"), "model_path": LaunchConfiguration("model_path")})
+    return depth_pipeline.launch_description(
+        params_yaml="super_resolution.yaml", backend="torch", backend_help=SUPER_RESOLUTION_BACKENDS,
+        after_backend=[DeclareLaunchArgument(
+            "model_path", default_value="",
+            description="checkpoint/export directory; '' = the shipped DSR-Diff demo weights (torch)")],
+        use_sim_time="false", fastdds_profile=False,
+        topics=depth_pipeline.camera_topic_arguments() + [
+            DeclareLaunchArgument("depth_lr_topic", default_value="/camera/depth/image_rect_raw"),
+            DeclareLaunchArgument("depth_lr_camera_info_topic", default_value="/camera/depth/camera_info"),
+            DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth_gt/image",
+                                  description="ground-truth depth at the colour resolution for evaluate:=true")],
+        nodes=[super_resolution],
+        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)])

@@ -1,15 +1,34 @@
 """Launch files, parameter YAMLs and the RViz config, checked without launch_ros.
 
-launch/launch_ros/rviz2 are not installable here, so the launch files are parsed with ``ast``;
-the YAML files are loaded by rcl's own parser (``--params-file``) into the real nodes, built
-in-process, so every key must be a declared parameter with an allowed value.
+launch/launch_ros/rviz2 are not installable here, so each launch file is executed the way
+``ros2 launch`` loads it (by path, from an installed-like ``share/depth_diffusion_ros/launch``
+holding what setup.py installs there) against stand-ins for the launch/launch_ros classes it
+uses. The stand-ins take the real constructors' signatures (a keyword the real API lacks is a
+TypeError) and record their arguments, rendered in launch's frontend syntax (``$(var x)``,
+``$(find-pkg-share p)``, ``$(env NAME default)``), so the tests see every argument, node,
+parameter, remapping and condition the launch files build, whichever helper built it. The YAML
+files are loaded by rcl's own parser (``--params-file``) into the real nodes, built in-process,
+so every key must be a declared parameter with an allowed value. Where launch_ros is installed,
+the launch files are also built with the real API.
 """
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
+import os
+import re
+import runpy
+import shutil
+import sys
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import rclpy
@@ -17,14 +36,13 @@ import yaml
 from rclpy.context import Context
 from rclpy.node import Node
 
-from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
+from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, SUPER_RESOLUTION_BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "depth_diffusion_ros"
-LAUNCH_FILES = {"kitti.launch.py": {"namespace", "params_file", "backend", "rviz", "evaluate"},
-                "nyu.launch.py": {"namespace", "params_file", "backend", "rviz", "evaluate"}}
 CONFIGS = ["kitti.yaml", "nyu.yaml"]
 KITTI_TOPICS = {"/kitti/camera_color_left/image_raw", "/kitti/camera_color_left/camera_info", "/kitti/velo/pointcloud"}
+SHARE = f"$(find-pkg-share {PACKAGE})"
 
 
 def console_scripts() -> set[str]:
@@ -36,50 +54,196 @@ def console_scripts() -> set[str]:
     raise AssertionError("setup.py has no NODES list")
 
 
-def _constants(tree: ast.Module) -> dict[str, object]:
-    out = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
+@cache
+def data_files() -> dict[str, tuple[str, ...]]:
+    """setup.py's data_files (install folder -> repository files), from running setup.py itself."""
+    with mock.patch("setuptools.setup") as setup, _cwd(REPO):
+        runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
+    return {folder: tuple(files) for folder, files in setup.call_args.kwargs["data_files"]}
 
 
-def _value(node: ast.AST, consts: dict[str, object]):
-    if isinstance(node, ast.Name) and node.id in consts:
-        return consts[node.id]
+@contextmanager
+def _cwd(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
     try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return None
+        yield
+    finally:
+        os.chdir(old)
 
 
-def parse_launch(path: Path) -> tuple[list[dict], set[str]]:
-    """(Node(...) calls as dicts of the literal keyword values, declared argument names)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    consts = _constants(tree)
-    nodes, args = [], set()
-    for call in ast.walk(tree):
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
-            continue
-        if call.func.id == "Node":
-            kw = {k.arg: k.value for k in call.keywords}
-            entry = {k: _value(v, consts) for k, v in kw.items()}
-            remaps = []
-            if "remappings" in kw:
-                for el in kw["remappings"].elts:
-                    src = _value(el.elts[0], consts)
-                    dst = _value(el.elts[1], consts)
-                    remaps.append((src, dst))
-            entry["remappings"] = remaps
-            entry["_source"] = ast.get_source_segment(path.read_text(), call)
-            nodes.append(entry)
-        elif call.func.id == "DeclareLaunchArgument":
-            args.add(_value(call.args[0], consts))
-    assert any(isinstance(f, ast.FunctionDef) and f.name == "generate_launch_description" for f in tree.body)
-    return nodes, args
+# ---- stand-ins for the launch / launch_ros API the launch files use ----------------------------
+
+class _Recorded:
+    """Records the constructor arguments, bound to the real constructor's signature (``_api``).
+    Substitutions and conditions also have ``FORMAT``: how launch's frontend would write them."""
+
+    FORMAT: str | None = None
+
+    def __init__(self, *args, **kwargs):
+        try:
+            bound = inspect.signature(self._api).bind(*args, **kwargs)
+        except TypeError as error:  # the real constructor refuses the same call
+            raise TypeError(f"{type(self).__name__}: {error}") from None
+        bound.apply_defaults()
+        self.fields = dict(bound.arguments)
+
+
+class LaunchConfiguration(_Recorded):
+    FORMAT = "$(var {variable_name})"
+
+    @staticmethod
+    def _api(variable_name, *, default=None): ...
+
+
+class FindPackageShare(_Recorded):
+    FORMAT = "$(find-pkg-share {package})"
+
+    @staticmethod
+    def _api(package): ...
+
+
+class PathJoinSubstitution(_Recorded):
+    @staticmethod
+    def _api(substitutions): ...
+
+
+class EnvironmentVariable(_Recorded):
+    FORMAT = "$(env {name} {default_value})"
+
+    @staticmethod
+    def _api(name, *, default_value=""): ...
+
+
+class IfCondition(_Recorded):
+    FORMAT = "if {predicate_expression}"
+
+    @staticmethod
+    def _api(predicate_expression): ...
+
+
+class LaunchConfigurationEquals(_Recorded):
+    FORMAT = "$(var {launch_configuration_name}) == {expected_value}"
+
+    @staticmethod
+    def _api(launch_configuration_name, expected_value): ...
+
+
+class DeclareLaunchArgument(_Recorded):
+    @staticmethod
+    def _api(name, *, default_value=None, description=None, choices=None): ...
+
+
+class SetEnvironmentVariable(_Recorded):
+    @staticmethod
+    def _api(name, value): ...
+
+
+class LaunchNode(_Recorded):
+    """launch_ros.actions.Node; only the keywords these launch files use (all real ones: Node's
+    own, ExecuteProcess's ``output``/``emulate_tty``, Action's ``condition``)."""
+
+    @staticmethod
+    def _api(*, executable, package=None, name=None, namespace=None, parameters=None, remappings=None,
+             arguments=None, output="log", emulate_tty=False, condition=None): ...
+
+
+class LaunchDescription(_Recorded):
+    @staticmethod
+    def _api(initial_entities=None): ...
+
+
+STAND_INS = {
+    "launch": {"LaunchDescription": LaunchDescription},
+    "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument,
+                       "SetEnvironmentVariable": SetEnvironmentVariable},
+    "launch.conditions": {"IfCondition": IfCondition, "LaunchConfigurationEquals": LaunchConfigurationEquals},
+    "launch.substitutions": {"EnvironmentVariable": EnvironmentVariable, "LaunchConfiguration": LaunchConfiguration,
+                             "PathJoinSubstitution": PathJoinSubstitution},
+    "launch_ros": {},
+    "launch_ros.actions": {"Node": LaunchNode},
+    "launch_ros.substitutions": {"FindPackageShare": FindPackageShare},
+}
+
+
+def render(value):
+    """Plain data for a recorded value: substitutions as frontend strings, actions as dicts."""
+    if isinstance(value, PathJoinSubstitution):
+        return "/".join(render(part) for part in value.fields["substitutions"])
+    if isinstance(value, _Recorded) and value.FORMAT:
+        return value.FORMAT.format(**{k: render(v) for k, v in value.fields.items()})
+    if isinstance(value, _Recorded):
+        kind = "Node" if isinstance(value, LaunchNode) else type(value).__name__
+        return {"kind": kind, **{k: render(v) for k, v in value.fields.items()}}
+    if isinstance(value, dict):
+        return {render(k): render(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(render(v) for v in value)
+    return value
+
+
+@contextmanager
+def _stand_in_modules():
+    saved = {name: sys.modules.get(name) for name in STAND_INS}
+    for name, members in STAND_INS.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(members)
+        module.__path__ = []  # a package, so that its submodules import
+        sys.modules[name] = module
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+@dataclass
+class LaunchFile:
+    """A launch file's description: its entities in order, rendered by :func:`render`."""
+
+    entities: list[dict]
+
+    @property
+    def arguments(self) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "kind"} for e in self.entities if e["kind"] == "DeclareLaunchArgument"]
+
+    @property
+    def nodes(self) -> list[dict]:
+        return [e for e in self.entities if e["kind"] == "Node"]
+
+
+def installed_launch_dir(root: Path) -> Path:
+    """``root/share/depth_diffusion_ros/launch`` holding the files setup.py installs there."""
+    folder = f"share/{PACKAGE}/launch"
+    target = root / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for file in data_files()[folder]:
+        shutil.copy(REPO / file, target)
+    return target
+
+
+def load_launch(path: Path) -> LaunchFile:
+    """Execute a launch file as ``ros2 launch`` does (SourceFileLoader by path, then
+    generate_launch_description()) against the stand-ins."""
+    with _stand_in_modules():
+        loader = SourceFileLoader("python_launch_file", str(path))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        loader.exec_module(module)
+        description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription), f"{path.name} returned {description!r}"
+    return LaunchFile(render(list(description.fields["initial_entities"])))
+
+
+@pytest.fixture(scope="module")
+def launch_files(tmp_path_factory) -> dict[str, LaunchFile]:
+    """Every launch file, loaded from an installed-like share folder."""
+    folder = installed_launch_dir(tmp_path_factory.mktemp("install"))
+    files = sorted(folder.glob("*.launch.py"))
+    assert files, "setup.py installs no launch file"
+    return {path.name: load_launch(path) for path in files}
 
 
 def node_class(executable: str) -> type:
@@ -116,12 +280,142 @@ def _subscribed_topics(cls: type, ctx: Context, params: dict) -> set[str]:
         node.destroy_node()
 
 
-@pytest.mark.parametrize("launch_file", sorted(LAUNCH_FILES))
-def test_launch_file_nodes_are_console_scripts_with_valid_remappings(launch_file, ros_context):
-    nodes, args = parse_launch(REPO / "launch" / launch_file)
-    assert LAUNCH_FILES[launch_file] <= args, f"missing launch arguments {LAUNCH_FILES[launch_file] - args}"
+# ---- what each launch file must declare and start -----------------------------------------------
+
+def _arg(name: str, default: str, description: str | None = None, choices: list | None = None) -> dict:
+    return {"name": name, "default_value": default, "description": description, "choices": choices}
+
+
+COMPLETION_HELP = "ip_basic | nearest | torch | onnxruntime | tensorrt"
+SR_HELP = "torch | guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt"
+NAMESPACE = _arg("namespace", "", "namespace of the nodes")
+TOGGLES = [_arg("rviz", "false", "start RViz"), _arg("evaluate", "false", "start depth_evaluation_node")]
+FASTDDS_PROFILE = _arg(
+    "fastdds_profile", f"$(env FASTDDS_DEFAULT_PROFILES_FILE {SHARE}/config/fastdds_large_shm.xml)",
+    "Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the 512 KiB default loses "
+    "best-effort images and clouds); '' = Fast DDS defaults")
+CAMERA_TOPICS = [_arg("image_topic", "/camera/color/image_raw"), _arg("camera_info_topic", "/camera/color/camera_info")]
+
+
+def _sim_time(default: str) -> dict:
+    return _arg("use_sim_time", default, "use /clock (bag playback)")
+
+
+def _params_file(name: str) -> dict:
+    return _arg("params_file", f"{SHARE}/config/{name}", "parameter YAML")
+
+
+EXPECTED_ARGUMENTS = {
+    "kitti.launch.py": [
+        NAMESPACE, _params_file("kitti.yaml"), _arg("backend", "ip_basic", COMPLETION_HELP),
+        _arg("input", "sparse_depth", "sparse_depth (projection node) or points (completion node projects)",
+             ["sparse_depth", "points"]),
+        *TOGGLES, FASTDDS_PROFILE, _sim_time("true")],
+    "nyu.launch.py": [
+        NAMESPACE, _params_file("nyu.yaml"), _arg("backend", "ip_basic", COMPLETION_HELP),
+        *TOGGLES, FASTDDS_PROFILE, _sim_time("false"), *CAMERA_TOPICS,
+        _arg("sparse_depth_topic", "/camera/sparse_depth"),
+        _arg("depth_gt_topic", "/camera/depth/image_rect_raw", "ground-truth depth for evaluate:=true")],
+    "super_resolution.launch.py": [
+        NAMESPACE, _params_file("super_resolution.yaml"), _arg("backend", "torch", SR_HELP),
+        _arg("model_path", "", "checkpoint/export directory; '' = the shipped DSR-Diff demo weights (torch)"),
+        *TOGGLES, _sim_time("false"), *CAMERA_TOPICS,
+        _arg("depth_lr_topic", "/camera/depth/image_rect_raw"),
+        _arg("depth_lr_camera_info_topic", "/camera/depth/camera_info"),
+        _arg("depth_gt_topic", "/camera/depth_gt/image", "ground-truth depth at the colour resolution for evaluate:=true")],
+}
+
+KITTI_CAMERA_INFO = ("camera_info", "/kitti/camera_color_left/camera_info")
+CAMERA_EVALUATION = [("depth_gt", "$(var depth_gt_topic)"), ("camera_info", "$(var camera_info_topic)")]
+EVALUATE = "if $(var evaluate)"
+# (executable, parameters after params_file and use_sim_time, remappings, condition), in launch order
+EXPECTED_NODES = {
+    "kitti.launch.py": [
+        ("lidar_depth_projection_node", [], [("points", "/kitti/velo/pointcloud"), KITTI_CAMERA_INFO],
+         "$(var input) == sparse_depth"),
+        ("depth_completion_node", [{"backend": "$(var backend)", "input": "$(var input)"}],
+         [("image", "/kitti/camera_color_left/image_raw"), KITTI_CAMERA_INFO, ("points", "/kitti/velo/pointcloud")],
+         None),
+        ("depth_evaluation_node", [],
+         [("depth_gt", "/kitti/camera_color_left/depth_gt"), KITTI_CAMERA_INFO,
+          ("points_holdout", "/kitti/velo/pointcloud_holdout")], EVALUATE)],
+    "nyu.launch.py": [
+        ("depth_completion_node", [{"backend": "$(var backend)", "input": "sparse_depth"}],
+         [("image", "$(var image_topic)"), ("camera_info", "$(var camera_info_topic)"),
+          ("sparse_depth", "$(var sparse_depth_topic)")], None),
+        ("depth_evaluation_node", [], CAMERA_EVALUATION, EVALUATE)],
+    "super_resolution.launch.py": [
+        ("depth_super_resolution_node", [{"backend": "$(var backend)", "model_path": "$(var model_path)"}],
+         [("image", "$(var image_topic)"), ("camera_info", "$(var camera_info_topic)"),
+          ("depth_lr", "$(var depth_lr_topic)"), ("depth_lr/camera_info", "$(var depth_lr_camera_info_topic)")],
+         None),
+        ("depth_evaluation_node", [], CAMERA_EVALUATION, EVALUATE)],
+}
+RVIZ = {"kind": "Node", "package": "rviz2", "executable": "rviz2", "name": "rviz2", "namespace": None,
+        "output": "screen", "emulate_tty": False, "remappings": None, "condition": "if $(var rviz)",
+        "arguments": ["-d", f"{SHARE}/config/depth_diffusion.rviz"],
+        "parameters": [{"use_sim_time": "$(var use_sim_time)"}]}
+FASTDDS_ENVIRONMENT = {"kind": "SetEnvironmentVariable", "name": "FASTDDS_DEFAULT_PROFILES_FILE",
+                       "value": "$(var fastdds_profile)"}
+LAUNCH_FILE_NAMES = sorted(EXPECTED_ARGUMENTS)
+
+
+def test_setup_installs_every_launch_file_and_the_shared_module(launch_files):
+    installed = {Path(f).name for f in data_files()[f"share/{PACKAGE}/launch"]}
+    assert installed == {p.name for p in (REPO / "launch").glob("*.py")}
+    assert "depth_pipeline.py" in installed  # loaded by path by the launch files beside it
+    assert set(launch_files) == set(LAUNCH_FILE_NAMES)
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILE_NAMES)
+def test_launch_arguments_names_defaults_and_descriptions(launch_files, launch_file):
+    assert launch_files[launch_file].arguments == EXPECTED_ARGUMENTS[launch_file]
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILE_NAMES)
+def test_launch_nodes_parameters_remappings_conditions_and_fastdds_profile(launch_files, launch_file):
+    described = launch_files[launch_file]
+    entities = described.entities
+    n_arguments = len(described.arguments)
+    assert all(e["kind"] == "DeclareLaunchArgument" for e in entities[:n_arguments]), "arguments come first"
+    rest = entities[n_arguments:]
+    if any(a["name"] == "fastdds_profile" for a in described.arguments):
+        # set before any node starts, so that every node process inherits it
+        assert rest[0] == FASTDDS_ENVIRONMENT
+        rest = rest[1:]
+    assert FASTDDS_ENVIRONMENT not in rest
+    assert rest[-1] == RVIZ
+    ours = rest[:-1]
+    assert [n["executable"] for n in ours] == [e[0] for e in EXPECTED_NODES[launch_file]]
+    for node, (executable, overrides, remappings, condition) in zip(ours, EXPECTED_NODES[launch_file]):
+        assert node == {
+            "kind": "Node", "package": PACKAGE, "executable": executable,
+            "name": executable,  # so that the config YAML keys (/**/<executable>) match
+            "namespace": "$(var namespace)",
+            "parameters": ["$(var params_file)", {"use_sim_time": "$(var use_sim_time)"}, *overrides],
+            "remappings": remappings, "condition": condition, "output": "screen", "emulate_tty": True,
+            "arguments": None,
+        }, executable
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILE_NAMES)
+def test_every_launch_configuration_used_is_declared_and_every_config_file_installed(launch_files, launch_file):
+    described = launch_files[launch_file]
+    declared = {a["name"] for a in described.arguments}
+    text = repr(described.entities)
+    used = set(re.findall(r"\$\(var (\w+)\)", text))
+    assert used <= declared, f"{launch_file} uses undeclared {sorted(used - declared)}"
+    unused = declared - used
+    assert not unused, f"{launch_file} declares {sorted(unused)} but nothing reads them"
+    installed = {Path(f).name for f in data_files()[f"share/{PACKAGE}/config"]}
+    for name in re.findall(rf"{re.escape(SHARE)}/config/([\w.]+)", text):
+        assert name in installed and (REPO / "config" / name).is_file(), name
+
+
+@pytest.mark.parametrize("launch_file", ["kitti.launch.py", "nyu.launch.py"])
+def test_launch_file_nodes_are_console_scripts_with_valid_remappings(launch_files, launch_file, ros_context):
+    nodes = launch_files[launch_file].nodes
     scripts = console_scripts()
-    assert "common = [params_file, " in (REPO / "launch" / launch_file).read_text()
     ours = [n for n in nodes if n.get("package") == PACKAGE]
     assert ours, "no node of this package is launched"
     ctx = ros_context([])
@@ -130,7 +424,6 @@ def test_launch_file_nodes_are_console_scripts_with_valid_remappings(launch_file
         exe = n["executable"]
         assert exe in scripts, f"{launch_file}: executable {exe!r} is not a console script in setup.py"
         assert n["name"] == exe, "node name must equal the executable so that config keys match"
-        assert "namespace=namespace" in n["_source"] and "parameters=common" in n["_source"]
         cls = node_class(exe)
         # every remapped name is a topic the node really subscribes to (in one of its modes)
         topics: set[str] = set()
@@ -144,19 +437,43 @@ def test_launch_file_nodes_are_console_scripts_with_valid_remappings(launch_file
             topics |= _subscribed_topics(cls, ctx, {"T_camera_lidar": [float(v) for v in identity]})
         for src, _dst in n["remappings"]:
             assert src in topics, f"{launch_file}: {exe} remaps {src!r} but subscribes only {sorted(topics)}"
-    assert {n["executable"] for n in nodes if n.get("package") == "rviz2"} == {"rviz2"}
-    assert any("depth_diffusion.rviz" in n["_source"] for n in nodes)
     exes = {n["executable"] for n in ours}
     assert "depth_evaluation_node" in exes and "depth_completion_node" in exes
-    evaluation = next(n for n in ours if n["executable"] == "depth_evaluation_node")
-    assert 'IfCondition(LaunchConfiguration("evaluate"))' in evaluation["_source"]
     if launch_file == "kitti.launch.py":
         targets = {dst for n in ours for _, dst in n["remappings"]}
         assert KITTI_TOPICS <= targets
         assert "lidar_depth_projection_node" in exes
     # the default backend of the launch file exists
-    text = (REPO / "launch" / launch_file).read_text()
-    assert 'DeclareLaunchArgument("backend", default_value="ip_basic"' in text and "ip_basic" in COMPLETION_BACKENDS
+    backend = next(a for a in launch_files[launch_file].arguments if a["name"] == "backend")
+    assert backend["default_value"] == "ip_basic" and "ip_basic" in COMPLETION_BACKENDS
+    assert set(backend["description"].split(" | ")) <= set(COMPLETION_BACKENDS)
+
+
+def test_super_resolution_backends_named_in_the_launch_file_exist(launch_files):
+    backend = next(a for a in launch_files["super_resolution.launch.py"].arguments if a["name"] == "backend")
+    assert backend["default_value"] in SUPER_RESOLUTION_BACKENDS
+    assert set(backend["description"].split(" | ")) <= set(SUPER_RESOLUTION_BACKENDS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros is not installed")
+@pytest.mark.parametrize("launch_file", LAUNCH_FILE_NAMES)
+def test_real_launch_api_declares_the_same_arguments_and_nodes(launch_file):
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    from launch.substitutions import TextSubstitution
+    from launch_ros.actions import Node as RosNode
+
+    description = get_launch_description_from_python_launch_file(str(REPO / "launch" / launch_file))
+    expected = EXPECTED_ARGUMENTS[launch_file]
+    arguments = description.get_launch_arguments()
+    assert [a.name for a in arguments] == [e["name"] for e in expected]
+    for argument, want in zip(arguments, expected):
+        assert argument.choices == want["choices"], argument.name
+        if want["description"] is not None:  # launch appends " Valid choices are: [...]" to it
+            assert argument.description.startswith(want["description"]), argument.name
+        if all(isinstance(s, TextSubstitution) for s in argument.default_value):
+            assert "".join(s.text for s in argument.default_value) == want["default_value"], argument.name
+    nodes = [e for e in description.entities if isinstance(e, RosNode)]
+    assert len(nodes) == len(EXPECTED_NODES[launch_file]) + 1  # + RViz
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -1,6 +1,8 @@
 """launch/super_resolution.launch.py and config/super_resolution.yaml, checked without launch_ros
-(parsed with ``ast``; the YAML loaded by rcl's own parser into the real nodes), with the helpers
-of test_launch_static.py."""
+(the launch file built against test_launch_static.py's stand-ins for launch/launch_ros; the YAML
+loaded by rcl's own parser into the real nodes), with the helpers of test_launch_static.py.
+Its full argument and node tables are checked in test_launch_static.py with the other launch
+files; here, that its remappings are exactly the topics the node subscribes to."""
 from __future__ import annotations
 
 import importlib
@@ -10,16 +12,17 @@ import yaml
 
 from depth_diffusion_ros.inference.backends import SUPER_RESOLUTION_BACKENDS
 
-from test_launch_static import REPO, _subscribed_topics, console_scripts, node_class, parse_launch, ros_context  # noqa: F401
+from test_launch_static import (  # noqa: F401
+    REPO, _subscribed_topics, console_scripts, launch_files, node_class, ros_context)
 
 pytestmark = pytest.mark.ros
 
 PACKAGE = "depth_diffusion_ros"
 
 
-def test_launch_file_nodes_and_remappings(ros_context):  # noqa: F811
-    path = REPO / "launch" / "super_resolution.launch.py"
-    nodes, args = parse_launch(path)
+def test_launch_file_nodes_and_remappings(launch_files, ros_context):  # noqa: F811
+    described = launch_files["super_resolution.launch.py"]
+    nodes, args = described.nodes, {a["name"] for a in described.arguments}
     assert {"namespace", "params_file", "backend", "model_path", "rviz", "evaluate", "image_topic",
             "camera_info_topic", "depth_lr_topic", "depth_lr_camera_info_topic"} <= args
     ours = [n for n in nodes if n.get("package") == PACKAGE]
@@ -28,7 +31,8 @@ def test_launch_file_nodes_and_remappings(ros_context):  # noqa: F811
     ctx = ros_context([])
     for n in ours:
         assert n["executable"] in scripts and n["name"] == n["executable"]
-        assert "namespace=namespace" in n["_source"] and "parameters=common" in n["_source"]
+        assert n["namespace"] == "$(var namespace)"
+        assert n["parameters"][:2] == ["$(var params_file)", {"use_sim_time": "$(var use_sim_time)"}]
     sr = next(n for n in ours if n["executable"] == "depth_super_resolution_node")
     cls = node_class("depth_super_resolution_node")
     topics = _subscribed_topics(cls, ctx, {"backend": "bicubic", "use_depth_camera_info": True})
@@ -36,10 +40,11 @@ def test_launch_file_nodes_and_remappings(ros_context):  # noqa: F811
     assert {src for src, _ in sr["remappings"]} == topics
     assert _subscribed_topics(cls, ctx, {"backend": "bicubic"}) == {"image", "camera_info", "depth_lr"}
     evaluation = next(n for n in ours if n["executable"] == "depth_evaluation_node")
-    assert 'IfCondition(LaunchConfiguration("evaluate"))' in evaluation["_source"]
-    text = path.read_text()
-    assert 'DeclareLaunchArgument("backend", default_value="torch"' in text and "torch" in SUPER_RESOLUTION_BACKENDS
-    assert any(n.get("executable") == "rviz2" and "depth_diffusion.rviz" in n["_source"] for n in nodes)
+    assert evaluation["condition"] == "if $(var evaluate)"
+    backend = next(a for a in described.arguments if a["name"] == "backend")
+    assert backend["default_value"] == "torch" and "torch" in SUPER_RESOLUTION_BACKENDS
+    assert any(n["executable"] == "rviz2" and n["arguments"][-1].endswith("/config/depth_diffusion.rviz")
+               for n in nodes)
 
 
 def test_config_keys_are_declared_and_accepted(ros_context):  # noqa: F811
