@@ -30,9 +30,13 @@ from depth_diffusion_ros.geometry.projection import (
     project_lidar_to_depth,
     project_points_to_depth,
 )
+from depth_diffusion_ros.geometry.sampling import holdout_mask
 from depth_diffusion_ros.geometry.transforms import (
     invert_transform,
+    lookup_static_transform,
     make_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
     transform_points,
 )
 
@@ -171,6 +175,55 @@ def test_transforms_inverse_and_apply():
         transform_points(np.zeros((3, 2)), T)
     with pytest.raises(ValueError, match=r"\(4,4\)"):
         invert_transform(np.eye(3))
+
+
+def test_quaternion_matrix_round_trip():
+    # the LiDAR "x forward, y left, z up" -> optical "x right, y down, z forward" rotation
+    R_optical = np.array([[0, -1, 0], [0, 0, -1], [1, 0, 0]], dtype=float)
+    np.testing.assert_allclose(matrix_to_quaternion(R_optical), (0.5, -0.5, 0.5, 0.5), atol=1e-12)
+    np.testing.assert_allclose(quaternion_to_matrix(0.5, -0.5, 0.5, 0.5), R_optical, atol=1e-12)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # every branch of Shepperd's method (trace > 0 and each diagonal largest)
+        q = rng.normal(size=4)
+        R = quaternion_to_matrix(*q)
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+        q2 = matrix_to_quaternion(R)
+        assert q2[3] >= 0 and abs(np.linalg.norm(q2) - 1) < 1e-12
+        np.testing.assert_allclose(quaternion_to_matrix(*q2), R, atol=1e-12)
+        np.testing.assert_allclose(np.abs(q2), np.abs(q / np.linalg.norm(q)), atol=1e-9)  # +-q: same rotation
+    np.testing.assert_allclose(quaternion_to_matrix(0, 0, 0, 2.0), np.eye(3))  # normalised first
+    with pytest.raises(ValueError, match="invalid quaternion"):
+        quaternion_to_matrix(0, 0, 0, 0)
+    with pytest.raises(ValueError, match="proper rotation"):
+        matrix_to_quaternion(np.diag([1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match="3x3"):
+        matrix_to_quaternion(np.eye(4))
+
+
+def test_lookup_static_transform_follows_chains_both_ways():
+    T_base_velo = make_transform(_rot_z(0.2), [1.0, 0.0, 1.5])
+    T_camera_base = make_transform(_rot_z(-0.4), [0.0, -0.1, 0.3])
+    edges = [("base_link", "velo", T_base_velo), ("camera", "base_link", T_camera_base)]
+    np.testing.assert_allclose(lookup_static_transform(edges, "camera", "velo"), T_camera_base @ T_base_velo,
+                               atol=1e-12)
+    np.testing.assert_allclose(lookup_static_transform(edges, "velo", "/camera"),
+                               invert_transform(T_camera_base @ T_base_velo), atol=1e-12)
+    np.testing.assert_array_equal(lookup_static_transform(edges, "velo", "velo"), np.eye(4))
+    assert lookup_static_transform(edges, "camera", "imu") is None
+
+
+def test_holdout_mask_is_the_seeded_draw():
+    mask = holdout_mask(1000, 0.1, seed=3, frame_index=7)
+    assert mask.dtype == bool and mask.shape == (1000,) and mask.sum() == 100
+    expected = np.zeros(1000, dtype=bool)
+    expected[np.random.default_rng([3, 7]).choice(1000, size=100, replace=False)] = True
+    np.testing.assert_array_equal(mask, expected)  # the exact draw kitti-to-bag, replay and training share
+    np.testing.assert_array_equal(mask, holdout_mask(1000, 0.1, 3, 7))
+    assert not np.array_equal(mask, holdout_mask(1000, 0.1, 3, 8))
+    assert holdout_mask(1000, 0.0, 3, 7).sum() == 0 and holdout_mask(5, 0.25, 0, 0).sum() == 1  # round(1.25)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            holdout_mask(10, bad, 0, 0)
 
 
 # ---------------------------------------------------------------- projection

@@ -14,6 +14,7 @@ from depth_diffusion_ros.geometry.calibration import read_kitti_object_calib, re
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png, write_kitti_depth_png
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.geometry.sampling import holdout_mask
 from depth_diffusion_ros.tools import bag_io
 from depth_diffusion_ros.tools.kitti_to_bag import (
     KittiLayoutError,
@@ -108,7 +109,7 @@ def test_object_folder_to_sqlite3_with_holdout(kitti_object_dir: Path, tmp_path:
         kept, held = msgs[PTS][i][1], msgs[HOLD][i][1]
         assert kept.width + held.width == n_total
         assert held.width == round(0.1 * n_total)
-        mask = bag_io.holdout_mask(n_total, 0.1, 3, i)
+        mask = holdout_mask(n_total, 0.1, 3, i)
         full = np.fromfile(kitti_object_dir / f"velodyne/{name}.bin", dtype="<f4").reshape(-1, 4)
         np.testing.assert_array_equal(bag_io.pointcloud_msg_to_array(held, ("x", "y", "z", "intensity")), full[mask])
         calib = read_kitti_object_calib(kitti_object_dir / f"calib/{name}.txt", 2, (sizes[i][0], sizes[i][1]))

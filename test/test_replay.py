@@ -16,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, mean_metrics, to_kitti_units
 from depth_diffusion_ros.evaluation.report import load_report
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.geometry.sampling import holdout_mask
 from depth_diffusion_ros.tools import bag_io
 from depth_diffusion_ros.tools.kitti_to_bag import convert, discover_kitti
 from depth_diffusion_ros.tools.replay import ReplayOptions, replay
@@ -101,7 +102,7 @@ def test_replay_held_out_lidar_on_object_frames_with_two_calibrations(kitti_obje
     expected_frames = []
     for i, (cloud, info, tf) in enumerate(zip(clouds, infos, tfs)):
         points = bag_io.pointcloud_msg_to_array(cloud)
-        held = bag_io.holdout_mask(len(points), 0.1, 4, i)
+        held = holdout_mask(len(points), 0.1, 4, i)
         T = bag_io.tf_message_to_transforms(tf)[0][2]  # each frame's own calibration
         intr = bag_io.camera_info_msg_to_intrinsics(info)
         gt = project_lidar_to_depth(points[held], T, intr)

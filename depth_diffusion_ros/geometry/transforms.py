@@ -1,8 +1,10 @@
-"""Rigid transforms as 4x4 homogeneous matrices.
+"""Rigid transforms as 4x4 homogeneous matrices, and rotations as quaternions.
 
 Naming follows the ``T_target_source`` convention: ``p_target = T_target_source @ p_source``.
 """
 from __future__ import annotations
+
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -71,3 +73,97 @@ def transform_points(points: np.ndarray, T_target_source: np.ndarray) -> np.ndar
     for i in range(3):
         out[:, i] = T[i, 0] * x + T[i, 1] * y + T[i, 2] * z + T[i, 3]
     return out
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """(3, 3) float64 rotation matrix of the quaternion ``(x, y, z, w)``, normalised first.
+
+    Hamilton's convention, as ROS stores rotations (``geometry_msgs/Quaternion``, REP 103).
+
+    Raises:
+        ValueError: a zero or non-finite quaternion.
+    """
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-12:
+        raise ValueError(f"invalid quaternion {q.tolist()}")
+    x, y, z, w = q / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:  # noqa: N803
+    """Unit quaternion ``(x, y, z, w)`` with ``w >= 0`` of a (3, 3) rotation matrix.
+
+    Shepperd's method (S. W. Shepperd, "Quaternion from rotation matrix", J. Guidance and
+    Control 1(3), 1978): the largest of the four diagonal combinations is taken first, which
+    keeps the division well conditioned for every rotation.
+
+    Raises:
+        ValueError: ``R`` is not a finite 3x3 matrix, or not a proper rotation (``R R^T``
+            differs from the identity by more than 1e-3, or ``det R <= 0``).
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3) or not np.all(np.isfinite(R)):
+        raise ValueError(f"rotation must be a finite 3x3 matrix, got shape {R.shape}")
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) <= 0:
+        raise ValueError("matrix is not a proper rotation (R R^T != I or det <= 0)")
+    tr = float(np.trace(R))
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
+        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
+    elif R[1, 1] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
+        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
+    else:
+        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
+        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
+    q = np.array([x, y, z, w])
+    q /= np.linalg.norm(q)
+    if q[3] < 0:
+        q = -q
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+def lookup_static_transform(
+    transforms: Iterable[tuple[str, str, np.ndarray]], target: str, source: str
+) -> Optional[np.ndarray]:
+    """(4, 4) float64 ``T_target_source`` from static tf edges, or None when no chain joins them.
+
+    ``transforms``: ``(parent, child, T_parent_child)`` edges, each a (4, 4) transform in metres
+    (as ``/tf_static`` gives them). Searches the tf tree as an undirected graph (inverting edges
+    as needed), so a chain such as camera <- base_link <- velo resolves too. A leading '/' of
+    ``target`` / ``source`` is ignored; edge frame ids are compared as given (without one).
+    """
+    target, source = target.lstrip("/"), source.lstrip("/")
+    if target == source:
+        return np.eye(4)
+    edges: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for parent, child, T in transforms:
+        edges.setdefault(parent, []).append((child, T))           # T maps child -> parent
+        edges.setdefault(child, []).append((parent, np.linalg.inv(T)))
+    # breadth-first search from source; accumulate T_node_source
+    frontier = [(source, np.eye(4))]
+    seen = {source}
+    while frontier:
+        nxt = []
+        for frame, T_frame_source in frontier:
+            for other, T_frame_other in edges.get(frame, []):
+                # T_frame_other maps `other` -> `frame`; we need T_other_frame
+                if other in seen:
+                    continue
+                T_other_source = np.linalg.inv(T_frame_other) @ T_frame_source
+                if other == target:
+                    return T_other_source
+                seen.add(other)
+                nxt.append((other, T_other_source))
+        frontier = nxt
+    return None

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from geometry_msgs.msg import Transform
 
-from depth_diffusion_ros.geometry.transforms import make_transform
+from depth_diffusion_ros.geometry.transforms import make_transform, quaternion_to_matrix
 from depth_diffusion_ros.ros.errors import InputError
 
 
@@ -14,7 +14,8 @@ def transform_msg_to_matrix(transform: Transform) -> np.ndarray:
     """(4, 4) float64 ``T_target_source`` of a tf2 transform (``lookup_transform(target, source)``).
 
     The unit quaternion (x, y, z, w) becomes the rotation matrix of Hamilton's convention as ROS
-    uses it (REP 103); the translation is in metres.
+    uses it (REP 103; :func:`~depth_diffusion_ros.geometry.transforms.quaternion_to_matrix`); the
+    translation is in metres.
 
     Raises:
         InputError (reason ``bad_transform``): non-finite values or a quaternion whose norm is
@@ -28,12 +29,4 @@ def transform_msg_to_matrix(transform: Transform) -> np.ndarray:
     norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
     if abs(norm - 1.0) > 1e-3:
         raise InputError(f"transform rotation quaternion has norm {norm:.6f}, expected 1", reason="bad_transform")
-    x, y, z, w = q.x / norm, q.y / norm, q.z / norm, q.w / norm
-    R = np.array(  # noqa: N806
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    return make_transform(R, np.array([t.x, t.y, t.z], dtype=np.float64))
+    return make_transform(quaternion_to_matrix(q.x, q.y, q.z, q.w), np.array([t.x, t.y, t.z], dtype=np.float64))

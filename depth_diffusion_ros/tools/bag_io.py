@@ -1,9 +1,14 @@
-"""Reading and writing rosbag2 files with the ``rosbags`` library (no ROS install needed).
+"""Reading and writing rosbag2 files with the ``rosbags`` library.
 
 Used by ``kitti-to-bag`` (writing), ``replay`` (reading the input bag, recording the nodes'
 output) and the demo. Messages are built and decoded as ``rosbags`` message objects in the
 ROS 2 Humble type store (Humble, Jazzy and Kilted share these message layouts, so the CDR bytes
 are the same on each distribution and rclpy can publish them as serialized messages).
+
+Decoding reuses the ROS boundary (:mod:`depth_diffusion_ros.ros`): its image and camera_info
+readers access message fields by name, so they read rosbags message objects as they read rclpy
+ones; their :class:`~depth_diffusion_ros.ros.errors.InputError` becomes :class:`BagError` here
+(same message). Rotations use :mod:`depth_diffusion_ros.geometry.transforms`.
 
 Conventions (see ``docs/interfaces.md``): depth in float32 metres, 0 = missing inside arrays and
 NaN in a published 32FC1 image; transforms ``T_target_source`` 4x4 in metres; stamps in integer
@@ -11,7 +16,9 @@ nanoseconds.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -21,8 +28,14 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from depth_diffusion_ros.geometry.depth_codecs import decode_depth, encode_depth
+from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+# holdout_mask lives in geometry.sampling; still importable from here for test_training_evaluate
+from depth_diffusion_ros.geometry.sampling import holdout_mask  # noqa: F401
+from depth_diffusion_ros.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
+from depth_diffusion_ros.ros.camera_info import camera_info_to_intrinsics
+from depth_diffusion_ros.ros.errors import InputError
+from depth_diffusion_ros.ros.image import depth_from_image, image_to_array, rgb_from_image
 
 #: Type store used to write and read bags (Humble message definitions; same CDR on newer distros).
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -49,59 +62,6 @@ class BagError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# Rotations and transforms (tf2_msgs/TFMessage <-> 4x4)
-# --------------------------------------------------------------------------------------------
-def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """Unit quaternion ``(x, y, z, w)`` with ``w >= 0`` of a 3x3 rotation matrix.
-
-    Shepperd's method (largest diagonal term first, numerically stable). Raises ValueError when
-    ``R`` is not a rotation (not 3x3, or ``R R^T`` differs from the identity by more than 1e-3).
-    """
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape != (3, 3) or not np.all(np.isfinite(R)):
-        raise ValueError(f"rotation must be a finite 3x3 matrix, got shape {R.shape}")
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) <= 0:
-        raise ValueError("matrix is not a proper rotation (R R^T != I or det <= 0)")
-    tr = float(np.trace(R))
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
-def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """3x3 rotation matrix of the quaternion ``(x, y, z, w)`` (normalised first).
-
-    Raises ValueError for a zero or non-finite quaternion.
-    """
-    q = np.array([x, y, z, w], dtype=np.float64)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-12:
-        raise ValueError(f"invalid quaternion {q.tolist()}")
-    x, y, z, w = q / n
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Message builders (rosbags message objects)
 # --------------------------------------------------------------------------------------------
 def _types() -> Any:
@@ -115,11 +75,6 @@ def make_header(stamp_ns: int, frame_id: str) -> Any:
     return t["std_msgs/msg/Header"](
         stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
     )
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time (rosbags or rclpy) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def make_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
@@ -222,61 +177,66 @@ def make_tf_message(T_parent_child: np.ndarray, parent: str, child: str, stamp_n
 # --------------------------------------------------------------------------------------------
 # Message decoders (rosbags message objects -> numpy)
 # --------------------------------------------------------------------------------------------
+@contextmanager
+def _as_bag_error() -> Iterator[None]:
+    """Re-raise the ROS boundary's InputError as BagError with the same message."""
+    try:
+        yield
+    except InputError as exc:
+        raise BagError(str(exc)) from exc
+
+
+def _mono16_as_16uc1(msg: Any) -> Any:
+    """``mono16`` has the layout of ``16UC1`` (uint16, one channel): read it as such."""
+    return dataclasses.replace(msg, encoding="16UC1") if msg.encoding == "mono16" else msg
+
+
 def image_msg_to_array(msg: Any) -> np.ndarray:
     """sensor_msgs/Image -> array as encoded: (H,W,3) uint8 rgb8/bgr8, (H,W) uint8/uint16/float32.
 
+    :func:`depth_diffusion_ros.ros.image.image_to_array` (``mono16`` read as ``16UC1``).
     Raises BagError naming the encoding or the size that does not fit.
     """
-    layouts = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "mono8": ("u1", 1), "16UC1": ("u2", 1),
-               "32FC1": ("f4", 1), "mono16": ("u2", 1)}
-    if msg.encoding not in layouts:
-        raise BagError(f"unsupported image encoding {msg.encoding!r}")
-    kind, channels = layouts[msg.encoding]
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w = int(msg.height), int(msg.width)
-    row_bytes = w * channels * dtype.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if h == 0 or w == 0 or msg.step < row_bytes or data.size < msg.step * h:
-        raise BagError(
-            f"image data does not fit its header: {w}x{h} {msg.encoding}, step {msg.step}, "
-            f"{data.size} bytes"
-        )
-    rows = data[: msg.step * h].reshape(h, msg.step)[:, :row_bytes]
-    arr = np.ascontiguousarray(rows).view(dtype).reshape((h, w, channels) if channels > 1 else (h, w))
-    return arr.astype(dtype.newbyteorder("="), copy=False)
+    with _as_bag_error():
+        return image_to_array(_mono16_as_16uc1(msg))
 
 
 def image_msg_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image rgb8|bgr8|mono8 -> (H, W, 3) uint8 RGB."""
-    arr = image_msg_to_array(msg)
-    if msg.encoding == "rgb8":
-        return arr
-    if msg.encoding == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if msg.encoding == "mono8":
-        return np.repeat(arr[..., None], 3, axis=2)
-    raise BagError(f"image encoding {msg.encoding!r} is not a colour image (rgb8, bgr8, mono8)")
+    """sensor_msgs/Image rgb8|bgr8|mono8 -> (H, W, 3) uint8 RGB.
+
+    :func:`depth_diffusion_ros.ros.image.rgb_from_image`. Raises BagError for another encoding
+    or a malformed image.
+    """
+    with _as_bag_error():
+        return rgb_from_image(msg)
 
 
 def depth_msg_to_array(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image 16UC1 (mm) | 32FC1 (m) -> (H, W) float32 metres, 0 = invalid."""
-    if msg.encoding not in ("16UC1", "32FC1", "mono16"):
-        raise BagError(f"depth image encoding {msg.encoding!r} is not 16UC1 or 32FC1")
-    return decode_depth(image_msg_to_array(msg), "16UC1" if msg.encoding == "mono16" else msg.encoding)
+    """sensor_msgs/Image 16UC1|mono16 (mm) | 32FC1 (m) -> (H, W) float32 metres, 0 = invalid.
+
+    :func:`depth_diffusion_ros.ros.image.depth_from_image`. Raises BagError for another
+    encoding or a malformed image.
+    """
+    with _as_bag_error():
+        return depth_from_image(_mono16_as_16uc1(msg))
 
 
 def camera_info_msg_to_intrinsics(msg: Any) -> Intrinsics:
-    """sensor_msgs/CameraInfo -> Intrinsics (P for rectified images, K otherwise)."""
-    try:
-        return Intrinsics.from_camera_info(list(msg.k), list(msg.p), int(msg.width), int(msg.height))
-    except ValueError as exc:
-        raise BagError(f"bad camera_info: {exc}") from exc
+    """sensor_msgs/CameraInfo -> Intrinsics (P for rectified images, K otherwise).
+
+    :func:`depth_diffusion_ros.ros.camera_info.camera_info_to_intrinsics`. Raises BagError for
+    non-finite or unusable intrinsics.
+    """
+    with _as_bag_error():
+        return camera_info_to_intrinsics(msg)
 
 
 def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
     """sensor_msgs/PointCloud2 -> (N, len(fields)) float32, rows with a non-finite x/y/z removed.
 
-    Any PointField numeric datatype is read; a missing ``intensity`` field reads as 0.
+    Any PointField numeric datatype is read; a missing ``intensity`` field reads as 0 (wider
+    than :func:`depth_diffusion_ros.ros.pointcloud.pointcloud2_to_xyz`, which reads float x, y, z
+    only, so the bag tools keep their own reader).
     Raises BagError when x, y or z is missing or the data is shorter than the header says.
     """
     offsets = {f.name: (int(f.offset), int(f.datatype)) for f in msg.fields}
@@ -331,58 +291,6 @@ def tf_message_to_transforms(msg: Any) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
-def lookup_static_transform(
-    transforms: Iterable[tuple[str, str, np.ndarray]], target: str, source: str
-) -> Optional[np.ndarray]:
-    """``T_target_source`` from a set of (parent, child, T_parent_child) edges, or None.
-
-    Searches the tf tree (as an undirected graph, inverting edges as needed), so a chain such as
-    camera <- base_link <- velo resolves too. Frame ids compare without a leading '/'.
-    """
-    target, source = target.lstrip("/"), source.lstrip("/")
-    if target == source:
-        return np.eye(4)
-    edges: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for parent, child, T in transforms:
-        edges.setdefault(parent, []).append((child, T))           # T maps child -> parent
-        edges.setdefault(child, []).append((parent, np.linalg.inv(T)))
-    # breadth-first search from source; accumulate T_node_source
-    frontier = [(source, np.eye(4))]
-    seen = {source}
-    while frontier:
-        nxt = []
-        for frame, T_frame_source in frontier:
-            for other, T_frame_other in edges.get(frame, []):
-                # T_frame_other maps `other` -> `frame`; we need T_other_frame
-                if other in seen:
-                    continue
-                T_other_source = np.linalg.inv(T_frame_other) @ T_frame_source
-                if other == target:
-                    return T_other_source
-                seen.add(other)
-                nxt.append((other, T_other_source))
-        frontier = nxt
-    return None
-
-
-def holdout_mask(n_points: int, fraction: float, seed: int, frame_index: int) -> np.ndarray:
-    """Bool (n_points,) mask of the LiDAR points held out for evaluation (True = held out).
-
-    Exactly ``round(fraction * n_points)`` points, drawn without replacement by
-    ``numpy.random.default_rng([seed, frame_index])``: the same split for the same bag, seed and
-    frame, whether made by ``kitti-to-bag --holdout-fraction`` or by ``replay``. Raises ValueError
-    for a fraction outside [0, 1).
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    mask = np.zeros(int(n_points), dtype=bool)
-    k = int(round(fraction * n_points))
-    if k:
-        rng = np.random.default_rng([int(seed), int(frame_index)])
-        mask[rng.choice(int(n_points), size=k, replace=False)] = True
-    return mask
-
-
 # --------------------------------------------------------------------------------------------
 # Writer
 # --------------------------------------------------------------------------------------------
@@ -395,6 +303,18 @@ def _qos(latched: bool, reliable: bool = True) -> Qos:
         deadline=zero, lifespan=zero, liveliness=QosLiveliness.AUTOMATIC,
         liveliness_lease_duration=zero, avoid_ros_namespace_conventions=False,
     )
+
+
+def probe_writable(folder: Path, probe_name: str = ".ddr_write_probe") -> None:
+    """Create ``folder`` (with its parents) and write and remove an empty probe file in it.
+
+    Raises:
+        OSError: the folder cannot be created or written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / probe_name
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def prepare_bag_path(path: Path | str, overwrite: bool = False) -> Path:
@@ -414,10 +334,7 @@ def prepare_bag_path(path: Path | str, overwrite: bool = False) -> Path:
             )
         shutil.rmtree(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".ddr_write_probe_{path.name}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(path.parent, f".ddr_write_probe_{path.name}")
     except OSError as exc:
         raise BagError(f"cannot write the bag {path}: {exc.strerror or exc}") from exc
     return path

@@ -51,6 +51,7 @@ from depth_diffusion_ros.geometry.calibration import (
     read_velodyne_bin,
 )
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
+from depth_diffusion_ros.geometry.sampling import holdout_mask
 from depth_diffusion_ros.tools.bag_io import (
     CAMERA_INFO,
     IMAGE,
@@ -58,7 +59,6 @@ from depth_diffusion_ros.tools.bag_io import (
     TF_MESSAGE,
     BagError,
     BagWriter,
-    holdout_mask,
     make_camera_info,
     make_depth_image,
     make_image,
@@ -327,6 +327,50 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _load_frame(frame: KittiFrame) -> tuple[np.ndarray, KittiCalibration, Optional[np.ndarray], Optional[np.ndarray]]:
+    """(rgb, calibration, LiDAR points or None, ground truth or None) of one frame.
+
+    Raises:
+        _FrameSkip / KittiLayoutError / ValueError / OSError: the frame cannot be written.
+    """
+    rgb = _read_rgb(frame.image_path)
+    h, w = rgb.shape[:2]
+    calib = frame.calibration((w, h))
+    points = read_velodyne_bin(frame.lidar_path) if frame.lidar_path is not None else None
+    gt = read_kitti_depth_png(frame.gt_path) if frame.gt_path is not None else None
+    if gt is not None and gt.shape != (h, w):
+        raise _FrameSkip("gt_size_mismatch", f"ground truth {frame.gt_path} is {gt.shape[1]}x{gt.shape[0]}, image {w}x{h}")
+    return rgb, calib, points, gt
+
+
+def _skip_reason(exc: Exception) -> str:
+    if isinstance(exc, _FrameSkip):
+        return exc.reason
+    return "image_size_mismatch" if isinstance(exc, KittiLayoutError) else "unreadable_file"
+
+
+def _declare_topics(bag: BagWriter, topics: dict[str, str], holdout: bool, with_gt: bool) -> None:
+    bag.add_topic(topics["tf_static"], TF_MESSAGE, latched=True)
+    bag.add_topic(topics["image"], IMAGE)
+    bag.add_topic(topics["camera_info"], CAMERA_INFO)
+    bag.add_topic(topics["points"], POINTCLOUD2)
+    if holdout:
+        bag.add_topic(topics["points_holdout"], POINTCLOUD2)
+    if with_gt:
+        bag.add_topic(topics["depth_gt"], IMAGE)
+
+
+def _write_points(bag: BagWriter, topics: dict[str, str], frame: KittiFrame, points: np.ndarray,
+                  holdout_fraction: float, seed: int) -> None:
+    """The scan (less the held-out points) and, with a holdout fraction, the held-out points."""
+    if holdout_fraction > 0:
+        held = holdout_mask(len(points), holdout_fraction, seed, frame.index)
+        bag.write(topics["points_holdout"], frame.lidar_stamp_ns,
+                  make_pointcloud_xyzi(points[held], frame.lidar_stamp_ns, LIDAR_FRAME))
+        points = points[~held]
+    bag.write(topics["points"], frame.lidar_stamp_ns, make_pointcloud_xyzi(points, frame.lidar_stamp_ns, LIDAR_FRAME))
+
+
 def convert(
     sequence: KittiSequence,
     output: Path | str,
@@ -340,8 +384,8 @@ def convert(
     """Write ``sequence`` to a rosbag2 at ``output`` (topics in the module docstring).
 
     holdout_fraction: when > 0, that fraction of each scan's points (chosen by
-    :func:`~depth_diffusion_ros.tools.bag_io.holdout_mask` with ``seed`` and the frame index, the
-    same split ``replay`` makes) goes to ``/kitti/velo/pointcloud_holdout`` instead of the main
+    :func:`~depth_diffusion_ros.geometry.sampling.holdout_mask` with ``seed`` and the frame index,
+    the same split ``replay`` makes) goes to ``/kitti/velo/pointcloud_holdout`` instead of the main
     cloud, so that ``ros2 bag play`` + the evaluation node scores against it.
 
     Per-frame problems (unreadable image or scan, image size not matching the calibration) skip the
@@ -362,27 +406,12 @@ def convert(
 
         iterator = tqdm(frames, desc="kitti-to-bag", unit="frame")
     with BagWriter(output, storage=storage, overwrite=overwrite) as bag:
-        bag.add_topic(topics["tf_static"], TF_MESSAGE, latched=True)
-        bag.add_topic(topics["image"], IMAGE)
-        bag.add_topic(topics["camera_info"], CAMERA_INFO)
-        bag.add_topic(topics["points"], POINTCLOUD2)
-        if holdout_fraction > 0:
-            bag.add_topic(topics["points_holdout"], POINTCLOUD2)
-        if any(f.gt_path is not None for f in frames):
-            bag.add_topic(topics["depth_gt"], IMAGE)
+        _declare_topics(bag, topics, holdout_fraction > 0, any(f.gt_path is not None for f in frames))
         for frame in iterator:
             try:
-                rgb = _read_rgb(frame.image_path)
-                h, w = rgb.shape[:2]
-                calib = frame.calibration((w, h))
-                points = read_velodyne_bin(frame.lidar_path) if frame.lidar_path is not None else None
-                gt = read_kitti_depth_png(frame.gt_path) if frame.gt_path is not None else None
-                if gt is not None and gt.shape != (h, w):
-                    raise _FrameSkip("gt_size_mismatch",
-                                     f"ground truth {frame.gt_path} is {gt.shape[1]}x{gt.shape[0]}, image {w}x{h}")
+                rgb, calib, points, gt = _load_frame(frame)
             except (ValueError, OSError) as exc:
-                reason = exc.reason if isinstance(exc, _FrameSkip) else (
-                    "image_size_mismatch" if isinstance(exc, KittiLayoutError) else "unreadable_file")
+                reason = _skip_reason(exc)
                 skipped[reason] = skipped.get(reason, 0) + 1
                 LOG.warning("frame %s skipped: %s", frame.name, exc)
                 continue
@@ -392,13 +421,7 @@ def convert(
                 bag.write(topics["tf_static"], stamp, make_tf_message(calib.T_camera_lidar, cam_frame, LIDAR_FRAME, stamp))
                 last_T = calib.T_camera_lidar
             if points is not None:
-                if holdout_fraction > 0:
-                    held = holdout_mask(len(points), holdout_fraction, seed, frame.index)
-                    bag.write(topics["points_holdout"], frame.lidar_stamp_ns,
-                              make_pointcloud_xyzi(points[held], frame.lidar_stamp_ns, LIDAR_FRAME))
-                    points = points[~held]
-                bag.write(topics["points"], frame.lidar_stamp_ns,
-                          make_pointcloud_xyzi(points, frame.lidar_stamp_ns, LIDAR_FRAME))
+                _write_points(bag, topics, frame, points, holdout_fraction, seed)
             else:
                 without_lidar += 1
             bag.write(topics["camera_info"], t_img, make_camera_info(calib.intrinsics, t_img, cam_frame))

@@ -212,7 +212,7 @@ class KittiFileList(DepthDataset):
         h, w = rgb.shape[:2]
         scan = None
         if self.gt_source == "heldout" and self.holdout_space == "points":
-            from depth_diffusion_ros.tools.bag_io import holdout_mask
+            from depth_diffusion_ros.geometry.sampling import holdout_mask
 
             points = read_velodyne_bin(f.lidar_bin)
             held = holdout_mask(len(points), self.holdout_fraction, self.seed, f.extras.get("frame_index", index))

@@ -1,0 +1,197 @@
+"""The demo's backends: which completion and super-resolution backends can run here (and why
+the others cannot), and the cached ONNX export of a DiffusionDepth checkpoint."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+#: The shipped model folders (``depth_diffusion_ros/weights``).
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+CLASSICAL = ("ip_basic", "nearest")
+SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral", "torch")
+
+
+@dataclass
+class BackendChoice:
+    """A backend to replay (``options`` become depth_completion_node parameters) or a skip reason."""
+
+    label: str
+    backend: str
+    options: dict[str, Any]
+    skip: Optional[str] = None
+    export_from: Optional[Path] = None  # checkpoint to export to ONNX (per frame size) before replay
+
+
+def sr_backend_choices(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None) -> list[BackendChoice]:
+    """Super-resolution backends of the demo: the classical ones, and ``torch`` with the shipped
+    DSR-Diff weights (``weights_dir/dsr_diff_demo``) when torch and the weights are there."""
+    choices = [BackendChoice(b, b, {}) for b in SR_BACKENDS if b != "torch"]
+    model = weights_dir / "dsr_diff_demo"
+    if importlib.util.find_spec("torch") is None:
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip="torch is not installed here"))
+    elif not (model / "model.safetensors").is_file():
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip=f"no DSR-Diff weights in {model}"))
+    else:
+        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {"model_path": str(model)}))
+    if only:
+        choices = [c for c in choices if c.label in only or c.backend in only]
+    return choices
+
+
+def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
+    """Why ``model_dir`` is not a DiffusionDepth checkpoint usable by a completion backend, or None.
+
+    Decided from its ``config.yaml``: it must parse as a
+    :class:`~depth_diffusion_ros.models.config.DiffusionDepthConfig` (the config
+    :func:`~depth_diffusion_ros.models.checkpoint.load_checkpoint` builds the model from). A
+    DSR-Diff super-resolution checkpoint (``architecture: dsr_diff``) or any other model fails
+    that and is reported as such instead of being run through depth_completion_node. A
+    monocular DiffusionDepth checkpoint is accepted (the completion node runs it, sparse input
+    unused).
+    """
+    import yaml
+
+    from depth_diffusion_ros.models.config import ConfigError, DiffusionDepthConfig
+
+    config = model_dir / "config.yaml"
+    if not config.is_file():
+        if any(model_dir.glob("*.onnx")) or any(model_dir.glob("*/*.onnx")):
+            return None  # an export folder: the onnxruntime backend checks its ddr.* metadata
+        return f"no config.yaml in {model_dir}"
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        return f"unreadable {config}: {exc}"
+    if isinstance(data, dict) and data.get("architecture") not in (None, "diffusion_depth"):
+        return (f"a {data['architecture']} checkpoint (config {config}), not DiffusionDepth: "
+                "not a depth completion model")
+    try:
+        DiffusionDepthConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError) as exc:
+        return f"not a DiffusionDepth checkpoint ({config}: {exc})"
+    return None  # completion or monocular: both run in depth_completion_node
+
+
+def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None,
+                      steps: Optional[int] = None) -> list[BackendChoice]:
+    """Completion backends of the registry that can run here, and why the others cannot.
+
+    Classical backends always run. For learned ones each folder of ``weights_dir`` that holds a
+    DiffusionDepth checkpoint (:func:`completion_checkpoint_problem`; other folders, e.g. the
+    DSR-Diff super-resolution weights, are listed as skipped with the reason) is a model:
+    ``model.safetensors`` + ``config.yaml`` -> onnxruntime (exported by :func:`onnx_export_for`
+    before the replay: ``export_from``) and torch; a folder of ``*.onnx`` files only (an export
+    directory, the model folder or a subfolder) -> onnxruntime on those files;
+    tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
+    """
+    from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
+
+    choices: list[BackendChoice] = []
+    for name in COMPLETION_BACKENDS:
+        if name in CLASSICAL:
+            choices.append(BackendChoice(name, name, {}))
+    folders = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
+    models = []
+    for folder in folders:
+        problem = completion_checkpoint_problem(folder)
+        if problem is None:
+            models.append(folder)
+        else:
+            choices.append(BackendChoice(f"weights:{folder.name}", "", {}, skip=problem))
+    learned = [n for n in COMPLETION_BACKENDS if n not in CLASSICAL]
+    extra: dict[str, Any] = {"num_inference_steps": steps} if steps else {}
+    for name in learned:
+        runtime = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(name, name)
+        if importlib.util.find_spec(runtime) is None:
+            choices.append(BackendChoice(name, name, {}, skip=f"{runtime} is not installed here"))
+            continue
+        if name == "tensorrt":
+            choices.append(BackendChoice(name, name, {}, skip="needs an NVIDIA GPU and a TensorRT engine (none here)"))
+            continue
+        found = False
+        for model in models:
+            if name == "torch" and (model / "model.safetensors").is_file() and (model / "config.yaml").is_file():
+                choices.append(BackendChoice(f"torch:{model.name}", name, {"model_path": str(model), **extra}))
+                found = True
+            elif name == "onnxruntime":
+                if (model / "model.safetensors").is_file() and (model / "config.yaml").is_file():
+                    # exported by the demo (step form, host DDIM loop) for each frame size it needs
+                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name, dict(extra), export_from=model))
+                    found = True
+                    continue
+                # else a shipped export directory (encoder/step/decoder or an unrolled sampler
+                # graph): the model folder itself or a subfolder of it that holds .onnx files
+                exports = sorted({f.parent for f in list(model.glob("*.onnx")) + list(model.glob("*/*.onnx"))})
+                if exports:
+                    choices.append(BackendChoice(f"onnxruntime:{model.name}", name,
+                                                 {"model_path": str(exports[0]), **extra}))
+                    found = True
+        if not found:
+            where = weights_dir if weights_dir.is_dir() else f"{weights_dir} (missing)"
+            choices.append(BackendChoice(name, name, {}, skip=f"no shipped {name} weights in {where}"))
+    if only:
+        choices = [c for c in choices if c.label in only or c.backend in only]
+    return choices
+
+
+def read_size_divisor(checkpoint: Path) -> int:
+    """``size_divisor`` of a DiffusionDepth checkpoint's config.yaml (frames are padded to it)."""
+    from depth_diffusion_ros.models.config import DiffusionDepthConfig
+
+    return int(DiffusionDepthConfig.from_yaml(checkpoint / "config.yaml").size_divisor)
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """The tensor SHA-256 stored in ``model.safetensors`` (models.checkpoint writes and verifies it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), "numpy") as f:
+        sha = (f.metadata() or {}).get("sha256")
+    if not sha:
+        raise ValueError(f"{checkpoint / 'model.safetensors'} has no sha256 metadata")
+    return sha
+
+
+def onnx_export_for(checkpoint: Path, cache_dir: Path, sizes: set[tuple[int, int]]) -> tuple[Path, bool]:
+    """The ONNX export (step form: encoder/step/decoder for the host DDIM loop) of a DiffusionDepth
+    checkpoint for frames padded to ``sizes``, made once and cached.
+
+    One size -> a static export for it (``<cache_dir>/<model>/<W>x<H>``); several -> a dynamic
+    one (``.../dynamic``). Reused while ``export.json``'s ``model_sha256`` equals the
+    checkpoint's tensor hash and the three graphs are there; otherwise exported again with
+    :func:`depth_diffusion_ros.export.diffusion_depth.export_diffusion_depth` (checked against
+    torch on random inputs). Returns (export directory, reused). Raises ExportError, ValueError,
+    CheckpointError.
+    """
+    import json
+
+    sha = checkpoint_sha256(checkpoint)
+    if len(sizes) == 1:
+        (h, w), dynamic = next(iter(sizes)), False
+        target = cache_dir / checkpoint.name / f"{w}x{h}"
+    else:
+        (h, w), dynamic = min(sizes), True
+        target = cache_dir / checkpoint.name / "dynamic"
+    meta = target / "export.json"
+    if meta.is_file() and all((target / f).is_file() for f in ("encoder.onnx", "step.onnx", "decoder.onnx")):
+        try:
+            if json.loads(meta.read_text()).get("model_sha256") == sha:
+                return target, True
+        except (OSError, ValueError):
+            pass
+    import torch
+
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model = load_checkpoint(checkpoint).eval()
+    if target.exists():
+        for f in target.glob("*"):
+            if f.is_file():
+                f.unlink()
+    export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
+    return target, False

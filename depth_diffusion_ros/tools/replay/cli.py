@@ -1,0 +1,95 @@
+"""The ``depth-diffusion-ros replay`` command line: options, the summary it prints, the exit code."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from depth_diffusion_ros.evaluation.report import format_table
+from depth_diffusion_ros.tools.bag_io import BagError
+from depth_diffusion_ros.tools.replay.options import PIPELINES, TOPIC_ROLES, ReplayError, ReplayOptions
+from depth_diffusion_ros.tools.replay.session import ReplayResult, replay
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``depth-diffusion-ros replay``."""
+    parser.add_argument("bag", type=Path, help="input rosbag2 directory (e.g. from kitti-to-bag)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("out/replay"), help="output folder (default out/replay)")
+    parser.add_argument("--pipeline", choices=PIPELINES, default="completion",
+                        help="completion: depth_completion_node (+ lidar_depth_projection_node) on image + LiDAR/"
+                             "sparse depth; super_resolution: depth_super_resolution_node on image + depth_lr")
+    parser.add_argument("--backend", default=None,
+                        help="backend of the pipeline's node (completion: ip_basic, nearest, torch, onnxruntime, ...; "
+                             "super_resolution: bicubic, guided_filter, joint_bilateral, torch, ...)")
+    parser.add_argument("--params-file", type=Path, default=None, help="ROS 2 parameter YAML (e.g. config/kitti.yaml)")
+    parser.add_argument("--model-path", default=None, help="model checkpoint/ONNX/engine for a learned backend")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM inference steps for a diffusion backend")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra parameter of the pipeline's node (YAML value), repeatable")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="0 = wait for each frame's output before the next (default); R > 0 = recorded timing x R")
+    parser.add_argument("--holdout-fraction", type=float, default=0.1,
+                        help="fraction of each LiDAR scan held out for scoring when the bag has no ground truth")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    parser.add_argument("--frame-timeout", type=float, default=120.0, help="seconds to wait for a frame's output")
+    parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
+    parser.add_argument("--max-figures", type=int, default=20, help="figures for the first N frames")
+    parser.add_argument("--no-figures", action="store_true", help="do not write figures")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output bag storage")
+    parser.add_argument("--namespace", default="", help="ROS namespace of the nodes")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS domain (default $ROS_DOMAIN_ID, else a random one so that replays never hear each other)")
+    for role in TOPIC_ROLES:
+        parser.add_argument(f"--{role.replace('_', '-')}-topic", dest=f"topic_{role}", default=None,
+                            help=f"bag topic of the {role.replace('_', ' ')} (auto-detected by default)")
+
+
+def options_from_args(args: argparse.Namespace) -> ReplayOptions:
+    """ReplayOptions from parsed CLI arguments (``--param`` values parsed as YAML)."""
+    node_params: dict[str, Any] = {}
+    for item in args.param:
+        if "=" not in item:
+            raise ReplayError(f"--param {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        node_params[k.strip()] = yaml.safe_load(v)
+    if args.model_path:
+        node_params["model_path"] = args.model_path
+    if args.steps is not None:
+        node_params["num_inference_steps"] = args.steps
+    return ReplayOptions(
+        bag=args.bag, output=args.output, backend=args.backend, params_file=args.params_file,
+        node_params=node_params, rate=args.rate, holdout_fraction=args.holdout_fraction, seed=args.seed,
+        frame_timeout=args.frame_timeout, max_frames=args.max_frames, figures=not args.no_figures,
+        max_figures=args.max_figures, storage=args.storage, namespace=args.namespace, domain_id=args.domain_id,
+        topics={r: getattr(args, f"topic_{r}") for r in TOPIC_ROLES},
+        pipeline=args.pipeline,
+    )
+
+
+def print_summary(result: ReplayResult) -> None:
+    """Per-frame table, mean and where the outputs went."""
+    rep = result.report
+    rows = [{"frame": f.get("frame_index", i), **f} for i, f in enumerate(rep["frames"])]
+    if rep["mean"]:
+        rows.append({"frame": "mean", **rep["mean"]})
+    print(format_table(rows, [("frame", "frame")]))
+    print(f"frames scored: {rep['n_frames']}  skipped: {rep['skipped'] or 'none'}")
+    for err in rep["errors"]:
+        print(f"error: {err}")
+    print(f"report:  {result.report_path}\noutputs: {result.output_bag}")
+    if result.figures_dir is not None:
+        print(f"figures: {result.figures_dir}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry: 0 when at least one frame was scored, 1 when none, 2 on bad input."""
+    try:
+        result = replay(options_from_args(args))
+    except (ReplayError, BagError) as exc:
+        print(f"replay: error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(result)
+    return 0 if result.report["n_frames"] else 1

@@ -1,0 +1,127 @@
+"""How the nodes are wired to the bag: their parameters, remaps and the topics the player publishes.
+
+Remaps map each node's relative input topics onto the bag's topics, as a launch file would; every
+node gets reliable QoS in and out (``reliability``, ``output_reliability``) so that no frame is
+lost in transport.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+from depth_diffusion_ros.tools.bag_io import CAMERA_INFO, IMAGE, POINTCLOUD2
+from depth_diffusion_ros.tools.replay.options import (
+    COMPLETION_NODE,
+    EVAL_NODE,
+    NODE_CLASSES,
+    PROJECTION_NODE,
+    SR_NODE,
+    ReplayError,
+)
+from depth_diffusion_ros.tools.replay.plan import RunPlan
+
+
+def publish_types(run: RunPlan) -> dict[str, str]:
+    """Bag topic -> message type of every topic the player publishes."""
+    topics = run.topics
+    publish: dict[str, str] = {topics.image: IMAGE, topics.camera_info: CAMERA_INFO}
+    if run.mode == "super_resolution":
+        publish[topics.depth_lr] = IMAGE  # type: ignore[index]
+        if run.main_params.get("use_depth_camera_info"):
+            publish[topics.depth_lr_camera_info] = CAMERA_INFO  # type: ignore[index]
+    elif run.mode != "sparse_depth":
+        publish[topics.points] = POINTCLOUD2  # type: ignore[index]
+    else:
+        publish[topics.sparse_depth] = IMAGE  # type: ignore[index]
+    if run.opts.evaluate:
+        if run.gt_source == "depth":
+            publish[topics.depth_gt] = IMAGE  # type: ignore[index]
+        else:
+            publish[run.holdout_topic] = POINTCLOUD2  # type: ignore[index]
+    return publish
+
+
+def remaps(run: RunPlan) -> dict[str, dict[str, str]]:
+    """Node name -> {relative input topic: bag topic}."""
+    topics = run.topics
+    out: dict[str, dict[str, str]] = {
+        COMPLETION_NODE: {"image": topics.image, "camera_info": topics.camera_info},
+        PROJECTION_NODE: {"points": topics.points or "points", "camera_info": topics.camera_info},
+        EVAL_NODE: {"camera_info": topics.camera_info, "depth_gt": topics.depth_gt or "depth_gt",
+                    "points_holdout": run.holdout_topic or "points_holdout"},
+        SR_NODE: {"image": topics.image, "camera_info": topics.camera_info, "depth_lr": topics.depth_lr or "depth_lr",
+                  "depth_lr/camera_info": topics.depth_lr_camera_info or "depth_lr/camera_info"},
+    }
+    if run.mode == "points":
+        out[COMPLETION_NODE]["points"] = topics.points  # type: ignore[assignment]
+    elif run.mode == "sparse_depth":
+        out[COMPLETION_NODE]["sparse_depth"] = topics.sparse_depth  # type: ignore[assignment]
+    return out
+
+
+def wire_parameters(run: RunPlan) -> None:
+    """Complete ``run.params``: the completion node's ``input``, reliable QoS, the evaluation setup.
+
+    The evaluation node's entry is dropped when the run does not score.
+    """
+    if run.mode == "points":
+        run.main_params["input"] = "points"
+    elif run.mode in ("sparse_depth", "projection"):  # projection: from the projection node, same namespace
+        run.main_params["input"] = "sparse_depth"
+    for name in run.node_names + [EVAL_NODE]:
+        run.params[name].update({"reliability": "reliable", "output_reliability": "reliable"})
+    run.params[EVAL_NODE].update({"ground_truth": run.gt_source or "depth", "report_path": ""})
+    if not run.opts.evaluate:
+        run.params.pop(EVAL_NODE, None)
+
+
+def segment_parameters(run: RunPlan, T_camera_lidar: Optional[np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Parameters of the nodes started for one calibration segment (its ``T_camera_lidar``)."""
+    seg_params = {n: dict(run.params[n]) for n in run.started_nodes}
+    if T_camera_lidar is not None:
+        t_list = [float(v) for v in T_camera_lidar.reshape(-1)]
+        needs_T = {PROJECTION_NODE: True, COMPLETION_NODE: run.mode == "points", EVAL_NODE: run.gt_source == "points"}
+        for n in seg_params:
+            if needs_T.get(n):
+                seg_params[n]["T_camera_lidar"] = t_list
+    return seg_params
+
+
+def node_class(name: str) -> tuple[type, Any]:
+    """(node class, its module) of a node of :data:`NODE_CLASSES`; ReplayError when not installed."""
+    module_name, cls_name = NODE_CLASSES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ReplayError(f"node {name} is not available in this installation: {exc}") from exc
+    return getattr(module, cls_name), module
+
+
+def coerce_params(name: str, module: Any, params: dict[str, Any]) -> list[Any]:
+    """Parameter list for rclpy, typed after the node's PARAMETERS table; warns about unknown names.
+
+    Raises:
+        ReplayError: a value the node's parameter table refuses (the message names it).
+    """
+    from rclpy.parameter import Parameter
+
+    specs = {s.name: s for s in getattr(module, "PARAMETERS", ())}
+    out = []
+    for key, value in params.items():
+        spec = specs.get(key)
+        if specs and spec is None:
+            print(f"replay: warning: {name} has no parameter {key!r} (ignored)", file=sys.stderr)
+            continue
+        if spec is not None:
+            try:
+                value = spec.coerce(value)
+            except ValueError as exc:
+                raise ReplayError(str(exc)) from exc
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value) \
+                and any(isinstance(v, float) for v in value):
+            value = [float(v) for v in value]
+        out.append(Parameter(key, value=value))
+    return out
