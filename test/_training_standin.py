@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.losses import masked_l1, masked_l2, weighted_total
+from depth_diffusion_ros.models.losses import masked_l1, masked_l2, valid_depth_mask, weighted_total
 
 
 class TinyCompletion(nn.Module):
@@ -29,8 +29,9 @@ class TinyCompletion(nn.Module):
 
     def training_losses(self, batch):
         pred = self(batch["rgb"], batch["sparse_depth"], batch["valid_mask"])
-        parts = {"l1": masked_l1(pred, batch["gt_depth"], batch["gt_mask"]),
-                 "l2": masked_l2(pred, batch["gt_depth"], batch["gt_mask"])}
+        gt = batch["gt_depth"]
+        valid = valid_depth_mask(gt, batch["gt_mask"]).to(gt.dtype)
+        parts = {"l1": masked_l1(pred, gt, valid), "l2": masked_l2(pred, gt, valid)}
         return weighted_total(parts, {"l1": 1.0, "l2": 0.01})
 
     @torch.no_grad()

@@ -101,3 +101,34 @@ def test_timestep_pairs_and_bad_arguments():
         make_betas(10, "cubic")
     with pytest.raises(ValueError, match="timestep_spacing"):
         DDIMScheduler(timestep_spacing="middle")
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 0), ("leading", 1), ("trailing", 0), ("linspace", 0)])
+def test_numpy_timestep_rule_equals_diffusers_and_the_scheduler(spacing, offset):
+    """models/ddim_schedule.py (numpy, torch-free) is the one timestep rule; the scheduler uses it."""
+    import numpy as np
+
+    from depth_diffusion_ros.models.ddim_schedule import ddim_timestep_pairs, ddim_timesteps
+
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing, steps_offset=offset)
+    ours = DDIMScheduler(timestep_spacing=spacing, steps_offset=offset)
+    for n in (1, 2, 3, 7, 20, 50, 999, 1000):
+        ref.set_timesteps(n)
+        ts = ddim_timesteps(n, 1000, spacing, offset)
+        assert ts.dtype == np.int64 and ts.tolist() == ref.timesteps.tolist(), (spacing, n)
+        pairs = ddim_timestep_pairs(n, 1000, spacing, offset)
+        assert pairs == ours.timestep_pairs(n)
+        assert [p for p, _ in pairs] == ts.tolist()
+        # diffusers' DDIMScheduler.step goes from t to t - num_train_timesteps // num_inference_steps
+        assert [q for _, q in pairs] == [int(t) - 1000 // n for t in ref.timesteps]
+
+
+def test_numpy_timestep_rule_rejects_bad_values():
+    from depth_diffusion_ros.models.ddim_schedule import ddim_timestep_pairs, ddim_timesteps
+
+    with pytest.raises(ValueError, match="num_inference_steps=0"):
+        ddim_timesteps(0)
+    with pytest.raises(ValueError, match="num_inference_steps=11.*num_train_timesteps=10"):
+        ddim_timestep_pairs(11, 10)
+    with pytest.raises(ValueError, match="timestep_spacing='middle'"):
+        ddim_timesteps(4, timestep_spacing="middle")

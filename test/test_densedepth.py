@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depth_diffusion_ros.models.densedepth import DenseDepth, DenseDepthConfig, build_densedepth
-from training.sr_losses import densedepth_loss, gradient_loss, ssim
+from depth_diffusion_ros.models.losses import densedepth_loss, gradient_loss, ssim
 
 pytestmark = pytest.mark.torch
 

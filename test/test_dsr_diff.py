@@ -1,21 +1,18 @@
 """DSR-Diff model: module shapes, the FFM's multiplication, DDIM step, the two training stages,
-the RGB-D-Fusion noise augmentation, checkpoints. Small random tensors, CPU, a few seconds."""
+the RGB-D-Fusion noise augmentation, checkpoints, the shipped demo weights. Small random tensors,
+CPU, a few seconds."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from depth_diffusion_ros.models.ddim import DDIMScheduler
-from depth_diffusion_ros.models.dsr_diff import (
-    DSRDiff,
-    FeatureFusionModule,
-    GuidedTransformerBlock,
-    augment_depth_noise,
-    build_dsr_diff,
-    load_dsr_diff,
-    save_dsr_diff,
-)
+from depth_diffusion_ros.models.dsr_diff import DSRDiff, augment_depth_noise, build_dsr_diff
+from depth_diffusion_ros.models.dsr_diff_blocks import FeatureFusionModule, GuidedTransformerBlock
 from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
 
 pytestmark = pytest.mark.torch
@@ -217,9 +214,10 @@ def test_rejects_bad_inputs():
 
 def test_checkpoint_round_trip_and_strict_load(tmp_path):
     m = tiny().eval()
-    save_dsr_diff(m, tmp_path / "ck")
+    save_checkpoint(m, tmp_path / "ck")
     assert (tmp_path / "ck" / "model.safetensors").is_file() and (tmp_path / "ck" / "config.yaml").is_file()
-    m2 = load_dsr_diff(tmp_path / "ck")
+    m2 = load_checkpoint(tmp_path / "ck")
+    assert isinstance(m2, DSRDiff) and not m2.training
     bt = batch(b=1)
     noise = torch.randn(1, 16)
     a, _ = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
@@ -229,10 +227,47 @@ def test_checkpoint_round_trip_and_strict_load(tmp_path):
     # a config that does not match the weights is refused, naming the file
     cfg = DSRDiffConfig(**{**TINY, "channels": 16})
     cfg.to_yaml(tmp_path / "ck" / "config.yaml")
-    with pytest.raises(ValueError, match="model.safetensors"):
-        load_dsr_diff(tmp_path / "ck")
-    with pytest.raises(FileNotFoundError, match="config.yaml"):
-        load_dsr_diff(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="config.yaml does not match.*model.safetensors.*channels"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="config.yaml"):
+        load_checkpoint(tmp_path / "missing")
+
+
+DEMO = Path(__file__).resolve().parents[1] / "depth_diffusion_ros" / "weights" / "dsr_diff_demo"
+# SHA-256 of the demo tensors as the removed save_dsr_diff computed it (sorted names + raw bytes;
+# the number in the model card): the re-saved file must hold exactly those tensors.
+DEMO_LEGACY_SHA256 = "3905dd991b77df88021032c6cc1696743ccbc62614421fef1b8a57151ea7cef2"
+DEMO_SHA256 = "989908d0fa9ffe7f4e0a35605a8d4701eaf0fd1cb0b9f401302f9bdec009f5cd"  # tensors_sha256
+# DSR-Diff demo output for the fixed input of the test below, from the weights and code before the
+# checkpoint format changed: depth at pixels (0,0), (10,37), (31,63), (63,0) and the mean, metres.
+DEMO_REFERENCE = [2.565547227859497, 2.4865641593933105, 2.376037836074829,
+                  2.556630849838257, 2.5213027000427246]
+
+
+def test_shipped_demo_weights_hold_the_same_tensors_and_give_the_same_output():
+    import hashlib
+
+    from safetensors import safe_open
+
+    with safe_open(str(DEMO / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    legacy = hashlib.sha256()
+    for k in sorted(state):
+        legacy.update(k.encode())
+        legacy.update(state[k].numpy().tobytes())
+    assert legacy.hexdigest() == DEMO_LEGACY_SHA256
+    assert meta["sha256"] == DEMO_SHA256 and meta["architecture"] == "dsr_diff"
+    assert {"training", "stage1_config", "stage2_config"} <= set(meta)  # the training summary is kept
+    model = load_checkpoint(DEMO, architecture="dsr_diff")
+    assert isinstance(model, DSRDiff) and model.config.scales == [4, 8, 16]
+    g = torch.Generator().manual_seed(13)
+    gt = 1.0 + 3.0 * torch.rand(1, 1, 64, 64, generator=g)
+    rgb = torch.rand(1, 3, 64, 64, generator=g)
+    noise = torch.randn(1, 64, generator=torch.Generator().manual_seed(14))
+    depth, _ = model.sample(rgb, F.avg_pool2d(gt, 8), noise=noise)
+    got = [float(depth[0, 0, y, x]) for y, x in ((0, 0), (10, 37), (31, 63), (63, 0))] + [float(depth.mean())]
+    assert got == pytest.approx(DEMO_REFERENCE, rel=1e-5, abs=1e-6)
 
 
 def test_config_round_trip_and_builder(tmp_path):
@@ -248,7 +283,7 @@ def test_config_round_trip_and_builder(tmp_path):
 
 
 def test_candidate_depths_and_head_initialisation():
-    from depth_diffusion_ros.models.dsr_diff import depth_candidates
+    from depth_diffusion_ros.models.dsr_diff_blocks import depth_candidates
 
     lr = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4)
     up = torch.zeros(1, 1, 6, 8)

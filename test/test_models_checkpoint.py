@@ -1,5 +1,10 @@
-"""DiffusionDepth checkpoints: safetensors + config.yaml round trip and strict, named errors."""
+"""Checkpoints of every architecture (DiffusionDepth, DSR-Diff, DenseDepth): safetensors +
+config.yaml round trip, the one tensor hash, strict loading and named errors; the shipped
+DiffusionDepth demo (written before ``architecture:`` existed) still loads."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +16,15 @@ from depth_diffusion_ros.models.checkpoint import (
     WEIGHTS_NAME,
     CheckpointError,
     load_checkpoint,
+    read_checkpoint_config,
     save_checkpoint,
+    tensors_sha256,
 )
 from depth_diffusion_ros.models.config import DiffusionDepthConfig
+from depth_diffusion_ros.models.densedepth import DenseDepth, DenseDepthConfig
 from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+from depth_diffusion_ros.models.dsr_diff import DSRDiff
+from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
 
 torch.set_num_threads(2)
 
@@ -59,7 +69,7 @@ def test_runtime_fields_of_config_yaml_may_change(saved):
 
 def test_missing_files_are_named(saved, tmp_path):
     _, ckpt = saved
-    with pytest.raises(CheckpointError, match="nowhere.*model.safetensors"):
+    with pytest.raises(CheckpointError, match="nowhere.*model.safetensors.*config.yaml"):
         load_checkpoint(tmp_path / "nowhere")
     (ckpt / CONFIG_NAME).unlink()
     with pytest.raises(CheckpointError, match="config.yaml"):
@@ -117,3 +127,90 @@ def test_yaml_round_trip_and_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="missing.yaml: config file not found"):
         DiffusionDepthConfig.from_yaml(tmp_path / "missing.yaml")
     assert DiffusionDepthConfig.from_yaml(cfg.to_yaml()) == cfg  # YAML text works too
+
+
+KITTI_DEMO = Path(__file__).resolve().parents[1] / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_demo"
+DSR_TINY = dict(channels=8, num_heads=2, dfe_blocks=1, cfe_blocks=1, fusion_blocks=1, guidance_dim=16,
+                ggn_channels=8, ggn_downsamples=1, grn_hidden=32, grn_layers=2, feature_stride=4,
+                scales=[2, 4], num_inference_steps=2)
+
+
+def _other_models():
+    torch.manual_seed(0)
+    return [DSRDiff(DSRDiffConfig(**DSR_TINY)).eval(),
+            DenseDepth(DenseDepthConfig(encoder="test_efficientnet", decoder_width=0.5)).eval()]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["dsr_diff", "densedepth"])
+def test_every_architecture_round_trips_with_the_one_hash(tmp_path, index):
+    model = _other_models()[index]
+    save_checkpoint(model, tmp_path / "ck", metadata={"note": "x"})
+    assert yaml.safe_load((tmp_path / "ck" / CONFIG_NAME).read_text())["architecture"] == model.config.architecture
+    assert type(read_checkpoint_config(tmp_path / "ck")) is type(model.config)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ck" / WEIGHTS_NAME), "pt") as f:
+        meta = f.metadata()
+    assert meta["sha256"] == tensors_sha256(model.state_dict()) and meta["note"] == "x"
+    assert meta["architecture"] == model.config.architecture and meta["format"].endswith(type(model).__name__ + "/1")
+    loaded = load_checkpoint(tmp_path / "ck", architecture=model.config.architecture)
+    assert type(loaded) is type(model) and not loaded.training
+    assert loaded.config.to_dict() == model.config.to_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    # the hash is verified for every architecture
+    path = tmp_path / "ck" / WEIGHTS_NAME
+    flipped = bytearray(path.read_bytes())
+    flipped[-5] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="model.safetensors.*SHA-256"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_weights_and_config_of_different_architectures_are_refused(tmp_path, saved):
+    _, ckpt = saved
+    DSRDiffConfig(**DSR_TINY).to_yaml(ckpt / CONFIG_NAME)  # DiffusionDepth weights, DSR-Diff config
+    with pytest.raises(CheckpointError, match="model.safetensors: format .*DiffusionDepth/1.*config.yaml"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="config.yaml: a dsr_diff checkpoint, not diffusion_depth"):
+        load_checkpoint(ckpt, architecture="diffusion_depth")
+    (ckpt / CONFIG_NAME).write_text("architecture: transformer\n")
+    with pytest.raises(CheckpointError, match="config.yaml: unknown architecture 'transformer'"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="save_checkpoint needs a model"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "linear")
+    with pytest.raises(CheckpointError, match="reserved"):
+        save_checkpoint(_other_models()[0], tmp_path / "x", metadata={"sha256": "0"})
+
+
+def test_stored_config_tolerates_fields_added_since(saved):
+    """A checkpoint whose stored config lacks a field added later compares with its default."""
+    from safetensors.torch import load_file as load_tensors
+
+    model, ckpt = saved
+    path = ckpt / WEIGHTS_NAME
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    stored = json.loads(meta["config"])
+    del stored["prediction_type"]  # not in configs written before the DDIM fields were shared
+    save_file(load_tensors(str(path)), str(path), metadata={**meta, "config": json.dumps(stored)})
+    data = yaml.safe_load((ckpt / CONFIG_NAME).read_text())
+    del data["prediction_type"], data["architecture"]
+    (ckpt / CONFIG_NAME).write_text(yaml.safe_dump(data))
+    assert load_checkpoint(ckpt).config == model.config
+
+
+def test_shipped_diffusion_depth_demo_loads_unchanged():
+    """Written before ``architecture:`` and ``prediction_type`` existed; loads as DiffusionDepth with
+    its stored hash verified."""
+    assert "architecture" not in yaml.safe_load((KITTI_DEMO / CONFIG_NAME).read_text())
+    from safetensors import safe_open
+
+    with safe_open(str(KITTI_DEMO / WEIGHTS_NAME), "pt") as f:
+        meta = f.metadata()
+    assert "prediction_type" not in json.loads(meta["config"])
+    model = load_checkpoint(KITTI_DEMO)
+    assert isinstance(model, DiffusionDepth) and model.config.mode == "completion"
+    assert tensors_sha256(model.state_dict()) == meta["sha256"]

@@ -19,7 +19,7 @@ SMALL = ["model.channels=8", "model.dfe_blocks=1", "model.fusion_blocks=1", "mod
 
 
 def test_sr_demo_two_stages_through_the_trainer(tmp_path, shared_data):
-    from depth_diffusion_ros.models.dsr_diff import load_dsr_diff
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
     from training.sr_demo import main
 
     sets = SMALL + [f"data.train.root={shared_data}"]
@@ -32,8 +32,9 @@ def test_sr_demo_two_stages_through_the_trainer(tmp_path, shared_data):
     final = load_file(str(tmp_path / "weights" / "model.safetensors"))
     changed = {k for k in final if not torch.equal(final[k], stage1[k])}
     assert changed and all(k.startswith("grn.") for k in changed)  # stage 2 trains the GRN only
-    model = load_dsr_diff(tmp_path / "weights")
+    model = load_checkpoint(tmp_path / "weights")
     assert model.config.scales == [4, 8, 16] and model.config.channels == 8
+    assert load_checkpoint(tmp_path / "s1" / "final").config.stage == 1  # the trainer writes checkpoints too
     lines = (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()
     assert any('"diff_l1"' in line and '"rec_l1"' in line for line in lines)
 
@@ -54,3 +55,7 @@ def test_densedepth_sr_config_trains(tmp_path, shared_data):
     assert {"l_depth", "l_grad", "l_ssim"} <= set(result["last"])
     assert all(torch.isfinite(torch.tensor(result["last"][k])) for k in ("loss", "l_depth", "l_grad", "l_ssim"))
     assert (tmp_path / "dd" / "final" / "model.safetensors").is_file()
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+    from depth_diffusion_ros.models.densedepth import DenseDepth
+
+    assert isinstance(load_checkpoint(tmp_path / "dd" / "final"), DenseDepth)

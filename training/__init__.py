@@ -1,7 +1,8 @@
 """Training code for depth_diffusion_ros (not installed with the node package).
 
 datasets/ (KITTI DC / Eigen / object / file lists, NYU-Depth-v2), transforms (paired
-augmentation), losses, trainer (model-agnostic, DDP), train (CLI), evaluate (protocols + CLI),
-kitti_demo (the shipped demo weights), configs/ (YAML). Imports depth_diffusion_ros, never the
-other way round.
+augmentation), trainer (model-agnostic, DDP), train (CLI), evaluate (protocols + CLI),
+kitti_demo / sr_demo (the shipped demo weights), configs/ (YAML). The losses live with the models
+(:mod:`depth_diffusion_ros.models.losses`). Imports depth_diffusion_ros, never the other way
+round.
 """

@@ -7,7 +7,7 @@
 Stage 1 (DSR-Diff Sec. 3.5) trains GGN + DSRN with the shared trainer
 (:mod:`training.trainer`); stage 2 starts from stage 1's final weights (``model.init_from``),
 freezes GGN and DSRN and trains the GRN. The result is saved with
-:func:`depth_diffusion_ros.models.dsr_diff.save_dsr_diff` (``model.safetensors`` with the
+:func:`depth_diffusion_ros.models.checkpoint.save_checkpoint` (``model.safetensors`` with the
 weights' sha256 and the training summary in its metadata, plus ``config.yaml``). Score it with
 ``benchmarks/bench_super_resolution.py``.
 """
@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--set2", action="append", default=[], metavar="KEY=VALUE", help="stage-2 override")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from depth_diffusion_ros.models.dsr_diff import save_dsr_diff
+    from depth_diffusion_ros.models.checkpoint import save_checkpoint
 
     t0 = time.time()
     _, r1, cfg1 = run_stage(Path(args.stage1), args.set1)
@@ -64,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "stage2_steps": r2["step"], "stage2_wall_s": round(t2 - t1, 1), "stage2_last": r2["last"],
         "torch_threads": torch.get_num_threads(),
     }
-    out = save_dsr_diff(model.cpu(), resolve_path(args.out), metadata={
+    out = save_checkpoint(model.cpu(), resolve_path(args.out), metadata={
         "training": json.dumps(summary, sort_keys=True),
         "stage1_config": Path(args.stage1).name, "stage2_config": Path(args.stage2).name,
     })

@@ -18,8 +18,9 @@ gradient hooks run); data is split with ``DistributedSampler``; only rank 0 logs
 writes checkpoints, and the others wait at a barrier.
 
 Resume checkpoints (``<out_dir>/checkpoints/step_XXXXXXXX/``), no pickle anywhere:
-  * ``model.safetensors`` (+ ``config.yaml`` when the model has a DiffusionDepthConfig: then the
-    folder is also a normal :func:`depth_diffusion_ros.models.checkpoint.load_checkpoint` folder);
+  * ``model.safetensors`` (+ ``config.yaml`` when the model is a DiffusionDepth, DSR-Diff or
+    DenseDepth: then the folder is also a normal
+    :func:`depth_diffusion_ros.models.checkpoint.load_checkpoint` folder);
   * ``trainer_state.safetensors``: every optimiser state tensor (``optim/<param>/<name>``), the
     torch/CUDA RNG states, and JSON metadata with the step, epoch, param groups, scheduler state,
     GradScaler state and the training config.
@@ -255,20 +256,17 @@ def _optimizer_from_safetensors(opt: torch.optim.Optimizer, tensors: dict, meta:
 
 
 def default_save_model(model: nn.Module, directory: Path) -> None:
-    """DiffusionDepth models: :func:`models.checkpoint.save_checkpoint` (weights + config.yaml);
-    any other module: its state dict as ``model.safetensors``."""
+    """Models with a checkpointable config (DiffusionDepth, DSR-Diff, DenseDepth):
+    :func:`models.checkpoint.save_checkpoint` (weights + config.yaml); any other module: its
+    state dict as ``model.safetensors``."""
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        from depth_diffusion_ros.models.checkpoint import save_checkpoint
-        from depth_diffusion_ros.models.config import DiffusionDepthConfig
+    from depth_diffusion_ros.models.checkpoint import architecture_of, save_checkpoint
 
-        if isinstance(getattr(model, "config", None), DiffusionDepthConfig):
-            save_checkpoint(model, directory)
-            return
-    except ImportError:  # pragma: no cover - models package always present in this repo
-        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    if architecture_of(model) is not None:
+        save_checkpoint(model, directory)
+        return
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / "model.safetensors"))
 

@@ -31,13 +31,11 @@ def sr_file_name(scale: int, num_inference_steps: int) -> str:
 
 
 def dsr_model_hash(model: Any) -> str:
-    """SHA-256 over sorted (key, raw bytes) of the state dict, as ``save_dsr_diff`` stores it."""
-    digest = hashlib.sha256()
-    state = model.state_dict()
-    for k in sorted(state):
-        digest.update(k.encode())
-        digest.update(state[k].detach().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    """The weights' SHA-256 as checkpoints store it
+    (:func:`depth_diffusion_ros.models.checkpoint.tensors_sha256`)."""
+    from depth_diffusion_ros.models.checkpoint import tensors_sha256
+
+    return tensors_sha256(model.state_dict())
 
 
 def nyu_sr_inputs(data_dir: str | Path, height: int, width: int, scale: int) -> dict[str, np.ndarray]:

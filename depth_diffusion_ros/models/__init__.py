@@ -1,10 +1,13 @@
 """torch models: DiffusionDepth (arXiv 2303.05021) with an optional sparse-depth condition,
 its timm backbone / FPN neck / depth latent / conditioned denoiser, the DDIM sampler shared with
-DSR-Diff, DSR-Diff (arXiv 2311.09919), DenseDepth (arXiv 1812.11941), and safetensors checkpoints.
+DSR-Diff, DSR-Diff (arXiv 2311.09919), DenseDepth (arXiv 1812.11941), their losses (``losses``)
+and one safetensors checkpoint format for all of them (``checkpoint``).
 
-Importing this package does not import torch: the torch-free modules (``config``,
-``dsr_diff_config``, ``dsr_diff_io``) serve the onnxruntime/tensorrt backends, and the names
-below that need torch (``DDIMScheduler``, ``ddim_step_tensor``) are imported on first use.
+Importing this package does not import torch: the torch-free modules (``config_base`` with the
+one config mechanism, ``config``, ``dsr_diff_config``, ``ddim_schedule`` with the DDIM timestep
+rule, ``dsr_diff_io``, and ``checkpoint.read_checkpoint_config``) serve the onnxruntime/tensorrt
+backends, and the names below that need torch (``DDIMScheduler``, ``ddim_step_tensor``) are
+imported on first use.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Configuration of the DiffusionDepth model (Duan, Guo, Zhu, arXiv 2303.05021).
 
-One flat dataclass, round-tripped through YAML beside every checkpoint
-(``config.yaml``, see :mod:`depth_diffusion_ros.models.checkpoint`).
+One flat dataclass on the shared config base (:mod:`depth_diffusion_ros.models.config_base`:
+dict / YAML round trip, the DDIM fields and their validation), written as ``config.yaml`` beside
+every checkpoint (:mod:`depth_diffusion_ros.models.checkpoint`).
 
 Defaults are the light demo setting (ResNet-18, latent stride 8, 64 denoiser channels; about
 6 GMAC per denoising step at 1216x352). The paper's setting is reached with
@@ -10,24 +11,19 @@ and ``mode="monocular"`` (see :func:`paper_config`).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Tuple
 
-import yaml
+from depth_diffusion_ros.models.config_base import ConfigError, DDIMConfig
+from depth_diffusion_ros.models.ddim_schedule import BETA_SCHEDULES, TIMESTEP_SPACINGS
+
+__all__ = ["BETA_SCHEDULES", "MODES", "TIMESTEP_SPACINGS", "ConfigError", "DiffusionDepthConfig", "paper_config"]
 
 MODES = ("completion", "monocular")
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the allowed values."""
 
 
 @dataclass
-class DiffusionDepthConfig:
+class DiffusionDepthConfig(DDIMConfig):
     """All hyper-parameters of :class:`~depth_diffusion_ros.models.diffusion_depth.DiffusionDepth`.
 
     Visual condition
@@ -73,11 +69,12 @@ class DiffusionDepthConfig:
             weights also work monocularly (fallback when LiDAR is missing at run time).
     Depth range
         min_depth, max_depth: metres; output depth is clamped to this range at inference.
-    DDIM (Song et al., ICLR 2021; numbers identical to diffusers.DDIMScheduler)
-        num_train_timesteps, num_inference_steps, beta_schedule, beta_start, beta_end,
-        timestep_spacing, steps_offset, set_alpha_to_one, clip_sample (clamp the x0 prediction
-        of every step to [-clip_sample_range, clip_sample_range]; the depth encoder's latents
-        lie in (-1, 1)).
+    DDIM (Song et al., ICLR 2021): the fields of
+        :class:`~depth_diffusion_ros.models.config_base.DDIMConfig` (num_train_timesteps,
+        num_inference_steps, beta_schedule, beta_start, beta_end, timestep_spacing,
+        steps_offset, set_alpha_to_one, clip_sample (clamp the x0 prediction of every step to
+        [-clip_sample_range, clip_sample_range]; the depth encoder's latents lie in (-1, 1)),
+        clip_sample_range, prediction_type).
     Losses and self-diffusion (paper Sec. 3.4; authors' weights 1.0/1.0/1.0)
         loss_weight_l1, loss_weight_l2: pixel losses on decoded depth where the GT is valid.
         loss_weight_ddim: noise MSE on the self-diffused refined latent.
@@ -89,21 +86,25 @@ class DiffusionDepthConfig:
             num_inference_steps equal to it reproduces the training trajectory exactly.
     """
 
+    # visual condition
     backbone: str = "resnet18"
     pretrained_path: Optional[str] = None
-    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
     freeze_backbone_bn: bool = False
+    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
     neck_channels: int = 64
 
+    # depth latent
     latent_channels: int = 16
     latent_stride: int = 8
     decoder_channels: int = 32
 
+    # denoiser (the DDIM fields come from DDIMConfig)
     denoiser_channels: int = 64
     denoiser_channel_mult: Tuple[int, ...] = (1, 2, 2)
     denoiser_blocks: int = 1
     time_embed_dim: int = 128
 
+    # completion
     mode: str = "completion"
     sparse_channels: int = 32
     prior_levels: int = 5
@@ -114,130 +115,61 @@ class DiffusionDepthConfig:
     mask_unsupported: bool = False
     lidar_dropout: float = 0.2
 
+    # depth range, metres
     min_depth: float = 0.1
     max_depth: float = 88.0
 
-    num_train_timesteps: int = 1000
-    num_inference_steps: int = 20
-    beta_schedule: str = "linear"
-    beta_start: float = 0.0001
-    beta_end: float = 0.02
-    timestep_spacing: str = "leading"
-    steps_offset: int = 0
-    set_alpha_to_one: bool = True
-    clip_sample: bool = False
-    clip_sample_range: float = 1.0
-
+    # losses and self-diffusion
     loss_weight_l1: float = 1.0
     loss_weight_l2: float = 1.0
     loss_weight_ddim: float = 1.0
     loss_weight_latent: float = 1.0
     num_self_diffusion_steps: int = 2
 
-    def __post_init__(self) -> None:
+    architecture: ClassVar[str] = "diffusion_depth"
+    # Fields of config.yaml that may be edited after training without changing the weights.
+    RUNTIME_FIELDS: ClassVar[FrozenSet[str]] = DDIMConfig.DDIM_RUNTIME_FIELDS | {
+        "pretrained_path", "lidar_dropout", "loss_weight_l1", "loss_weight_l2", "loss_weight_ddim",
+        "loss_weight_latent", "num_self_diffusion_steps", "backbone_kwargs", "freeze_backbone_bn",
+    }
+
+    def normalise(self) -> None:
         self.denoiser_channel_mult = tuple(int(m) for m in self.denoiser_channel_mult)
         self.backbone_kwargs = dict(self.backbone_kwargs or {})
-        self.validate()
 
-    # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first invalid field."""
+    def problems(self) -> List[str]:
+        out = []
         if self.mode not in MODES:
-            raise ConfigError(f"mode={self.mode!r}: must be one of {MODES}")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ConfigError(f"beta_schedule={self.beta_schedule!r}: must be one of {BETA_SCHEDULES}")
-        if self.timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ConfigError(
-                f"timestep_spacing={self.timestep_spacing!r}: must be one of {TIMESTEP_SPACINGS}"
-            )
+            out.append(f"mode={self.mode!r}: must be one of {MODES}")
         s = self.latent_stride
         if s < 1 or (s & (s - 1)) != 0 or s > 32:
-            raise ConfigError(f"latent_stride={s}: must be a power of two in [1, 32]")
+            out.append(f"latent_stride={s}: must be a power of two in [1, 32]")
         for name in ("neck_channels", "latent_channels", "decoder_channels", "denoiser_channels",
-                     "time_embed_dim", "sparse_channels", "num_train_timesteps",
-                     "num_inference_steps", "num_self_diffusion_steps", "denoiser_blocks"):
+                     "time_embed_dim", "sparse_channels", "num_self_diffusion_steps", "denoiser_blocks"):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+                out.append(f"{name}={getattr(self, name)}: must be >= 1")
         if self.time_embed_dim % 2:
-            raise ConfigError(f"time_embed_dim={self.time_embed_dim}: must be even")
+            out.append(f"time_embed_dim={self.time_embed_dim}: must be even")
         if not self.denoiser_channel_mult or min(self.denoiser_channel_mult) < 1:
-            raise ConfigError(f"denoiser_channel_mult={self.denoiser_channel_mult}: positive ints")
-        if self.num_inference_steps > self.num_train_timesteps:
-            raise ConfigError(
-                f"num_inference_steps={self.num_inference_steps} > num_train_timesteps="
-                f"{self.num_train_timesteps}"
-            )
+            out.append(f"denoiser_channel_mult={self.denoiser_channel_mult}: positive ints")
         if not (0.0 < self.min_depth < self.max_depth):
-            raise ConfigError(
-                f"min_depth={self.min_depth}, max_depth={self.max_depth}: need 0 < min < max"
-            )
+            out.append(f"min_depth={self.min_depth}, max_depth={self.max_depth}: need 0 < min < max")
         if not (0.0 <= self.lidar_dropout <= 1.0):
-            raise ConfigError(f"lidar_dropout={self.lidar_dropout}: must be in [0, 1]")
+            out.append(f"lidar_dropout={self.lidar_dropout}: must be in [0, 1]")
         if not (0 <= self.prior_levels <= 8):
-            raise ConfigError(f"prior_levels={self.prior_levels}: must be in [0, 8]")
+            out.append(f"prior_levels={self.prior_levels}: must be in [0, 8]")
         if not (0 <= int(self.prior_scanline_gap) <= 64):
-            raise ConfigError(f"prior_scanline_gap={self.prior_scanline_gap}: must be in [0, 64]")
+            out.append(f"prior_scanline_gap={self.prior_scanline_gap}: must be in [0, 64]")
         if not (0.0 <= self.prior_scanline_rel_diff <= 1.0):
-            raise ConfigError(f"prior_scanline_rel_diff={self.prior_scanline_rel_diff}: must be in [0, 1]")
+            out.append(f"prior_scanline_rel_diff={self.prior_scanline_rel_diff}: must be in [0, 1]")
         if self.prior_select_max_farther < 0:
-            raise ConfigError(f"prior_select_max_farther={self.prior_select_max_farther}: must be >= 0")
+            out.append(f"prior_select_max_farther={self.prior_select_max_farther}: must be >= 0")
         if self.prior_select_sharpness <= 0:
-            raise ConfigError(f"prior_select_sharpness={self.prior_select_sharpness}: must be > 0")
-        if self.clip_sample_range <= 0:
-            raise ConfigError(f"clip_sample_range={self.clip_sample_range}: must be > 0")
-        if not (0.0 < self.beta_start < self.beta_end < 1.0):
-            raise ConfigError(f"beta_start={self.beta_start}, beta_end={self.beta_end}: need 0<start<end<1")
+            out.append(f"prior_select_sharpness={self.prior_select_sharpness}: must be > 0")
         for name in ("loss_weight_l1", "loss_weight_l2", "loss_weight_ddim", "loss_weight_latent"):
             if float(getattr(self, name)) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
-
-    # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> Dict[str, Any]:
-        """Plain-python dict (tuples become lists) suitable for YAML/JSON."""
-        out = dataclasses.asdict(self)
-        out["denoiser_channel_mult"] = list(self.denoiser_channel_mult)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "DiffusionDepthConfig":
-        """Build from a dict; unknown keys raise :class:`ConfigError` naming them."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown DiffusionDepthConfig keys: {unknown}")
-        return cls(**data)
-
-    def to_yaml(self, path: Optional[str | Path] = None) -> str:
-        """Serialise to YAML text; also writes it to ``path`` when given."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, path_or_text: str | Path) -> "DiffusionDepthConfig":
-        """Load from a YAML file (a ``Path``, or a string ending in .yaml/.yml or naming an
-        existing file) or from YAML text. Errors name the file."""
-        source = str(path_or_text)
-        is_path = isinstance(path_or_text, Path) or (
-            "\n" not in source and (source.endswith((".yaml", ".yml")) or Path(source).is_file())
-        )
-        if not is_path:
-            data = yaml.safe_load(source)
-            return cls.from_dict(data)
-        p = Path(source)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        try:
-            return cls.from_dict(data)
-        except (ConfigError, TypeError) as exc:
-            raise ConfigError(f"{p}: {exc}") from exc
+                out.append(f"{name}={getattr(self, name)}: must be >= 0")
+        return out + super().problems()
 
     @property
     def size_divisor(self) -> int:

@@ -24,7 +24,13 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+from depth_diffusion_ros.models.config_base import DDIMConfig
+from depth_diffusion_ros.models.ddim_schedule import (
+    PREDICTION_TYPES,
+    check_timestep_spacing,
+    ddim_timestep_pairs,
+    ddim_timesteps,
+)
 
 
 def make_betas(
@@ -153,10 +159,7 @@ class DDIMScheduler:
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
     ) -> None:
-        if timestep_spacing not in ("leading", "trailing", "linspace"):
-            raise ValueError(
-                f"timestep_spacing={timestep_spacing!r}: must be leading, trailing or linspace"
-            )
+        check_timestep_spacing(timestep_spacing)
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type={prediction_type!r}: must be one of {PREDICTION_TYPES}")
         self.num_train_timesteps = int(num_train_timesteps)
@@ -173,35 +176,21 @@ class DDIMScheduler:
         self.num_inference_steps: Optional[int] = None
         self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy().astype(np.int64))
 
-    _CONFIG_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one",
-                      "steps_offset", "timestep_spacing", "prediction_type", "clip_sample", "clip_sample_range")
-
     @classmethod
-    def from_config(cls, config) -> "DDIMScheduler":
-        """Build from a model config (:class:`~depth_diffusion_ros.models.config.DiffusionDepthConfig`,
-        :class:`~depth_diffusion_ros.models.dsr_diff_config.DSRDiffConfig`): every scheduler
-        argument the config has; the others keep their defaults."""
-        return cls(**{name: getattr(config, name) for name in cls._CONFIG_FIELDS if hasattr(config, name)})
+    def from_config(cls, config: DDIMConfig) -> "DDIMScheduler":
+        """Build from a model config's DDIM fields (:class:`~depth_diffusion_ros.models.config_base.DDIMConfig`:
+        DiffusionDepthConfig, DSRDiffConfig)."""
+        return cls(**{name: getattr(config, name) for name in DDIMConfig.SCHEDULER_FIELDS})
 
     # ------------------------------------------------------------------ timesteps
     def compute_timesteps(self, num_inference_steps: int) -> np.ndarray:
-        """The ``num_inference_steps`` timesteps (descending int64) for this schedule's spacing,
-        without changing the scheduler's state.
+        """The ``num_inference_steps`` timesteps (descending int64) for this schedule's spacing
+        (:func:`~depth_diffusion_ros.models.ddim_schedule.ddim_timesteps`), without changing the
+        scheduler's state.
 
         Raises ValueError if num_inference_steps is < 1 or > num_train_timesteps.
         """
-        n = int(num_inference_steps)
-        T = self.num_train_timesteps
-        if n < 1 or n > T:
-            raise ValueError(f"num_inference_steps={n}: must be in [1, num_train_timesteps={T}]")
-        if self.timestep_spacing == "linspace":
-            return np.linspace(0, T - 1, n).round()[::-1].copy().astype(np.int64)
-        if self.timestep_spacing == "leading":
-            ratio = T // n
-            ts = (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.int64)
-            return ts + self.steps_offset
-        ratio = T / n  # trailing
-        return np.round(np.arange(T, 0, -ratio)).astype(np.int64) - 1
+        return ddim_timesteps(num_inference_steps, self.num_train_timesteps, self.timestep_spacing, self.steps_offset)
 
     def set_timesteps(
         self, num_inference_steps: int, device: Union[str, torch.device, None] = None
@@ -227,11 +216,9 @@ class DDIMScheduler:
         if num_inference_steps is None:
             if self.num_inference_steps is None:
                 raise RuntimeError("call set_timesteps() first or pass num_inference_steps")
-            n, ts = self.num_inference_steps, self.timesteps.cpu().numpy()
-        else:
-            n, ts = int(num_inference_steps), self.compute_timesteps(num_inference_steps)
-        ratio = self.num_train_timesteps // n
-        return [(int(t), int(t) - ratio) for t in ts]
+            num_inference_steps = self.num_inference_steps
+        return ddim_timestep_pairs(num_inference_steps, self.num_train_timesteps, self.timestep_spacing,
+                                   self.steps_offset)
 
     # ------------------------------------------------------------------ process
     def add_noise(

@@ -27,7 +27,9 @@ from depth_diffusion_ros.models.neck import group_norm
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of timesteps.
 
-    timesteps: 0-d or (B,) tensor (int or float). Returns (B or 1, dim) float32 as [cos | sin].
+    timesteps: 0-d or (B,) tensor (int or float). Returns (B or 1, dim) float32 as [cos | sin]
+    (an odd ``dim`` gets one zero column at the end). Used by DiffusionDepth's U-Net and
+    DSR-Diff's guidance denoiser.
     """
     half = dim // 2
     t = timesteps.reshape(-1).to(torch.float32)
@@ -35,7 +37,8 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
         -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
     )
     args = t[:, None] * freqs[None, :]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 class TimestepMLP(nn.Module):

@@ -13,7 +13,7 @@ arXiv 1812.11941 (2018).
 * Output (Sec. 3.2): the reciprocal depth ``y = max_depth / depth`` (the paper: m / y_orig with
   m the maximum depth), so SSIM's dynamic range is ``max_depth / min_depth``.
 * Loss (Sec. 3.2, Eq. 1-4): ``0.1 * L1 + L_grad + (1 - SSIM)/2``
-  (:func:`~depth_diffusion_ros.models.densedepth_loss.densedepth_loss`).
+  (:func:`~depth_diffusion_ros.models.losses.densedepth_loss`).
 
 Super-resolution mode (ours, for the CDSR comparison): the same network on the HR colour image;
 the LR depth, bicubically up-sampled and in reciprocal units, is concatenated to every decoder
@@ -22,24 +22,22 @@ ImageNet weights load unchanged.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from depth_diffusion_ros.models.backbone import TimmBackbone
-from depth_diffusion_ros.models.densedepth_loss import densedepth_loss
+from depth_diffusion_ros.models.config_base import ModelConfig
+from depth_diffusion_ros.models.losses import densedepth_loss
 
 MODES = ("monocular", "super_resolution")
 
 
 @dataclass
-class DenseDepthConfig:
+class DenseDepthConfig(ModelConfig):
     """Hyper-parameters of :class:`DenseDepth` (paper defaults: densenet169, width 1.0, NYU
     depth range 0.1-10 m, lambda 0.1)."""
 
@@ -51,33 +49,19 @@ class DenseDepthConfig:
     max_depth: float = 10.0
     depth_weight: float = 0.1
 
-    def __post_init__(self) -> None:
+    architecture: ClassVar[str] = "densedepth"
+    # Fields of config.yaml that may be edited after training without changing the weights.
+    RUNTIME_FIELDS: ClassVar[FrozenSet[str]] = frozenset({"pretrained_path", "depth_weight"})
+
+    def problems(self) -> List[str]:
+        out = []
         if self.mode not in MODES:
-            raise ValueError(f"DenseDepthConfig.mode={self.mode!r}: choose one of {MODES}")
+            out.append(f"mode={self.mode!r}: choose one of {MODES}")
         if not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+            out.append(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         if self.decoder_width <= 0:
-            raise ValueError(f"decoder_width must be > 0, got {self.decoder_width}")
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "DenseDepthConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown DenseDepthConfig keys: {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: Union[str, Path]) -> "DenseDepthConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        data.pop("architecture", None)
-        return cls.from_dict(data)
-
-    def to_yaml(self, path: Union[str, Path]) -> None:
-        Path(path).write_text(yaml.safe_dump({"architecture": "densedepth", **self.to_dict()}, sort_keys=False))
+            out.append(f"decoder_width must be > 0, got {self.decoder_width}")
+        return out + super().problems()
 
 
 class UpSampleBlock(nn.Module):

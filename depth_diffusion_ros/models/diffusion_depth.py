@@ -41,6 +41,7 @@ from depth_diffusion_ros.models.config import DiffusionDepthConfig
 from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
 from depth_diffusion_ros.models.denoiser import ConditionedUNet
 from depth_diffusion_ros.models.depth_latent import DepthDecoder, DepthEncoder, LogDepthNormalizer
+from depth_diffusion_ros.models.losses import masked_l1, masked_l2, valid_depth_mask
 from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck
 from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
 
@@ -340,10 +341,8 @@ class DiffusionDepth(nn.Module):
         B, _, H, W = rgb.shape
         self.check_size(H, W)
         gt = batch["gt_depth"]
-        gt_mask = batch.get("gt_mask")
-        gt_valid = (gt > 0) if gt_mask is None else ((gt_mask > 0.5) & (gt > 0))
+        gt_valid = valid_depth_mask(gt, batch.get("gt_mask"))
         gt_valid_f = gt_valid.to(rgb.dtype)
-        n_valid = gt_valid_f.sum().clamp(min=1.0)
         device = rgb.device
 
         sparse = batch.get("sparse_depth")
@@ -360,9 +359,8 @@ class DiffusionDepth(nn.Module):
         noise = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)
         z0 = self._loop(noise, cond, cfg.num_self_diffusion_steps)
         depth = self.decode(z0, cond)
-        err = (depth - gt) * gt_valid_f
-        l1 = err.abs().sum() / n_valid
-        l2 = (err**2).sum() / n_valid
+        l1 = masked_l1(depth, gt, gt_valid_f)
+        l2 = masked_l2(depth, gt, gt_valid_f)
 
         # self-diffusion of the model's own refined latent
         t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device="cpu").to(device)
@@ -375,7 +373,7 @@ class DiffusionDepth(nn.Module):
         # depth auto-encoder terms
         target = torch.where(gt_valid, gt, depth.detach()).clamp(cfg.min_depth, cfg.max_depth)
         z_enc = self.encode_depth(target)
-        rec = ((self.decode(z_enc, None) - gt).abs() * gt_valid_f).sum() / n_valid
+        rec = masked_l1(self.decode(z_enc, None), gt, gt_valid_f)
         align = F.mse_loss(z0, z_enc.detach())
 
         loss = (

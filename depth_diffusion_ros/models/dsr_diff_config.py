@@ -1,7 +1,8 @@
 """Configuration of DSR-Diff (colour-guided depth super-resolution with latent diffusion).
 
-Plain dataclass with a YAML round trip; no torch import, so a node can read a checkpoint's
-``config.yaml`` (for example its trained scale range) without torch installed.
+A dataclass on the shared config base (:mod:`depth_diffusion_ros.models.config_base`: YAML
+round trip, the DDIM fields); no torch import, so a node can read a checkpoint's ``config.yaml``
+(for example its trained scale range) without torch installed.
 
 Source: Shi et al., "DSR-Diff: Depth Map Super-Resolution with Diffusion Model",
 arXiv 2311.09919 (GGN / DSRN / GRN, two-stage training). The depth-noise augmentation fields
@@ -10,16 +11,14 @@ low-resolution depth condition, sigma drawn per sample).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Union
+from typing import ClassVar, FrozenSet, List
 
-import yaml
+from depth_diffusion_ros.models.config_base import DDIMConfig
 
 
 @dataclass
-class DSRDiffConfig:
+class DSRDiffConfig(DDIMConfig):
     """Hyper-parameters of :class:`~depth_diffusion_ros.models.dsr_diff.DSRDiff`.
 
     Network (DSR-Diff Sec. 3.2-3.4):
@@ -36,10 +35,9 @@ class DSRDiffConfig:
             encoders (GGN and the GRN's condition encoder), after a stride-4 pixel unshuffle.
         grn_hidden / grn_layers: width and depth of the GRN's MLP denoiser.
         residual_scale: factor on the DSRN head's residual channel (normalised depth units).
-    Diffusion (GRN, DDIM through ``models/ddim.py``):
-        num_train_timesteps, num_inference_steps, beta_schedule, beta_start, beta_end,
-        prediction_type ("epsilon"), timestep_spacing, steps_offset, set_alpha_to_one (as in
-        diffusers.DDIMScheduler).
+    Diffusion (GRN, DDIM through ``models/ddim.py``): the fields of
+        :class:`~depth_diffusion_ros.models.config_base.DDIMConfig`, with
+        ``num_inference_steps`` 4 by default.
     Scales:
         scales: the integer scale factors trained on (the paper: 4, 8, 16). Inference accepts
             any integer scale between min(scales) and max(scales).
@@ -65,15 +63,7 @@ class DSRDiffConfig:
     grn_hidden: int = 128
     grn_layers: int = 4
     residual_scale: float = 0.01
-    num_train_timesteps: int = 1000
-    num_inference_steps: int = 4
-    beta_schedule: str = "linear"
-    beta_start: float = 0.0001
-    beta_end: float = 0.02
-    prediction_type: str = "epsilon"
-    timestep_spacing: str = "leading"
-    steps_offset: int = 0
-    set_alpha_to_one: bool = True
+    num_inference_steps: int = 4  # DDIMConfig's field, a shorter default for the GRN
     scales: list = field(default_factory=lambda: [4, 8, 16])
     stage: int = 1
     l1_weight: float = 1.0
@@ -84,32 +74,33 @@ class DSRDiffConfig:
     depth_noise_sigma: list = field(default_factory=lambda: [0.0, 0.03])
     depth_noise_prob: float = 1.0
 
-    def __post_init__(self) -> None:
+    architecture: ClassVar[str] = "dsr_diff"
+    # Fields of config.yaml that may be edited after training without changing the weights.
+    RUNTIME_FIELDS: ClassVar[FrozenSet[str]] = DDIMConfig.DDIM_RUNTIME_FIELDS | {
+        "stage", "l1_weight", "rmse_weight", "diff_l1_weight", "rec_l1_weight", "eps_mse_weight",
+        "depth_noise_sigma", "depth_noise_prob",
+    }
+
+    def normalise(self) -> None:
         self.scales = [int(s) for s in self.scales]
         self.depth_noise_sigma = [float(s) for s in self.depth_noise_sigma]
-        problems = []
+
+    def problems(self) -> List[str]:
+        out = []
         if self.channels <= 0 or self.channels % self.num_heads:
-            problems.append(f"channels ({self.channels}) must be > 0 and divisible by num_heads ({self.num_heads})")
+            out.append(f"channels ({self.channels}) must be > 0 and divisible by num_heads ({self.num_heads})")
         if self.feature_stride not in (1, 2, 4):
-            problems.append(f"feature_stride must be 1, 2 or 4, got {self.feature_stride}")
+            out.append(f"feature_stride must be 1, 2 or 4, got {self.feature_stride}")
         if not self.scales or min(self.scales) < 1:
-            problems.append(f"scales must be positive integers, got {self.scales}")
-        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
-            problems.append(
-                f"num_inference_steps ({self.num_inference_steps}) must be in [1, num_train_timesteps="
-                f"{self.num_train_timesteps}]"
-            )
+            out.append(f"scales must be positive integers, got {self.scales}")
         if self.stage not in (1, 2):
-            problems.append(f"stage must be 1 or 2, got {self.stage}")
+            out.append(f"stage must be 1 or 2, got {self.stage}")
         lo_hi = self.depth_noise_sigma
         if len(lo_hi) != 2 or lo_hi[0] < 0 or lo_hi[1] < lo_hi[0]:
-            problems.append(f"depth_noise_sigma must be [min, max] with 0 <= min <= max, got {lo_hi}")
+            out.append(f"depth_noise_sigma must be [min, max] with 0 <= min <= max, got {lo_hi}")
         if not 0.0 <= self.depth_noise_prob <= 1.0:
-            problems.append(f"depth_noise_prob must be in [0, 1], got {self.depth_noise_prob}")
-        if self.prediction_type != "epsilon":
-            problems.append(f"prediction_type must be 'epsilon', got {self.prediction_type!r}")
-        if problems:
-            raise ValueError("invalid DSRDiffConfig: " + "; ".join(problems))
+            out.append(f"depth_noise_prob must be in [0, 1], got {self.depth_noise_prob}")
+        return out + super().problems()
 
     @property
     def min_scale(self) -> int:
@@ -118,30 +109,3 @@ class DSRDiffConfig:
     @property
     def max_scale(self) -> int:
         return max(self.scales)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DSRDiffConfig":
-        """Build from a mapping; unknown keys raise ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown DSRDiffConfig keys: {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: Union[str, Path]) -> "DSRDiffConfig":
-        with open(path, "r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        if "model" in data and isinstance(data["model"], dict):
-            data = data["model"]
-        data = {k: v for k, v in data.items() if k != "architecture"}
-        return cls.from_dict(data)
-
-    def to_yaml(self, path: Union[str, Path]) -> None:
-        data = {"architecture": "dsr_diff", **self.to_dict()}
-        with open(path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(data, fh, sort_keys=False)
-

@@ -1,5 +1,12 @@
-"""DenseDepth loss (Alhashim & Wonka, "High Quality Monocular Depth Estimation via Transfer
-Learning", arXiv 1812.11941, Sec. 3.2, Eq. 1-4), also used for the SR regression baseline.
+"""The depth losses of the models' ``training_losses`` (one home; ``training`` uses them from here).
+
+Masked pixel losses: ``pred``, ``target`` (B, 1, H, W) in the same units (metres, or a model's
+normalised depth) and a ``mask`` (B, 1, H, W) of {0, 1} weights (build one from ground truth
+with :func:`valid_depth_mask`); means run over the masked pixels and are 0 when there is none, so
+a batch without GT gives a zero, differentiable loss rather than NaN.
+
+DenseDepth loss (Alhashim & Wonka, "High Quality Monocular Depth Estimation via Transfer
+Learning", arXiv 1812.11941, Sec. 3.2, Eq. 1-4), also used for the SR regression baseline:
 
     L(y, y_hat) = lambda * L_depth + L_grad + L_SSIM,   lambda = 0.1
     L_depth = mean |y - y_hat|                                   (Eq. 2)
@@ -16,12 +23,67 @@ prediction (so they contribute no structural error).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 
 
+# ----------------------------------------------------------------------------- masked pixel losses
+def valid_depth_mask(depth: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Bool (B, 1, H, W): pixels with ground truth, ``depth > 0`` and (if given) ``mask > 0.5``."""
+    valid = depth > 0
+    return valid if mask is None else (mask > 0.5) & valid
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum(values * mask) / max(sum(mask), 1): the mean over the masked pixels (0 when none)."""
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - target| over the masked pixels (units of the depth). DiffusionDepth's L1 term
+    (arXiv 2303.05021, Sec. 3.4), DSR-Diff's L1 (arXiv 2311.09919, Sec. 3.5), DenseDepth's L_depth."""
+    return masked_mean((pred - target).abs(), mask)
+
+
+def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean (pred - target)^2 over the masked pixels (squared units). DiffusionDepth's L2 term."""
+    return masked_mean((pred - target) ** 2, mask)
+
+
+def masked_rmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sqrt(:func:`masked_l2` + 1e-12): the batch RMSE over the masked pixels (units of the depth)."""
+    return torch.sqrt(masked_l2(pred, target, mask) + 1e-12)
+
+
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, variance_focus: float = 0.85,
+               eps: float = 1e-6) -> torch.Tensor:
+    """Scale-invariant log loss (Eigen et al., NeurIPS 2014, Eq. 4; BTS weighting lambda = 0.85):
+    ``sqrt(mean(g^2) - lambda * mean(g)^2) * 10`` with ``g = log pred - log target`` over the
+    masked pixels (pred, target metres)."""
+    n = mask.sum().clamp(min=1.0)
+    g = (torch.log(pred.clamp(min=eps)) - torch.log(target.clamp(min=eps))) * mask
+    mean_g = g.sum() / n
+    return torch.sqrt(((g**2).sum() / n - variance_focus * mean_g**2).clamp(min=0.0) + eps) * 10.0
+
+
+def weighted_total(parts: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> Dict[str, torch.Tensor]:
+    """``{"loss": sum_k weights[k] * parts[k], **detached parts}`` (the ``training_losses`` dict).
+
+    Raises:
+        KeyError: a weight names a part that is not there.
+    """
+    missing = sorted(set(weights) - set(parts))
+    if missing:
+        raise KeyError(f"loss weights for missing parts {missing}; parts are {sorted(parts)}")
+    total = sum(float(w) * parts[k] for k, w in weights.items())
+    out = {k: v.detach() for k, v in parts.items()}
+    out["loss"] = total
+    return out
+
+
+# ----------------------------------------------------------------------------- DenseDepth
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> torch.Tensor:
     """(1, 1, size, size) normalised 2-D Gaussian window."""
     x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2.0
@@ -67,7 +129,7 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch
         return ex.mean() + ey.mean()
     mx = mask[..., :, 1:] * mask[..., :, :-1]
     my = mask[..., 1:, :] * mask[..., :-1, :]
-    return (ex * mx).sum() / mx.sum().clamp_min(1.0) + (ey * my).sum() / my.sum().clamp_min(1.0)
+    return masked_mean(ex, mx) + masked_mean(ey, my)
 
 
 def densedepth_loss(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
@@ -86,7 +148,7 @@ def densedepth_loss(pred: torch.Tensor, target: torch.Tensor, mask: Optional[tor
         l_depth = (pred - target).abs().mean()
         tgt_for_ssim = target
     else:
-        l_depth = ((pred - target).abs() * mask).sum() / mask.sum().clamp_min(1.0)
+        l_depth = masked_l1(pred, target, mask)
         tgt_for_ssim = torch.where(mask > 0, target, pred.detach())
     l_grad = gradient_loss(pred, target, mask)
     l_ssim = (1.0 - ssim(pred, tgt_for_ssim, data_range)) / 2.0
