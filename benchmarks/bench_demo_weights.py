@@ -4,7 +4,7 @@ Frames (none used for training the demo weights, see their MODEL_CARD.md):
   * raw 2011_09_26_drive_0001 frame 5, camera 2: input = KITTI DC velodyne_raw, GT = KITTI DC
     semi-dense ground truth (``groundtruth_image_02.png``);
   * object frame 000001: input = 90 % of the LiDAR scan, GT = the other 10 % of the points
-    (``tools.bag_io.holdout_mask``, seed 0, frame index 1: the split of
+    (``geometry.sampling.holdout_mask``, seed 0, frame index 1: the split of
     ``kitti-to-bag --holdout-fraction 0.1`` / ``replay``).
 The training frames are printed too, for reference. Metrics in KITTI depth-completion units
 (RMSE/MAE mm, iRMSE/iMAE 1/km) from ``depth_diffusion_ros.evaluation.metrics``; "its LiDAR prior
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     if not shared_data().is_dir():
         print(f"shared data not found at {shared_data()} (set DDR_SHARED_DATA)")
         return 1
-    model = load_checkpoint(args.weights)
+    model = load_checkpoint(args.weights, architecture="diffusion_depth")
     print(f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
           f"{args.threads} thread(s), no GPU")
     print(f"weights: {args.weights} ({model.config.backbone}, latent stride {model.config.latent_stride})\n")

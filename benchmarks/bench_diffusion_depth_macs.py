@@ -59,7 +59,7 @@ def main() -> None:
             backbone_kwargs={"img_size": [args.height, args.width]})))
 
     h, w = args.height, args.width
-    header = f"| config | params M | encode GMAC | denoise step GMAC | decode GMAC | total (20 steps) GMAC |"
+    header = "| config | params M | encode GMAC | denoise step GMAC | decode GMAC | total (20 steps) GMAC |"
     if args.time:
         header += " step ms (CPU) |"
     print(f"DiffusionDepth compute at {w}x{h} (batch 1), MAC = FLOP/2 (torch FlopCounterMode)")

@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "test"))  # node_harness: node process + rclpy client helpers
@@ -52,7 +51,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from depth_diffusion_ros.evaluation.figures import colorize_depth  # noqa: E402
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth  # noqa: E402
 from depth_diffusion_ros.inference.backends import make_completion_backend  # noqa: E402
-from depth_diffusion_ros.nodes._common import keep_frame_memory  # noqa: E402
+from depth_diffusion_ros.inference.pipelines import CompletionPipeline  # noqa: E402
+from depth_diffusion_ros.nodes.process import keep_frame_memory  # noqa: E402
 from depth_diffusion_ros.ros import (  # noqa: E402
     ImageBuilder,
     PointCloud2Builder,
@@ -88,8 +88,8 @@ def stage_table(frame: KittiFrame, repeats: int) -> list[tuple[str, float, float
     image_msg = frame.image(1.0)
     sparse_msg = frame.sparse_image(1.0)
     points_msg = frame.points(1.0)
-    backend = make_completion_backend("ip_basic")
-    dense = backend.infer(frame.rgb, frame.sparse, frame.intrinsics).depth
+    pipeline = CompletionPipeline(make_completion_backend("ip_basic"))
+    dense = pipeline(frame.rgb, frame.sparse, frame.intrinsics).depth
     header = stamp_header(KittiFrame.CAMERA_FRAME, 1.0)
     cloud, image = PointCloud2Builder(), ImageBuilder()  # what depth_completion_node publishes with
     cloud_msg = depth_to_pointcloud2(dense, frame.intrinsics, header, frame.rgb)
@@ -102,7 +102,8 @@ def stage_table(frame: KittiFrame, repeats: int) -> list[tuple[str, float, float
         ("PointCloud2 -> xyz (121,948 pts)", *_time(lambda: pointcloud2_to_xyz(points_msg), repeats)),
         ("LiDAR projection (project_lidar_to_depth)",
          *_time(lambda: project_lidar_to_depth(frame.scan, frame.calib.T_camera_lidar, frame.intrinsics), repeats)),
-        ("IP-Basic completion (backend.infer)", *_time(lambda: backend.infer(frame.rgb, frame.sparse, frame.intrinsics), repeats)),
+        ("IP-Basic completion (CompletionPipeline)",
+         *_time(lambda: pipeline(frame.rgb, frame.sparse, frame.intrinsics), repeats)),
         ("PointCloud2 packing, organised + rgb", *_time(lambda: depth_to_pointcloud2(dense, frame.intrinsics, header, frame.rgb), repeats)),
         ("  same, reused message (PointCloud2Builder)", *_time(lambda: cloud.build(dense, frame.intrinsics, header, frame.rgb), repeats)),
         ("  serialise it (the copy rclpy publish makes)", *_time(lambda: serialize_message(cloud_msg), repeats)),

@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 
 from depth_diffusion_ros.evaluation.metrics import depth_metrics
+from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
 from depth_diffusion_ros.inference.backends import make_super_resolution_backend
-from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
+from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SCALES = (4, 8, 16)
@@ -84,18 +85,15 @@ def main() -> int:
     opts = {"model_path": args.model_path} if args.model_path else {}
     if args.steps:
         opts["num_inference_steps"] = args.steps
-    methods = {
-        "dsr_diff (demo)": make_super_resolution_backend("torch", **opts),
-        "guided_filter": make_super_resolution_backend("guided_filter"),
-        "joint_bilateral": make_super_resolution_backend("joint_bilateral"),
-        "bicubic": make_super_resolution_backend("bicubic"),
-    }
+    methods = {name: SuperResolutionPipeline(make_super_resolution_backend(backend, **options)) for name, backend, options in (
+        ("dsr_diff (demo)", "torch", opts), ("guided_filter", "guided_filter", {}),
+        ("joint_bilateral", "joint_bilateral", {}), ("bicubic", "bicubic", {}))}
     frames = held_out_frames(Path(args.data))
     results: dict = {name: {} for name in methods}
     for fname, (rgb, gt) in frames.items():
         for s in SCALES:
             lr = bicubic_downsample_depth(gt, s)
-            preds = {name: backend.infer(rgb, lr).depth for name, backend in methods.items()}
+            preds = {name: pipeline(rgb, lr).depth for name, pipeline in methods.items()}
             mask = (gt > 0) & support_mask(lr, gt.shape)
             for pred in preds.values():
                 mask &= np.isfinite(pred) & (pred > 0)
@@ -105,8 +103,8 @@ def main() -> int:
                                                   "delta1": m["delta1"], "n_valid": m["n_valid"]}
     rgb, gt = frames["nyu_rgb_00100"]
     lr8 = bicubic_downsample_depth(gt, 8)
-    for name, backend in methods.items():
-        results[name]["ms_per_frame_nyu_x8"] = median_ms(lambda b=backend: b.infer(rgb, lr8), args.runs)
+    for name, pipeline in methods.items():
+        results[name]["ms_per_frame_nyu_x8"] = median_ms(lambda p=pipeline: p(rgb, lr8), args.runs)
 
     cols = [f"{f}_x{s}" for f in frames for s in SCALES]
     print(f"# CDSR RMSE (cm), held-out frames; CPU: {platform.processor() or platform.machine()}, "

@@ -1,7 +1,7 @@
 """Write the nodes' parameter tables into README.md from their ParamSpec declarations.
 
 Each node module declares its parameters once, in ``PARAMETERS`` (a tuple of
-``nodes._common.ParamSpec``). This script renders them as Markdown tables between
+``nodes.parameters.ParamSpec``). This script renders them as Markdown tables between
 ``<!-- params:NODE -->`` and ``<!-- /params:NODE -->`` markers in README.md, so the README can
 never drift from what the nodes declare (``test/test_readme.py`` checks it).
 

@@ -36,12 +36,12 @@ class TinyCompletion(nn.Module):
 
     @torch.no_grad()
     def sample(self, rgb, sparse_depth=None, valid_mask=None, noise=None, num_inference_steps=None,
-               ensemble_size=1, generator=None):
+               generator=None):
         if sparse_depth is None:
             sparse_depth = rgb.new_zeros(rgb.shape[0], 1, *rgb.shape[2:])
         if valid_mask is None:
             valid_mask = (sparse_depth > 0).to(rgb.dtype)
-        return self(rgb, sparse_depth, valid_mask), None
+        return self(rgb, sparse_depth, valid_mask)
 
 
 def build(cfg):

@@ -33,7 +33,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from depth_diffusion_ros.nodes._common import WARN
+from depth_diffusion_ros.nodes.health import WARN
 
 # The Fast DDS profile (32 MiB SHM segments, 100 ms heartbeat) is chosen in conftest.py for the
 # whole session; node processes inherit FASTDDS_DEFAULT_PROFILES_FILE from os.environ.

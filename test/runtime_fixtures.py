@@ -48,3 +48,17 @@ def kitti_frame(shared_data: Path, height: int, width: int):
     from depth_diffusion_ros.export.frames import frame_for_size
 
     return frame_for_size(shared_data, height, width, "kitti")
+
+
+def complete(backend, rgb, sparse):
+    """One frame of depth completion through the pipeline every caller uses."""
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
+
+    return CompletionPipeline(backend)(rgb, sparse)
+
+
+def estimate(backend, rgb):
+    """One frame of monocular estimation (no sparse input) through its pipeline."""
+    from depth_diffusion_ros.inference.pipelines import EstimationPipeline
+
+    return EstimationPipeline(backend)(rgb)

@@ -1,4 +1,4 @@
-"""Classical backends through the registry, on the real KITTI and NYU frames."""
+"""Classical backends through the registry and the pipelines, on the real KITTI and NYU frames."""
 from __future__ import annotations
 
 import cv2
@@ -8,13 +8,14 @@ import pytest
 from depth_diffusion_ros.evaluation.metrics import depth_metrics
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.inference.backends import (
-    BackendError,
-    CompletionBackend,
-    DepthResult,
-    SuperResolutionBackend,
-    make_completion_backend,
-    make_super_resolution_backend,
+from depth_diffusion_ros.inference.backends import BackendError, make_completion_backend, make_super_resolution_backend
+from depth_diffusion_ros.inference.backends.base import CompletionModel, UpsamplingModel
+from depth_diffusion_ros.inference.errors import FrameError
+from depth_diffusion_ros.inference.pipelines import (
+    CompletionPipeline,
+    DepthOutput,
+    EstimationPipeline,
+    SuperResolutionPipeline,
 )
 
 KITTI_INTR = Intrinsics(fx=721.5377, fy=721.5377, cx=609.5593, cy=172.854, width=1242, height=375)
@@ -31,16 +32,19 @@ def kitti_frame(kitti_raw_dir):
 def test_completion_backends_by_name(name, bound, kitti_frame):
     rgb, sparse, gt = kitti_frame
     backend = make_completion_backend(name)
-    assert isinstance(backend, CompletionBackend) and backend.name == name
-    result = backend.infer(rgb, sparse, KITTI_INTR)
-    assert isinstance(result, DepthResult) and result.uncertainty is None
+    assert isinstance(backend, CompletionModel) and backend.name == name
+    pipeline = CompletionPipeline(backend)
+    result = pipeline(rgb, sparse, KITTI_INTR)
+    assert isinstance(result, DepthOutput) and result.uncertainty is None and result.intrinsics == KITTI_INTR
     assert result.depth.shape == (375, 1242) and result.depth.dtype == np.float32
     assert (result.depth > 0).mean() > 0.99
     assert depth_metrics(result.depth, gt)["rmse"] < bound
-    with pytest.raises(BackendError, match="needs sparse depth"):
-        backend.infer(rgb, None, KITTI_INTR)
-    with pytest.raises(BackendError, match="differs"):
-        backend.infer(rgb[:100], sparse, KITTI_INTR)
+    with pytest.raises(FrameError, match="needs sparse depth"):
+        pipeline(rgb, None, KITTI_INTR)
+    with pytest.raises(FrameError, match="sparse_depth is 1242x375 but image is 1242x100"):
+        pipeline(rgb[:100], sparse)
+    with pytest.raises(BackendError, match="cannot estimate depth from an image alone"):
+        EstimationPipeline(backend)
 
 
 def test_completion_backend_options():
@@ -61,16 +65,21 @@ def test_super_resolution_backends_by_name(name, shared_data):
     rgb = cv2.cvtColor(cv2.imread(str(root / "rgb" / "rgb_00050.jpg")), cv2.COLOR_BGR2RGB)
     lr = cv2.resize(gt, (160, 120), interpolation=cv2.INTER_NEAREST)  # x4, holes kept as 0
     backend = make_super_resolution_backend(name)
-    assert isinstance(backend, SuperResolutionBackend) and backend.name == name
-    out = backend.infer(rgb, lr).depth
+    assert isinstance(backend, UpsamplingModel) and backend.name == name
+    pipeline = SuperResolutionPipeline(backend)
+    out = pipeline(rgb, lr).depth
     assert out.shape == (480, 640) and out.dtype == np.float32
     m = depth_metrics(out, gt, valid_mask=out > 0)
     assert m["n_valid"] > 0.6 * gt.size
     assert m["rmse"] < 0.3
-    with pytest.raises(BackendError, match="uint8"):
-        backend.infer(rgb.astype(np.float32), lr)
-    with pytest.raises(BackendError, match="larger"):
-        backend.infer(rgb[:100, :100], lr)
+    with pytest.raises(FrameError, match="uint8"):
+        pipeline(rgb.astype(np.float32), lr)
+    with pytest.raises(FrameError, match="scale is not an integer") as err:
+        pipeline(rgb[:100, :100], lr)
+    assert err.value.reason == "bad_scale"
+    with pytest.raises(FrameError, match="outside the backend's range x1..x2") as err:
+        SuperResolutionPipeline(backend, max_scale=2)(rgb, lr)
+    assert err.value.reason == "scale_out_of_range"
 
 
 def test_super_resolution_backend_options():

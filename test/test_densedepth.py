@@ -95,8 +95,8 @@ def test_densedepth169_monocular_shapes_and_reciprocal_depth():
     rgb = torch.rand(1, 3, 64, 96)
     y = m(rgb)
     assert y.shape == (1, 1, 64, 96)
-    depth, unc = m.sample(rgb)
-    assert depth.shape == (1, 1, 64, 96) and unc is None
+    depth = m.sample(rgb)
+    assert depth.shape == (1, 1, 64, 96)
     assert float(depth.min()) >= 0.1 and float(depth.max()) <= 10.0
     d = torch.tensor([0.1, 1.0, 10.0])
     assert torch.allclose(m.depth_to_target(d), torch.tensor([100.0, 10.0, 1.0]))
@@ -114,7 +114,7 @@ def test_densedepth_sr_mode_training_step():
     with torch.no_grad():
         # zero-initialised last conv: SR mode starts from the bicubic LR depth
         y_up = torch.nn.functional.interpolate(batch["depth_lr"], size=(64, 64), mode="bicubic", align_corners=False)
-        assert torch.allclose(m.sample(batch["rgb"], batch["depth_lr"])[0], y_up.clamp(0.1, 10.0), atol=1e-4)
+        assert torch.allclose(m.sample(batch["rgb"], batch["depth_lr"]), y_up.clamp(0.1, 10.0), atol=1e-4)
     m.train()
     losses = m.training_losses(batch)
     assert {"loss", "l_depth", "l_grad", "l_ssim"} <= set(losses)

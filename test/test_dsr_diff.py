@@ -65,15 +65,12 @@ def test_sample_shapes_and_forward_graph_agree(scale):
     m = tiny().eval()
     bt = batch(b=1, H=32, W=64, s=scale)
     noise = torch.randn(1, 16)
-    depth, unc = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], noise=noise)
-    assert depth.shape == (1, 1, 32, 64) and unc is None
+    depth = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], noise=noise)
+    assert depth.shape == (1, 1, 32, 64)
     assert torch.isfinite(depth).all() and (depth >= 0).all()
     with torch.no_grad():
         graph = m(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], noise)
     assert torch.allclose(depth, graph, atol=1e-5)
-    depth2, unc2 = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"], ensemble_size=3,
-                            generator=torch.Generator().manual_seed(1))
-    assert unc2.shape == (1, 1, 32, 64) and (unc2 >= 0).all()
 
 
 def test_sample_scales_with_depth_units():
@@ -81,8 +78,8 @@ def test_sample_scales_with_depth_units():
     m = tiny().eval()
     bt = batch(b=1)
     noise = torch.randn(1, 16)
-    d1, _ = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
-    d2, _ = m.sample(bt["rgb"], bt["depth_lr"] * 100.0, noise=noise)
+    d1 = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    d2 = m.sample(bt["rgb"], bt["depth_lr"] * 100.0, noise=noise)
     assert torch.allclose(d2, d1 * 100.0, rtol=1e-4, atol=1e-3)
 
 
@@ -220,8 +217,8 @@ def test_checkpoint_round_trip_and_strict_load(tmp_path):
     assert isinstance(m2, DSRDiff) and not m2.training
     bt = batch(b=1)
     noise = torch.randn(1, 16)
-    a, _ = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
-    b, _ = m2.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    a = m.sample(bt["rgb"], bt["depth_lr"], noise=noise)
+    b = m2.sample(bt["rgb"], bt["depth_lr"], noise=noise)
     assert torch.equal(a, b)
     assert m2.config.scales == [2, 4, 8]
     # a config that does not match the weights is refused, naming the file
@@ -265,7 +262,7 @@ def test_shipped_demo_weights_hold_the_same_tensors_and_give_the_same_output():
     gt = 1.0 + 3.0 * torch.rand(1, 1, 64, 64, generator=g)
     rgb = torch.rand(1, 3, 64, 64, generator=g)
     noise = torch.randn(1, 64, generator=torch.Generator().manual_seed(14))
-    depth, _ = model.sample(rgb, F.avg_pool2d(gt, 8), noise=noise)
+    depth = model.sample(rgb, F.avg_pool2d(gt, 8), noise=noise)
     got = [float(depth[0, 0, y, x]) for y, x in ((0, 0), (10, 37), (31, 63), (63, 0))] + [float(depth.mean())]
     assert got == pytest.approx(DEMO_REFERENCE, rel=1e-5, abs=1e-6)
 

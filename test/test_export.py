@@ -13,11 +13,11 @@ from depth_diffusion_ros.export.onnx_export import (  # noqa: E402
     ParityError,
     check_parity,
     export_onnx,
-    file_sha256,
-    read_metadata,
     run_onnx,
     write_metadata,
 )
+from depth_diffusion_ros.runtime.errors import BackendError  # noqa: E402
+from depth_diffusion_ros.runtime.metadata import file_sha256, read_metadata  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -104,9 +104,9 @@ def test_metadata_round_trip_and_bad_files(tmp_path):
     assert file_sha256(path) != h0  # metadata is part of the file hash (engine cache key)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xfe not a model")
-    with pytest.raises(ExportError, match="bad.onnx"):
+    with pytest.raises(BackendError, match="bad.onnx"):  # the runtime reads it, without onnx
         read_metadata(bad)
     with pytest.raises(ExportError, match="bad.onnx"):
         write_metadata(bad, {"a": 1})
-    with pytest.raises(ExportError, match="not found"):
+    with pytest.raises(BackendError, match="not found"):
         read_metadata(tmp_path / "missing.onnx")

@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 
 import fake_tensorrt  # noqa: E402
 from depth_diffusion_ros import cli  # noqa: E402
-from depth_diffusion_ros.export.onnx_export import read_metadata  # noqa: E402
+from depth_diffusion_ros.runtime.metadata import read_metadata  # noqa: E402
 from depth_diffusion_ros.tools import benchmark  # noqa: E402
 from runtime_fixtures import small_config  # noqa: E402
 
@@ -41,9 +41,9 @@ def test_export_command_both_forms_with_parity_on_real_frame(checkpoint, tmp_pat
     meta = read_metadata(out / "sampler_2steps_e1.onnx")
     assert meta["ddr.num_inference_steps"] == "2"
     from depth_diffusion_ros.models.checkpoint import load_checkpoint
-    from depth_diffusion_ros.export.diffusion_depth import model_hash
+    from depth_diffusion_ros.export.onnx_export import model_sha256
 
-    assert meta["ddr.model_sha256"] == model_hash(load_checkpoint(checkpoint))
+    assert meta["ddr.model_sha256"] == model_sha256(load_checkpoint(checkpoint))
     errors = json.loads(meta["ddr.parity_max_abs_error"])
     assert errors["depth"] < 1e-3
 

@@ -19,8 +19,9 @@ from depth_diffusion_ros.export.diffusion_depth import (  # noqa: E402
     unrolled_file_name,
 )
 from depth_diffusion_ros.export.frames import frame_for_size, tensor_inputs  # noqa: E402
-from depth_diffusion_ros.export.onnx_export import read_metadata, run_onnx  # noqa: E402
-from depth_diffusion_ros.inference.onnx_sampler import ddim_timestep_pairs  # noqa: E402
+from depth_diffusion_ros.export.onnx_export import run_onnx  # noqa: E402
+from depth_diffusion_ros.runtime.metadata import read_metadata  # noqa: E402
+from depth_diffusion_ros.inference.pipelines import CompletionPipeline  # noqa: E402
 from depth_diffusion_ros.models.config import DiffusionDepthConfig  # noqa: E402
 from depth_diffusion_ros.models.ddim import DDIMScheduler  # noqa: E402
 from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth  # noqa: E402
@@ -67,7 +68,7 @@ def test_files_names_and_metadata(exported, kitti_inputs):
         assert meta["ddr.export_id"] == report.export_id
         assert json.loads(meta["ddr.config"])["latent_stride"] == 8
         assert json.loads(meta["ddr.parity_max_abs_error"])  # the check ran and was recorded
-    assert io["sampler"] == (["rgb", "sparse_depth", "valid_mask", "noise"], ["depth", "uncertainty"])
+    assert io["sampler"] == (["rgb", "sparse_depth", "valid_mask", "noise"], ["depth"])
     assert io["step"] == (["latents", "cond", "timestep", "prev_timestep"], ["prev_latents"])
     assert io["decoder"] == (["latents", "cond"], ["depth"])
     sampler_meta = read_metadata(out / unrolled_file_name(3, 2))
@@ -80,15 +81,17 @@ def test_files_names_and_metadata(exported, kitti_inputs):
 
 
 def test_unrolled_matches_torch_sample_with_new_noise(exported, kitti_inputs):
+    """The unrolled graph returns one depth map per ensemble member (the pipeline aggregates)."""
     model, out, _ = exported
     noise = np.random.default_rng(5).standard_normal((2,) + model.latent_shape(H, W), dtype=np.float32)
     got = run_onnx(out / unrolled_file_name(3, 2), dict(kitti_inputs, noise=noise))
+    t = {k: torch.from_numpy(kitti_inputs[k]) for k in ("rgb", "sparse_depth", "valid_mask")}
     with torch.no_grad():
-        ref, unc = model.sample(*(torch.from_numpy(kitti_inputs[k]) for k in ("rgb", "sparse_depth", "valid_mask")),
-                                noise=torch.from_numpy(noise), num_inference_steps=3, ensemble_size=2)
-    np.testing.assert_allclose(got["depth"], ref.numpy(), atol=1e-3, rtol=1e-4)
-    np.testing.assert_allclose(got["uncertainty"], unc.numpy(), atol=1e-3)
-    assert got["depth"].min() >= model.config.min_depth and float(unc.max()) > 0
+        ref = np.concatenate([model.sample(t["rgb"], t["sparse_depth"], t["valid_mask"], noise=torch.from_numpy(
+            noise[k:k + 1]), num_inference_steps=3).numpy() for k in range(2)])
+    assert got["depth"].shape == (2, 1, H, W)
+    np.testing.assert_allclose(got["depth"], ref, atol=1e-3, rtol=1e-4)
+    assert got["depth"].min() >= model.config.min_depth and np.abs(ref[0] - ref[1]).max() > 0
 
 
 @pytest.mark.parametrize("steps", [1, 4, 7])
@@ -104,10 +107,13 @@ def test_host_loop_ensemble_mean_and_std(exported, kitti_inputs):
 
 
 @pytest.mark.parametrize("spacing,offset", [("leading", 0), ("leading", 1), ("trailing", 0), ("linspace", 0)])
-def test_numpy_timestep_pairs_equal_torch_scheduler(spacing, offset):
+def test_pipeline_timestep_pairs_equal_torch_scheduler(spacing, offset):
+    """The loop the pipelines run visits the torch scheduler's steps (one timestep rule)."""
+    from depth_diffusion_ros.inference.sampler import SchedulerSpec
+
     sched = DDIMScheduler(timestep_spacing=spacing, steps_offset=offset)
     for n in (1, 3, 10, 20, 50, 999):
-        assert ddim_timestep_pairs(n, 1000, spacing, offset) == sched.timestep_pairs(n)
+        assert SchedulerSpec(1000, spacing, offset).pairs(n) == sched.timestep_pairs(n)
 
 
 def test_monocular_model_exports_without_sparse_inputs(tmp_path, kitti_inputs):
@@ -133,8 +139,9 @@ def test_dynamic_export_runs_at_other_sizes_in_ort_and_fake_tensorrt(tmp_path, s
     the export's example shapes) then run a frame of yet another size."""
     import fake_tensorrt
 
-    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend
-    from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTCompletionBackend
+    from depth_diffusion_ros.inference import frames
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTDiffusionDepthBackend
 
     torch.set_num_threads(2)
     model = small_model()
@@ -144,23 +151,19 @@ def test_dynamic_export_runs_at_other_sizes_in_ort_and_fake_tensorrt(tmp_path, s
     assert meta["ddr.exporter"] == "dynamo" and meta["ddr.opset"] == "18"
     assert float(meta["ddr.parity_other_size_error"]) < 1e-3
     rgb, sparse = frame_for_size(shared_data, 90, 200, "kitti")  # padded to 96x224
-    b = OnnxRuntimeCompletionBackend(tmp_path / "dyn", num_inference_steps=2)
-    got = b.infer(rgb, sparse)
-    t = tensor_inputs(*frame_for_size(shared_data, 96, 224, "kitti"))
-    # reference: torch on the padded frame, cropped (the backend pads with edge/zero like preprocess)
-    from depth_diffusion_ros.inference import preprocess
-
-    rgb_p, _ = preprocess.pad_to_multiple(rgb, 32)
-    sp_p, _ = preprocess.pad_to_multiple(sparse, 32)
-    s_t, v_t = preprocess.sparse_to_tensor_layout(sp_p)
+    b = OnnxRuntimeDiffusionDepthBackend(tmp_path / "dyn", num_inference_steps=2)
+    got = CompletionPipeline(b)(rgb, sparse)
+    # reference: torch on the frame padded as the pipeline pads it (edge / zero), cropped
+    rgb_p, _ = frames.pad_to_multiple(rgb, 32)
+    sp_p, _ = frames.pad_to_multiple(sparse, 32)
+    s_t, v_t = frames.sparse_to_tensor_layout(sp_p)
+    noise = frames.make_noise((1,) + b.latent_shape(96, 224), b.seed)
     with torch.no_grad():
-        ref, _ = model.sample(torch.from_numpy(preprocess.rgb_to_tensor_layout(rgb_p)), torch.from_numpy(s_t),
-                              torch.from_numpy(v_t), noise=torch.from_numpy(b.make_noise(96, 224)),
-                              num_inference_steps=2)
+        ref = model.sample(torch.from_numpy(frames.rgb_to_tensor_layout(rgb_p)), torch.from_numpy(s_t),
+                           torch.from_numpy(v_t), noise=torch.from_numpy(noise), num_inference_steps=2)
     np.testing.assert_allclose(got.depth, ref.numpy()[0, 0, :90, :200], atol=1e-3, rtol=1e-4)
-    assert t["rgb"].shape == (1, 3, 96, 224)
-    trt_b = TensorRTCompletionBackend(tmp_path / "dyn", num_inference_steps=2, engine_cache_dir=tmp_path / "eng",
-                                      trt=fake_tensorrt, cuda=fake_tensorrt.make_fake_cudart())
-    np.testing.assert_allclose(trt_b.infer(rgb, sparse).depth, got.depth, atol=1e-4, rtol=1e-5)
+    trt_b = TensorRTDiffusionDepthBackend(tmp_path / "dyn", num_inference_steps=2, engine_cache_dir=tmp_path / "eng",
+                                          trt=fake_tensorrt, cuda=fake_tensorrt.make_fake_cudart())
+    np.testing.assert_allclose(CompletionPipeline(trt_b)(rgb, sparse).depth, got.depth, atol=1e-4, rtol=1e-5)
     engine = fake_tensorrt.Runtime(None).deserialize_cuda_engine(trt_b.engine_results[0].engine_path.read_bytes())
     assert engine.header["profile"]["rgb"] == [[1, 3, 32, 64], [1, 3, 64, 128], [8, 3, 128, 256]]

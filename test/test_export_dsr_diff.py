@@ -1,4 +1,5 @@
-"""DSR-Diff export and the ONNX Runtime / (fake) TensorRT super-resolution backends on real NYU depth."""
+"""DSR-Diff export and the ONNX Runtime / (fake) TensorRT super-resolution backends (through the
+super-resolution pipeline) on real NYU depth."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,12 @@ pytest.importorskip("onnx")
 
 import fake_tensorrt  # noqa: E402
 from depth_diffusion_ros.export.dsr_diff import export_dsr_diff, nyu_sr_inputs, sr_file_name  # noqa: E402
-from depth_diffusion_ros.export.onnx_export import read_metadata  # noqa: E402
+from depth_diffusion_ros.runtime.metadata import read_metadata  # noqa: E402
 from depth_diffusion_ros.inference.backends import BackendError, make_super_resolution_backend  # noqa: E402
-from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeSuperResolutionBackend  # noqa: E402
-from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTSuperResolutionBackend  # noqa: E402
+from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDSRDiffBackend  # noqa: E402
+from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTDSRDiffBackend  # noqa: E402
+from depth_diffusion_ros.inference.errors import FrameError  # noqa: E402
+from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline  # noqa: E402
 
 pytestmark = pytest.mark.torch
 H, W = 64, 96
@@ -20,14 +23,15 @@ H, W = 64, 96
 
 @pytest.fixture(scope="module")
 def sr_export(tmp_path_factory, shared_data):
-    from depth_diffusion_ros.models.dsr_diff import DSRDiff, save_dsr_diff
+    from depth_diffusion_ros.models.checkpoint import save_checkpoint
+    from depth_diffusion_ros.models.dsr_diff import DSRDiff
     from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = DSRDiff(DSRDiffConfig()).eval()
     root = tmp_path_factory.mktemp("sr")
-    ckpt = save_dsr_diff(model, root / "ckpt")
+    ckpt = save_checkpoint(model, root / "ckpt")
     errors = {}
     for scale in (2, 4):
         path, err = export_dsr_diff(model, root / "onnx", H, W, scale, inputs=nyu_sr_inputs(shared_data, H, W, scale))
@@ -41,7 +45,7 @@ def nyu_pair(shared_data):
     import cv2
 
     from depth_diffusion_ros.export.frames import fit_frame, load_nyu_frame
-    from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
+    from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
 
     rgb, _ = load_nyu_frame(shared_data, n_points=1)
     gt = cv2.imread(str(shared_data / "nyu_depth_v2_metric3d/depth/sync_depth_00000.png"), cv2.IMREAD_UNCHANGED)
@@ -63,17 +67,17 @@ def test_export_files_metadata_and_parity(sr_export):
 
 
 def test_onnxruntime_sr_matches_torch_backend(sr_export, nyu_pair):
-    from depth_diffusion_ros.inference.backends.torch_sr_backend import TorchSuperResolutionBackend
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDSRDiffBackend
 
     _, ckpt, out, _ = sr_export
     rgb, gt, lr = nyu_pair
     b = make_super_resolution_backend("onnxruntime", model_path=str(out), providers=["cpu"], seed=2)
-    got = b.infer(rgb, lr)
-    ref = TorchSuperResolutionBackend(ckpt, seed=2).infer(rgb, lr)
+    got = SuperResolutionPipeline(b)(rgb, lr)
+    ref = SuperResolutionPipeline(TorchDSRDiffBackend(ckpt, seed=2))(rgb, lr)
     assert got.depth.shape == (H, W) and got.uncertainty is None
     np.testing.assert_allclose(got.depth, ref.depth, atol=1e-3, rtol=1e-4)
-    ens = OnnxRuntimeSuperResolutionBackend(out, ensemble_size=2, seed=2).infer(rgb, lr)
-    ens_ref = TorchSuperResolutionBackend(ckpt, ensemble_size=2, seed=2).infer(rgb, lr)
+    ens = SuperResolutionPipeline(OnnxRuntimeDSRDiffBackend(out, ensemble_size=2, seed=2))(rgb, lr)
+    ens_ref = SuperResolutionPipeline(TorchDSRDiffBackend(ckpt, ensemble_size=2, seed=2))(rgb, lr)
     np.testing.assert_allclose(ens.depth, ens_ref.depth, atol=1e-3, rtol=1e-4)
     np.testing.assert_allclose(ens.uncertainty, ens_ref.uncertainty, atol=1e-3)
 
@@ -81,18 +85,18 @@ def test_onnxruntime_sr_matches_torch_backend(sr_export, nyu_pair):
 def test_sr_errors_name_scale_and_file(sr_export, nyu_pair):
     _, _, out, _ = sr_export
     rgb, gt, _ = nyu_pair
-    b = OnnxRuntimeSuperResolutionBackend(out)
-    from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
+    b = OnnxRuntimeDSRDiffBackend(out)
+    from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
 
     with pytest.raises(BackendError, match=r"no exported DSR-Diff graph for scale x8 \(have x2: .*x4: "):
-        b.infer(rgb, bicubic_downsample_depth(gt, 8))
+        SuperResolutionPipeline(b)(rgb, bicubic_downsample_depth(gt, 8))
     big = np.concatenate([rgb, rgb], axis=0)
     with pytest.raises(BackendError, match=r"dsr_diff_x4_4steps.onnx: exported for 96x64 \(WxH\) images, got 96x128"):
-        b.infer(big, np.concatenate([bicubic_downsample_depth(gt, 4)] * 2, axis=0))
+        SuperResolutionPipeline(b)(big, np.concatenate([bicubic_downsample_depth(gt, 4)] * 2, axis=0))
     with pytest.raises(BackendError, match="no DSR-Diff graph for num_inference_steps=9"):
-        OnnxRuntimeSuperResolutionBackend(out, num_inference_steps=9)
-    with pytest.raises(BackendError, match="super-resolution input rejected"):
-        b.infer(rgb, np.zeros((16, 24), np.float32))
+        OnnxRuntimeDSRDiffBackend(out, num_inference_steps=9)
+    with pytest.raises(FrameError, match="no valid pixel"):
+        SuperResolutionPipeline(b)(rgb, np.zeros((16, 24), np.float32))
 
 
 def test_tensorrt_sr_through_fake_tensorrt(sr_export, nyu_pair, tmp_path):
@@ -100,10 +104,10 @@ def test_tensorrt_sr_through_fake_tensorrt(sr_export, nyu_pair, tmp_path):
     _, _, out, _ = sr_export
     rgb, _, lr = nyu_pair
     cuda = fake_tensorrt.make_fake_cudart("Orin (fake)")
-    b = TensorRTSuperResolutionBackend(out, engine_cache_dir=tmp_path, trt=fake_tensorrt, cuda=cuda, seed=2)
+    b = TensorRTDSRDiffBackend(out, engine_cache_dir=tmp_path, trt=fake_tensorrt, cuda=cuda, seed=2)
     assert sorted(b.graphs) == [2, 4] and all(r.built for r in b.engine_results)
-    ref = OnnxRuntimeSuperResolutionBackend(out, seed=2).infer(rgb, lr)
-    np.testing.assert_allclose(b.infer(rgb, lr).depth, ref.depth, atol=1e-5)
+    ref = SuperResolutionPipeline(OnnxRuntimeDSRDiffBackend(out, seed=2))(rgb, lr)
+    np.testing.assert_allclose(SuperResolutionPipeline(b)(rgb, lr).depth, ref.depth, atol=1e-5)
 
 
 def test_export_command_for_dsr_diff(sr_export, tmp_path, capsys, shared_data):
@@ -142,8 +146,10 @@ def test_onnxruntime_sr_runs_where_torch_cannot_be_imported(sr_export, nyu_pair,
         import json, sys
         import numpy as np
         from depth_diffusion_ros.inference.backends import make_super_resolution_backend
+        from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
         b = make_super_resolution_backend("onnxruntime", model_path={str(out)!r}, providers=["cpu"], seed=2)
-        r = b.infer(np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'lr.npy')!r}))
+        r = SuperResolutionPipeline(b)(np.load({str(tmp_path / 'rgb.npy')!r}),
+                                       np.load({str(tmp_path / 'lr.npy')!r}))
         np.save({str(tmp_path / 'depth.npy')!r}, r.depth)
         print(json.dumps({{"torch_loaded": hasattr(sys.modules.get("torch"), "Tensor")}}))
     """)
@@ -151,5 +157,6 @@ def test_onnxruntime_sr_runs_where_torch_cannot_be_imported(sr_export, nyu_pair,
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["torch_loaded"] is False
-    ref = make_super_resolution_backend("onnxruntime", model_path=str(out), providers=["cpu"], seed=2).infer(rgb, lr)
+    b = make_super_resolution_backend("onnxruntime", model_path=str(out), providers=["cpu"], seed=2)
+    ref = SuperResolutionPipeline(b)(rgb, lr)
     np.testing.assert_allclose(np.load(tmp_path / "depth.npy"), ref.depth, atol=1e-6)

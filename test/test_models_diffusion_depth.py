@@ -73,37 +73,23 @@ def test_shapes_and_dtypes_through_every_module(model):
     assert float(depth.detach().min()) >= 0.1 and float(depth.detach().max()) <= 80.0  # clamped
     z = model.encode_depth(batch["dense"])
     assert z.shape == lat.shape
-    out, unc = model.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"],
-                            generator=torch.Generator().manual_seed(0))
-    assert out.shape == (2, 1, H, W) and unc is None and torch.isfinite(out).all()
+    out = model.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"],
+                       generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, H, W) and torch.isfinite(out).all()
 
 
 def test_eta0_determinism_same_noise_same_output_different_seed_differs(model):
     batch = make_batch(b=1)
     args = (batch["rgb"], batch["sparse_depth"], batch["valid_mask"])
-    a, _ = model.sample(*args, generator=torch.Generator().manual_seed(7))
-    b, _ = model.sample(*args, generator=torch.Generator().manual_seed(7))
-    c, _ = model.sample(*args, generator=torch.Generator().manual_seed(8))
+    a = model.sample(*args, generator=torch.Generator().manual_seed(7))
+    b = model.sample(*args, generator=torch.Generator().manual_seed(7))
+    c = model.sample(*args, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b)
     noise = torch.randn(1, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(7))
-    d, _ = model.sample(*args, noise=noise)
+    d = model.sample(*args, noise=noise)
     assert torch.equal(a, d)  # explicit noise == the generator's draw
     # different noise changes the depth where the decode is not pinned by the LiDAR prior
     assert float((a - c).abs().max()) > 1e-4
-
-
-def test_ensemble_returns_mean_and_std(model):
-    batch = make_batch(b=1)
-    E = 3
-    noise = torch.randn(E, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(1))
-    mean, std = model.sample(batch["rgb"], None, None, noise=noise, ensemble_size=E,
-                             num_inference_steps=3)
-    members = [model.sample(batch["rgb"], None, None, noise=noise[i : i + 1], num_inference_steps=3)[0]
-               for i in range(E)]
-    stack = torch.stack(members)
-    torch.testing.assert_close(mean, stack.mean(0), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(std, stack.std(0, unbiased=False), rtol=1e-4, atol=1e-4)
-    assert float(std.max()) > 0
 
 
 def test_sample_rejects_bad_inputs(model):
@@ -113,8 +99,6 @@ def test_sample_rejects_bad_inputs(model):
         model.sample(torch.rand(1, 3, H, W), noise=torch.randn(1, 8, 4, 4))
     with pytest.raises(ValueError, match="sparse_depth"):
         model.sample(torch.rand(1, 3, H, W), sparse_depth=torch.zeros(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="ensemble_size"):
-        model.sample(torch.rand(1, 3, H, W), ensemble_size=0)
     with pytest.raises(ConfigError, match="mode"):
         tiny_config(mode="stereo")
     with pytest.raises(ConfigError, match="latent_stride"):
@@ -125,8 +109,8 @@ def test_missing_lidar_falls_back_to_monocular(model):
     batch = make_batch(b=1)
     noise = torch.randn(1, *model.latent_shape(H, W), generator=torch.Generator().manual_seed(3))
     rgb = batch["rgb"]
-    none_out, _ = model.sample(rgb, None, None, noise=noise)
-    zero_out, _ = model.sample(rgb, torch.zeros(1, 1, H, W), torch.zeros(1, 1, H, W), noise=noise)
+    none_out = model.sample(rgb, None, None, noise=noise)
+    zero_out = model.sample(rgb, torch.zeros(1, 1, H, W), torch.zeros(1, 1, H, W), noise=noise)
     torch.testing.assert_close(none_out, zero_out)  # None and all-zero LiDAR are the same input
     assert torch.isfinite(none_out).all() and float(none_out.min()) >= 0.1
     # the decode without LiDAR is exactly the monocular branch: the prior channels are zero
@@ -135,7 +119,7 @@ def test_missing_lidar_falls_back_to_monocular(model):
     lat = torch.randn(1, *model.latent_shape(H, W))
     torch.testing.assert_close(model.decode(lat, cond), model.decode(lat, None))
     # with LiDAR the measured pixels pull the output towards the measurements
-    lidar_out, _ = model.sample(rgb, batch["sparse_depth"], batch["valid_mask"], noise=noise)
+    lidar_out = model.sample(rgb, batch["sparse_depth"], batch["valid_mask"], noise=noise)
     m = batch["valid_mask"] > 0
     gt = batch["sparse_depth"][m]
     assert (lidar_out[m] - gt).abs().mean() < (none_out[m] - gt).abs().mean()
@@ -148,8 +132,8 @@ def test_monocular_mode_ignores_sparse_input():
     assert mono.cond_channels == 16
     assert not hasattr(mono, "sparse_encoder")
     noise = torch.randn(1, *mono.latent_shape(H, W))
-    a, _ = mono.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"], noise=noise)
-    b, _ = mono.sample(batch["rgb"], None, None, noise=noise)
+    a = mono.sample(batch["rgb"], batch["sparse_depth"], batch["valid_mask"], noise=noise)
+    b = mono.sample(batch["rgb"], None, None, noise=noise)
     assert torch.equal(a, b)
 
 
@@ -236,7 +220,7 @@ def test_two_priors_start_at_the_hand_rule_and_mask_unsupported_pixels():
     sparse, mask = batch["sparse_depth"].clone(), batch["valid_mask"].clone()
     sparse[..., :40, :] = 0  # no LiDAR in the top rows: beyond the 8-px reach of the prior
     mask[..., :40, :] = 0
-    depth, _ = model.sample(batch["rgb"], sparse, mask, generator=torch.Generator().manual_seed(0))
+    depth = model.sample(batch["rgb"], sparse, mask, generator=torch.Generator().manual_seed(0))
     pull_push, valid = densify_sparse_depth(sparse, mask, levels=3)
     rule = select_scanline(pull_push, scanline_prior(sparse, mask, levels=3, max_gap=8), 0.1)
     reach = valid > 0

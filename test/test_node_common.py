@@ -1,4 +1,5 @@
-"""In-process checks of the shared node helpers (nodes/_common.py) and the backend option table."""
+"""In-process checks of the shared node helpers (nodes/parameters, health, extrinsics, process), the
+sparse re-projection they use and the backend option table."""
 from __future__ import annotations
 
 import os
@@ -16,16 +17,10 @@ from rclpy.parameter import Parameter
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
 from depth_diffusion_ros.nodes import depth_completion_node as dcn
-from depth_diffusion_ros.nodes._common import (
-    ERROR,
-    WARN,
-    NodeHealth,
-    ParameterError,
-    ParamSpec,
-    declare_parameters,
-    parse_transform_parameter,
-    resample_sparse_depth,
-)
+from depth_diffusion_ros.geometry.resample import resample_sparse_depth
+from depth_diffusion_ros.nodes.extrinsics import parse_transform_parameter
+from depth_diffusion_ros.nodes.health import ERROR, WARN, NodeHealth
+from depth_diffusion_ros.nodes.parameters import ParameterError, ParamSpec, declare_parameters
 from depth_diffusion_ros.ros import InputError
 
 
@@ -123,7 +118,7 @@ def test_resample_sparse_depth_never_mixes_returns_with_empty_pixels():
 _FAULTS_SCRIPT = """
 import resource, sys
 import numpy as np
-from depth_diffusion_ros.nodes._common import keep_frame_memory
+from depth_diffusion_ros.nodes.process import keep_frame_memory
 print(keep_frame_memory(), end=" ")
 faults = []
 for _ in range(4):  # a 15 MB frame buffer allocated, written and freed, as every frame does

@@ -16,7 +16,7 @@ import pytest
 from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.geometry.pointcloud import unpack_rgb
-from depth_diffusion_ros.nodes._common import WARN
+from depth_diffusion_ros.nodes.health import WARN
 from depth_diffusion_ros.ros import camera_info_to_intrinsics, depth_from_image, image_to_array
 
 from node_harness import DepthNodeRig, KittiFrame, diagnostic_values, find_diagnostic
@@ -32,12 +32,13 @@ def next_stamp() -> float:
 
 
 class Rig(DepthNodeRig):
-    def __init__(self, frame: KittiFrame) -> None:
+    def __init__(self, frame: KittiFrame, **params) -> None:
         self.frame = frame
         super().__init__(MODULE, {
             "backend": "ip_basic", "input": "sparse_depth", "reliability": "reliable",
             "input_timeout": 1.0, "diagnostics_period": 0.25, "sync_slop": 0.05,
             "log_throttle": 0.0,  # every problem logged; test_log_lines_are_throttled sets it
+            **params,
         }, "completion_test_client", [(Image, "image"), (CameraInfo, "camera_info"), (Image, "sparse_depth")])
 
     def send_good(self, encoding: str = "32FC1", timeout: float = 30.0) -> tuple[float, Image]:
@@ -223,3 +224,18 @@ def test_sigterm_shuts_down_cleanly(rig):
     code = rig.proc.stop(signal.SIGTERM, timeout=15)
     assert code == 0, rig.proc.log()
     assert "Traceback" not in rig.proc.log()
+
+
+def test_cascade_pipeline_is_selected_by_its_parameters(kitti_raw_dir):
+    """cascade_scale 2: IP-Basic at 621x188 (padded to 622x188), then guided-filter
+    super-resolution back to the 1242x375 input (RGB-D-Fusion's cascade), published like any frame."""
+    frame = KittiFrame(kitti_raw_dir)
+    for rig in Rig(frame, cascade_scale=2, cascade_backend="guided_filter").serve():
+        rig.proc.wait_for_log(r"backend ip_basic .*cascade x2 -> guided_filter")
+        _, msg = rig.send_good()
+        depth = depth_from_image(msg)
+        assert depth.shape == (375, 1242)
+        gt_valid = (frame.gt > 0) & (depth > 0)
+        assert gt_valid.sum() > 0.95 * (frame.gt > 0).sum()
+        mae = np.abs(depth[gt_valid] - frame.gt[gt_valid]).mean()
+        assert mae < 1.5, f"cascade MAE against KITTI ground truth {mae:.3f} m"

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.nodes._common import WARN
+from depth_diffusion_ros.nodes.health import WARN
 from depth_diffusion_ros.ros import camera_info_to_intrinsics, depth_from_image, pointcloud2_to_xyz
 
 from node_harness import KittiFrame, NodeProcess, RosClient, find_diagnostic

@@ -9,7 +9,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_diffusion_ros.nodes._common import WARN
+from depth_diffusion_ros.nodes.health import WARN
 from depth_diffusion_ros.ros import depth_from_image, image_to_array
 
 from node_harness import KittiFrame, NodeProcess, RosClient, find_diagnostic

@@ -38,7 +38,7 @@ CASES = {
     "not_a_rotation": (PROJECTION, {"T_camera_lidar": [2.0 if i in (0, 5, 10) else v for i, v in enumerate(IDENTITY)]},
                        r"parameter 'T_camera_lidar': the upper-left 3x3 block is not a rotation"),
     "short_transform": (PROJECTION, {"T_camera_lidar": [1.0, 0.0, 0.0]},
-                        r"parameter 'T_camera_lidar' must have 16 numbers"),
+                        r"parameter 'T_camera_lidar': must have 16 numbers"),
     "min_above_max": (PROJECTION, {"T_camera_lidar": IDENTITY, "min_depth": 50.0, "max_depth": 10.0},
                       r"parameter 'min_depth' \(50.0\) must be < 'max_depth' \(10.0\)"),
 }

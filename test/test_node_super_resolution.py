@@ -19,8 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.inference.backends.torch_sr_backend import DEMO_WEIGHTS
-from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
+from depth_diffusion_ros.inference.backends.torch_backend import DEMO_SR_WEIGHTS as DEMO_WEIGHTS
+from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
 from depth_diffusion_ros.ros import array_to_image, camera_info_to_intrinsics, depth_from_image, image_to_array
 
 from node_harness import DepthNodeRig, NodeProcess, diagnostic_values, stamp_header

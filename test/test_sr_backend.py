@@ -1,5 +1,6 @@
-"""TorchSuperResolutionBackend (DSR-Diff checkpoints, the shipped demo weights) and the
-RGB-D-Fusion cascade (completion at low resolution, then super-resolution) on real frames."""
+"""The torch DSR-Diff backend (checkpoints, the shipped demo weights) in the super-resolution
+pipeline, and the RGB-D-Fusion cascade (completion at low resolution, then super-resolution) on
+real frames."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,17 +8,16 @@ import pytest
 import torch
 
 from depth_diffusion_ros.evaluation.metrics import depth_metrics
-from depth_diffusion_ros.inference.backends import (
-    BackendError,
-    SuperResolutionBackend,
-    make_completion_backend,
-    make_super_resolution_backend,
-)
-from depth_diffusion_ros.inference.backends.torch_sr_backend import DEMO_WEIGHTS
-from depth_diffusion_ros.inference.cascade import CascadeBackend, downsample_sparse_depth, make_cascade_backend
-from depth_diffusion_ros.models.dsr_diff import DSRDiff, save_dsr_diff
+from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth, downsample_sparse_depth
+from depth_diffusion_ros.inference.backends import BackendError, make_completion_backend, make_super_resolution_backend
+from depth_diffusion_ros.inference.backends.base import GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.backends.torch_backend import DEMO_SR_WEIGHTS as DEMO_WEIGHTS
+from depth_diffusion_ros.inference.errors import FrameError
+from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline, SuperResolutionPipeline
+from depth_diffusion_ros.models.checkpoint import save_checkpoint
+from depth_diffusion_ros.models.dsr_diff import DSRDiff
 from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig
-from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth
 from training.datasets.sr_datasets import nyu_frames
 
 pytestmark = pytest.mark.torch
@@ -40,7 +40,7 @@ def tiny_checkpoint(tmp_path_factory):
     with torch.no_grad():  # non-zero residual head so the output differs from bicubic
         model.dsrn.head[-1].weight.normal_(0, 0.01)
     path = tmp_path_factory.mktemp("dsr") / "ckpt"
-    save_dsr_diff(model, path)
+    save_checkpoint(model, path)
     return path
 
 
@@ -48,11 +48,13 @@ def test_backend_shapes_determinism_and_scale_checks(tiny_checkpoint, nyu100):
     torch.set_num_threads(1)
     rgb, gt = nyu100
     backend = make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), seed=3)
-    assert isinstance(backend, SuperResolutionBackend)
+    assert isinstance(backend, GuidedSuperResolutionBackend)
     assert (backend.min_scale, backend.max_scale, backend.num_inference_steps) == (4, 8, 2)
+    pipeline = SuperResolutionPipeline(backend)
+    assert (pipeline.min_scale, pipeline.max_scale) == (4, 8)
     lr = bicubic_downsample_depth(gt, 8)
-    r1 = backend.infer(rgb, lr)
-    r2 = backend.infer(rgb, lr)
+    r1 = pipeline(rgb, lr)
+    r2 = pipeline(rgb, lr)
     assert r1.depth.shape == (480, 640) and r1.depth.dtype == np.float32 and r1.uncertainty is None
     np.testing.assert_array_equal(r1.depth, r2.depth)  # the same seeded noise every frame
     # pixels without an LR measurement nearby are invalid (0); elsewhere depth is positive
@@ -60,22 +62,24 @@ def test_backend_shapes_determinism_and_scale_checks(tiny_checkpoint, nyu100):
     # a 60x80 LR map with missing pixels written as NaN works the same as with zeros
     lr_nan = lr.copy()
     lr_nan[lr_nan == 0] = np.nan
-    np.testing.assert_array_equal(backend.infer(rgb, lr_nan).depth, r1.depth)
-    with pytest.raises(BackendError, match="not an integer"):
-        backend.infer(rgb, np.ones((70, 80), np.float32))
-    with pytest.raises(BackendError, match="outside the trained range x4..x8"):
-        backend.infer(rgb, bicubic_downsample_depth(gt, 16))
-    with pytest.raises(BackendError, match="no valid pixel"):
-        backend.infer(rgb, np.zeros((60, 80), np.float32))
-    with pytest.raises(BackendError, match="uint8"):
-        backend.infer(rgb.astype(np.float32), lr)
+    np.testing.assert_array_equal(pipeline(rgb, lr_nan).depth, r1.depth)
+    with pytest.raises(FrameError, match="not an integer"):
+        pipeline(rgb, np.ones((70, 80), np.float32))
+    with pytest.raises(FrameError, match="outside the backend's range x4..x8") as err:
+        pipeline(rgb, bicubic_downsample_depth(gt, 16))
+    assert err.value.reason == "scale_out_of_range"
+    with pytest.raises(FrameError, match="no valid pixel") as err:
+        pipeline(rgb, np.zeros((60, 80), np.float32))
+    assert err.value.reason == "empty_depth_lr"
+    with pytest.raises(FrameError, match="uint8"):
+        pipeline(rgb.astype(np.float32), lr)
 
 
 def test_backend_ensemble_uncertainty(tiny_checkpoint, nyu100):
     rgb, gt = nyu100
     backend = make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), ensemble_size=3)
-    r = backend.infer(rgb[:128, :256], bicubic_downsample_depth(gt[:128, :256], 4))
-    assert r.uncertainty.shape == (128, 256) and (r.uncertainty >= 0).all()
+    r = SuperResolutionPipeline(backend)(rgb[:128, :256], bicubic_downsample_depth(gt[:128, :256], 4))
+    assert r.uncertainty.shape == (128, 256) and (r.uncertainty >= 0).all() and r.uncertainty.max() > 0
 
 
 def test_backend_errors_name_the_file(tmp_path, tiny_checkpoint):
@@ -92,12 +96,12 @@ def test_demo_weights_beat_bicubic_on_a_held_out_crop(nyu100):
     torch.set_num_threads(1)
     rgb, gt = nyu100
     backend = make_super_resolution_backend("torch")  # the shipped weights by default
-    assert backend.model_path == str(DEMO_WEIGHTS)
+    assert backend.model_file == str(DEMO_WEIGHTS)
     y0, x0 = 64, 64
     rgb_c, gt_c = rgb[y0:y0 + 256, x0:x0 + 512], gt[y0:y0 + 256, x0:x0 + 512]
     lr = bicubic_downsample_depth(gt_c, 8)
-    ours = backend.infer(rgb_c, lr).depth
-    bic = make_super_resolution_backend("bicubic").infer(rgb_c, lr).depth
+    ours = SuperResolutionPipeline(backend)(rgb_c, lr).depth
+    bic = SuperResolutionPipeline(make_super_resolution_backend("bicubic"))(rgb_c, lr).depth
     mask = (gt_c > 0) & (ours > 0) & (bic > 0)
     rmse_ours = depth_metrics(ours, gt_c, mask)["rmse"]
     rmse_bic = depth_metrics(bic, gt_c, mask)["rmse"]
@@ -118,10 +122,11 @@ def test_cascade_ip_basic_then_guided_filter_on_kitti(kitti_raw_dir):
     from node_harness import KittiFrame
 
     f = KittiFrame(kitti_raw_dir)
-    cascade = make_cascade_backend("ip_basic", "guided_filter", scale=2)
-    result = cascade.infer(f.rgb, f.sparse, f.intrinsics)
+    cascade = CascadePipeline(make_completion_backend("ip_basic"), make_super_resolution_backend("guided_filter"),
+                              scale=2)
+    result = cascade(f.rgb, f.sparse, f.intrinsics)
     assert result.depth.shape == (375, 1242)  # padded to 376x1242 inside, cropped back
-    full = make_completion_backend("ip_basic").infer(f.rgb, f.sparse, f.intrinsics).depth
+    full = CompletionPipeline(make_completion_backend("ip_basic"))(f.rgb, f.sparse, f.intrinsics).depth
     mask = (f.gt > 0) & (result.depth > 0) & (full > 0)
     m_cascade = depth_metrics(result.depth, f.gt, mask)
     m_full = depth_metrics(full, f.gt, mask)
@@ -129,10 +134,15 @@ def test_cascade_ip_basic_then_guided_filter_on_kitti(kitti_raw_dir):
     # (measured: RMSE 1.63 m vs 1.17 m for IP-Basic at full resolution, delta1 0.995)
     assert m_cascade["rmse"] < 2.0 * m_full["rmse"] and m_cascade["delta1"] > 0.95
     assert cascade.name == "cascade(ip_basic->guided_filter)"
-    with pytest.raises(BackendError, match="sparse depth"):
-        cascade.infer(f.rgb, None, f.intrinsics)  # ip_basic cannot run monocularly
+    with pytest.raises(FrameError, match="sparse depth"):
+        cascade(f.rgb, None, f.intrinsics)  # completion cannot run monocularly
+    # LiDAR points projected inside the cascade give the same as the projected map
+    xyz = f.scan[:, :3]
+    points = cascade(f.rgb, intrinsics=f.intrinsics, points=xyz, T_camera_points=f.calib.T_camera_lidar)
+    projected = cascade(f.rgb, project_lidar_to_depth(xyz, f.calib.T_camera_lidar, f.intrinsics), f.intrinsics)
+    np.testing.assert_array_equal(points.depth, projected.depth)
     with pytest.raises(BackendError, match="integer"):
-        CascadeBackend(cascade.completion, cascade.super_resolution, scale=2.5)
+        CascadePipeline(cascade.first.backend, cascade.second.backend, scale=2.5)
 
 
 def test_cascade_with_dsr_diff_second_stage(tiny_checkpoint, nyu100):
@@ -142,20 +152,19 @@ def test_cascade_with_dsr_diff_second_stage(tiny_checkpoint, nyu100):
     ys, xs = np.nonzero(gt > 0)
     pick = rng.choice(len(ys), 2000, replace=False)
     sparse[ys[pick], xs[pick]] = gt[ys[pick], xs[pick]]
-    cascade = make_cascade_backend("nearest", "torch", scale=4,
-                                   super_resolution_options={"model_path": str(tiny_checkpoint)})
-    out = cascade.infer(rgb, sparse, None)
+    second = make_super_resolution_backend("torch", model_path=str(tiny_checkpoint))
+    cascade = CascadePipeline(make_completion_backend("nearest"), second, scale=4)
+    out = cascade(rgb, sparse)
     assert out.depth.shape == (480, 640) and np.isfinite(out.depth).all()
-    with pytest.raises(BackendError, match="trained range"):
-        CascadeBackend(cascade.completion, cascade.super_resolution, scale=2).infer(rgb, sparse, None)
+    with pytest.raises(BackendError, match="outside the super-resolution backend's range x4..x8"):
+        CascadePipeline(make_completion_backend("nearest"), second, scale=2)
 
 
 def test_sr_node_module_and_classical_backends_work_without_torch(tmp_path):
     """The SR node module and the classical SR backends never import torch (a classical SR node
     must run where torch is missing); asking for the torch backend there is a clear BackendError.
 
-    (``depth_diffusion_ros.models.dsr_diff_io`` is numpy-only, but importing it runs
-    ``depth_diffusion_ros/models/__init__.py``, which imports torch.)"""
+    """
     import os
     import subprocess
     import sys
@@ -171,11 +180,13 @@ def test_sr_node_module_and_classical_backends_work_without_torch(tmp_path):
         import numpy as np
         import depth_diffusion_ros.nodes.depth_super_resolution_node as node
         from depth_diffusion_ros.inference.backends import make_super_resolution_backend, BackendError
+        from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
         lr = np.linspace(1, 3, 8 * 12, dtype=np.float32).reshape(8, 12)
         for name in ("guided_filter", "joint_bilateral", "bicubic"):
-            out = make_super_resolution_backend(name).infer(np.zeros((64, 96, 3), np.uint8), lr).depth
+            pipeline = SuperResolutionPipeline(make_super_resolution_backend(name))
+            out = pipeline(np.zeros((64, 96, 3), np.uint8), lr).depth
             assert out.shape == (64, 96) and (out > 0).all()
-        assert node.scale_factor(96, 64, 12, 8, 1, 16) == 8
+            assert pipeline.scale(96, 64, 12, 8) == 8
         try:
             make_super_resolution_backend("torch")
         except BackendError as exc:

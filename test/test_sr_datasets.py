@@ -10,13 +10,8 @@ import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, RandomSampler
 
-from depth_diffusion_ros.models.dsr_diff_io import (
-    bicubic_downsample_depth,
-    check_sr_scale,
-    fill_depth_holes,
-    finish_sr_output,
-    prepare_sr_inputs,
-)
+from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth, fill_depth_holes, super_resolution_scale
+from depth_diffusion_ros.inference.frames import finish_sr_output, prepare_sr_inputs
 from training.datasets.common import DatasetError
 from training.datasets.sr_datasets import (
     MiddleburyStereo,
@@ -86,10 +81,11 @@ def test_prepare_and_finish_sr_inputs_pad_and_crop():
     assert out[0, 0] == 0.0 and out[20, 20] == 3.0  # no LR measurement near the top-left corner
     with pytest.raises(ValueError, match="not an integer"):
         prepare_sr_inputs(rgb, np.ones((10, 13), np.float32), 8)
-    with pytest.raises(ValueError, match="outside the trained range"):
+    with pytest.raises(ValueError, match="outside the backend's range"):
         prepare_sr_inputs(rgb, lr, 8, min_scale=8, max_scale=16)
-    with pytest.raises(ValueError, match="differs between columns"):
-        check_sr_scale(36, 52, 9, 26)
+    with pytest.raises(ValueError, match="differs between columns") as err:
+        super_resolution_scale(36, 52, 9, 26)
+    assert err.value.reason == "bad_scale"
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -1,4 +1,4 @@
-"""TensorRT completion backend end to end against a FAKE TensorRT (test/fake_tensorrt.py).
+"""TensorRT DiffusionDepth backend end to end against a FAKE TensorRT (test/fake_tensorrt.py).
 
 TensorRT cannot run on the CPU-only CI machine. The fake builds "engines" that execute the
 embedded ONNX graphs with ONNX Runtime on "device" memory that is host memory, so this test
@@ -20,9 +20,9 @@ pytest.importorskip("onnx")
 
 import fake_tensorrt  # noqa: E402
 from depth_diffusion_ros.inference.backends import BackendError, make_completion_backend  # noqa: E402
-from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend  # noqa: E402
-from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTCompletionBackend  # noqa: E402
-from runtime_fixtures import STEPS, build_small_export, kitti_frame  # noqa: E402
+from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend  # noqa: E402
+from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTDiffusionDepthBackend  # noqa: E402
+from runtime_fixtures import STEPS, build_small_export, complete, kitti_frame  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -45,27 +45,27 @@ def test_step_form_through_fake_tensorrt_equals_onnxruntime(export, shared_data,
     rgb, sparse = kitti_frame(shared_data, 96, 300)
     cache = tmp_path / "engines"
     n0 = fake_tensorrt.BUILD_COUNT
-    trt_b = TensorRTCompletionBackend(onnx_dir, num_inference_steps=5, ensemble_size=2, engine_cache_dir=cache,
+    trt_b = TensorRTDiffusionDepthBackend(onnx_dir, num_inference_steps=5, ensemble_size=2, engine_cache_dir=cache,
                                       precision="fp16", trt=fake_tensorrt, cuda=fake_cuda)
     assert trt_b.form == "step" and fake_tensorrt.BUILD_COUNT == n0 + 3
     engines = sorted(p.name for p in cache.glob("*.engine"))
     assert [e.split(".")[0] for e in engines] == ["decoder", "encoder", "step"]
     assert all(".fp16.trt10-99-0-fake.nvidia-jetson-agx-orin-fake.engine" in e for e in engines)
-    got = trt_b.infer(rgb, sparse, None)
-    ref = OnnxRuntimeCompletionBackend(onnx_dir, num_inference_steps=5, ensemble_size=2).infer(rgb, sparse, None)
+    got = complete(trt_b, rgb, sparse)
+    ref = complete(OnnxRuntimeDiffusionDepthBackend(onnx_dir, num_inference_steps=5, ensemble_size=2), rgb, sparse)
     np.testing.assert_allclose(got.depth, ref.depth, atol=1e-4, rtol=1e-5)
     np.testing.assert_allclose(got.uncertainty, ref.uncertainty, atol=1e-4)
     # member 1: a warm-up step, capture, 4 replays; member 2 replays the same graph 5 times
     assert trt_b.loop.graph_launches == 4 + 5 and fake_cuda.stats["captures"] == 1
     # a second node start finds every engine in the cache
-    again = TensorRTCompletionBackend(onnx_dir, num_inference_steps=5, engine_cache_dir=cache,
+    again = TensorRTDiffusionDepthBackend(onnx_dir, num_inference_steps=5, engine_cache_dir=cache,
                                       trt=fake_tensorrt, cuda=fake_cuda)
     assert fake_tensorrt.BUILD_COUNT == n0 + 3 and not any(r.built for r in again.engine_results)
     # the options the completion node passes for backend "tensorrt" (+ the test doubles)
     b = make_completion_backend("tensorrt", model_path=str(onnx_dir), num_inference_steps=STEPS, ensemble_size=1,
                                 engine_cache_dir=str(cache), precision="fp16", seed=0,
                                 trt=fake_tensorrt, cuda=fake_cuda)
-    assert b.infer(rgb, sparse, None).depth.shape == (96, 300)
+    assert complete(b, rgb, sparse).depth.shape == (96, 300)
 
 
 def test_unrolled_form_and_rebuild_on_changed_onnx(export, shared_data, tmp_path, fake_cuda):
@@ -74,18 +74,18 @@ def test_unrolled_form_and_rebuild_on_changed_onnx(export, shared_data, tmp_path
     d = tmp_path / "onnx"
     shutil.copytree(onnx_dir, d)
     cache = tmp_path / "engines"
-    b = TensorRTCompletionBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
+    b = TensorRTDiffusionDepthBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
                                   precision="fp32", trt=fake_tensorrt, cuda=fake_cuda, use_cuda_graph=False)
     assert b.form == "unrolled"
-    ref = OnnxRuntimeCompletionBackend(d, num_inference_steps=STEPS, export_form="unrolled").infer(rgb, sparse)
-    np.testing.assert_allclose(b.infer(rgb, sparse).depth, ref.depth, atol=1e-4, rtol=1e-5)
+    ref = complete(OnnxRuntimeDiffusionDepthBackend(d, num_inference_steps=STEPS, export_form="unrolled"), rgb, sparse)
+    np.testing.assert_allclose(complete(b, rgb, sparse).depth, ref.depth, atol=1e-4, rtol=1e-5)
     from depth_diffusion_ros.export.onnx_export import write_metadata
 
     write_metadata(d / f"sampler_{STEPS}steps_e1.onnx", {"note": "re-exported"})  # new bytes, new hash
-    again = TensorRTCompletionBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
+    again = TensorRTDiffusionDepthBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
                                       precision="fp32", trt=fake_tensorrt, cuda=fake_cuda)
     assert again.engine_results[0].built and len(list(cache.glob("*.engine"))) == 2
-    forced = TensorRTCompletionBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
+    forced = TensorRTDiffusionDepthBackend(d, num_inference_steps=STEPS, export_form="unrolled", engine_cache_dir=cache,
                                        precision="fp32", force_engine_update=True, trt=fake_tensorrt, cuda=fake_cuda)
     assert forced.engine_results[0].reason == "force_engine_update is set"
     side = json.loads(forced.engine_results[0].sidecar_path.read_text())
@@ -98,11 +98,11 @@ def test_clear_errors_without_tensorrt_or_with_bad_files(export, tmp_path, fake_
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendError, match="tensorrt backend is not available here: TensorRT is not installed"):
-        TensorRTCompletionBackend(onnx_dir, cuda=fake_cuda)
+        TensorRTDiffusionDepthBackend(onnx_dir, cuda=fake_cuda)
     with pytest.raises(BackendError, match="model_path not found"):
-        TensorRTCompletionBackend(tmp_path / "none", trt=fake_tensorrt, cuda=fake_cuda)
+        TensorRTDiffusionDepthBackend(tmp_path / "none", trt=fake_tensorrt, cuda=fake_cuda)
     bad = tmp_path / "bad"
     shutil.copytree(onnx_dir, bad)
     (bad / "decoder.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(BackendError, match=r"decoder.onnx: not a readable ONNX model"):
-        TensorRTCompletionBackend(bad, engine_cache_dir=tmp_path / "c", trt=fake_tensorrt, cuda=fake_cuda)
+        TensorRTDiffusionDepthBackend(bad, engine_cache_dir=tmp_path / "c", trt=fake_tensorrt, cuda=fake_cuda)

@@ -19,10 +19,10 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
 import fake_tensorrt  # noqa: E402  (test/ is on sys.path)
-from depth_diffusion_ros.export import tensorrt_engine as te  # noqa: E402
-from depth_diffusion_ros.export.cuda_runtime import CudaError, CudaRuntime  # noqa: E402
-from depth_diffusion_ros.inference.backends.base import BackendError  # noqa: E402
-from depth_diffusion_ros.inference.backends.tensorrt_backend import (  # noqa: E402
+from depth_diffusion_ros.runtime import tensorrt_engine as te  # noqa: E402
+from depth_diffusion_ros.runtime.cuda_runtime import CudaError, CudaRuntime  # noqa: E402
+from depth_diffusion_ros.runtime.errors import BackendError  # noqa: E402
+from depth_diffusion_ros.runtime.tensorrt_graph import (  # noqa: E402
     DeviceStepLoop,
     TensorRTGraph,
     TensorSpec,

@@ -1,5 +1,6 @@
 """The torch completion backend on a real KITTI depth-completion frame (tiny untrained model
-checkpoint written to tmp), and the shared numpy preprocessing."""
+checkpoint written to tmp) through the completion and estimation pipelines, and the shared numpy
+frame layout."""
 from __future__ import annotations
 
 import cv2
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from depth_diffusion_ros.inference import preprocess
-from depth_diffusion_ros.inference.backends import BackendError, DepthResult, make_completion_backend
+from depth_diffusion_ros.inference import frames as preprocess
+from depth_diffusion_ros.inference.backends import BackendError, make_completion_backend
+from depth_diffusion_ros.inference.errors import FrameError
+from depth_diffusion_ros.inference.pipelines import CompletionPipeline, DepthOutput, EstimationPipeline
 from depth_diffusion_ros.models.checkpoint import WEIGHTS_NAME, save_checkpoint
 from depth_diffusion_ros.models.config import DiffusionDepthConfig
 from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
@@ -40,7 +43,7 @@ def kitti_frame(kitti_raw_dir):
     return np.ascontiguousarray(rgb[sl]), np.ascontiguousarray(sparse[sl]), np.ascontiguousarray(gt[sl])
 
 
-def test_preprocess_pad_crop_and_layouts():
+def test_frames_pad_crop_and_layouts():
     rgb = np.random.default_rng(0).integers(0, 256, (37, 50, 3), dtype=np.uint8)
     padded, pads = preprocess.pad_to_multiple(rgb, 16)
     assert padded.shape == (48, 64, 3) and pads == (11, 14)
@@ -67,14 +70,15 @@ def test_backend_completes_real_kitti_frame(checkpoint, kitti_frame):
     rgb, sparse, gt = kitti_frame
     backend = make_completion_backend("torch", model_path=str(checkpoint))
     assert backend.name == "torch" and backend.size_divisor == 32 and backend.num_inference_steps == 3
-    result = backend.infer(rgb, sparse, None)
-    assert isinstance(result, DepthResult) and result.uncertainty is None
+    pipeline = CompletionPipeline(backend)
+    result = pipeline(rgb, sparse)
+    assert isinstance(result, DepthOutput) and result.uncertainty is None
     assert result.depth.shape == (150, 230) and result.depth.dtype == np.float32
     assert np.isfinite(result.depth).all() and result.depth.min() >= 0.1 and result.depth.max() <= 80.0
     # deterministic: the same seed gives the same depth
-    assert np.array_equal(backend.infer(rgb, sparse, None).depth, result.depth)
+    assert np.array_equal(pipeline(rgb, sparse).depth, result.depth)
     # even untrained, the LiDAR prior path makes completion far better than monocular
-    mono = backend.infer(rgb, None, None).depth
+    mono = EstimationPipeline(backend)(rgb).depth
     m = gt > 0
     mae_completion = np.abs(result.depth[m] - gt[m]).mean()
     mae_mono = np.abs(mono[m] - gt[m]).mean()
@@ -85,13 +89,13 @@ def test_backend_completes_real_kitti_frame(checkpoint, kitti_frame):
 def test_backend_ensemble_uncertainty_and_seed(checkpoint, kitti_frame):
     rgb, sparse, _ = kitti_frame
     ens = make_completion_backend("torch", model_path=checkpoint, ensemble_size=3, num_inference_steps=2)
-    out = ens.infer(rgb, sparse, None)
+    out = CompletionPipeline(ens)(rgb, sparse)
     assert out.uncertainty is not None and out.uncertainty.shape == (150, 230)
     assert out.uncertainty.dtype == np.float32 and (out.uncertainty >= 0).all()
     assert float(out.uncertainty.max()) > 0
     other = make_completion_backend("torch", model_path=checkpoint, ensemble_size=3,
                                     num_inference_steps=2, seed=1)
-    assert not np.array_equal(other.infer(rgb, sparse, None).depth, out.depth)
+    assert not np.array_equal(CompletionPipeline(other)(rgb, sparse).depth, out.depth)
 
 
 def test_backend_errors_name_the_problem(checkpoint, tmp_path, kitti_frame):
@@ -110,8 +114,12 @@ def test_backend_errors_name_the_problem(checkpoint, tmp_path, kitti_frame):
         make_completion_backend("torch", model_path=checkpoint, ensemble_size=0)
     with pytest.raises(BackendError, match="num_inference_steps"):
         make_completion_backend("torch", model_path=checkpoint, num_inference_steps=0)
-    backend = make_completion_backend("torch", model_path=checkpoint)
-    with pytest.raises(BackendError, match="uint8"):
-        backend.infer(rgb.astype(np.float32), sparse, None)
-    with pytest.raises(BackendError, match="differs from rgb"):
-        backend.infer(rgb, sparse[:-1], None)
+    pipeline = CompletionPipeline(make_completion_backend("torch", model_path=checkpoint))
+    with pytest.raises(FrameError, match="uint8"):
+        pipeline(rgb.astype(np.float32), sparse)
+    with pytest.raises(FrameError, match="sparse_depth is 230x149 but image is 230x150") as err:
+        pipeline(rgb, sparse[:-1])
+    assert err.value.reason == "size_mismatch"
+    with pytest.raises(FrameError, match="no valid pixel") as err:
+        pipeline(rgb, np.zeros_like(sparse))
+    assert err.value.reason == "empty_sparse_depth"

@@ -67,9 +67,10 @@ def test_onnxruntime_backend_runs_without_torch(export, shared_data, no_torch_en
         import json, sys
         import numpy as np
         from depth_diffusion_ros.inference.backends import make_completion_backend
+        from depth_diffusion_ros.inference.pipelines import CompletionPipeline
         b = make_completion_backend("onnxruntime", model_path={str(onnx_dir)!r}, num_inference_steps=2,
                                     ensemble_size=2, providers=["cpu"], seed=0)
-        r = b.infer(np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'sparse.npy')!r}), None)
+        r = CompletionPipeline(b)(np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'sparse.npy')!r}))
         np.save({str(tmp_path / 'depth.npy')!r}, r.depth)
         print(json.dumps({{"torch_loaded": "torch" in sys.modules and hasattr(sys.modules["torch"], "Tensor"),
                           "unc": float(r.uncertainty.mean())}}))
@@ -79,9 +80,10 @@ def test_onnxruntime_backend_runs_without_torch(export, shared_data, no_torch_en
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["torch_loaded"] is False and out["unc"] > 0
     assert not marker.exists(), "something tried to import torch"
-    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
 
-    ref = OnnxRuntimeCompletionBackend(onnx_dir, num_inference_steps=2, ensemble_size=2).infer(rgb, sparse)
+    ref = CompletionPipeline(OnnxRuntimeDiffusionDepthBackend(onnx_dir, num_inference_steps=2, ensemble_size=2))(rgb, sparse)
     np.testing.assert_allclose(np.load(tmp_path / "depth.npy"), ref.depth, atol=1e-5)
 
 

@@ -1,7 +1,6 @@
 """Training loaders read the real samples in ../shared/data and official layouts built from them."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from depth_diffusion_ros.baselines import ip_basic_complete
 from depth_diffusion_ros.models.checkpoint import load_checkpoint
 from training.datasets.kitti import KittiFileList, KittiObject, torch_kitti_frames
-from training.evaluate import get_protocol, predict, score_frame
+from training.evaluate import baseline_pipeline, get_protocol, model_pipeline, sample_frame, score_frame
 
 pytestmark = pytest.mark.torch
 WEIGHTS = Path(__file__).resolve().parents[1] / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_demo"
@@ -51,7 +50,7 @@ def test_model_card_numbers_are_measured(kitti_raw_dir):
     from training.evaluate import evaluate_baseline
 
     ds = KittiFileList(torch_kitti_frames(kitti_raw_dir, cameras=[2]))
-    m = evaluate_baseline(lambda rgb, s: ip_basic_complete(s), ds, "kitti_dc")["mean"]
+    m = evaluate_baseline(baseline_pipeline("ip_basic"), ds, "kitti_dc")["mean"]
     card = (WEIGHTS / "MODEL_CARD.md").read_text()
     assert f"| held-out | raw 0001/5 cam2, DC GT | IP-Basic | {m['rmse_mm']:.1f} | {m['mae_mm']:.1f} |" in card
 
@@ -63,13 +62,12 @@ def test_demo_weights_beat_ip_basic_on_held_out_frames(kitti_raw_dir, kitti_obje
     model = load_checkpoint(WEIGHTS)
     assert model.config.mode == "completion"
     full = _held_out(kitti_raw_dir, kitti_object_dir, name)
-    s = _bottom_band(full)
-    gt = s["gt_depth"][0].numpy()
+    rgb, sparse, gt = sample_frame(_bottom_band(full))
     assert np.count_nonzero(gt) > 0.95 * np.count_nonzero(full["gt_depth"].numpy())
-    pred = predict(model, {k: v[None] for k, v in s.items()}, seed=0)[0, 0].numpy()
+    pred = model_pipeline(model, seed=0)(rgb, sparse)
     proto = get_protocol("kitti_dc")
     ours = score_frame(pred, gt, proto)["rmse_mm"]
-    ipb = score_frame(ip_basic_complete(s["sparse_depth"][0].numpy()), gt, proto)["rmse_mm"]
+    ipb = score_frame(baseline_pipeline("ip_basic")(rgb, sparse), gt, proto)["rmse_mm"]
     assert ours < ipb, f"{name}: demo weights RMSE {ours:.0f} mm vs IP-Basic {ipb:.0f} mm"
 
 

@@ -12,15 +12,15 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _training_standin import TinyCompletion  # noqa: E402
-from depth_diffusion_ros.baselines import ip_basic_complete  # noqa: E402
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, garg_crop_mask  # noqa: E402
 from training.datasets.kitti import KittiFileList, KittiObject, torch_kitti_frames  # noqa: E402
 from training.evaluate import (  # noqa: E402
+    baseline_pipeline,
     evaluate_baseline,
     evaluate_model,
     get_protocol,
-    pad_batch,
-    predict,
+    model_pipeline,
+    sample_frame,
     score_frame,
 )
 
@@ -44,30 +44,35 @@ def test_protocols_apply_crop_cap_and_units():
         get_protocol("kitti")
 
 
-def test_predict_pads_to_divisor_and_crops_back(kitti_raw_dir):
+def test_model_pipeline_pads_to_divisor_and_crops_back(kitti_raw_dir):
+    """Any module with the trainer's sample() API runs through the completion pipeline, padded to
+    its size_divisor (edge-repeated image, zero = missing sparse depth) and cropped back."""
+    from depth_diffusion_ros.inference import frames
+
     torch.manual_seed(0)
     model = TinyCompletion()
     model.size_divisor = 32
-    sample = KittiFileList(torch_kitti_frames(kitti_raw_dir, cameras=[2]))[0]
-    batch = {k: v[None] for k, v in sample.items()}
-    padded, hw = pad_batch(batch, 32)
-    assert hw == (375, 1242) and padded["rgb"].shape[-2:] == (384, 1248)
-    assert float(padded["sparse_depth"][..., 375:, :].abs().sum()) == 0  # sparse padded with zeros
-    pred = predict(model, batch)
-    assert pred.shape == (1, 1, 375, 1242)
-    direct = model.sample(padded["rgb"], padded["sparse_depth"], padded["valid_mask"])[0][..., :375, :1242]
-    torch.testing.assert_close(pred, direct)
+    rgb, sparse, _ = sample_frame(KittiFileList(torch_kitti_frames(kitti_raw_dir, cameras=[2]))[0])
+    pred = model_pipeline(model)(rgb, sparse)
+    assert pred.shape == (375, 1242)
+    rgb_p, pads = frames.pad_to_multiple(rgb, 32)
+    sparse_p, _ = frames.pad_to_multiple(sparse, 32)
+    assert rgb_p.shape == (384, 1248, 3) and float(np.abs(sparse_p[375:]).sum()) == 0  # sparse padded with 0
+    s_t, v_t = frames.sparse_to_tensor_layout(sparse_p)
+    with torch.no_grad():
+        direct = model.sample(*(torch.from_numpy(a) for a in (frames.rgb_to_tensor_layout(rgb_p), s_t, v_t)))
+    np.testing.assert_array_equal(pred, direct[0, 0, :375, :1242].numpy())
 
 
 def test_ip_basic_scores_on_held_out_frames(kitti_raw_dir, kitti_object_dir):
     raw = KittiFileList(torch_kitti_frames(kitti_raw_dir, cameras=[2]))
-    res = evaluate_baseline(lambda rgb, s: ip_basic_complete(s), raw, "kitti_dc")
+    res = evaluate_baseline(baseline_pipeline("ip_basic"), raw, "kitti_dc")
     m = res["mean"]
     assert res["n_frames"] == 1 and 88_000 < m["n_valid"] < 92_000
     assert 900 < m["rmse_mm"] < 1500 and m["mae_mm"] < m["rmse_mm"]  # IP-Basic: ~1.2 m RMSE here
     # The same split replay makes: holdout_mask over the 3-D points, frame index 1 for 000001.
     from depth_diffusion_ros.geometry.calibration import read_velodyne_bin
-    from depth_diffusion_ros.tools.bag_io import holdout_mask
+    from depth_diffusion_ros.geometry.sampling import holdout_mask
 
     obj = KittiObject(kitti_object_dir, ids=["000001"], gt_source="heldout", holdout_space="points", seed=0)
     s = obj[0]

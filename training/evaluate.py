@@ -28,7 +28,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from depth_diffusion_ros.evaluation.metrics import (
     depth_metrics,
@@ -78,44 +77,55 @@ def score_frame(pred: np.ndarray, gt: np.ndarray, protocol: Protocol) -> Dict[st
     return to_kitti_units(m) if protocol.kitti_units else m
 
 
-def pad_batch(batch: Dict[str, torch.Tensor], divisor: int) -> tuple[Dict[str, torch.Tensor], tuple[int, int]]:
-    """Pad rgb (replicate) and sparse inputs (zeros) at the bottom/right to multiples of
-    ``divisor``. Returns (padded batch, (H, W) of the original) for cropping the output back."""
-    h, w = batch["rgb"].shape[-2:]
-    ph, pw = (-h) % divisor, (-w) % divisor
-    if ph == 0 and pw == 0:
-        return batch, (h, w)
-    out = dict(batch)
-    out["rgb"] = F.pad(batch["rgb"], (0, pw, 0, ph), mode="replicate")
-    for k in ("sparse_depth", "valid_mask"):
-        if k in batch and batch[k] is not None:
-            out[k] = F.pad(batch[k], (0, pw, 0, ph))
-    return out, (h, w)
+def sample_frame(sample: Dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb (H,W,3) uint8, sparse_depth (H,W) m, gt (H,W) m) of a dataset sample (tensors)."""
+    rgb = (sample["rgb"].numpy().transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    return rgb, sample["sparse_depth"][0].numpy(), sample["gt_depth"][0].numpy()
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], num_inference_steps: Optional[int] = None,
-            ensemble_size: int = 1, seed: int = 0, use_sparse: bool = True) -> torch.Tensor:
-    """Depth (B, 1, H, W) metres from ``model.sample`` for a sample batch of any size.
+class ModuleBackend:
+    """A completion backend over any torch module with the trainer's evaluation API
+    ``sample(rgb, sparse_depth, valid_mask) -> depth`` (B,1,H,W) metres and an optional
+    ``size_divisor`` (training stand-ins; DiffusionDepth runs through its own backend)."""
 
-    The batch is padded to ``model.size_divisor`` (when the model has one) and the prediction
-    cropped back. Noise comes from a generator seeded with ``seed`` (reproducible scores).
-    """
-    divisor = int(getattr(model, "size_divisor", 1))
-    device = next(model.parameters()).device
-    padded, (h, w) = pad_batch({k: v for k, v in batch.items() if torch.is_tensor(v)}, divisor)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    kwargs: Dict[str, Any] = {"num_inference_steps": num_inference_steps, "ensemble_size": ensemble_size}
-    B, _, H, W = padded["rgb"].shape
-    if hasattr(model, "latent_shape"):
-        shape = (B * ensemble_size,) + tuple(model.latent_shape(H, W))
-        kwargs["noise"] = torch.randn(shape, generator=gen).to(device)
-    sparse = padded.get("sparse_depth") if use_sparse else None
-    valid = padded.get("valid_mask") if use_sparse else None
-    out = model.sample(padded["rgb"].to(device), None if sparse is None else sparse.to(device),
-                       None if valid is None else valid.to(device), **kwargs)
-    depth = out[0] if isinstance(out, (tuple, list)) else out
-    return depth[..., :h, :w].float().cpu()
+    name = "torch-module"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.size_divisor = int(getattr(model, "size_divisor", 1))
+
+    @torch.no_grad()
+    def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+        from depth_diffusion_ros.inference import frames
+
+        device = next(self.model.parameters()).device
+        sparse, valid = frames.sparse_to_tensor_layout(sparse_depth)
+        depth = self.model.sample(*(torch.from_numpy(a).to(device)
+                                    for a in (frames.rgb_to_tensor_layout(rgb), sparse, valid)))
+        return depth[0, 0].float().cpu().numpy()
+
+
+def model_pipeline(model: torch.nn.Module, num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+                   seed: int = 0, use_sparse: bool = True) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fn(rgb, sparse) -> depth`` running an in-memory model through the package's pipelines
+    (the code a node runs: padding, seeded noise, DDIM loop, ensemble). A DiffusionDepth runs in
+    :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`, or in
+    :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline` when ``use_sparse`` is
+    False or the model is monocular; any other module through :class:`ModuleBackend`."""
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline, EstimationPipeline
+    from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+
+    if not isinstance(model, DiffusionDepth):
+        pipeline = CompletionPipeline(ModuleBackend(model))
+        return lambda rgb, sparse: pipeline(rgb, sparse).depth
+    backend = TorchDiffusionDepthBackend(model=model, num_inference_steps=num_inference_steps,
+                                         ensemble_size=ensemble_size, seed=seed)
+    if use_sparse and backend.mode == "completion":
+        completion = CompletionPipeline(backend)
+        return lambda rgb, sparse: completion(rgb, sparse).depth
+    estimation = EstimationPipeline(backend)
+    return lambda rgb, sparse: estimation(rgb).depth
 
 
 def evaluate_model(model: torch.nn.Module, dataset, protocol: str = "kitti_dc",
@@ -125,7 +135,8 @@ def evaluate_model(model: torch.nn.Module, dataset, protocol: str = "kitti_dc",
     """Score ``model`` on every frame of ``dataset`` (one frame at a time, native size).
 
     Args:
-        model: has ``sample(rgb, sparse_depth, valid_mask, ...)`` (DiffusionDepth API).
+        model: a DiffusionDepth (run through :func:`model_pipeline`; the initial noise is drawn
+            from ``seed`` for every frame, as the nodes do).
         dataset: a training dataset (samples with rgb, sparse_depth, valid_mask, gt_depth).
         protocol: a key of :data:`PROTOCOLS`.
         figure_path: when given, an RGB | sparse | prediction | GT | error PNG of frame 0.
@@ -137,26 +148,24 @@ def evaluate_model(model: torch.nn.Module, dataset, protocol: str = "kitti_dc",
     proto = get_protocol(protocol)
     was_training = model.training
     model.eval()
+    fn = model_pipeline(model, num_inference_steps, ensemble_size, seed, use_sparse)
     n = len(dataset) if max_frames is None else min(len(dataset), int(max_frames))
     frames: List[Dict[str, Any]] = []
     seconds = 0.0
     fig = None
     try:
         for i in range(n):
-            sample = dataset[i]
-            batch = {k: v[None] for k, v in sample.items() if torch.is_tensor(v)}
+            rgb, sparse, gt = sample_frame(dataset[i])
             t0 = time.perf_counter()
-            pred = predict(model, batch, num_inference_steps, ensemble_size, seed + i, use_sparse)[0, 0].numpy()
+            pred = fn(rgb, sparse)
             seconds += time.perf_counter() - t0
-            gt = sample["gt_depth"][0].numpy()
             name = dataset.sample_name(i) if hasattr(dataset, "sample_name") else str(i)
             frames.append({"name": name, **score_frame(pred, gt, proto)})
             if figure_path is not None and i == 0:
                 from depth_diffusion_ros.evaluation.figures import error_figure
 
-                rgb = (sample["rgb"].numpy().transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
                 Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
-                error_figure(rgb, sample["sparse_depth"][0].numpy(), pred, gt, str(figure_path))
+                error_figure(rgb, sparse, pred, gt, str(figure_path))
                 fig = str(figure_path)
     finally:
         model.train(was_training)
@@ -171,18 +180,26 @@ def evaluate_model(model: torch.nn.Module, dataset, protocol: str = "kitti_dc",
 def evaluate_baseline(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dataset, protocol: str = "kitti_dc",
                       max_frames: Optional[int] = None) -> Dict[str, Any]:
     """Score a numpy completion function ``fn(rgb uint8 (H,W,3), sparse (H,W) m) -> (H,W) m``
-    (e.g. ``lambda rgb, s: ip_basic_complete(s)``) on the same frames/protocol as a model."""
+    (e.g. a classical pipeline, :func:`baseline_pipeline`) on the same frames/protocol as a model."""
     proto = get_protocol(protocol)
     n = len(dataset) if max_frames is None else min(len(dataset), int(max_frames))
     frames = []
     for i in range(n):
-        sample = dataset[i]
-        rgb = (sample["rgb"].numpy().transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-        pred = fn(rgb, sample["sparse_depth"][0].numpy())
+        rgb, sparse, gt = sample_frame(dataset[i])
         name = dataset.sample_name(i) if hasattr(dataset, "sample_name") else str(i)
-        frames.append({"name": name, **score_frame(pred, sample["gt_depth"][0].numpy(), proto)})
+        frames.append({"name": name, **score_frame(fn(rgb, sparse), gt, proto)})
     mean = mean_metrics([{k: v for k, v in f.items() if k != "name"} for f in frames])
     return {"protocol": protocol, "n_frames": n, "mean": mean, "frames": frames}
+
+
+def baseline_pipeline(name: str, **options: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fn(rgb, sparse) -> depth`` of a classical completion backend (``ip_basic``, ``nearest``)
+    run through :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`."""
+    from depth_diffusion_ros.inference.backends import make_completion_backend
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
+
+    pipeline = CompletionPipeline(make_completion_backend(name, **options))
+    return lambda rgb, sparse: pipeline(rgb, sparse).depth
 
 
 def make_evaluator(dataset, protocol: str, num_inference_steps: Optional[int] = None, max_frames: Optional[int] = None,
@@ -225,14 +242,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     data_cfg = yaml.safe_load(Path(args.data).read_text()) if Path(args.data).is_file() else yaml.safe_load(args.data)
     dataset = build_dataset(data_cfg)
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint(args.checkpoint, architecture="diffusion_depth")
     res = {"model": evaluate_model(model, dataset, args.protocol, args.steps, args.ensemble, args.max_frames,
                                    figure_path=args.figure)}
     if args.baselines:
-        from depth_diffusion_ros.baselines import ip_basic_complete, nearest_fill
-
-        res["ip_basic"] = evaluate_baseline(lambda rgb, s: ip_basic_complete(s), dataset, args.protocol, args.max_frames)
-        res["nearest"] = evaluate_baseline(lambda rgb, s: nearest_fill(s), dataset, args.protocol, args.max_frames)
+        for name in ("ip_basic", "nearest"):
+            res[name] = evaluate_baseline(baseline_pipeline(name), dataset, args.protocol, args.max_frames)
     keys = ["rmse_mm", "mae_mm", "irmse_1_km", "imae_1_km"] if PROTOCOLS[args.protocol].kitti_units \
         else ["abs_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"]
     print(f"{'method':<12} " + " ".join(f"{k:>11}" for k in keys) + "   frames")

@@ -13,7 +13,7 @@
 
 Held-out frames (never seen in training): KITTI raw 2011_09_26_drive_0001 frame 5 camera 2 with
 the KITTI DC ground truth, and KITTI object frame 000001 with 10 % of its LiDAR points held out
-(``tools.bag_io.holdout_mask``, seed 0, frame index 1: the split ``kitti-to-bag`` / ``replay``
+(``geometry.sampling.holdout_mask``, seed 0, frame index 1: the split ``kitti-to-bag`` / ``replay``
 make). ``benchmarks/bench_demo_weights.py`` prints the same tables.
 """
 from __future__ import annotations
@@ -70,15 +70,14 @@ def prior_only(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The model's exportable LiDAR densification prior alone (no network), as a baseline: the
     pull-push prior, or with ``config.prior_scanline_gap`` > 0 the hand-rule selection between
     it and the scan-line prior (``models.prior.select_scanline``) the learned selection starts from."""
-    from training.evaluate import pad_batch
+    from depth_diffusion_ros.inference import frames
 
     def fn(rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(sparse)[None, None]
-        b, (h, w) = pad_batch({"rgb": torch.zeros(1, 3, *sparse.shape), "sparse_depth": t,
-                               "valid_mask": (t > 0).float()}, 2 ** model.config.prior_levels)
+        padded, pads = frames.pad_to_multiple(sparse, 2 ** model.config.prior_levels)
+        s, v = (torch.from_numpy(a) for a in frames.sparse_to_tensor_layout(padded))
         with torch.no_grad():
-            rule = model.lidar_priors(b["sparse_depth"], b["valid_mask"])[3]
-        return rule[0, 0, :h, :w].numpy()
+            rule = model.lidar_priors(s, v)[3]
+        return np.ascontiguousarray(frames.crop_padding(rule[0, 0].numpy(), pads))
 
     return fn
 
@@ -88,8 +87,7 @@ def score_weights(model, steps: Optional[int] = None, shared: Optional[Path] = N
 
     Returns {set: {frame: {method: metrics}}}.
     """
-    from depth_diffusion_ros.baselines import ip_basic_complete, nearest_fill
-    from training.evaluate import evaluate_baseline, evaluate_model
+    from training.evaluate import baseline_pipeline, evaluate_baseline, evaluate_model
 
     steps = steps or model.config.num_inference_steps
     out: Dict[str, Dict[str, Dict[str, float]]] = {}
@@ -99,33 +97,34 @@ def score_weights(model, steps: Optional[int] = None, shared: Optional[Path] = N
             out[set_name][name] = {
                 f"DiffusionDepth demo ({steps} steps)": evaluate_model(model, ds, "kitti_dc", steps, seed=0)["mean"],
                 "its LiDAR prior alone": evaluate_baseline(prior_only(model), ds)["mean"],
-                "IP-Basic": evaluate_baseline(lambda rgb, s: ip_basic_complete(s), ds)["mean"],
-                "nearest fill": evaluate_baseline(lambda rgb, s: nearest_fill(s), ds)["mean"],
+                "IP-Basic": evaluate_baseline(baseline_pipeline("ip_basic"), ds)["mean"],
+                "nearest fill": evaluate_baseline(baseline_pipeline("nearest"), ds)["mean"],
             }
     return out
 
 
 def time_weights(model, steps_list=(1, 5, 10, 20), repeats: int = 2, shared: Optional[Path] = None) -> Dict[str, Any]:
-    """Median s/frame of ``model.sample`` at 1216x352 (KITTI DC crop of the raw frame) per step
-    count, and GMAC (encoder, denoiser per step, decoder) from ``models.flops``."""
+    """Median s/frame of the torch completion pipeline at 1216x352 (KITTI DC crop of the raw
+    frame) per step count, and GMAC (encoder, denoiser per step, decoder) from ``models.flops``."""
     from depth_diffusion_ros.models.flops import diffusion_depth_gmacs
     from training.datasets.kitti import KittiFileList, torch_kitti_frames
+    from training.evaluate import model_pipeline, sample_frame
 
     ds = KittiFileList(torch_kitti_frames((shared or shared_data()) / "kitti_raw_depth_completion_torch_kitti", cameras=[2]))
-    s = ds[0]
+    rgb, sparse, _ = sample_frame(ds[0])
     y0, x0 = 375 - 352, (1242 - 1216) // 2
-    rgb, sparse, valid = (s[k][None, :, y0:, x0:x0 + 1216] for k in ("rgb", "sparse_depth", "valid_mask"))
+    rgb, sparse = np.ascontiguousarray(rgb[y0:, x0:x0 + 1216]), np.ascontiguousarray(sparse[y0:, x0:x0 + 1216])
     model.eval()
     seconds = {}
-    with torch.no_grad():
-        model.sample(rgb, sparse, valid, num_inference_steps=1)  # warm-up
-        for n in steps_list:
-            times = []
-            for r in range(repeats):
-                t0 = time.perf_counter()
-                model.sample(rgb, sparse, valid, num_inference_steps=n, generator=torch.Generator().manual_seed(r))
-                times.append(time.perf_counter() - t0)
-            seconds[n] = statistics.median(times)
+    model_pipeline(model, 1)(rgb, sparse)  # warm-up
+    for n in steps_list:
+        times = []
+        run = model_pipeline(model, n)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(rgb, sparse)
+            times.append(time.perf_counter() - t0)
+        seconds[n] = statistics.median(times)
     gm = diffusion_depth_gmacs(model, 352, 1216)
     return {"seconds": seconds, "gmacs": gm, "threads": torch.get_num_threads()}
 
@@ -320,7 +319,7 @@ run; it is **not** a KITTI-benchmark model.
 
 ## Scores (KITTI depth-completion metrics, `depth_diffusion_ros.evaluation.metrics`)
 Held-out frames were not used for training. Object frames: 10 % of the LiDAR points held out with
-`tools.bag_io.holdout_mask` (seed 0, frame index = position in the folder), the rest is the
+`geometry.sampling.holdout_mask` (seed 0, frame index = position in the folder), the rest is the
 input: the split `kitti-to-bag --holdout-fraction 0.1` / `replay` make. Model scores use the
 default {c.num_inference_steps} DDIM steps and noise seed 0, full frames (padded to a multiple of
 {model.size_divisor}). Training frames are listed for reference only. "its LiDAR prior alone" =

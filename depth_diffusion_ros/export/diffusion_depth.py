@@ -1,15 +1,16 @@
 """Export DiffusionDepth (Duan et al., arXiv 2303.05021) to ONNX in two forms.
 
-* ``step`` form — three graphs driven by the host DDIM loop
-  (:mod:`depth_diffusion_ros.inference.onnx_sampler`), any number of steps:
+* ``step`` form — three graphs driven by the pipelines' DDIM loop
+  (:mod:`depth_diffusion_ros.inference.sampler`), any number of steps:
     ``encoder.onnx``  rgb (1,3,H,W), sparse_depth (1,1,H,W), valid_mask (1,1,H,W) -> cond
     ``step.onnx``     latents (1,d,h,w), cond, timestep (1,) int64, prev_timestep (1,) int64
                       -> prev_latents   (denoiser + DDIM update, eta 0; Song et al. 2021, eq. 12)
     ``decoder.onnx``  latents, cond -> depth (1,1,H,W) metres
 * ``unrolled`` form — ``sampler_<N>steps_e<E>.onnx``: encoder, N DDIM steps with constant
-  timesteps, decoder and the ensemble mean/std in one graph:
-    rgb, sparse_depth, valid_mask, noise (E,d,h,w) -> depth (1,1,H,W), uncertainty (1,1,H,W)
-  (uncertainty is zeros when E == 1).
+  timesteps and decoder for E ensemble members in one graph:
+    rgb, sparse_depth, valid_mask, noise (E,d,h,w) -> depth (E,1,H,W) (one map per member; the
+  pipeline aggregates them with the one ensemble rule,
+  :func:`depth_diffusion_ros.inference.sampler.aggregate_ensemble`).
 
 Each file is checked against torch right after export (:func:`check_parity`, default on a real
 KITTI/NYU frame chosen by the caller): a single network pass to ``atol_pass`` (1e-4), the whole
@@ -34,16 +35,12 @@ from depth_diffusion_ros.export.onnx_export import (
     ExportError,
     check_parity,
     export_onnx,
+    model_sha256,
     write_metadata,
 )
+from depth_diffusion_ros.inference.backends.exported import unrolled_file_name  # the name the backends look for
 
 FORMS = ("step", "unrolled")
-STEP_GRAPHS = ("encoder", "step", "decoder")
-
-
-def unrolled_file_name(num_inference_steps: int, ensemble_size: int = 1) -> str:
-    """``sampler_<N>steps_e<E>.onnx`` (the name the backends look for)."""
-    return f"sampler_{int(num_inference_steps)}steps_e{int(ensemble_size)}.onnx"
 
 
 def _torch_modules() -> Any:
@@ -83,7 +80,7 @@ def _torch_modules() -> Any:
             return self.model.decode(latents, cond)
 
     class UnrolledSampler(nn.Module):
-        """The whole sampler for fixed timestep pairs and ensemble size E (DiffusionDepth.sample)."""
+        """The whole sampler for fixed timestep pairs: E members' depth (E,1,H,W) from noise (E,d,h,w)."""
 
         def __init__(self, model: nn.Module, pairs: Sequence[tuple[int, int]], ensemble_size: int) -> None:
             super().__init__()
@@ -97,20 +94,14 @@ def _torch_modules() -> Any:
                 cond = m.encode_condition(rgb, sparse_depth, valid_mask)
             else:
                 cond = m.encode_condition(rgb, None, None)
-            E = self.ensemble_size
-            if E > 1:
-                cond = cond.repeat_interleave(E, dim=0)
+            if self.ensemble_size > 1:
+                cond = cond.repeat_interleave(self.ensemble_size, dim=0)
             latents = noise
             for t, p in self.pairs:
                 tt = torch.tensor([t], dtype=torch.long)
                 tp = torch.tensor([p], dtype=torch.long)
                 latents = m.ddim_step(latents, tt, tp, cond)
-            depth = m.decode(latents, cond)
-            if E == 1:
-                return depth, torch.zeros_like(depth)
-            mean = depth.mean(dim=0, keepdim=True)
-            std = ((depth - mean) ** 2).mean(dim=0, keepdim=True).sqrt()
-            return mean, std
+            return m.decode(latents, cond)
 
     return EncoderGraph, StepGraph, DecoderGraph, UnrolledSampler
 
@@ -135,13 +126,6 @@ class ExportReport:
     export_id: str = ""
 
 
-def model_hash(model: Any) -> str:
-    """The checkpoint's tensor SHA-256 (the digest models.checkpoint stores and verifies)."""
-    from depth_diffusion_ros.models.checkpoint import tensors_sha256
-
-    return tensors_sha256(model.state_dict())
-
-
 def example_inputs(model: Any, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random stand-in inputs (rgb in [0,1], 5 % sparse depth in [2, 60] m) for shape tracing."""
     rng = np.random.default_rng(seed)
@@ -149,6 +133,107 @@ def example_inputs(model: Any, height: int, width: int, seed: int = 0) -> dict[s
     valid = (rng.random((1, 1, height, width)) < 0.05).astype(np.float32)
     sparse = (rng.uniform(2, 60, (1, 1, height, width)) * valid).astype(np.float32)
     return {"rgb": rgb, "sparse_depth": sparse, "valid_mask": valid}
+
+
+@dataclass
+class _Export:
+    """What the step and unrolled exports of one call share."""
+
+    model: Any
+    out_dir: Path
+    feed: dict                 # numpy inputs of the parity check
+    tensors: dict              # the same as torch tensors
+    base_meta: dict
+    pairs: list
+    rng: Any
+    opset: int
+    dynamo: bool
+    dynamic: bool
+    check: bool
+    atol_pass: float
+    atol_loop: float
+    rtol_loop: float
+    report: ExportReport
+
+    def write(self, file_name: str, graph: str, module: Any, args: Sequence[Any], in_names: Sequence[str],
+              out_names: Sequence[str], expected: Mapping[str, Any], axes: Optional[dict], meta: Mapping[str, Any],
+              atol: float, rtol: float) -> None:
+        """Export one graph (role ``graph``) to ``file_name``, check it against torch's ``expected``
+        outputs, record it in the report."""
+        path = self.out_dir / file_name
+        t0 = time.perf_counter()
+        export_onnx(module, args, path, in_names, out_names, dynamic_axes=axes, opset=self.opset,
+                    dynamo=self.dynamo, metadata=dict(self.base_meta, graph=graph, **meta))
+        seconds = time.perf_counter() - t0
+        errors: dict = {}
+        if self.check:
+            np_in = {n: (a.numpy() if hasattr(a, "numpy") else a) for n, a in zip(in_names, args)}
+            rep = check_parity(path, np_in, {k: v.numpy() for k, v in expected.items()}, atol=atol, rtol=rtol)
+            errors = rep.max_abs
+            write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol, "parity_rtol": rtol})
+        self.report.graphs.append(ExportedGraph(path, graph, errors, seconds))
+
+    def axes(self, batch: Sequence[str], image: Sequence[str], latent: Sequence[str]) -> Optional[dict]:
+        """dynamic_axes of a graph (None for a static export)."""
+        if not self.dynamic:
+            return None
+        out: dict[str, dict[int, str]] = {}
+        for n in batch:
+            out.setdefault(n, {})[0] = "batch"
+        for n in image:
+            out.setdefault(n, {}).update({2: "height", 3: "width"})
+        for n in latent:
+            out.setdefault(n, {}).update({2: "latent_height", 3: "latent_width"})
+        return out
+
+
+def _sparse_args(model: Any, t: Mapping[str, Any]) -> tuple[Any, Any]:
+    return (t["sparse_depth"], t["valid_mask"]) if model.completion else (None, None)
+
+
+def _export_step_form(job: _Export) -> None:
+    """encoder.onnx, step.onnx, decoder.onnx, each checked on one pass (the middle step)."""
+    import torch
+
+    EncoderGraph, StepGraph, DecoderGraph, _ = _torch_modules()
+    m, t = job.model, job.tensors
+    cond = m.encode_condition(t["rgb"], *_sparse_args(m, t))
+    latent_shape = tuple(job.base_meta["latent_shape"])
+    latents = torch.from_numpy(job.rng.standard_normal((1,) + latent_shape, dtype=np.float32))
+    ts, ps = job.pairs[len(job.pairs) // 2]
+    tt, tp = torch.tensor([ts], dtype=torch.long), torch.tensor([ps], dtype=torch.long)
+    prev = m.ddim_step(latents, tt, tp, cond)
+    depth = m.decode(prev, cond)
+    image = ["rgb", "sparse_depth", "valid_mask"]
+    job.write("encoder.onnx", "encoder", EncoderGraph(m), (t["rgb"], t["sparse_depth"], t["valid_mask"]), image, ["cond"],
+              {"cond": cond}, job.axes(image + ["cond"], image, ["cond"]), {}, job.atol_pass, 0.0)
+    job.write("step.onnx", "step", StepGraph(m), (latents, cond, tt, tp), ["latents", "cond", "timestep", "prev_timestep"],
+              ["prev_latents"], {"prev_latents": prev},
+              job.axes(["latents", "cond", "prev_latents"], [], ["latents", "cond", "prev_latents"]), {},
+              job.atol_pass, 0.0)
+    # depth up to 88 m: a relative part in the decoder's tolerance
+    job.write("decoder.onnx", "decoder", DecoderGraph(m), (prev, cond), ["latents", "cond"], ["depth"], {"depth": depth},
+              job.axes(["latents", "cond", "depth"], ["depth"], ["latents", "cond"]), {}, job.atol_pass, 1e-5)
+
+
+def _export_unrolled(job: _Export, steps: int, ensemble_size: int) -> None:
+    """sampler_<N>steps_e<E>.onnx, checked member by member against the torch sampler."""
+    import torch
+
+    _, _, _, UnrolledSampler = _torch_modules()
+    m, t, E = job.model, job.tensors, int(ensemble_size)
+    noise = torch.from_numpy(job.rng.standard_normal((E,) + tuple(job.base_meta["latent_shape"]), dtype=np.float32))
+    ref = torch.cat([m.sample(t["rgb"], *_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps)
+                     for k in range(E)], dim=0)
+    axes = None
+    if job.dynamic:
+        axes = {n: {2: "height", 3: "width"} for n in ("rgb", "sparse_depth", "valid_mask", "depth")}
+        axes["noise"] = {2: "latent_height", 3: "latent_width"}
+    job.write(unrolled_file_name(steps, E), "sampler", UnrolledSampler(m, job.pairs, E).eval(),
+              (t["rgb"], t["sparse_depth"], t["valid_mask"], noise), ["rgb", "sparse_depth", "valid_mask", "noise"],
+              ["depth"], {"depth": ref}, axes,
+              {"num_inference_steps": steps, "ensemble_size": E, "timestep_pairs": [list(p) for p in job.pairs]},
+              job.atol_loop, job.rtol_loop)
 
 
 def export_diffusion_depth(
@@ -195,132 +280,46 @@ def export_diffusion_depth(
     model.check_size(height, width)
     cfg = model.config
     steps = int(num_inference_steps or cfg.num_inference_steps)
-    E = int(ensemble_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    EncoderGraph, StepGraph, DecoderGraph, UnrolledSampler = _torch_modules()
     feed = dict(inputs) if inputs is not None else example_inputs(model, height, width, seed)
     for k, shape in (("rgb", (1, 3, height, width)), ("sparse_depth", (1, 1, height, width)),
                      ("valid_mask", (1, 1, height, width))):
         if tuple(feed[k].shape) != shape:
             raise ValueError(f"inputs[{k!r}] has shape {tuple(feed[k].shape)}, expected {shape}")
         feed[k] = np.ascontiguousarray(feed[k], np.float32)
-    t_in = {k: torch.from_numpy(v) for k, v in feed.items()}
-    sha = model_hash(model)
+    sha = model_sha256(model)
     export_id = uuid.uuid4().hex
     latent_shape = tuple(model.latent_shape(height, width))
     base_meta = {
-        "model_sha256": sha,
-        "export_id": export_id,
-        "config": cfg.to_dict(),
-        "num_inference_steps": steps,
-        "size_divisor": int(model.size_divisor),
-        "latent_channels": int(latent_shape[0]),
-        "latent_stride": int(model.latent_stride),
-        "latent_shape": list(latent_shape),
-        "scheduler": {
-            "num_train_timesteps": int(cfg.num_train_timesteps),
-            "timestep_spacing": cfg.timestep_spacing,
-            "steps_offset": int(cfg.steps_offset),
-        },
-        "height": int(height),
-        "width": int(width),
-        "dynamic": bool(dynamic),
+        "model_sha256": sha, "export_id": export_id, "config": cfg.to_dict(), "num_inference_steps": steps,
+        "size_divisor": int(model.size_divisor), "latent_channels": int(latent_shape[0]),
+        "latent_stride": int(model.latent_stride), "latent_shape": list(latent_shape),
+        "scheduler": {"num_train_timesteps": int(cfg.num_train_timesteps), "timestep_spacing": cfg.timestep_spacing,
+                      "steps_offset": int(cfg.steps_offset)},
+        "height": int(height), "width": int(width), "dynamic": bool(dynamic),
     }
-    report = ExportReport(out_dir, [], sha, export_id)
-    rng = np.random.default_rng(seed)
-    pairs = model.scheduler.timestep_pairs(steps)
-
-    def dyn(names_batch: Sequence[str], names_img: Sequence[str], names_lat: Sequence[str]):
-        if not dynamic:
-            return None
-        axes: dict[str, dict[int, str]] = {}
-        for n in names_batch:
-            axes.setdefault(n, {})[0] = "batch"
-        for n in names_img:
-            axes.setdefault(n, {}).update({2: "height", 3: "width"})
-        for n in names_lat:
-            axes.setdefault(n, {}).update({2: "latent_height", 3: "latent_width"})
-        return axes
-
+    job = _Export(model, out_dir, feed, {k: torch.from_numpy(v) for k, v in feed.items()}, base_meta,
+                  model.scheduler.timestep_pairs(steps), np.random.default_rng(seed), opset, dynamo, dynamic, check,
+                  atol_pass, atol_loop, rtol_loop, ExportReport(out_dir, [], sha, export_id))
     with torch.no_grad():
         if "step" in forms:
-            cond = model.encode_condition(t_in["rgb"], t_in["sparse_depth"] if model.completion else None,
-                                          t_in["valid_mask"] if model.completion else None)
-            latents = torch.from_numpy(rng.standard_normal((1,) + latent_shape, dtype=np.float32))
-            t, p = pairs[len(pairs) // 2]
-            tt, tp = torch.tensor([t], dtype=torch.long), torch.tensor([p], dtype=torch.long)
-            prev = model.ddim_step(latents, tt, tp, cond)
-            depth = model.decode(prev, cond)
-            specs = [
-                ("encoder", EncoderGraph(model), (t_in["rgb"], t_in["sparse_depth"], t_in["valid_mask"]),
-                 ["rgb", "sparse_depth", "valid_mask"], ["cond"], {"cond": cond},
-                 dyn(["rgb", "sparse_depth", "valid_mask", "cond"], ["rgb", "sparse_depth", "valid_mask"], ["cond"])),
-                ("step", StepGraph(model), (latents, cond, tt, tp),
-                 ["latents", "cond", "timestep", "prev_timestep"], ["prev_latents"], {"prev_latents": prev},
-                 dyn(["latents", "cond", "prev_latents"], [], ["latents", "cond", "prev_latents"])),
-                ("decoder", DecoderGraph(model), (prev, cond), ["latents", "cond"], ["depth"], {"depth": depth},
-                 dyn(["latents", "cond", "depth"], ["depth"], ["latents", "cond"])),
-            ]
-            for graph, module, args, in_names, out_names, expected, axes in specs:
-                path = out_dir / f"{graph}.onnx"
-                t0 = time.perf_counter()
-                export_onnx(module, args, path, in_names, out_names, dynamic_axes=axes, opset=opset,
-                            dynamo=dynamo, metadata=dict(base_meta, graph=graph))
-                seconds = time.perf_counter() - t0
-                errors: dict = {}
-                if check:
-                    np_in = {n: a.numpy() for n, a in zip(in_names, args)}
-                    rtol = 1e-5 if graph == "decoder" else 0.0  # depth up to 88 m: relative part
-                    rep = check_parity(path, np_in, {k: v.numpy() for k, v in expected.items()},
-                                       atol=atol_pass, rtol=rtol)
-                    errors = rep.max_abs
-                    write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol_pass})
-                report.graphs.append(ExportedGraph(path, graph, errors, seconds))
-
+            _export_step_form(job)
         if "unrolled" in forms:
-            noise = torch.from_numpy(rng.standard_normal((E,) + latent_shape, dtype=np.float32))
-            sampler = UnrolledSampler(model, pairs, E).eval()
-            depth_ref, unc_ref = model.sample(
-                t_in["rgb"], t_in["sparse_depth"] if model.completion else None,
-                t_in["valid_mask"] if model.completion else None, noise=noise,
-                num_inference_steps=steps, ensemble_size=E)
-            if unc_ref is None:
-                unc_ref = torch.zeros_like(depth_ref)
-            path = out_dir / unrolled_file_name(steps, E)
-            args = (t_in["rgb"], t_in["sparse_depth"], t_in["valid_mask"], noise)
-            axes = None
-            if dynamic:
-                axes = {n: {2: "height", 3: "width"} for n in ("rgb", "sparse_depth", "valid_mask", "depth", "uncertainty")}
-                axes["noise"] = {2: "latent_height", 3: "latent_width"}
-            t0 = time.perf_counter()
-            export_onnx(sampler, args, path, ["rgb", "sparse_depth", "valid_mask", "noise"],
-                        ["depth", "uncertainty"], dynamic_axes=axes, opset=opset, dynamo=dynamo,
-                        metadata=dict(base_meta, graph="sampler", num_inference_steps=steps,
-                                      ensemble_size=E, timestep_pairs=[list(p) for p in pairs]))
-            seconds = time.perf_counter() - t0
-            errors = {}
-            if check:
-                rep = check_parity(path, dict(feed, noise=noise.numpy()),
-                                   {"depth": depth_ref.numpy(), "uncertainty": unc_ref.numpy()},
-                                   atol=atol_loop, rtol=rtol_loop)
-                errors = rep.max_abs
-                write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol_loop,
-                                      "parity_rtol": rtol_loop})
-            report.graphs.append(ExportedGraph(path, "sampler", errors, seconds))
+            _export_unrolled(job, steps, ensemble_size)
     if dynamic and check and "step" in forms:
         # the symbolic shapes must really generalise: run the host loop at another size
         d = int(model.size_divisor)
         other = example_inputs(model, height + d, width + 2 * d, seed + 1)
         err = check_host_loop_parity(model, out_dir, other, num_inference_steps=2, atol=atol_loop, rtol=rtol_loop)
-        for g in report.graphs:
+        for g in job.report.graphs:
             write_metadata(g.path, {"parity_other_size": [height + d, width + 2 * d], "parity_other_size_error": err})
     (out_dir / "export.json").write_text(json.dumps({
         "model_sha256": sha, "export_id": export_id, "height": height, "width": width,
         "graphs": [{"file": g.path.name, "graph": g.graph, "max_abs_error": g.max_abs_error,
-                    "export_seconds": round(g.seconds, 2)} for g in report.graphs],
+                    "export_seconds": round(g.seconds, 2)} for g in job.report.graphs],
     }, indent=2) + "\n")
-    return report
+    return job.report
 
 
 def check_host_loop_parity(
@@ -333,27 +332,30 @@ def check_host_loop_parity(
     rtol: float = 1e-4,
     seed: int = 0,
 ) -> float:
-    """Whole-loop check of the step form: ONNX Runtime host loop vs ``model.sample``.
+    """Whole-loop check of the step form: the pipelines' DDIM loop over the ONNX Runtime graphs
+    against the torch model, member by member, then the ensemble mean.
 
-    Returns the max absolute depth error (m); raises ExportError naming the directory when it
-    exceeds ``atol + rtol * |depth|``.
+    inputs: padded tensors as for :func:`export_diffusion_depth`. Returns the max absolute depth
+    error (m); raises ExportError naming the directory when it exceeds ``atol + rtol * |depth|``.
     """
     import torch
 
-    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend
+    from depth_diffusion_ros.inference import frames
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.sampler import aggregate_ensemble, sample_members
 
-    backend = OnnxRuntimeCompletionBackend(out_dir, num_inference_steps=num_inference_steps,
-                                           ensemble_size=ensemble_size, export_form="step", seed=seed)
+    backend = OnnxRuntimeDiffusionDepthBackend(out_dir, num_inference_steps=num_inference_steps,
+                                               ensemble_size=ensemble_size, export_form="step", seed=seed)
     H, W = inputs["rgb"].shape[2:]
-    noise = backend.make_noise(H, W)
-    depth, unc = backend.infer_tensors({k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()}, noise)
+    feed = {k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()}
+    noise = frames.make_noise((ensemble_size,) + backend.latent_shape(H, W), seed)
+    depth, _ = aggregate_ensemble(sample_members(backend, feed, noise, num_inference_steps))
+    t = {k: torch.from_numpy(v) for k, v in feed.items()}
     with torch.no_grad():
-        ref, ref_unc = model.eval().sample(
-            torch.from_numpy(inputs["rgb"]),
-            torch.from_numpy(inputs["sparse_depth"]) if model.completion else None,
-            torch.from_numpy(inputs["valid_mask"]) if model.completion else None,
-            noise=torch.from_numpy(noise), num_inference_steps=num_inference_steps, ensemble_size=ensemble_size)
-    ref = ref.numpy()
+        members = [model.eval().sample(t["rgb"], *_sparse_args(model, t), noise=torch.from_numpy(noise[k:k + 1]),
+                                       num_inference_steps=num_inference_steps).numpy()
+                   for k in range(ensemble_size)]
+    ref, _ = aggregate_ensemble(np.concatenate(members, axis=0))
     err = np.abs(np.asarray(depth) - ref)
     if (err > atol + rtol * np.abs(ref)).any():
         raise ExportError(f"{out_dir}: host DDIM loop over the step graphs differs from torch "

@@ -14,7 +14,6 @@ NYU frame (whole loop: 1e-3 m + 1e-4 relative). metadata_props as for DiffusionD
 """
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -22,27 +21,16 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from depth_diffusion_ros.export.onnx_export import DEFAULT_OPSET, check_parity, export_onnx, write_metadata
-
-
-def sr_file_name(scale: int, num_inference_steps: int) -> str:
-    """``dsr_diff_x<scale>_<N>steps.onnx`` (the name the super-resolution backends look for)."""
-    return f"dsr_diff_x{int(scale)}_{int(num_inference_steps)}steps.onnx"
-
-
-def dsr_model_hash(model: Any) -> str:
-    """The weights' SHA-256 as checkpoints store it
-    (:func:`depth_diffusion_ros.models.checkpoint.tensors_sha256`)."""
-    from depth_diffusion_ros.models.checkpoint import tensors_sha256
-
-    return tensors_sha256(model.state_dict())
+from depth_diffusion_ros.export.onnx_export import DEFAULT_OPSET, check_parity, export_onnx, model_sha256, write_metadata
+from depth_diffusion_ros.inference.backends.exported import sr_file_name  # the name the backends look for
 
 
 def nyu_sr_inputs(data_dir: str | Path, height: int, width: int, scale: int) -> dict[str, np.ndarray]:
     """A real NYU frame (RGB + Kinect depth) bottom-centre cropped to (height, width), its depth
     bicubically downsampled by ``scale`` (the CDSR degradation), holes filled, NCHW float32."""
     from depth_diffusion_ros.export.frames import fit_frame, load_nyu_frame
-    from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth, prepare_sr_inputs
+    from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
+    from depth_diffusion_ros.inference.frames import prepare_sr_inputs
 
     root = Path(data_dir)
     rgb, _ = load_nyu_frame(root, n_points=1)
@@ -111,10 +99,10 @@ def export_dsr_diff(
                 self.model.config.num_inference_steps = saved
 
     with torch.no_grad():
-        ref, _ = model.sample(t["rgb"], t["depth_lr"], t["valid_mask_lr"], noise=t["noise"], num_inference_steps=steps)
+        ref = model.sample(t["rgb"], t["depth_lr"], t["valid_mask_lr"], noise=t["noise"], num_inference_steps=steps)
     path = Path(out_dir) / sr_file_name(scale, steps)
     meta = {
-        "graph": "sr_sampler", "model": "dsr_diff", "model_sha256": dsr_model_hash(model),
+        "graph": "sr_sampler", "model": "dsr_diff", "model_sha256": model_sha256(model),
         "export_id": uuid.uuid4().hex, "config": cfg.to_dict(), "num_inference_steps": steps,
         "ensemble_size": 1, "scale": int(scale), "height": int(height), "width": int(width),
         "size_divisor": int(model.size_divisor), "guidance_dim": int(model.latent_shape()[0]),
@@ -133,9 +121,9 @@ def export_dsr_diff(
 
 def export_dsr_diff_cli(args: Any) -> int:
     """``depth-diffusion-ros export --model dsr_diff``: load, export one scale, print errors."""
-    from depth_diffusion_ros.models.dsr_diff import load_dsr_diff
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
-    model = load_dsr_diff(args.checkpoint)
+    model = load_checkpoint(args.checkpoint, architecture="dsr_diff")
     inputs = None
     if not args.no_check:
         try:

@@ -79,9 +79,9 @@ def frame_for_size(data_dir: str | Path, height: int, width: int, dataset: Optio
 
 
 def tensor_inputs(rgb: np.ndarray, sparse: np.ndarray) -> dict[str, np.ndarray]:
-    """NCHW float32 graph inputs (inference.preprocess layout): rgb in [0,1], sparse_depth (m),
+    """NCHW float32 graph inputs (inference.frames layout): rgb in [0,1], sparse_depth (m),
     valid_mask {0,1}."""
-    from depth_diffusion_ros.inference import preprocess
+    from depth_diffusion_ros.inference import frames
 
-    sparse_t, valid_t = preprocess.sparse_to_tensor_layout(sparse)
-    return {"rgb": preprocess.rgb_to_tensor_layout(rgb), "sparse_depth": sparse_t, "valid_mask": valid_t}
+    sparse_t, valid_t = frames.sparse_to_tensor_layout(sparse)
+    return {"rgb": frames.rgb_to_tensor_layout(rgb), "sparse_depth": sparse_t, "valid_mask": valid_t}

@@ -8,7 +8,8 @@ the three functions here:
   ``dynamic_axes`` is given, and writes ``metadata_props``.
 * :func:`check_parity` runs the exported file in a real ONNX Runtime session and compares it
   with torch's outputs; :class:`ParityError` names the output and the error when it is off.
-* :func:`write_metadata` / :func:`read_metadata` store and read our ``ddr.*`` keys.
+* :func:`write_metadata` stores our ``ddr.*`` keys (read back, without onnx or torch, by
+  :func:`depth_diffusion_ros.runtime.metadata.read_metadata`).
 
 Exporter choice (measured on the 2-core CI CPU, torch 2.15): the TorchScript exporter
 (``dynamo=False``) writes opset 17 directly and takes ~0.2 s for a small module; the
@@ -20,7 +21,6 @@ torch is imported inside the functions only: importing this module does not need
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -29,10 +29,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from depth_diffusion_ros.runtime.metadata import METADATA_PREFIX
+
 #: opset for TensorRT 10's ONNX parser (and every ONNX Runtime >= 1.14)
 DEFAULT_OPSET = 17
-#: prefix of every metadata_props key this package writes
-METADATA_PREFIX = "ddr."
 
 
 class ExportError(RuntimeError):
@@ -43,13 +43,13 @@ class ParityError(ExportError):
     """The exported graph's outputs differ from torch's by more than the tolerance."""
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (the ONNX hash keying engine caches)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def model_sha256(model: Any) -> str:
+    """The weights' SHA-256 as checkpoints store and verify it
+    (:func:`depth_diffusion_ros.models.checkpoint.tensors_sha256`), recorded in every exported
+    graph as ``ddr.model_sha256``."""
+    from depth_diffusion_ros.models.checkpoint import tensors_sha256
+
+    return tensors_sha256(model.state_dict())
 
 
 def _encode_value(value: Any) -> str:
@@ -80,64 +80,6 @@ def write_metadata(path: str | Path, metadata: Mapping[str, Any]) -> None:
         prop = model.metadata_props.add()
         prop.key, prop.value = k, entries[k]
     onnx.save(model, str(path))
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _scan_fields(buf: bytes):
-    """Yield (field number, wire type, value) of one protobuf message (length-delimited -> bytes)."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field_no, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
-        elif wire == 2:
-            n, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + n], pos + n
-        elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield field_no, wire, value
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file as a dict (raw strings; JSON values undecoded).
-
-    Reads the protobuf directly (ModelProto field 14, StringStringEntryProto key=1, value=2),
-    so it needs neither onnx nor onnxruntime nor torch (TensorRT-only Jetson nodes).
-    Raises ExportError naming the file when it is missing or not an ONNX model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: ONNX file not found")
-    data = path.read_bytes()
-    out: dict[str, str] = {}
-    seen_graph = False
-    try:
-        for field_no, wire, value in _scan_fields(data):
-            if field_no == 7 and wire == 2:
-                seen_graph = True
-            elif field_no == 14 and wire == 2:
-                entry = {f: v for f, w, v in _scan_fields(value) if w == 2}
-                out[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: not a readable ONNX model ({exc})") from exc
-    if not seen_graph:
-        raise ExportError(f"{path}: not a readable ONNX model (no graph)")
-    return out
 
 
 def export_onnx(

@@ -154,3 +154,9 @@ class Intrinsics:
         return Intrinsics(
             fx=self.fx, fy=self.fy, cx=self.cx - x0, cy=self.cy - y0, width=w, height=h
         )
+
+    def max_difference(self, other: "Intrinsics") -> float:
+        """Largest difference in pixels between the focal lengths or principal points of two
+        intrinsics (e.g. a depth camera's against the colour camera's rescaled to its size)."""
+        return max(abs(self.fx - other.fx), abs(self.fy - other.fy), abs(self.cx - other.cx),
+                   abs(self.cy - other.cy))

@@ -51,6 +51,26 @@ def invert_transform(T: np.ndarray) -> np.ndarray:  # noqa: N803
     return out
 
 
+def check_rigid_transform(T: np.ndarray) -> np.ndarray:  # noqa: N803
+    """``T`` as a (4, 4) float64 rigid transform, or ValueError naming what is wrong.
+
+    Checks: 16 finite values, last row (0, 0, 0, 1), and an upper-left 3x3 block that is a
+    rotation (|R R^T - I| <= 1e-3 and det(R) > 0).
+    """
+    T = np.asarray(T, dtype=np.float64)
+    if T.size != 16:
+        raise ValueError(f"must have 16 numbers (row-major 4x4), got {T.size}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError("contains non-finite values")
+    T = T.reshape(4, 4)
+    if not np.allclose(T[3], [0, 0, 0, 1], atol=1e-9):
+        raise ValueError(f"last row must be 0 0 0 1, got {T[3].tolist()}")
+    R = T[:3, :3]  # noqa: N806
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) <= 0:
+        raise ValueError("the upper-left 3x3 block is not a rotation matrix")
+    return T
+
+
 def transform_points(points: np.ndarray, T_target_source: np.ndarray) -> np.ndarray:  # noqa: N803
     """Apply ``T_target_source`` (4, 4) to (N, 3) points; returns (N, 3) in the input float dtype.
 

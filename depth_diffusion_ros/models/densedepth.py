@@ -23,7 +23,7 @@ ImageNet weights load unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -153,9 +153,9 @@ class DenseDepth(nn.Module):
         return y if y_up is None else y_up + y
 
     @torch.no_grad()
-    def sample(self, rgb: torch.Tensor, depth_lr: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
-        """(depth (B,1,H,W) m, None) — same return shape as the diffusion models' ``sample``."""
-        return self.target_to_depth(self.forward(rgb, depth_lr)), None
+    def sample(self, rgb: torch.Tensor, depth_lr: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Depth (B,1,H,W) metres — the same API as the diffusion models' ``sample``."""
+        return self.target_to_depth(self.forward(rgb, depth_lr))
 
     def training_losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """DenseDepth loss on one batch (rgb, gt_depth, gt_mask[, depth_lr]) in reciprocal units.

@@ -277,17 +277,15 @@ class DiffusionDepth(nn.Module):
         valid_mask: Optional[torch.Tensor] = None,
         noise: Optional[torch.Tensor] = None,
         num_inference_steps: Optional[int] = None,
-        ensemble_size: int = 1,
         generator: Optional[torch.Generator] = None,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Run DDIM from noise and decode.
+    ) -> torch.Tensor:
+        """Run DDIM from noise and decode: one sample per image (ensembles and their uncertainty
+        are the pipelines' job, :mod:`depth_diffusion_ros.inference.pipelines`).
 
         rgb (B,3,H,W) [0,1]; sparse_depth/valid_mask (B,1,H,W) or None (monocular fallback);
-        noise: (B*E, d, H/s, W/s) initial latents (member e of sample b at index b*E+e), else
-        drawn from ``generator``; num_inference_steps: default ``config.num_inference_steps``;
-        ensemble_size E >= 1.
-        Returns (depth (B,1,H,W) m — the ensemble mean, uncertainty (B,1,H,W) m — the per-pixel
-        standard deviation over the ensemble, or None when E == 1).
+        noise: (B, d, H/s, W/s) initial latents, else drawn from ``generator``;
+        num_inference_steps: default ``config.num_inference_steps``.
+        Returns depth (B,1,H,W) metres.
         Raises ValueError for bad sizes, step counts or noise shape (message names it).
         """
         if rgb.ndim != 4 or rgb.shape[1] != 3:
@@ -297,25 +295,17 @@ class DiffusionDepth(nn.Module):
         for name, t in (("sparse_depth", sparse_depth), ("valid_mask", valid_mask)):
             if t is not None and tuple(t.shape) != (B, 1, H, W):
                 raise ValueError(f"{name} must be {(B, 1, H, W)}, got {tuple(t.shape)}")
-        E = int(ensemble_size)
-        if E < 1:
-            raise ValueError(f"ensemble_size={ensemble_size}: must be >= 1")
         steps = int(num_inference_steps or self.config.num_inference_steps)
         if not 1 <= steps <= self.config.num_train_timesteps:
             raise ValueError(f"num_inference_steps={steps}: must be in [1, {self.config.num_train_timesteps}]")
-        shape = (B * E,) + self.latent_shape(H, W)
+        shape = (B,) + self.latent_shape(H, W)
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=rgb.device, dtype=rgb.dtype)
         elif tuple(noise.shape) != shape:
-            raise ValueError(f"noise must be {shape} (B*ensemble_size, d, H/s, W/s), got {tuple(noise.shape)}")
+            raise ValueError(f"noise must be {shape} (B, d, H/s, W/s), got {tuple(noise.shape)}")
         cond = self.encode_condition(rgb, sparse_depth, valid_mask)
-        if E > 1:
-            cond = cond.repeat_interleave(E, dim=0)
         latents = self._loop(noise.to(rgb.dtype), cond, steps)
-        depth = self.decode(latents, cond).reshape(B, E, 1, H, W)
-        if E == 1:
-            return depth[:, 0], None
-        return depth.mean(dim=1), depth.std(dim=1, unbiased=False)
+        return self.decode(latents, cond)
 
     # ------------------------------------------------------------------ training
     def training_losses(

@@ -133,7 +133,7 @@ class DSRDiff(nn.Module):
     """DSR-Diff (arXiv 2311.09919) for colour-guided depth super-resolution (CDSR).
 
     Tensors: rgb (B,3,H,W) in [0,1]; depth_lr (B,1,h,w) metres with holes filled (see
-    :func:`~depth_diffusion_ros.models.dsr_diff_io.fill_depth_holes`); valid_mask_lr (B,1,h,w)
+    :func:`~depth_diffusion_ros.geometry.resample.fill_depth_holes`); valid_mask_lr (B,1,h,w)
     {0,1}; H = s*h, W = s*w for an integer scale s; H, W multiples of ``size_divisor``.
     Output depth (B,1,H,W) metres (>= 0).
 
@@ -192,9 +192,9 @@ class DSRDiff(nn.Module):
         H, W = rgb.shape[-2:]
         if H % self.size_divisor or W % self.size_divisor:
             raise ValueError(f"H, W ({H}, {W}) must be multiples of {self.size_divisor}; pad first")
-        from depth_diffusion_ros.models.dsr_diff_io import check_sr_scale
+        from depth_diffusion_ros.geometry.resample import super_resolution_scale
 
-        return check_sr_scale(H, W, depth_lr.shape[-2], depth_lr.shape[-1], 1, None)
+        return super_resolution_scale(H, W, depth_lr.shape[-2], depth_lr.shape[-1], 1, None)
 
     # ---------------------------------------------------------------- pieces
     @staticmethod
@@ -262,22 +262,16 @@ class DSRDiff(nn.Module):
     # ---------------------------------------------------------------- public API
     @torch.no_grad()
     def sample(self, rgb, depth_lr, valid_mask_lr=None, noise=None, num_inference_steps=None,
-               generator: Optional[torch.Generator] = None, ensemble_size: int = 1):
-        """Super-resolve: (depth (B,1,H,W) m, uncertainty (B,1,H,W) m | None).
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Super-resolve with one guidance sample: depth (B,1,H,W) metres (ensembles and their
+        uncertainty are the pipelines' job, :mod:`depth_diffusion_ros.inference.pipelines`).
 
-        ``ensemble_size`` > 1 draws that many guidance samples and returns the mean depth and
-        the per-pixel standard deviation as uncertainty.
+        noise: (B, guidance_dim) initial guidance latent, else drawn from ``generator``.
         """
         self.check_inputs(rgb, depth_lr)
         d_n, mask, scale = self._normalise(depth_lr, valid_mask_lr)
-        outs = []
-        for k in range(max(1, int(ensemble_size))):
-            z = self.sample_guidance(rgb, d_n, mask, noise if k == 0 else None, num_inference_steps, generator)
-            outs.append(self.decode(z, rgb, d_n, mask).clamp_min(0.0) * scale)
-        if len(outs) == 1:
-            return outs[0], None
-        stack = torch.stack(outs, 0)
-        return stack.mean(0), stack.std(0)
+        z = self.sample_guidance(rgb, d_n, mask, noise, num_inference_steps, generator)
+        return self.decode(z, rgb, d_n, mask).clamp_min(0.0) * scale
 
     def forward(self, rgb: torch.Tensor, depth_lr: torch.Tensor, valid_mask_lr: torch.Tensor,
                 noise: torch.Tensor) -> torch.Tensor:

@@ -26,48 +26,45 @@ Published (header = the RGB image's header; size = the processing size):
     ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
 
 Parameters: see :data:`PARAMETERS`; the backend options are passed as listed in
-:data:`BACKEND_OPTIONS`.
+:data:`BACKEND_OPTIONS`. The frame itself (processing size, padding, the sampler, the ensemble)
+is :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`'s job, or with
+``cascade_scale`` > 0 :class:`~depth_diffusion_ros.inference.pipelines.CascadePipeline`'s
+(completion at 1/cascade_scale, then super-resolution by ``cascade_backend``).
 
-A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes._common` for why not lifecycle.
+A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
 from __future__ import annotations
 
 import sys
 from typing import Any, Optional
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, make_completion_backend
-from depth_diffusion_ros.nodes._common import (
+from depth_diffusion_ros.inference.backends import (
+    COMPLETION_BACKENDS,
+    LEARNED_BACKENDS,
+    SUPER_RESOLUTION_BACKENDS,
+    make_completion_backend,
+    make_super_resolution_backend,
+)
+from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline
+from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
+from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
+from depth_diffusion_ros.nodes.inputs import SyncedInputs, image_intrinsics
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs, publish_frame
+from depth_diffusion_ros.nodes.parameters import (
     COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
-    DepthOutputs,
-    image_intrinsics,
-    publish_backend_result,
-    learned_backend_parameter_specs,
-    select_backend_options,
-    LidarExtrinsics,
-    NodeHealth,
     ParameterError,
     ParamSpec,
-    StageTimer,
-    SyncedInputs,
     declare_parameters,
-    resample_sparse_depth,
-    resize_rgb,
-    run_node,
-    transform_parameter_specs,
+    learned_backend_parameter_specs,
+    select_backend_options,
 )
-from depth_diffusion_ros.ros import (
-    InputError,
-    depth_from_image,
-    pointcloud2_to_xyz,
-    rgb_from_image,
-)
+from depth_diffusion_ros.nodes.process import run_node
+from depth_diffusion_ros.ros import InputError, depth_from_image, pointcloud2_to_xyz, rgb_from_image
 
 NODE_NAME = "depth_completion_node"
 INPUT_CHOICES = ("sparse_depth", "points")
@@ -107,13 +104,13 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_spec
               read_only=True, range=(0, 16384)),
     ParamSpec("processing_height", 0, "height the backend runs at (pixels); 0 = the input height",
               read_only=True, range=(0, 16384)),
-    ParamSpec("publish_points", True, "publish depth/points (only while someone subscribes)", dynamic=True),
-    ParamSpec("publish_colormap", True, "publish depth/colormap (only while someone subscribes)", dynamic=True),
-    ParamSpec("colormap_min_depth", 0.0, "depth shown as the nearest colour (metres); 0 with max 0 = per frame",
-              range=(0.0, 10000.0), dynamic=True),
-    ParamSpec("colormap_max_depth", 0.0, "depth shown as the farthest colour (metres); 0 = per frame",
-              range=(0.0, 10000.0), dynamic=True),
-)
+    ParamSpec("cascade_scale", 0, "0 = off; s >= 1: complete at 1/s of the input size, then super-resolve to the "
+              "input size with cascade_backend (RGB-D-Fusion's cascade)", read_only=True, range=(0, 16)),
+    ParamSpec("cascade_backend", "guided_filter", "cascade: the super-resolution backend of the second stage",
+              read_only=True, choices=tuple(SUPER_RESOLUTION_BACKENDS)),
+    ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
+              "DSR-Diff demo weights", read_only=True),
+) + OUTPUT_PARAMETERS
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +120,33 @@ def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     value are included.
     """
     return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+
+
+def make_pipeline(p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The node's pipeline from its parameters, and the backend options used.
+
+    Raises ParameterError for inconsistent parameters or options a backend rejects; BackendError
+    when a model cannot load.
+    """
+    if (p["processing_width"] == 0) != (p["processing_height"] == 0):
+        raise ParameterError(
+            "parameters 'processing_width' and 'processing_height' must both be 0 (input size) or both > 0, "
+            f"got {p['processing_width']}x{p['processing_height']}"
+        )
+    if p["cascade_scale"] and p["processing_width"]:
+        raise ParameterError("parameter 'cascade_scale' > 0 runs at its own sizes: leave processing_width/height 0")
+    options = backend_options(p["backend"], p)
+    try:
+        backend = make_completion_backend(p["backend"], **options)
+        if p["cascade_scale"] == 0:
+            size = (p["processing_width"], p["processing_height"]) if p["processing_width"] else None
+            return CompletionPipeline(backend, size, min_depth=p["min_depth"], max_depth=p["max_depth"]), options
+        sr_options = {"model_path": p["cascade_model_path"]} if (
+            p["cascade_backend"] in LEARNED_BACKENDS and p["cascade_model_path"]) else {}
+        second = make_super_resolution_backend(p["cascade_backend"], **sr_options)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
+    return CascadePipeline(backend, second, p["cascade_scale"], p["min_depth"], p["max_depth"]), options
 
 
 class DepthCompletionNode(Node):
@@ -136,19 +160,10 @@ class DepthCompletionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         p = self.params = declare_parameters(self, PARAMETERS)
-        if (p["processing_width"] == 0) != (p["processing_height"] == 0):
-            raise ParameterError(
-                "parameters 'processing_width' and 'processing_height' must both be 0 (input size) or both > 0, "
-                f"got {p['processing_width']}x{p['processing_height']}"
-            )
         self.extrinsics: Optional[LidarExtrinsics] = None
         if p["input"] == "points":
             self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
-        options = backend_options(p["backend"], p)
-        try:
-            self.backend = make_completion_backend(p["backend"], **options)
-        except (ValueError, TypeError) as exc:
-            raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
+        self.pipeline, options = make_pipeline(p)
         self.health = NodeHealth(self, "depth completion", p, extra={"backend": p["backend"], "input": p["input"]})
         self.outputs = DepthOutputs(self, p)
         sparse_type = PointCloud2 if p["input"] == "points" else Image
@@ -159,9 +174,15 @@ class DepthCompletionNode(Node):
         self.get_logger().info(
             f"backend {p['backend']} {options}, input {p['input']}, processing size "
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
+            + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else "")
         )
 
-    def _sparse_depth(self, image: Image, sparse_msg: Any, camera_info: CameraInfo, full, proc) -> np.ndarray:
+    def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
+        """Complete one synchronised frame and publish the outputs."""
+        self.health.frame_in()
+        timer = StageTimer()
+        intrinsics = image_intrinsics(image, camera_info)
+        rgb = rgb_from_image(image)
         if self.params["input"] == "points":
             xyz = pointcloud2_to_xyz(sparse_msg)
             if xyz.shape[0] == 0:
@@ -169,43 +190,23 @@ class DepthCompletionNode(Node):
                     f"PointCloud2 has no finite points ({sparse_msg.width}x{sparse_msg.height} points)",
                     reason="empty_points",
                 )
-            target = camera_info.header.frame_id
-            T = self.extrinsics.lookup(target, sparse_msg.header.frame_id, sparse_msg.header.stamp)  # noqa: N806
-            return project_lidar_to_depth(xyz, T, proc, min_depth=self.params["min_depth"],
-                                          max_depth=self.params["max_depth"])
-        image_frame, sparse_frame = image.header.frame_id, sparse_msg.header.frame_id
-        if image_frame and sparse_frame and image_frame != sparse_frame:
-            raise InputError(
-                f"sparse_depth is in frame {sparse_frame!r} but image is in frame {image_frame!r}: "
-                "sparse_depth must be registered to the image (e.g. lidar_depth_projection_node with "
-                "the image's camera_info)",
-                reason="frame_mismatch",
-            )
-        sparse = depth_from_image(sparse_msg)
-        if sparse.shape != (full.height, full.width):
-            raise InputError(
-                f"sparse_depth is {sparse.shape[1]}x{sparse.shape[0]} but image is {full.width}x{full.height}",
-                reason="size_mismatch",
-            )
-        return resample_sparse_depth(sparse, full, proc)
-
-    def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
-        """Complete one synchronised frame and publish the outputs."""
-        self.health.frame_in()
-        p = self.params
-        timer = StageTimer()
-        full = image_intrinsics(image, camera_info)
-        rgb = rgb_from_image(image)
-        proc = full.scaled(p["processing_width"], p["processing_height"]) if p["processing_width"] else full
-        sparse = self._sparse_depth(image, sparse_msg, camera_info, full, proc)
-        if not np.any(sparse > 0):
-            what = "no LiDAR point projects into the image" if p["input"] == "points" else \
-                "sparse_depth has no valid pixel (all 0/NaN)"
-            raise InputError(what, reason="empty_sparse_depth")
-        rgb = resize_rgb(rgb, proc.width, proc.height)
-        timer.mark("inputs")
-        result = self.backend.infer(rgb, sparse, proc)
-        publish_backend_result(self, timer, result, proc, image, camera_info, rgb)
+            T = self.extrinsics.lookup(camera_info.header.frame_id, sparse_msg.header.frame_id,  # noqa: N806
+                                       sparse_msg.header.stamp)
+            timer.mark("inputs")
+            output = self.pipeline(rgb, intrinsics=intrinsics, points=xyz, T_camera_points=T)
+        else:
+            image_frame, sparse_frame = image.header.frame_id, sparse_msg.header.frame_id
+            if image_frame and sparse_frame and image_frame != sparse_frame:
+                raise InputError(
+                    f"sparse_depth is in frame {sparse_frame!r} but image is in frame {image_frame!r}: "
+                    "sparse_depth must be registered to the image (e.g. lidar_depth_projection_node with "
+                    "the image's camera_info)",
+                    reason="frame_mismatch",
+                )
+            sparse = depth_from_image(sparse_msg)
+            timer.mark("inputs")
+            output = self.pipeline(rgb, sparse, intrinsics)
+        publish_frame(self.outputs, self.health, self.get_logger(), timer, output, image.header, camera_info)
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -19,7 +19,7 @@ Published:
         Metrics are in KITTI units: rmse_mm, mae_mm, irmse_1_km, imae_1_km, abs_rel, sq_rel,
         rmse_log, log10, delta1..3, n_valid.
     ``diagnostics`` (diagnostic_msgs/DiagnosticArray): frames scored, drops (skips) per reason, mean.
-Parameters: ``PARAMETERS`` below (the common ones of ``nodes/_common.py`` plus ground_truth,
+Parameters: ``PARAMETERS`` below (the common ones of ``nodes/parameters.py`` plus ground_truth,
 report_path, min_depth, max_depth, crop, flush_every, T_camera_lidar, use_tf); each declared
 with a ParameterDescriptor. ``input_timeout`` defaults to 60 s here: ground truth waits for a
 prediction that may take seconds.
@@ -49,17 +49,10 @@ from depth_diffusion_ros.evaluation.metrics import (
 )
 from depth_diffusion_ros.evaluation.report import EvaluationReport
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.nodes._common import (
-    COMMON_PARAMETERS,
-    WARN,
-    LidarExtrinsics,
-    NodeHealth,
-    ParameterError,
-    ParamSpec,
-    declare_parameters,
-    run_node,
-    transform_parameter_specs,
-)
+from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
+from depth_diffusion_ros.nodes.health import WARN, NodeHealth
+from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParameterError, ParamSpec, declare_parameters
+from depth_diffusion_ros.nodes.process import run_node
 from depth_diffusion_ros.ros import (
     ApproximateTimeSynchronizer,
     InputError,
@@ -85,7 +78,7 @@ def _common(spec: ParamSpec) -> ParamSpec:
     return spec
 
 
-#: Parameters (ParameterDescriptor for each; see ``_common.ParamSpec``).
+#: Parameters (ParameterDescriptor for each; see ``nodes.parameters.ParamSpec``).
 PARAMETERS: tuple[ParamSpec, ...] = tuple(_common(s) for s in COMMON_PARAMETERS) + (
     ParamSpec("ground_truth", "depth",
               "ground-truth source: 'depth' (topic depth_gt) or 'points' (topic points_holdout, projected "

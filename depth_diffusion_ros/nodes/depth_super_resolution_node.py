@@ -31,46 +31,35 @@ Published (header = the colour image's header; size = H x W):
     ``depth/uncertainty`` (Image 32FC1, metres), when the backend returns one (``ensemble_size`` > 1).
     ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
 
-Parameters: see :data:`PARAMETERS`; backend options as listed in :data:`BACKEND_OPTIONS`.
+Parameters: see :data:`PARAMETERS`; backend options as listed in :data:`BACKEND_OPTIONS`. The
+frame (scale check, the depth camera's intrinsics, hole filling, the ensemble) is
+:class:`~depth_diffusion_ros.inference.pipelines.SuperResolutionPipeline`'s job.
 """
 from __future__ import annotations
 
 import sys
 from typing import Any, Optional
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.inference.backends import (
-    SUPER_RESOLUTION_BACKENDS,
-    make_super_resolution_backend,
-)
-from depth_diffusion_ros.nodes._common import (
+from depth_diffusion_ros.inference.backends import SUPER_RESOLUTION_BACKENDS, make_super_resolution_backend
+from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
+from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
+from depth_diffusion_ros.nodes.inputs import SyncedInputs, image_intrinsics
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs, publish_frame
+from depth_diffusion_ros.nodes.parameters import (
     COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
-    DepthOutputs,
-    image_intrinsics,
-    publish_backend_result,
-    learned_backend_parameter_specs,
-    select_backend_options,
-    NodeHealth,
     ParameterError,
     ParamSpec,
-    StageTimer,
-    SyncedInputs,
     declare_parameters,
-    resample_sparse_depth,
-    run_node,
+    learned_backend_parameter_specs,
+    select_backend_options,
 )
-from depth_diffusion_ros.ros import (
-    InputError,
-    camera_info_to_intrinsics,
-    depth_from_image,
-    rgb_from_image,
-)
+from depth_diffusion_ros.nodes.process import run_node
+from depth_diffusion_ros.ros import camera_info_to_intrinsics, depth_from_image, rgb_from_image
 
 NODE_NAME = "depth_super_resolution_node"
 
@@ -112,45 +101,12 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
     ParamSpec("intrinsics_tolerance", 0.5, "pixels the depth camera's intrinsics may differ from the colour "
               "camera's (rescaled to the LR size) before depth_lr is re-rendered", read_only=True,
               range=(0.0, 1000.0)),
-    ParamSpec("publish_points", True, "publish depth/points (only while someone subscribes)", dynamic=True),
-    ParamSpec("publish_colormap", True, "publish depth/colormap (only while someone subscribes)", dynamic=True),
-    ParamSpec("colormap_min_depth", 0.0, "depth shown as the nearest colour (metres); 0 with max 0 = per frame",
-              range=(0.0, 10000.0), dynamic=True),
-    ParamSpec("colormap_max_depth", 0.0, "depth shown as the farthest colour (metres); 0 = per frame",
-              range=(0.0, 10000.0), dynamic=True),
-)
+) + OUTPUT_PARAMETERS
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     """Keyword options for ``make_super_resolution_backend(backend, **options)`` from parameters."""
     return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
-
-
-def scale_factor(width: int, height: int, width_lr: int, height_lr: int, min_scale: int, max_scale: int) -> int:
-    """Integer scale image/depth_lr, or InputError (``bad_scale`` / ``scale_out_of_range``)."""
-    if width_lr <= 0 or height_lr <= 0 or width % width_lr or height % height_lr:
-        raise InputError(
-            f"scale is not an integer: image {width}x{height} / depth_lr {width_lr}x{height_lr} = "
-            f"x{width / max(width_lr, 1):.3f} (cols), x{height / max(height_lr, 1):.3f} (rows)",
-            reason="bad_scale",
-        )
-    sx, sy = width // width_lr, height // height_lr
-    if sx != sy:
-        raise InputError(
-            f"scale differs between columns (x{sx}) and rows (x{sy}): image {width}x{height}, "
-            f"depth_lr {width_lr}x{height_lr}", reason="bad_scale",
-        )
-    if not min_scale <= sx <= max_scale:
-        raise InputError(
-            f"scale x{sx} (image {width}x{height}, depth_lr {width_lr}x{height_lr}) is outside the "
-            f"backend's range x{min_scale}..x{max_scale}", reason="scale_out_of_range",
-        )
-    return sx
-
-
-def intrinsics_differ(a: Intrinsics, b: Intrinsics, tolerance: float) -> bool:
-    """True when focal lengths or principal points differ by more than ``tolerance`` pixels."""
-    return max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy)) > tolerance
 
 
 class DepthSuperResolutionNode(Node):
@@ -166,39 +122,21 @@ class DepthSuperResolutionNode(Node):
         p = self.params = declare_parameters(self, PARAMETERS)
         options = backend_options(p["backend"], p)
         try:
-            self.backend = make_super_resolution_backend(p["backend"], **options)
+            backend = make_super_resolution_backend(p["backend"], **options)
         except (ValueError, TypeError) as exc:
             raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
-        self.min_scale = int(getattr(self.backend, "min_scale", 1))
-        self.max_scale = int(getattr(self.backend, "max_scale", p["max_scale"]))
-        self.health = NodeHealth(self, "depth super-resolution", p, extra={
-            "backend": p["backend"], "scales": f"x{self.min_scale}..x{self.max_scale}"})
+        self.pipeline = SuperResolutionPipeline(backend, p["max_scale"], p["intrinsics_tolerance"])
+        scales = f"x{self.pipeline.min_scale}..x{self.pipeline.max_scale}"
+        self.health = NodeHealth(self, "depth super-resolution", p, extra={"backend": p["backend"], "scales": scales})
         self.outputs = DepthOutputs(self, p)
         topics: dict[str, type] = {"image": Image, "camera_info": CameraInfo, "depth_lr": Image}
         if p["use_depth_camera_info"]:
             topics["depth_lr/camera_info"] = CameraInfo
         self.inputs = SyncedInputs(self, topics, self.on_frame, self.health, p)
         self.get_logger().info(
-            f"backend {p['backend']} {options}, scales x{self.min_scale}..x{self.max_scale}, "
+            f"backend {p['backend']} {options}, scales {scales}, "
             f"depth camera_info {'used' if p['use_depth_camera_info'] else 'not used'}"
         )
-
-    def _depth_lr(self, depth_msg: Image, depth_info: Optional[CameraInfo], colour: Intrinsics) -> np.ndarray:
-        depth_lr = depth_from_image(depth_msg)
-        h, w = depth_lr.shape
-        if depth_info is not None:
-            lr_intr = camera_info_to_intrinsics(depth_info)
-            if (lr_intr.width, lr_intr.height) != (w, h):
-                raise InputError(
-                    f"depth_lr is {w}x{h} but depth_lr/camera_info is {lr_intr.width}x{lr_intr.height}",
-                    reason="size_mismatch",
-                )
-            target = colour.scaled(w, h)
-            if intrinsics_differ(lr_intr, target, float(self.params["intrinsics_tolerance"])):
-                depth_lr = resample_sparse_depth(depth_lr, lr_intr, target)
-        if not np.any(depth_lr > 0):
-            raise InputError("depth_lr has no valid pixel (all 0/NaN)", reason="empty_depth_lr")
-        return depth_lr
 
     def on_frame(self, image: Image, camera_info: CameraInfo, depth_msg: Image,
                  depth_info: Optional[CameraInfo] = None) -> None:
@@ -206,12 +144,13 @@ class DepthSuperResolutionNode(Node):
         self.health.frame_in()
         timer = StageTimer()
         colour = image_intrinsics(image, camera_info)
-        scale_factor(image.width, image.height, depth_msg.width, depth_msg.height, self.min_scale, self.max_scale)
+        self.pipeline.scale(image.width, image.height, depth_msg.width, depth_msg.height)  # before decoding
         rgb = rgb_from_image(image)
-        depth_lr = self._depth_lr(depth_msg, depth_info, colour)
+        depth_lr = depth_from_image(depth_msg)
+        depth_intrinsics = camera_info_to_intrinsics(depth_info) if depth_info is not None else None
         timer.mark("inputs")
-        result = self.backend.infer(rgb, depth_lr)
-        publish_backend_result(self, timer, result, colour, image, camera_info, rgb)
+        output = self.pipeline(rgb, depth_lr, colour, depth_intrinsics)
+        publish_frame(self.outputs, self.health, self.get_logger(), timer, output, image.header, camera_info)
 
 
 def main(args: Optional[list[str]] = None) -> int:

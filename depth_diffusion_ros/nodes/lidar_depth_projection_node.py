@@ -18,7 +18,7 @@ Published:
 
 Parameters: see :data:`PARAMETERS` (``ros2 param describe`` shows descriptions and ranges).
 
-A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes._common` for why not lifecycle.
+A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
 from __future__ import annotations
 
@@ -32,17 +32,11 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.nodes._common import (
-    COMMON_PARAMETERS,
-    LidarExtrinsics,
-    NodeHealth,
-    ParameterError,
-    ParamSpec,
-    SyncedInputs,
-    declare_parameters,
-    run_node,
-    transform_parameter_specs,
-)
+from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
+from depth_diffusion_ros.nodes.health import NodeHealth
+from depth_diffusion_ros.nodes.inputs import SyncedInputs
+from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParameterError, ParamSpec, declare_parameters
+from depth_diffusion_ros.nodes.process import run_node
 from depth_diffusion_ros.ros import (
     ImageBuilder,
     InputError,

@@ -30,8 +30,6 @@ from rosbags.typesys import Stores, get_typestore
 
 from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-# holdout_mask lives in geometry.sampling; still importable from here for test_training_evaluate
-from depth_diffusion_ros.geometry.sampling import holdout_mask  # noqa: F401
 from depth_diffusion_ros.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
 from depth_diffusion_ros.ros.camera_info import camera_info_to_intrinsics
 from depth_diffusion_ros.ros.errors import InputError

@@ -1,10 +1,10 @@
 """``depth-diffusion-ros benchmark``: DiffusionDepth run-time table (torch eager vs ONNX Runtime).
 
 For each resolution (1216x352 KITTI, 640x480 NYU) and step count (1, 5, 10, 20) it measures
-ms per frame on a real frame for
+ms per frame of the completion pipeline on a real frame for
 
-* ``torch``         — eager PyTorch, ``model.sample`` (the torch backend's path);
-* ``ort-step``      — ONNX Runtime, encoder + step + decoder graphs driven by the host loop;
+* ``torch``         — eager PyTorch (the torch backend);
+* ``ort-step``      — ONNX Runtime, encoder + step + decoder graphs driven by the pipeline's loop;
 * ``ort-unrolled``  — ONNX Runtime, the whole loop unrolled into one graph (one file per N);
 
 plus the model's GMAC per frame (``models.flops``: conv/matmul MACs), the fraction of this CPU's
@@ -124,37 +124,37 @@ def _time(fn: Any, repeats: int) -> float:
 
 
 def _worker(spec: dict) -> dict:
-    """Run one runtime on one resolution for all step counts; returns {steps: ms, rss_mb}."""
-    from depth_diffusion_ros.export.frames import frame_for_size, tensor_inputs
+    """Run one runtime on one resolution for all step counts; returns {steps: ms, rss_mb}.
+
+    Each cell times the whole completion pipeline on a real frame (padding, tensor layout, the
+    DDIM loop, decoding), the path a node takes."""
+    from depth_diffusion_ros.export.frames import frame_for_size
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
 
     H, W = spec["height"], spec["width"]
-    inputs = tensor_inputs(*frame_for_size(spec["data_dir"], H, W))
+    rgb, sparse = frame_for_size(spec["data_dir"], H, W)
     threads = int(spec["threads"])
     out: dict[str, Any] = {"ms": {}}
+    model = None
     if spec["runtime"] == "torch":
-        import numpy as np
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         model = _load_model(spec).eval()
-        t = {k: torch.from_numpy(v) for k, v in inputs.items()}
-        s = model.latent_shape(H, W)
-        noise = torch.from_numpy(np.random.default_rng(0).standard_normal((1,) + s, dtype=np.float32))
-        with torch.inference_mode():
-            for n in spec["steps"]:
-                out["ms"][str(n)] = _time(lambda: model.sample(t["rgb"], t["sparse_depth"], t["valid_mask"],
-                                                               noise=noise, num_inference_steps=n), spec["repeats"])
-    else:
-        from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeCompletionBackend
+    for n in spec["steps"]:
+        if model is not None:
+            from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
 
-        for n in spec["steps"]:
+            backend = TorchDiffusionDepthBackend(model=model, num_inference_steps=n)
+        else:
+            from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+
             form = "step" if spec["runtime"] == "ort-step" else "unrolled"
-            b = OnnxRuntimeCompletionBackend(spec["onnx_dir"], num_inference_steps=n, export_form=form,
-                                             intra_op_num_threads=threads, providers=["cpu"])
-            noise = b.make_noise(H, W)
-            out["ms"][str(n)] = _time(lambda: b.infer_tensors(inputs, noise), spec["repeats"])
-            del b
+            backend = OnnxRuntimeDiffusionDepthBackend(spec["onnx_dir"], num_inference_steps=n, export_form=form,
+                                                       intra_op_num_threads=threads, providers=["cpu"])
+        pipeline = CompletionPipeline(backend)
+        out["ms"][str(n)] = _time(lambda: pipeline(rgb, sparse), spec["repeats"])  # runs before the next n
     out["torch_imported"] = "torch" in sys.modules
     out["rss_mb"] = _peak_rss_mb()
     return out
@@ -168,7 +168,7 @@ def _load_model(spec: dict) -> Any:
     from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
 
     if spec.get("checkpoint"):
-        return load_checkpoint(spec["checkpoint"])
+        return load_checkpoint(spec["checkpoint"], architecture="diffusion_depth")
     torch.manual_seed(0)
     return DiffusionDepth(DiffusionDepthConfig())
 

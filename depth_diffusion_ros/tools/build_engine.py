@@ -48,8 +48,7 @@ def parse_profile(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from depth_diffusion_ros.export import tensorrt_engine as te
-    from depth_diffusion_ros.inference.backends.tensorrt_backend import DEFAULT_ENGINE_CACHE_DIR
+    from depth_diffusion_ros.runtime import tensorrt_engine as te
 
     src = Path(args.onnx)
     files = sorted(src.glob("*.onnx")) if src.is_dir() else [src]
@@ -61,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
         trt = te.load_tensorrt()
         gpu_name = args.gpu_name or None
         if gpu_name is None:
-            from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
+            from depth_diffusion_ros.runtime.cuda_runtime import CudaRuntime
 
             gpu_name = CudaRuntime().device_name(0)
     except (ImportError, ValueError) as exc:
         print(f"build-engine: {exc}", file=sys.stderr)
         return 1
-    cache = Path(args.cache_dir or DEFAULT_ENGINE_CACHE_DIR)
+    cache = Path(args.cache_dir or te.DEFAULT_ENGINE_CACHE_DIR)
     status = 0
     for f in files:
         try:

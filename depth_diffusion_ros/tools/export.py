@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
         from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
-        model = load_checkpoint(args.checkpoint).eval()
+        model = load_checkpoint(args.checkpoint, architecture="diffusion_depth").eval()
         inputs = None
         if not args.no_check:
             try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from torch.utils.data import ConcatDataset, Dataset
 

@@ -138,7 +138,7 @@ class KittiFileList(DepthDataset):
             "none".
         holdout_fraction: for gt_source="heldout" (0.1 in the shared data README).
         holdout_space: "pixels" (hold out projected pixels of the sparse map) or "points" (hold
-            out 3-D LiDAR points before projection with ``tools.bag_io.holdout_mask`` and the
+            out 3-D LiDAR points before projection with ``geometry.sampling.holdout_mask`` and the
             frame's index: exactly the split of ``kitti-to-bag --holdout-fraction`` / ``replay``,
             so scores match the replay evaluation; needs sparse_source="lidar").
         seed: seed of the held-out split (fixed per frame so evaluation is reproducible).

@@ -5,7 +5,7 @@ come from *sources* that offer ``__len__``, ``load_frame(i)`` and ``sample_name(
 KITTI loaders of :mod:`training.datasets` (wrapped, not duplicated) and the Middlebury / Lu /
 paired-folder / Marigold-DC readers below. The LR input is made from the ground truth by the
 standard CDSR degradation, antialiased bicubic downsampling by the scale factor
-(:func:`depth_diffusion_ros.models.dsr_diff_io.bicubic_downsample_depth`, DSR-Diff Sec. 4.1;
+(:func:`depth_diffusion_ros.geometry.resample.bicubic_downsample_depth`, DSR-Diff Sec. 4.1;
 de Lutio et al. / Kim et al. DKN / Zhong et al. DCTNet use the same protocol: NYU-v2 first 1000
 labeled frames for training, last 449 for testing, RMSE in cm).
 
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from depth_diffusion_ros.models.dsr_diff_io import bicubic_downsample_depth, fill_depth_holes
+from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth, fill_depth_holes
 from training.datasets.common import DatasetError, intrinsics_matrix, read_rgb
 
 # ----------------------------------------------------------------------------- frame sources

@@ -1,38 +1,41 @@
-"""Backend registry: name -> "module:factory", imported only when asked for.
+"""Backend registry: name -> "module:class", imported only when asked for.
 
-``make_completion_backend("onnxruntime", model_path=...)`` imports only the onnxruntime
-module, so nodes using onnxruntime or tensorrt run without torch installed.
+``make_completion_backend("onnxruntime", model_path=...)`` imports only the ONNX Runtime module,
+so nodes using onnxruntime or tensorrt run without torch installed. The learned backends of
+depth completion and monocular estimation are the same DiffusionDepth runners (a completion
+model, or a monocular one); the pipelines decide what a frame gives them.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from depth_diffusion_ros.inference.backends.base import (
-    BackendError,
-    CompletionBackend,
-    DepthResult,
-    SuperResolutionBackend,
-)
+from depth_diffusion_ros.inference.errors import BackendError
 
 _PKG = "depth_diffusion_ros.inference.backends"
 
+_DIFFUSION_DEPTH: dict[str, str] = {
+    "torch": f"{_PKG}.torch_backend:TorchDiffusionDepthBackend",
+    "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeDiffusionDepthBackend",
+    "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTDiffusionDepthBackend",
+}
 COMPLETION_BACKENDS: dict[str, str] = {
     "ip_basic": f"{_PKG}.classical:IPBasicBackend",
     "nearest": f"{_PKG}.classical:NearestFillBackend",
-    "torch": f"{_PKG}.torch_backend:TorchCompletionBackend",
-    "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeCompletionBackend",
-    "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTCompletionBackend",
+    **_DIFFUSION_DEPTH,
 }
-
+#: monocular depth estimation: image only
+ESTIMATION_BACKENDS: dict[str, str] = dict(_DIFFUSION_DEPTH)
 SUPER_RESOLUTION_BACKENDS: dict[str, str] = {
     "bicubic": f"{_PKG}.classical:BicubicBackend",
     "guided_filter": f"{_PKG}.classical:GuidedFilterBackend",
     "joint_bilateral": f"{_PKG}.classical:JointBilateralBackend",
-    "torch": f"{_PKG}.torch_sr_backend:TorchSuperResolutionBackend",
-    "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeSuperResolutionBackend",
-    "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTSuperResolutionBackend",
+    "torch": f"{_PKG}.torch_backend:TorchDSRDiffBackend",
+    "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeDSRDiffBackend",
+    "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTDSRDiffBackend",
 }
+#: backends that run a model file (the others are classical methods)
+LEARNED_BACKENDS = tuple(_DIFFUSION_DEPTH)
 
 
 def _load(registry: dict[str, str], kind: str, name: str) -> Any:
@@ -46,23 +49,28 @@ def _load(registry: dict[str, str], kind: str, name: str) -> Any:
     return getattr(module, attr)
 
 
-def make_completion_backend(name: str, **options: Any) -> CompletionBackend:
-    """Create a depth completion / monocular backend by name (see COMPLETION_BACKENDS)."""
+def make_completion_backend(name: str, **options: Any) -> Any:
+    """A depth completion backend by name (see COMPLETION_BACKENDS); options go to its class."""
     return _load(COMPLETION_BACKENDS, "completion", name)(**options)
 
 
-def make_super_resolution_backend(name: str, **options: Any) -> SuperResolutionBackend:
-    """Create a colour-guided super-resolution backend by name (see SUPER_RESOLUTION_BACKENDS)."""
+def make_estimation_backend(name: str, **options: Any) -> Any:
+    """A monocular depth estimation backend by name (see ESTIMATION_BACKENDS)."""
+    return _load(ESTIMATION_BACKENDS, "estimation", name)(**options)
+
+
+def make_super_resolution_backend(name: str, **options: Any) -> Any:
+    """A colour-guided super-resolution backend by name (see SUPER_RESOLUTION_BACKENDS)."""
     return _load(SUPER_RESOLUTION_BACKENDS, "super-resolution", name)(**options)
 
 
 __all__ = [
     "BackendError",
-    "CompletionBackend",
-    "DepthResult",
-    "SuperResolutionBackend",
     "COMPLETION_BACKENDS",
+    "ESTIMATION_BACKENDS",
     "SUPER_RESOLUTION_BACKENDS",
+    "LEARNED_BACKENDS",
     "make_completion_backend",
+    "make_estimation_backend",
     "make_super_resolution_backend",
 ]

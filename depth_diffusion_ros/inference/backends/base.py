@@ -1,66 +1,165 @@
-"""The backend interface shared by every pipeline and node.
+"""What a backend offers the pipelines (:mod:`depth_diffusion_ros.inference.pipelines`).
 
-A backend turns one frame into metric depth. Classical backends (IP-Basic, nearest fill,
-guided filter, joint bilateral) and learned ones (torch, onnxruntime, tensorrt) offer the same
-two protocols, so a node's ``backend`` parameter is the only thing that changes.
+A backend runs one model on tensors or arrays at the size it is given; the pipelines own the
+frame (processing size, padding, the DDIM loop, the ensemble). Four kinds:
+
+* classical completion (IP-Basic, nearest fill): ``complete(rgb, sparse_depth) -> depth``;
+* classical super-resolution (bicubic, guided filter, joint bilateral):
+  ``upsample(rgb, depth_lr) -> depth``;
+* learned DiffusionDepth (torch, onnxruntime, tensorrt): a :class:`DiffusionBackend`, the model
+  in parts for the pipeline's DDIM loop (:func:`~depth_diffusion_ros.inference.sampler.sample_members`);
+* learned DSR-Diff (torch, onnxruntime, tensorrt): a :class:`GuidedSuperResolutionBackend`,
+  ``sample(inputs, noise)`` for one guidance sample (the GRN's short DDIM loop runs inside).
+
 Backends are looked up by name in :mod:`depth_diffusion_ros.inference.backends` and imported
 lazily: asking for ``onnxruntime`` never imports torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-
-
-class BackendError(RuntimeError):
-    """A backend cannot run: missing or mismatched model/engine file, unsupported shape.
-
-    The message names the file (when there is one) and what differs.
-    """
-
-
-@dataclass
-class DepthResult:
-    """Output of a backend for one frame.
-
-    depth: (H, W) float32 metres, 0 where the backend has no estimate.
-    uncertainty: (H, W) float32 metres (per-pixel standard deviation over an ensemble of
-        diffusion samples), or None when the backend does not estimate it.
-    """
-
-    depth: np.ndarray
-    uncertainty: Optional[np.ndarray] = None
+from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.frames import SRInputs
+from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
 
 
 @runtime_checkable
-class CompletionBackend(Protocol):
-    """Depth completion (sparse LiDAR + image) or monocular depth (sparse_depth is None)."""
+class CompletionModel(Protocol):
+    """A classical depth completion method."""
 
     name: str
 
-    def infer(
-        self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray], intrinsics: Intrinsics
-    ) -> DepthResult:
-        """rgb: (H, W, 3) uint8; sparse_depth: (H, W) float32 m, 0 = missing, or None."""
+    def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+        """rgb (H, W, 3) uint8, sparse_depth (H, W) float32 m (0 = missing) -> (H, W) float32 m."""
         ...
 
 
 @runtime_checkable
-class SuperResolutionBackend(Protocol):
-    """Colour-guided depth super-resolution: low-resolution depth + high-resolution image."""
+class UpsamplingModel(Protocol):
+    """A classical colour-guided depth upsampling method."""
 
     name: str
 
-    def infer(self, rgb: np.ndarray, depth_lr: np.ndarray) -> DepthResult:
-        """rgb: (H, W, 3) uint8; depth_lr: (h, w) float32 m, 0 = missing; returns (H, W)."""
+    def upsample(self, rgb: np.ndarray, depth_lr: np.ndarray) -> np.ndarray:
+        """rgb (H, W, 3) uint8, depth_lr (h, w) float32 m -> (H, W) float32 m."""
         ...
 
 
-#: Why a completion model with ``mask_unsupported`` (no trained monocular branch) refuses a frame
-#: without LiDAR, instead of returning an empty depth image.
-MONOCULAR_REFUSAL = ("this model has no trained monocular branch (config mask_unsupported: true): it needs "
-                     "sparse depth with at least one valid pixel")
+class DiffusionBackend:
+    """A DiffusionDepth model in the parts the pipeline's DDIM loop calls.
+
+    Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor: ``model_file`` (named in
+    errors), ``sampling`` (:class:`SamplingOptions`), ``num_inference_steps`` (resolved),
+    ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
+    "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, and optionally
+    ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
+    ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``).
+
+    Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
+    float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres.
+    """
+
+    name = "diffusion"
+    form = "step"
+    batch_capacity: Optional[int] = None
+    input_hw: tuple = (None, None)
+    model_file: str = ""
+    sampling: SamplingOptions
+    num_inference_steps: int
+    scheduler: SchedulerSpec
+    size_divisor: int
+    mode: str = "completion"
+    mask_unsupported: bool = False
+    latent_channels: int
+    latent_stride: int
+
+    @property
+    def ensemble_size(self) -> int:
+        return int(self.sampling.ensemble_size)
+
+    @property
+    def seed(self) -> int:
+        return int(self.sampling.seed)
+
+    @property
+    def needs_lidar(self) -> bool:
+        """True for completion models with ``mask_unsupported`` (no trained monocular branch)."""
+        return self.mode == "completion" and bool(self.mask_unsupported)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, H/s, W/s): the initial noise of one member for a (padded) H x W input."""
+        s = int(self.latent_stride)
+        return (int(self.latent_channels), int(height) // s, int(width) // s)
+
+    def check_input_size(self, height: int, width: int, frame_hw: tuple[int, int]) -> None:
+        """BackendError when a static graph cannot take the padded (height, width) input of a
+        frame of ``frame_hw`` (H, W) pixels."""
+        want = tuple(self.input_hw)
+        if any(s is not None and s != v for s, v in zip(want, (height, width))):
+            h, w = frame_hw
+            raise BackendError(
+                f"{self.model_file}: exported for {want[1]}x{want[0]} (WxH) input, got a {w}x{h} frame "
+                f"(padded to {width}x{height}); export again with --height {height} --width {width} or resize"
+            )
+
+    # the parts; ``Any`` values may be device tensors the backend keeps between calls
+    def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
+        """The condition of one frame (1, C_cond, H/s, W/s)."""
+        raise NotImplementedError
+
+    def step(self, latents: Any, cond: Any, timestep: int, prev_timestep: int) -> Any:
+        """One DDIM step (eta 0) from ``timestep`` to ``prev_timestep`` (< 0: the last step)."""
+        raise NotImplementedError
+
+    def decode(self, latents: Any, cond: Any) -> np.ndarray:
+        """Depth (n, 1, H, W) float32 metres on the host."""
+        raise NotImplementedError
+
+    def sample_unrolled(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
+        """form "unrolled": the whole loop in one call; depth (n, 1, H, W) of n = len(noise) members."""
+        raise NotImplementedError
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return np.asarray(value)
+
+    def repeat(self, cond: Any, n: int) -> Any:
+        """The condition for ``n`` members at once (batch axis repeated)."""
+        return np.repeat(self.to_numpy(cond), n, axis=0)
+
+    def run_steps(self, latents: np.ndarray, cond: Any, pairs: Sequence[tuple[int, int]]) -> Any:
+        """Apply :meth:`step` for each (t, prev_t) pair; returns the final latents."""
+        for t, prev in pairs:
+            latents = self.step(latents, cond, t, prev)
+        return latents
+
+
+class GuidedSuperResolutionBackend:
+    """A DSR-Diff model: one guidance sample of colour-guided depth super-resolution.
+
+    Subclasses set ``model_file``, ``sampling``, ``num_inference_steps``, ``size_divisor`` (HR
+    sizes are padded to it), ``min_scale`` / ``max_scale`` (the trained range) and
+    ``guidance_dim`` (length of the guidance latent).
+    """
+
+    name = "guided_diffusion"
+    model_file: str = ""
+    sampling: SamplingOptions
+    num_inference_steps: int
+    size_divisor: int
+    min_scale: int
+    max_scale: int
+    guidance_dim: int
+
+    @property
+    def ensemble_size(self) -> int:
+        return int(self.sampling.ensemble_size)
+
+    @property
+    def seed(self) -> int:
+        return int(self.sampling.seed)
+
+    def sample(self, inputs: SRInputs, noise: np.ndarray) -> np.ndarray:
+        """Depth (1, 1, Hp, Wp) float32 metres of the padded frame for guidance noise (1, G)."""
+        raise NotImplementedError

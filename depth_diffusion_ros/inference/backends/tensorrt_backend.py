@@ -1,271 +1,69 @@
-"""TensorRT backends (no torch): engines built from the exported ONNX, cached, run on a stream.
+"""TensorRT backends (no torch): engines built (and cached) from the ONNX export, run on a stream.
 
-Start-up: for each ONNX graph of the export (``encoder``/``step``/``decoder`` or the unrolled
-``sampler``) :func:`depth_diffusion_ros.export.tensorrt_engine.get_or_build_engine` returns a
-cached engine keyed by ONNX hash, precision, TensorRT version and GPU name (rebuilt when any
-differs or ``force_engine_update`` is set). Run time (TensorRT 10 API):
-``Runtime.deserialize_cuda_engine`` -> ``create_execution_context`` -> ``set_input_shape`` for
-dynamic inputs -> ``set_tensor_address`` -> ``execute_async_v3(stream)``.
-
-The DDIM loop keeps the latents and the condition on the GPU (:class:`DeviceStepLoop`): per
-step only the two int64 timesteps travel host -> device; after a warm-up step the step's work
-(enqueue + latents copy-back) is captured once in a CUDA graph and replayed per step
-(``use_cuda_graph``), which removes the per-step launch overhead of small latents.
-
-Decisions and shapes are in plain functions (:func:`read_tensor_specs`,
-:func:`resolve_input_shapes`) tested with a fake TensorRT on CPU-only CI; the engine I/O itself
-is a thin layer over :class:`depth_diffusion_ros.export.cuda_runtime.CudaRuntime`.
+Start-up: for each ONNX graph of the export (``encoder``/``step``/``decoder``, an unrolled
+``sampler`` or the DSR-Diff ``sr_sampler`` per scale)
+:func:`~depth_diffusion_ros.runtime.tensorrt_engine.get_or_build_engine` returns a cached engine
+keyed by ONNX hash, precision, TensorRT version and GPU name (rebuilt when any differs or
+``force_engine_update`` is set). The DDIM steps run in :class:`~depth_diffusion_ros.runtime.tensorrt_graph.DeviceStepLoop`
+(latents on the GPU, one CUDA graph replayed per step).
 """
 from __future__ import annotations
 
-import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from depth_diffusion_ros.export.onnx_export import ExportError, read_metadata
-from depth_diffusion_ros.inference.backends.base import BackendError
-from depth_diffusion_ros.inference.backends.onnxruntime_backend import (
-    ExportedCompletionBase,
-    ExportedSuperResolutionBase,
-    _find_model_files,
-    check_family,
-    check_unrolled_request,
-    decode_metadata,
+from depth_diffusion_ros.inference.backends.exported import (
+    ExportedDiffusionBackend,
+    ExportedSuperResolutionBackend,
+    find_diffusion_depth_files,
+    find_sr_models,
 )
-from depth_diffusion_ros.inference.onnx_sampler import HostDDIMSampler, SchedulerSpec
-
-LOG = logging.getLogger(__name__)
-
-DEFAULT_ENGINE_CACHE_DIR = os.path.join(
-    os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
-    "depth_diffusion_ros", "engines",
-)
+from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.sampler import SamplingOptions
+from depth_diffusion_ros.runtime import tensorrt_engine as te
+from depth_diffusion_ros.runtime.cuda_runtime import CudaRuntime
+from depth_diffusion_ros.runtime.metadata import read_ddr_metadata
+from depth_diffusion_ros.runtime.tensorrt_graph import DeviceStepLoop, TensorRTGraph
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One engine I/O tensor: shape (-1 = dynamic axis), numpy dtype, direction, profile range."""
+class EngineSet:
+    """TensorRT, the CUDA runtime and the engine cache of one backend.
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    is_input: bool
-    profile: Optional[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = None
-
-
-def read_tensor_specs(engine: Any, trt: Any) -> dict[str, TensorSpec]:
-    """TensorSpec of every I/O tensor of a deserialized engine (TensorRT 10 name-based API)."""
-    specs = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        profile = None
-        if is_input and any(d < 0 for d in shape):
-            profile = tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, 0))
-        specs[name] = TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), is_input, profile)
-    return specs
-
-
-def resolve_input_shapes(
-    specs: Mapping[str, TensorSpec], feed: Mapping[str, np.ndarray], path: str
-) -> dict[str, tuple[int, ...]]:
-    """Check a feed against the engine's inputs; returns {input name: shape to set}.
-
-    Raises BackendError naming the engine file and the input when one is missing, has another
-    dtype or rank, differs on a static axis, or lies outside the optimisation profile.
-    """
-    shapes = {}
-    for name, spec in specs.items():
-        if not spec.is_input:
-            continue
-        if name not in feed:
-            raise BackendError(f"{path}: input {name!r} not given (engine inputs: "
-                               f"{sorted(n for n, s in specs.items() if s.is_input)})")
-        value = np.asarray(feed[name])
-        if value.dtype != spec.dtype:
-            raise BackendError(f"{path}: input {name!r} is {value.dtype}, the engine wants {spec.dtype}")
-        if value.ndim != len(spec.shape) or any(s >= 0 and s != v for s, v in zip(spec.shape, value.shape)):
-            raise BackendError(f"{path}: input {name!r} has shape {value.shape}, the engine wants "
-                               f"{tuple('?' if s < 0 else s for s in spec.shape)}")
-        if spec.profile is not None:
-            lo, _, hi = spec.profile
-            if not all(a <= v <= b for a, v, b in zip(lo, value.shape, hi)):
-                raise BackendError(f"{path}: input {name!r} shape {value.shape} is outside the engine's "
-                                   f"optimisation profile [{lo}, {hi}]; rebuild with a wider profile")
-        shapes[name] = tuple(value.shape)
-    return shapes
-
-
-class TensorRTGraph:
-    """One engine: deserialised context, device buffers, a CUDA stream; numpy in, numpy out.
-
-    engine_path: serialized engine. trt / cuda: the tensorrt module and a CudaRuntime (tests
-    pass fakes). meta: decoded ``ddr.*`` metadata of the ONNX it was built from.
-    Raises BackendError naming the file if it is missing or cannot be deserialised (another
-    TensorRT version or GPU: rebuild with force_engine_update).
+    trt / cuda: modules to use instead of ``tensorrt`` / cuda-python (tests: the labelled fake).
+    Raises BackendError when TensorRT or cuda-python are not installed.
     """
 
-    def __init__(self, engine_path: Union[str, Path], trt: Any, cuda: Any, meta: Optional[dict] = None) -> None:
-        self.path = str(engine_path)
-        self.trt, self.cuda = trt, cuda
-        self.meta = dict(meta or {})
-        if not Path(engine_path).is_file():
-            raise BackendError(f"engine file not found: {engine_path}")
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise BackendError(
-                f"{self.path}: TensorRT {trt.__version__} cannot deserialize this engine (built by another "
-                f"TensorRT version or for another GPU, or corrupt); delete it or set force_engine_update"
-            )
-        self.context = self.engine.create_execution_context()
-        self.specs = read_tensor_specs(self.engine, trt)
-        self.stream = cuda.stream_create()
-        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity bytes)
-        self.shapes: dict[str, tuple[int, ...]] = {}
+    def __init__(self, engine_cache_dir: Any, precision: str, force_engine_update: bool, workspace_mb: int,
+                 dla_core: int, trt: Any = None, cuda: Any = None) -> None:
+        try:
+            self.trt = trt if trt is not None else te.load_tensorrt()
+            self.cuda = cuda if isinstance(cuda, CudaRuntime) else CudaRuntime(cuda)
+        except ImportError as exc:
+            raise BackendError(f"tensorrt backend is not available here: {exc}") from exc
+        self.cache = Path(engine_cache_dir or te.DEFAULT_ENGINE_CACHE_DIR)
+        self.options = dict(precision=precision, force_engine_update=force_engine_update,
+                            workspace_bytes=int(workspace_mb) << 20, dla_core=int(dla_core))
+        self.gpu_name = self.cuda.device_name(0)
+        self.results: list[te.EngineCacheResult] = []
 
-    @property
-    def input_names(self) -> list[str]:
-        return [n for n, s in self.specs.items() if s.is_input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [n for n, s in self.specs.items() if not s.is_input]
-
-    def static_shape(self, name: str) -> tuple[Optional[int], ...]:
-        return tuple(None if d < 0 else d for d in self.specs[name].shape)
-
-    def _buffer(self, name: str, nbytes: int) -> int:
-        ptr, cap = self.buffers.get(name, (0, 0))
-        if cap < nbytes:
-            if ptr:
-                self.cuda.free(ptr)
-            ptr, cap = self.cuda.malloc(nbytes), nbytes
-            self.buffers[name] = (ptr, cap)
-        return ptr
-
-    def prepare(self, feed_shapes_and_dtypes: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-        """Set input shapes, (re)allocate buffers, bind addresses; returns output shapes."""
-        shapes = resolve_input_shapes(self.specs, feed_shapes_and_dtypes, self.path)
-        for name, shape in shapes.items():
-            if any(d < 0 for d in self.specs[name].shape) and not self.context.set_input_shape(name, shape):
-                raise BackendError(f"{self.path}: TensorRT rejected shape {shape} for input {name!r}")
-        out_shapes = {n: tuple(int(d) for d in self.context.get_tensor_shape(n)) for n in self.output_names}
-        for name, shape in list(shapes.items()) + list(out_shapes.items()):
-            nbytes = int(np.prod(shape)) * self.specs[name].dtype.itemsize
-            self.context.set_tensor_address(name, self._buffer(name, nbytes))
-        self.shapes = dict(shapes, **out_shapes)
-        return out_shapes
-
-    def ptr(self, name: str) -> int:
-        return self.buffers[name][0]
-
-    def enqueue(self) -> None:
-        if not self.context.execute_async_v3(self.stream):
-            raise BackendError(f"{self.path}: execute_async_v3 failed")
-
-    def run(self, feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Copy inputs in, execute, copy outputs out (synchronous); numpy arrays both ways."""
-        feed = {k: np.ascontiguousarray(v) for k, v in feed.items() if k in self.specs and self.specs[k].is_input}
-        out_shapes = self.prepare(feed)
-        for name, value in feed.items():
-            self.cuda.htod_async(self.ptr(name), value, self.stream)
-        self.enqueue()
-        outs = {n: np.empty(s, self.specs[n].dtype) for n, s in out_shapes.items()}
-        for name, arr in outs.items():
-            self.cuda.dtoh_async(arr, self.ptr(name), self.stream)
-        self.cuda.stream_synchronize(self.stream)
-        return outs
-
-    @staticmethod
-    def to_numpy(value: Any) -> np.ndarray:
-        return np.asarray(value)
-
-    def close(self) -> None:
-        for ptr, _ in self.buffers.values():
-            self.cuda.free(ptr)
-        self.buffers.clear()
+    def graph(self, onnx_path: Union[str, Path], meta: dict) -> TensorRTGraph:
+        """The engine of one ONNX file (built or taken from the cache), ready to run."""
+        try:
+            res = te.get_or_build_engine(onnx_path, self.cache, trt=self.trt, gpu_name=self.gpu_name, **self.options)
+        except te.EngineBuildError as exc:
+            raise BackendError(str(exc)) from exc
+        self.results.append(res)
+        return TensorRTGraph(res.engine_path, self.trt, self.cuda, meta)
 
 
-class DeviceStepLoop:
-    """The DDIM loop on the GPU: latents and cond stay in device memory between steps.
-
-    step: the ``step`` TensorRTGraph (inputs latents, cond, timestep, prev_timestep; output
-    prev_latents). use_cuda_graph: capture one step (enqueue + prev_latents -> latents copy)
-    after a warm-up step and replay it with cudaGraphLaunch for the remaining steps.
-    """
-
-    def __init__(self, step: TensorRTGraph, use_cuda_graph: bool = True) -> None:
-        self.step, self.use_cuda_graph = step, use_cuda_graph
-        self._graph: Any = None
-        self._graph_shapes: Optional[dict] = None
-        self.graph_launches = 0
-
-    def __call__(self, latents: np.ndarray, cond: Any, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-        g, cuda, stream = self.step, self.step.cuda, self.step.stream
-        latents = np.ascontiguousarray(latents, np.float32)
-        cond = np.ascontiguousarray(np.asarray(cond))
-        t0 = np.zeros(1, np.int64)
-        g.prepare({"latents": latents, "cond": cond, "timestep": t0, "prev_timestep": t0})
-        if self._graph_shapes != g.shapes:
-            self._graph = None  # shapes/buffers changed: capture again
-        cuda.htod_async(g.ptr("latents"), latents, stream)
-        cuda.htod_async(g.ptr("cond"), cond, stream)
-        nbytes = latents.nbytes
-        keep_alive = []  # host timestep arrays must live until their async copies ran
-        for i, (t, prev) in enumerate(pairs):
-            ts, ps = np.array([t], np.int64), np.array([prev], np.int64)
-            keep_alive += [ts, ps]
-            cuda.htod_async(g.ptr("timestep"), ts, stream)
-            cuda.htod_async(g.ptr("prev_timestep"), ps, stream)
-            if self.use_cuda_graph and self._graph is not None:
-                cuda.graph_launch(self._graph, stream)
-                self.graph_launches += 1
-                continue
-            g.enqueue()
-            cuda.dtod_async(g.ptr("latents"), g.ptr("prev_latents"), nbytes, stream)
-            if self.use_cuda_graph and self._graph is None and i < len(pairs) - 1:
-                # warm-up step done (TensorRT may allocate on its first enqueue): capture one step
-                cuda.stream_synchronize(stream)
-                cuda.begin_capture(stream)
-                g.enqueue()
-                cuda.dtod_async(g.ptr("latents"), g.ptr("prev_latents"), nbytes, stream)
-                self._graph = cuda.end_capture(stream)
-                self._graph_shapes = dict(g.shapes)
-        out = np.empty_like(latents)
-        cuda.dtoh_async(out, g.ptr("latents"), stream)
-        cuda.stream_synchronize(stream)
-        del keep_alive
-        return out
-
-
-class _LoopSampler(HostDDIMSampler):
-    def __init__(self, *args: Any, loop: DeviceStepLoop, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._loop = loop
-
-    def run_loop(self, latents: Any, cond: Any, pairs: Sequence[tuple[int, int]]) -> Any:
-        return self._loop(latents, cond, pairs)
-
-
-def _onnx_meta(path: Union[str, Path]) -> dict:
-    try:
-        return decode_metadata(read_metadata(path))
-    except ExportError as exc:
-        raise BackendError(str(exc)) from exc
-
-
-class TensorRTCompletionBackend(ExportedCompletionBase):
+class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
     """DiffusionDepth completion with TensorRT engines built (and cached) from the ONNX export.
 
     Args:
         model_path: ONNX export directory or file (as for the onnxruntime backend).
-        num_inference_steps, ensemble_size, seed, export_form: as OnnxRuntimeCompletionBackend.
+        num_inference_steps, ensemble_size, seed, export_form: as OnnxRuntimeDiffusionDepthBackend.
         engine_cache_dir: where engines + JSON sidecars live (default ~/.cache/depth_diffusion_ros/engines).
         precision: "fp16" (default) | "fp32" | "int8". force_engine_update: rebuild even if cached.
         workspace_mb: builder workspace pool limit (MiB). dla_core: -1 GPU, else DLA core (Jetson).
@@ -303,70 +101,32 @@ class TensorRTCompletionBackend(ExportedCompletionBase):
     ) -> None:
         del providers, intra_op_num_threads, inter_op_num_threads, graph_optimization_level
         del use_io_binding, device
-        from depth_diffusion_ros.export import tensorrt_engine as te
-        from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
+        sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
+        self.engines = EngineSet(engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda)
+        form, files = find_diffusion_depth_files(model_path, export_form, num_inference_steps, sampling.ensemble_size)
+        onnx_files = list(files) if form == "step" else [files]
+        metas = [read_ddr_metadata(f) for f in onnx_files]
+        graphs = [self.engines.graph(f, meta) for f, meta in zip(onnx_files, metas)]
+        self._use_graphs(form, graphs, metas, sampling)
+        self.loop = DeviceStepLoop(self.step_graph, use_cuda_graph=use_cuda_graph) if form == "step" else None
 
-        if int(ensemble_size) < 1:
-            raise BackendError(f"ensemble_size={ensemble_size}: must be >= 1")
-        self.ensemble_size, self.seed = int(ensemble_size), int(seed)
-        try:
-            self.trt = trt if trt is not None else te.load_tensorrt()
-            self.cuda = cuda if isinstance(cuda, CudaRuntime) else CudaRuntime(cuda)
-        except ImportError as exc:
-            raise BackendError(f"tensorrt backend is not available here: {exc}") from exc
-        cache = Path(engine_cache_dir or DEFAULT_ENGINE_CACHE_DIR)
-        self.form, files = _find_model_files(model_path, export_form, num_inference_steps, self.ensemble_size)
-        onnx_files = list(files) if self.form == "step" else [files]
-        metas = [(str(f), _onnx_meta(f)) for f in onnx_files]
-        gpu_name = self.cuda.device_name(0)
-        self.engine_results = []
-        graphs = []
-        for f, meta in metas:
-            try:
-                res = te.get_or_build_engine(
-                    f, cache, precision=precision, force_engine_update=force_engine_update,
-                    workspace_bytes=int(workspace_mb) << 20, dla_core=int(dla_core),
-                    trt=self.trt, gpu_name=gpu_name,
-                )
-            except te.EngineBuildError as exc:
-                raise BackendError(str(exc)) from exc
-            self.engine_results.append(res)
-            graphs.append(TensorRTGraph(res.engine_path, self.trt, self.cuda, meta))
-        if self.form == "step":
-            check_family(metas)
-            for g, want in zip(graphs, ("encoder", "step", "decoder")):
-                if g.meta.get("graph") != want:
-                    raise BackendError(f"{g.path}: built from a {g.meta.get('graph')!r} graph, expected {want!r}")
-            self.encoder, self.step, self.decoder = graphs
-            self.meta = self.encoder.meta
-            self.num_inference_steps = int(num_inference_steps or self.meta.get("num_inference_steps", 20))
-            self.loop = DeviceStepLoop(self.step, use_cuda_graph=use_cuda_graph)
-            self.sampler = _LoopSampler(
-                self.encoder, self.step, self.decoder,
-                SchedulerSpec.from_dict(self.step.meta.get("scheduler", {})),
-                batch_capacity=self.step.static_shape("latents")[0], loop=self.loop,
-            )
-            head = self.encoder
-        else:
-            (head,) = graphs
-            if head.meta.get("graph") != "sampler":
-                raise BackendError(f"{head.path}: built from a {head.meta.get('graph')!r} graph, expected 'sampler'")
-            self.sampler_graph = head
-            self.meta = head.meta
-            self.num_inference_steps = check_unrolled_request(
-                metas[0][0], self.meta, num_inference_steps, self.ensemble_size)
-        self.head_path = head.path
-        self.input_hw = tuple(head.static_shape("rgb")[2:])
+    @property
+    def engine_results(self) -> list:
+        """The engine cache results (path, built or cached, why) of this backend's graphs."""
+        return self.engines.results
+
+    def run_steps(self, latents: np.ndarray, cond: Any, pairs: Sequence[tuple[int, int]]) -> Any:
+        """All DDIM steps on the GPU (latents stay in device memory; see DeviceStepLoop)."""
+        return self.loop(latents, cond, pairs)
 
 
-
-class TensorRTSuperResolutionBackend(ExportedSuperResolutionBase):
+class TensorRTDSRDiffBackend(ExportedSuperResolutionBackend):
     """DSR-Diff super-resolution with TensorRT engines built (and cached) from the ONNX export.
 
     Args: model_path, num_inference_steps, ensemble_size, seed as
-    :class:`~depth_diffusion_ros.inference.backends.onnxruntime_backend.OnnxRuntimeSuperResolutionBackend`;
+    :class:`~depth_diffusion_ros.inference.backends.onnxruntime_backend.OnnxRuntimeDSRDiffBackend`;
     engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda as
-    :class:`TensorRTCompletionBackend`. One engine per exported scale.
+    :class:`TensorRTDiffusionDepthBackend`. One engine per exported scale.
     Raises BackendError naming the file for missing/mismatched graphs or engines.
     """
 
@@ -389,30 +149,12 @@ class TensorRTSuperResolutionBackend(ExportedSuperResolutionBase):
         cuda: Any = None,
     ) -> None:
         del providers, device
-        from depth_diffusion_ros.export import tensorrt_engine as te
-        from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
-        from depth_diffusion_ros.inference.backends.onnxruntime_backend import find_sr_models
+        sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
+        self.engines = EngineSet(engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda)
+        found, steps = find_sr_models(model_path, num_inference_steps)
+        graphs = {scale: self.engines.graph(path, meta) for scale, (path, meta) in found.items()}
+        self._use_graphs(graphs, next(iter(found.values()))[1], steps, sampling)
 
-        if int(ensemble_size) < 1:
-            raise BackendError(f"ensemble_size={ensemble_size}: must be >= 1")
-        self.ensemble_size, self.seed = int(ensemble_size), int(seed)
-        try:
-            self.trt = trt if trt is not None else te.load_tensorrt()
-            self.cuda = cuda if isinstance(cuda, CudaRuntime) else CudaRuntime(cuda)
-        except ImportError as exc:
-            raise BackendError(f"tensorrt backend is not available here: {exc}") from exc
-        found, self.num_inference_steps = find_sr_models(model_path, num_inference_steps)
-        cache = Path(engine_cache_dir or DEFAULT_ENGINE_CACHE_DIR)
-        gpu_name = self.cuda.device_name(0)
-        self.graphs = {}
-        self.engine_results = []
-        for scale, (path, meta) in found.items():
-            try:
-                res = te.get_or_build_engine(path, cache, precision=precision, force_engine_update=force_engine_update,
-                                             workspace_bytes=int(workspace_mb) << 20, dla_core=int(dla_core),
-                                             trt=self.trt, gpu_name=gpu_name)
-            except te.EngineBuildError as exc:
-                raise BackendError(str(exc)) from exc
-            self.engine_results.append(res)
-            self.graphs[scale] = TensorRTGraph(res.engine_path, self.trt, self.cuda, meta)
-        self.meta = next(iter(found.values()))[1]
+    @property
+    def engine_results(self) -> list:
+        return self.engines.results

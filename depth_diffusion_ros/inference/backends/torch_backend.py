@@ -1,138 +1,193 @@
-"""DiffusionDepth completion / monocular depth in PyTorch (the reference backend).
+"""PyTorch backends (the reference): DiffusionDepth and DSR-Diff from a checkpoint or a module.
 
-Loads a checkpoint directory written by :func:`depth_diffusion_ros.models.checkpoint.save_checkpoint`
-(``model.safetensors`` + ``config.yaml``), pads each frame to the model's ``size_divisor``, runs
-the DDIM sampler (:meth:`DiffusionDepth.sample`) and crops back. The initial noise comes from
-:func:`depth_diffusion_ros.inference.preprocess.make_noise` with ``seed`` for every frame, the
-same draw the ONNX Runtime / TensorRT backends use, so all backends agree for the same seed.
+Checkpoints are directories written by :func:`depth_diffusion_ros.models.checkpoint.save_checkpoint`
+(``model.safetensors`` + ``config.yaml``). The pipelines feed these backends exactly the arrays
+they feed the exported ones (same padding, same seeded initial noise), so torch, ONNX Runtime
+and TensorRT agree for the same weights and seed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from depth_diffusion_ros.inference import preprocess
-from depth_diffusion_ros.inference.backends.base import MONOCULAR_REFUSAL, BackendError, DepthResult
+from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.frames import SRInputs
+from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
 
 LOG = logging.getLogger(__name__)
 
+#: The shipped DSR-Diff demo weights (the super-resolution backend's default ``model_path``).
+DEMO_SR_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "dsr_diff_demo"
 
-class TorchCompletionBackend:
-    """DiffusionDepth as a :class:`~depth_diffusion_ros.inference.backends.base.CompletionBackend`.
+
+def _import_torch(what: str) -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - requirements-torch.txt installs it
+        raise BackendError(f"the torch {what} backend needs PyTorch: {exc}") from exc
+    return torch
+
+
+def _device(torch: Any, device: str) -> Any:
+    """torch.device for ``device``; BackendError when it is not one or CUDA is missing."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise BackendError(f"device={device!r} is not a torch device: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"device={device!r} requested but CUDA is not available")
+    return dev
+
+
+def _load(path: Union[str, Path], device: Any, architecture: str) -> Any:
+    """A checkpoint's model (of ``architecture``) on ``device`` in eval mode; BackendError naming the file."""
+    from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path, map_location=device, architecture=architecture)
+    except CheckpointError as exc:
+        raise BackendError(str(exc)) from exc
+
+
+class TorchDiffusionDepthBackend(DiffusionBackend):
+    """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model).
 
     Args:
         model_path: checkpoint directory (or its ``model.safetensors``).
+        model: an in-memory DiffusionDepth instead of ``model_path`` (training-time evaluation;
+            its train/eval mode is left to the caller).
         num_inference_steps: DDIM steps (default: the checkpoint config's, 20 for the paper).
-        ensemble_size: samples per frame; > 1 returns the mean depth and the per-pixel standard
-            deviation as ``uncertainty`` (metres).
+        ensemble_size: samples per frame; > 1 also gives the per-pixel standard deviation.
         device: "cpu", "cuda" or "cuda:N".
         seed: seed of the initial noise (the same every frame: deterministic output).
         fp16: run under CUDA autocast float16 (CUDA only).
-        compile: wrap the denoiser in ``torch.compile`` (first frame is slow).
+        compile: wrap the denoiser in ``torch.compile`` (the first frame is slow).
     Raises BackendError naming the file for a missing/corrupt/mismatched checkpoint, and for
-    bad options (steps < 1, ensemble_size < 1, fp16 without CUDA, CUDA not available).
-    ``infer`` raises BackendError for bad frames (wrong shape/dtype, size mismatch).
+    bad options (steps out of range, ensemble_size < 1, fp16 without CUDA, CUDA not available).
     """
 
     name = "torch"
 
     def __init__(
         self,
-        model_path: Union[str, Path],
+        model_path: Union[str, Path, None] = None,
         num_inference_steps: Optional[int] = None,
         ensemble_size: int = 1,
         device: str = "cpu",
         seed: int = 0,
         fp16: bool = False,
         compile: bool = False,
+        model: Any = None,
     ) -> None:
-        try:
-            import torch
-        except ImportError as exc:  # pragma: no cover - requirements-torch.txt installs it
-            raise BackendError(f"the torch backend needs PyTorch: {exc}") from exc
-        from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint
-
-        self._torch = torch
-        self.model_path = str(model_path)
-        if int(ensemble_size) < 1:
-            raise BackendError(f"ensemble_size={ensemble_size}: must be >= 1")
-        self.ensemble_size = int(ensemble_size)
-        self.seed = int(seed)
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as exc:
-            raise BackendError(f"device={device!r} is not a torch device: {exc}") from exc
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise BackendError(f"device={device!r} requested but CUDA is not available")
+        torch = self._torch = _import_torch("completion")
+        self.sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
+        if model is None and not model_path:
+            raise BackendError("the torch backend needs model_path (a DiffusionDepth checkpoint directory)")
+        self.device = _device(torch, device) if model is None else next(model.parameters()).device
         if fp16 and self.device.type != "cuda":
             raise BackendError("fp16=True needs a CUDA device (CPU float16 convolutions are not supported)")
         self.fp16 = bool(fp16)
-        try:
-            self.model = load_checkpoint(model_path, map_location=self.device)
-        except CheckpointError as exc:
-            raise BackendError(str(exc)) from exc
+        self.model_file = str(model_path) if model is None else f"<in-memory {type(model).__name__}>"
+        self.model = _load(model_path, self.device, "diffusion_depth") if model is None else model
         cfg = self.model.config
-        steps = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
-        if not 1 <= steps <= cfg.num_train_timesteps:
-            raise BackendError(
-                f"num_inference_steps={num_inference_steps}: must be in [1, {cfg.num_train_timesteps}] "
-                f"for {self.model_path}"
-            )
-        self.num_inference_steps = steps
+        self.num_inference_steps = self.sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps,
+                                                       self.model_file)
+        self.scheduler = SchedulerSpec.from_config(cfg)
         self.size_divisor = int(self.model.size_divisor)
-        self.mode = cfg.mode
+        self.mode, self.mask_unsupported = cfg.mode, bool(cfg.mask_unsupported)
+        self.latent_channels, self.latent_stride = int(cfg.latent_channels), int(cfg.latent_stride)
         if compile:
             self.model.denoiser = torch.compile(self.model.denoiser)
-        LOG.info("torch backend: %s (%s, %s, stride %d) on %s, %d steps, ensemble %d",
-                 self.model_path, cfg.backbone, cfg.mode, cfg.latent_stride, self.device,
-                 steps, self.ensemble_size)
+        LOG.info("torch backend: %s (%s, %s, stride %d) on %s, %d steps, ensemble %d", self.model_file,
+                 cfg.backbone, cfg.mode, cfg.latent_stride, self.device, self.num_inference_steps,
+                 self.ensemble_size)
 
-    def infer(
-        self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray], intrinsics: Any = None
-    ) -> DepthResult:
-        """rgb (H,W,3) uint8, sparse_depth (H,W) float32 m (0 = missing) or None.
-
-        intrinsics are not used by DiffusionDepth (accepted for the backend protocol).
-        Returns DepthResult(depth (H,W) float32 m, uncertainty (H,W) float32 m or None).
-        With sparse_depth None or all zero the model runs monocularly (same weights); a model with
-        ``mask_unsupported`` (no trained monocular branch) raises BackendError instead.
-        """
+    def _context(self) -> Any:
         torch = self._torch
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise BackendError(f"rgb must be (H, W, 3) uint8, got shape {rgb.shape} dtype {rgb.dtype}")
-        h, w = rgb.shape[:2]
-        if sparse_depth is not None:
-            sparse_depth = np.asarray(sparse_depth, dtype=np.float32)
-            if sparse_depth.shape != (h, w):
-                raise BackendError(f"sparse_depth shape {sparse_depth.shape} differs from rgb size {(h, w)}")
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16))
+        return stack
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        return self._torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
+        with self._context():
+            if self.mode != "completion":
+                return self.model.encode_condition(self._tensor(feed["rgb"]), None, None)
+            return self.model.encode_condition(self._tensor(feed["rgb"]), self._tensor(feed["sparse_depth"]),
+                                               self._tensor(feed["valid_mask"]))
+
+    def repeat(self, cond: Any, n: int) -> Any:
+        return cond.repeat_interleave(n, dim=0)
+
+    def run_steps(self, latents: np.ndarray, cond: Any, pairs: Any) -> Any:
+        torch = self._torch
+        x = self._tensor(latents)
+        with self._context():
+            for t, prev in pairs:
+                tt = torch.tensor(t, dtype=torch.long, device=self.device)
+                tp = torch.tensor(prev, dtype=torch.long, device=self.device)
+                x = self.model.ddim_step(x, tt, tp, cond)
+        return x
+
+    def decode(self, latents: Any, cond: Any) -> np.ndarray:
+        with self._context():
+            return self.model.decode(latents, cond).float().cpu().numpy()
+
+
+class TorchDSRDiffBackend(GuidedSuperResolutionBackend):
+    """DSR-Diff colour-guided depth super-resolution in PyTorch (the reference SR backend).
+
+    Args:
+        model_path: checkpoint directory (or its ``model.safetensors``); None = the shipped
+            demo weights (:data:`DEMO_SR_WEIGHTS`).
+        num_inference_steps: GRN DDIM steps (default: the checkpoint's, 4).
+        ensemble_size: guidance samples per frame; > 1 also gives the per-pixel standard deviation.
+        device: "cpu", "cuda" or "cuda:N".
+        seed: seed of the initial guidance noise (the same for every frame).
+    Attributes:
+        min_scale, max_scale: the trained scale range; the pipeline rejects other scales.
+    Raises:
+        BackendError: missing/corrupt/mismatched checkpoint (names the file), bad options.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        model_path: Union[str, Path, None] = None,
+        num_inference_steps: Optional[int] = None,
+        ensemble_size: int = 1,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        torch = self._torch = _import_torch("super-resolution")
+        self.sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
+        self.device = _device(torch, device)
+        path = Path(model_path) if model_path else DEMO_SR_WEIGHTS
+        self.model_file = str(path.parent if path.suffix == ".safetensors" else path)
+        self.model = _load(path, self.device, "dsr_diff")
         cfg = self.model.config
-        if cfg.mode == "completion" and cfg.mask_unsupported and (sparse_depth is None or not np.any(sparse_depth > 0)):
-            raise BackendError(f"{self.model_path}: {MONOCULAR_REFUSAL}")
-        rgb_p, pads = preprocess.pad_to_multiple(rgb, self.size_divisor)
-        H, W = rgb_p.shape[:2]
-        rgb_t = torch.from_numpy(preprocess.rgb_to_tensor_layout(rgb_p)).to(self.device)
-        sparse_t = valid_t = None
-        if sparse_depth is not None and self.mode == "completion":
-            sparse_p, _ = preprocess.pad_to_multiple(sparse_depth, self.size_divisor)
-            s, v = preprocess.sparse_to_tensor_layout(sparse_p)
-            sparse_t = torch.from_numpy(s).to(self.device)
-            valid_t = torch.from_numpy(v).to(self.device)
-        latent = self.model.latent_shape(H, W)
-        noise = torch.from_numpy(preprocess.make_noise((self.ensemble_size,) + tuple(latent), self.seed))
-        noise = noise.to(self.device)
-        with torch.inference_mode(), torch.autocast(
-            device_type=self.device.type, dtype=torch.float16, enabled=self.fp16
-        ):
-            depth, unc = self.model.sample(
-                rgb_t, sparse_t, valid_t, noise=noise,
-                num_inference_steps=self.num_inference_steps, ensemble_size=self.ensemble_size,
-            )
-        depth_np = preprocess.crop_padding(depth.float().cpu().numpy(), pads)[0, 0]
-        unc_np = None
-        if unc is not None:
-            unc_np = np.ascontiguousarray(preprocess.crop_padding(unc.float().cpu().numpy(), pads)[0, 0])
-        return DepthResult(depth=np.ascontiguousarray(depth_np, dtype=np.float32), uncertainty=unc_np)
+        self.num_inference_steps = self.sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps,
+                                                       self.model_file)
+        self.min_scale, self.max_scale = int(cfg.min_scale), int(cfg.max_scale)
+        self.size_divisor = int(self.model.size_divisor)
+        self.guidance_dim = int(self.model.latent_shape()[0])
+        LOG.info("torch SR backend: %s (scales x%d..x%d, %d DDIM steps, ensemble %d) on %s", self.model_file,
+                 self.min_scale, self.max_scale, self.num_inference_steps, self.ensemble_size, self.device)
+
+    def sample(self, inputs: SRInputs, noise: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        t = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.feed().items()}
+        with torch.inference_mode():
+            depth = self.model.sample(t["rgb"], t["depth_lr"], t["valid_mask_lr"],
+                                         noise=torch.from_numpy(noise).to(self.device),
+                                         num_inference_steps=self.num_inference_steps)
+        return depth.float().cpu().numpy()

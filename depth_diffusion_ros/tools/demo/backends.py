@@ -188,7 +188,7 @@ def onnx_export_for(checkpoint: Path, cache_dir: Path, sizes: set[tuple[int, int
     from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model = load_checkpoint(checkpoint).eval()
+    model = load_checkpoint(checkpoint, architecture="diffusion_depth").eval()
     if target.exists():
         for f in target.glob("*"):
             if f.is_file():

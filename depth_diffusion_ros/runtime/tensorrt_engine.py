@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from depth_diffusion_ros.export.onnx_export import file_sha256
+from depth_diffusion_ros.runtime.metadata import file_sha256, read_metadata
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB; lower it on 8 GB shared-memory Jetsons
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
+#: where engines are cached unless a backend or ``build-engine`` is given another directory
+DEFAULT_ENGINE_CACHE_DIR = os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+    "depth_diffusion_ros", "engines",
+)
 
 
 class EngineBuildError(RuntimeError):
@@ -219,7 +224,7 @@ def make_int8_calibrator(
 
     The INT8 hook: calibration data are real frames preprocessed like the backend's inputs.
     The calibration table is cached in ``cache_file`` and reused when present.
-    cuda: a :class:`depth_diffusion_ros.export.cuda_runtime.CudaRuntime`.
+    cuda: a :class:`depth_diffusion_ros.runtime.cuda_runtime.CudaRuntime`.
     """
     cache_file = Path(cache_file)
     iterator = iter(batches)
@@ -314,8 +319,6 @@ def build_serialized_engine(
         tensor = network.get_input(i)
         inputs[tensor.name] = tuple(tensor.shape)
     if profile_ranges is None and any(d < 0 for s in inputs.values() for d in s):
-        from depth_diffusion_ros.export.onnx_export import read_metadata
-
         examples = json.loads(read_metadata(onnx_path).get("ddr.inputs", "{}"))
         profile_ranges = auto_profile_ranges(inputs, examples)
     profiles = optimization_profiles(inputs, profile_ranges)
@@ -379,7 +382,7 @@ def get_or_build_engine(
         raise EngineBuildError(f"{onnx_path}: ONNX file not found")
     trt = trt if trt is not None else load_tensorrt()
     if gpu_name is None:
-        from depth_diffusion_ros.export.cuda_runtime import CudaRuntime
+        from depth_diffusion_ros.runtime.cuda_runtime import CudaRuntime
 
         gpu_name = (cuda if cuda is not None else CudaRuntime()).device_name(0)
     profile = "auto" if not profile_ranges else json.dumps(

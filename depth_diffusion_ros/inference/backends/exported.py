@@ -1,0 +1,244 @@
+"""What the ONNX Runtime and TensorRT backends share: finding the exported files, checking
+their ``ddr.*`` metadata against the request, and the exported-graph forms of the models.
+
+Model files come from ``depth-diffusion-ros export``. Every file carries metadata (graph role,
+model hash, export id, config, steps, shapes) that is checked before the first frame, so a wrong
+or stale file fails at start with a BackendError naming the file and what differs.
+
+DiffusionDepth has two export forms (``model_path`` is the export directory or one of its files):
+
+* ``step`` (default): ``encoder.onnx`` + ``step.onnx`` + ``decoder.onnx`` driven by the pipeline's
+  DDIM loop — any ``num_inference_steps``;
+* ``unrolled``: ``sampler_<N>steps_e<E>.onnx``, the whole loop for fixed N steps and E members.
+
+DSR-Diff is exported as one ``dsr_diff_x<s>_<N>steps.onnx`` per scale.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.frames import SRInputs
+from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
+from depth_diffusion_ros.runtime.metadata import read_ddr_metadata
+
+STEP_FILES = ("encoder.onnx", "step.onnx", "decoder.onnx")
+STEP_GRAPHS = ("encoder", "step", "decoder")
+EXPORT_FORMS = ("auto", "step", "unrolled")
+SR_GLOB = "dsr_diff_x*_*steps.onnx"
+
+
+def unrolled_file_name(num_inference_steps: int, ensemble_size: int = 1) -> str:
+    """``sampler_<N>steps_e<E>.onnx``: the file of a DiffusionDepth sampler unrolled for N steps, E members."""
+    return f"sampler_{int(num_inference_steps)}steps_e{int(ensemble_size)}.onnx"
+
+
+def sr_file_name(scale: int, num_inference_steps: int) -> str:
+    """``dsr_diff_x<scale>_<N>steps.onnx``: the file of a DSR-Diff sampler for one scale (matches SR_GLOB)."""
+    return f"dsr_diff_x{int(scale)}_{int(num_inference_steps)}steps.onnx"
+
+
+def find_diffusion_depth_files(model_path: Union[str, Path], export_form: str, steps: Optional[int],
+                               ensemble: int) -> tuple[str, Any]:
+    """("step", (encoder, step, decoder) paths) or ("unrolled", path) for a model directory or file.
+
+    Raises BackendError naming the path when nothing fits the request.
+    """
+    p = Path(model_path)
+    if export_form not in EXPORT_FORMS:
+        raise BackendError(f"export_form={export_form!r}: use one of {EXPORT_FORMS}")
+    if not p.exists():
+        raise BackendError(f"model_path not found: {p}")
+    if p.is_file():
+        if p.name in STEP_FILES:
+            p = p.parent
+        else:
+            if export_form == "step":
+                raise BackendError(f"{p}: export_form 'step' needs the export directory with {STEP_FILES}")
+            return "unrolled", p
+    step_files = tuple(p / f for f in STEP_FILES)
+    have_step = all(f.is_file() for f in step_files)
+    if export_form in ("auto", "step") and have_step:
+        return "step", step_files
+    if export_form == "step":
+        missing = [str(f) for f in step_files if not f.is_file()]
+        raise BackendError(f"{p}: step-form graphs missing: {missing}")
+    candidates = sorted(p.glob("sampler_*.onnx"))
+    if steps is not None:
+        wanted = p / unrolled_file_name(steps, ensemble)
+        if wanted.is_file():
+            return "unrolled", wanted
+        raise BackendError(
+            f"{p}: no graph for num_inference_steps={steps}, ensemble_size={ensemble} "
+            f"(looked for {wanted.name}; found {[c.name for c in candidates] or 'none'}"
+            f"{'' if have_step else ' and no ' + '/'.join(STEP_FILES)})"
+        )
+    if len(candidates) == 1:
+        return "unrolled", candidates[0]
+    raise BackendError(
+        f"{p}: cannot choose a model: step-form files {'present' if have_step else 'missing'}, "
+        f"unrolled graphs {[c.name for c in candidates] or 'none'}; set num_inference_steps"
+    )
+
+
+def check_family(metas: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Encoder, step and decoder must come from one export of one model (BackendError if not)."""
+    ref_path, ref = metas[0]
+    for path, m in metas[1:]:
+        for key in ("model_sha256", "export_id"):
+            if ref.get(key) != m.get(key):
+                raise BackendError(
+                    f"{path}: ddr.{key} {m.get(key)!r} differs from {ref_path}'s {ref.get(key)!r}; "
+                    f"re-export the graphs together"
+                )
+
+
+def check_roles(graphs: Sequence[tuple[str, Mapping[str, Any]]], roles: Sequence[str]) -> None:
+    """Each (path, meta) must carry the ``ddr.graph`` role at its position (BackendError if not)."""
+    for (path, meta), want in zip(graphs, roles):
+        if meta.get("graph") != want:
+            raise BackendError(f"{path}: built from a {meta.get('graph')!r} graph, expected {want!r}")
+
+
+def check_unrolled_request(path: str, meta: Mapping[str, Any], num_inference_steps: Optional[int],
+                           ensemble_size: int) -> int:
+    """Steps of an unrolled sampler graph; BackendError naming the file if steps/ensemble differ."""
+    steps = int(meta.get("num_inference_steps", -1))
+    ens = int(meta.get("ensemble_size", -1))
+    if num_inference_steps is not None and steps != int(num_inference_steps):
+        raise BackendError(f"{path}: unrolled for num_inference_steps={steps}, requested {num_inference_steps}")
+    if ens != int(ensemble_size):
+        raise BackendError(f"{path}: exported for ensemble_size={ens}, requested {ensemble_size}")
+    return steps
+
+
+class ExportedDiffusionBackend(DiffusionBackend):
+    """DiffusionDepth over exported graphs (ONNX Runtime sessions or TensorRT engines).
+
+    A subclass builds its graph runners (``run(feed) -> {name: value}``, ``to_numpy(value)``,
+    ``static_shape(name)``, ``path``) and calls :meth:`_use_graphs`.
+    """
+
+    name = "exported"
+
+    def _use_graphs(self, form: str, graphs: Sequence[Any], metas: Sequence[Mapping[str, Any]],
+                    sampling: SamplingOptions) -> None:
+        """Adopt the graphs of one export: step form (encoder, step, decoder) or one unrolled
+        sampler; reads the model's settings from the head graph's metadata."""
+        self.form, self.sampling = form, sampling
+        paths = [g.path for g in graphs]
+        if form == "step":
+            check_roles(list(zip(paths, metas)), STEP_GRAPHS)
+            check_family(list(zip(paths, metas)))
+            self.encoder, self.step_graph, self.decoder = graphs
+            meta = metas[0]
+            self.scheduler = SchedulerSpec.from_dict(metas[1].get("scheduler", {}))
+            self.num_inference_steps = int(sampling.num_inference_steps or meta.get("num_inference_steps", 20))
+            self.batch_capacity = self.step_graph.static_shape("latents")[0]
+        else:
+            check_roles(list(zip(paths, metas)), ("sampler",))
+            (self.sampler_graph,) = graphs
+            meta = metas[0]
+            self.num_inference_steps = check_unrolled_request(
+                paths[0], meta, sampling.num_inference_steps, sampling.ensemble_size)
+            self.batch_capacity = int(meta.get("ensemble_size", 1))
+        head = graphs[0]
+        self.meta = dict(meta)
+        self.model_file = head.path
+        self.input_hw = tuple(head.static_shape("rgb")[2:])
+        config = meta.get("config") or {}
+        self.size_divisor = int(meta.get("size_divisor", 1) or 1)
+        self.mode = str(config.get("mode", "completion"))
+        self.mask_unsupported = bool(config.get("mask_unsupported", False))
+        self.latent_channels = int(meta["latent_channels"])
+        self.latent_stride = int(meta["latent_stride"])
+
+    @property
+    def model_sha256(self) -> Optional[str]:
+        return self.meta.get("model_sha256")
+
+    def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
+        return self.encoder.run(feed)["cond"]
+
+    def step(self, latents: Any, cond: Any, timestep: int, prev_timestep: int) -> Any:
+        feed = {"latents": latents, "cond": cond, "timestep": np.array([timestep], np.int64),
+                "prev_timestep": np.array([prev_timestep], np.int64)}
+        return self.step_graph.run(feed)["prev_latents"]
+
+    def decode(self, latents: Any, cond: Any) -> np.ndarray:
+        return self.decoder.to_numpy(self.decoder.run({"latents": latents, "cond": cond})["depth"])
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return self.encoder.to_numpy(value)
+
+    def sample_unrolled(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
+        out = self.sampler_graph.run(dict(feed, noise=np.ascontiguousarray(noise, np.float32)))
+        return self.sampler_graph.to_numpy(out["depth"])
+
+
+def find_sr_models(model_path: Union[str, Path], num_inference_steps: Optional[int]) -> tuple[dict, int]:
+    """{scale: (path, decoded metadata)} of the DSR-Diff graphs in ``model_path`` for one step count.
+
+    model_path: an export directory or one ``dsr_diff_x<s>_<N>steps.onnx`` file.
+    num_inference_steps: None = the step count of the graphs found (must be unique).
+    Returns (graphs by scale, steps). Raises BackendError naming the path when nothing fits.
+    """
+    p = Path(model_path)
+    if not p.exists():
+        raise BackendError(f"model_path not found: {p}")
+    files = [p] if p.is_file() else sorted(p.glob(SR_GLOB))
+    found: dict[tuple[int, int], tuple[Path, dict]] = {}
+    for f in files:
+        meta = read_ddr_metadata(f)
+        if meta.get("graph") != "sr_sampler":
+            raise BackendError(f"{f}: expected a DSR-Diff 'sr_sampler' graph, metadata ddr.graph is {meta.get('graph')!r}")
+        found[(int(meta["scale"]), int(meta["num_inference_steps"]))] = (f, meta)
+    if not found:
+        raise BackendError(f"{p}: no DSR-Diff graph ({SR_GLOB}); export one with "
+                           f"'depth-diffusion-ros export --model dsr_diff'")
+    steps_available = sorted({s for _, s in found})
+    if num_inference_steps is None:
+        if len(steps_available) > 1:
+            raise BackendError(f"{p}: graphs for several step counts {steps_available}; set num_inference_steps")
+        steps = steps_available[0]
+    else:
+        steps = int(num_inference_steps)
+    by_scale = {sc: v for (sc, st), v in found.items() if st == steps}
+    if not by_scale:
+        raise BackendError(f"{p}: no DSR-Diff graph for num_inference_steps={steps} (exported: {steps_available})")
+    return by_scale, steps
+
+
+class ExportedSuperResolutionBackend(GuidedSuperResolutionBackend):
+    """DSR-Diff over one exported graph per scale (ONNX Runtime sessions or TensorRT engines).
+
+    A subclass fills ``graphs`` {scale: runner} and calls :meth:`_use_graphs`.
+    """
+
+    name = "exported"
+    graphs: dict
+
+    def _use_graphs(self, graphs: dict, meta: Mapping[str, Any], steps: int, sampling: SamplingOptions) -> None:
+        self.graphs, self.meta, self.sampling = graphs, dict(meta), sampling
+        self.num_inference_steps = int(steps)
+        self.size_divisor = int(meta["size_divisor"])
+        self.min_scale, self.max_scale = int(meta["min_scale"]), int(meta["max_scale"])
+        self.guidance_dim = int(meta["guidance_dim"])
+        self.model_file = ", ".join(f"x{s}: {g.path}" for s, g in sorted(graphs.items()))
+
+    def sample(self, inputs: SRInputs, noise: np.ndarray) -> np.ndarray:
+        """Depth (1,1,Hp,Wp) metres; BackendError for a scale without a graph or another size."""
+        graph = self.graphs.get(inputs.scale)
+        if graph is None:
+            raise BackendError(f"no exported DSR-Diff graph for scale x{inputs.scale} (have {self.model_file})")
+        want = tuple(graph.static_shape("rgb")[2:])
+        got = tuple(inputs.rgb.shape[2:])
+        if any(s is not None and s != v for s, v in zip(want, got)):
+            raise BackendError(f"{graph.path}: exported for {want[1]}x{want[0]} (WxH) images, got "
+                               f"{inputs.size[1]}x{inputs.size[0]} (padded {got[1]}x{got[0]})")
+        out = graph.run(dict(inputs.feed(), noise=np.ascontiguousarray(noise, np.float32)))
+        return np.asarray(graph.to_numpy(out["depth"]), np.float32)

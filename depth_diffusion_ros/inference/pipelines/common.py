@@ -1,0 +1,72 @@
+"""What every pipeline returns, and the padded DiffusionDepth run the frame pipelines share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.inference import frames
+from depth_diffusion_ros.inference.backends.base import DiffusionBackend
+from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.sampler import aggregate_ensemble, sample_members
+
+
+@dataclass
+class DepthOutput:
+    """One frame's result (named, as diffusers' pipelines return theirs).
+
+    depth: (H, W) float32 metres, 0 where there is no estimate.
+    uncertainty: (H, W) float32 metres, the per-pixel standard deviation over the diffusion
+        ensemble (:func:`~depth_diffusion_ros.inference.sampler.aggregate_ensemble`), or None
+        (a single sample, or a classical backend).
+    intrinsics: the intrinsics of ``depth`` (rescaled when the pipeline ran at a processing
+        size and did not resize back), or None when none were given.
+    rgb: (H, W, 3) uint8, the guidance image at the size of ``depth`` (colours of a point cloud).
+    """
+
+    depth: np.ndarray
+    uncertainty: Optional[np.ndarray]
+    intrinsics: Optional[Intrinsics]
+    rgb: np.ndarray
+
+
+def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
+                        sparse_depth: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """A DiffusionDepth backend on one frame: pad to its size divisor, sample every ensemble
+    member from the seeded noise, aggregate, crop back.
+
+    rgb (H, W, 3) uint8; sparse_depth (H, W) float32 m, 0 = missing, or None (monocular: zeros).
+    Returns (depth (H, W) m, uncertainty (H, W) m | None). BackendError when a static graph
+    cannot take the padded size.
+    """
+    h, w = rgb.shape[:2]
+    rgb_p, pads = frames.pad_to_multiple(rgb, backend.size_divisor)
+    H, W = rgb_p.shape[:2]
+    backend.check_input_size(H, W, (h, w))
+    sparse = np.zeros((h, w), np.float32) if sparse_depth is None else sparse_depth
+    sparse_p, _ = frames.pad_to_multiple(np.asarray(sparse, np.float32), backend.size_divisor)
+    sparse_t, valid_t = frames.sparse_to_tensor_layout(sparse_p)
+    feed = {"rgb": frames.rgb_to_tensor_layout(rgb_p), "sparse_depth": sparse_t, "valid_mask": valid_t}
+    noise = frames.make_noise((backend.ensemble_size,) + backend.latent_shape(H, W), backend.seed)
+    members = sample_members(backend, feed, noise, backend.num_inference_steps)
+    depth, unc = aggregate_ensemble(members[:, 0])
+    depth = np.ascontiguousarray(frames.crop_padding(depth, pads), np.float32)
+    if unc is not None:
+        unc = np.ascontiguousarray(frames.crop_padding(unc, pads), np.float32)
+    return depth, unc
+
+
+def checked_depth(depth: Any, shape: tuple[int, int], backend: Any) -> np.ndarray:
+    """A backend's depth as float32 of the frame's (H, W); BackendError naming the backend otherwise."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.shape != tuple(shape):
+        raise BackendError(f"backend {backend_label(backend)!r} returned depth {depth.shape} for a "
+                           f"{shape[1]}x{shape[0]} frame")
+    return depth
+
+
+def backend_label(backend: Any) -> str:
+    """The backend's name for messages (its class name when it has none)."""
+    return str(getattr(backend, "name", type(backend).__name__))

@@ -1,0 +1,171 @@
+"""Depth completion (image + sparse depth or LiDAR points) and monocular estimation (image only).
+
+Each pipeline owns the whole frame, as diffusers/Marigold pipelines do: the processing size
+(the image is resized with area averaging, the sparse input re-projected — never interpolated —
+and the intrinsics rescaled), padding to the model's size divisor and back, the DDIM sampler
+loop and the ensemble over the chosen backend, and optionally resizing the result back to the
+input size.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
+from depth_diffusion_ros.geometry.resample import resample_sparse_depth, resize_depth_nearest, resize_rgb
+from depth_diffusion_ros.inference.backends.base import CompletionModel, DiffusionBackend
+from depth_diffusion_ros.inference.errors import MONOCULAR_REFUSAL, BackendError, FrameError
+from depth_diffusion_ros.inference.frames import check_rgb, crop_padding, pad_to_multiple
+from depth_diffusion_ros.inference.pipelines.common import (
+    DepthOutput,
+    backend_label,
+    checked_depth,
+    run_diffusion_depth,
+)
+
+
+class _FramePipeline:
+    """Processing size and resize-back shared by the completion and estimation pipelines.
+
+    processing_size: (width, height) the backend runs at, or None for the input size.
+    resize_back: return depth at the input size (nearest neighbour: no value invented between an
+        estimate and an empty pixel) instead of the processing size.
+    Raises ValueError for a processing size that is not two positive integers.
+    """
+
+    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None,
+                 resize_back: bool = False) -> None:
+        if processing_size is not None:
+            w, h = (int(v) for v in processing_size)
+            if w <= 0 or h <= 0:
+                raise ValueError(f"processing_size must be two positive integers (width, height), got {processing_size}")
+            processing_size = (w, h)
+        self.backend = backend
+        self.processing_size = processing_size
+        self.resize_back = bool(resize_back)
+        self.name = backend_label(backend)
+
+    def _target(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int, Optional[Intrinsics]]:
+        """(width, height, intrinsics) of the processing resolution for this frame."""
+        h, w = rgb.shape[:2]
+        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
+            raise FrameError(f"image is {w}x{h} but its intrinsics are for {intrinsics.width}x{intrinsics.height}",
+                             "size_mismatch")
+        if self.processing_size is None or self.processing_size == (w, h):
+            return w, h, intrinsics
+        if intrinsics is None:
+            raise FrameError("running at a processing size needs the camera intrinsics", "bad_frame")
+        pw, ph = self.processing_size
+        return pw, ph, intrinsics.scaled(pw, ph)
+
+    def _finish(self, depth: np.ndarray, unc: Optional[np.ndarray], proc: Optional[Intrinsics],
+                rgb_proc: np.ndarray, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> DepthOutput:
+        if not self.resize_back or depth.shape == rgb.shape[:2]:
+            return DepthOutput(depth, unc, proc, rgb_proc)
+        h, w = rgb.shape[:2]
+        unc = None if unc is None else resize_depth_nearest(unc, w, h)
+        return DepthOutput(resize_depth_nearest(depth, w, h), unc, intrinsics, rgb)
+
+
+class CompletionPipeline(_FramePipeline):
+    """Dense depth from an image and sparse depth (a depth image, or LiDAR points projected here).
+
+    Args:
+        backend: a classical completion backend (``complete``) or a DiffusionDepth backend.
+        processing_size, resize_back: see :class:`_FramePipeline`.
+        min_depth, max_depth: LiDAR returns outside this range (metres) are ignored.
+    """
+
+    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None, resize_back: bool = False,
+                 min_depth: float = 0.1, max_depth: float = float("inf")) -> None:
+        if not isinstance(backend, (CompletionModel, DiffusionBackend)):
+            raise BackendError(f"{backend_label(backend)!r} is not a depth completion backend")
+        super().__init__(backend, processing_size, resize_back)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+
+    def __call__(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray] = None,
+                 intrinsics: Optional[Intrinsics] = None, points: Optional[np.ndarray] = None,
+                 T_camera_points: Optional[np.ndarray] = None) -> DepthOutput:  # noqa: N803
+        """Complete one frame.
+
+        rgb: (H, W, 3) uint8. Sparse input, one of: ``sparse_depth`` (H, W) float32 metres (0 or
+        NaN = missing) registered to ``rgb``; or ``points`` (N, 3) float32 metres in the frame of
+        ``T_camera_points`` (4x4 camera <- points; identity when None), projected with the
+        intrinsics at the processing size. intrinsics: of ``rgb`` (needed for points and for a
+        processing size).
+        Raises FrameError: bad shapes (``bad_frame`` / ``size_mismatch``), no sparse input or no
+        valid sparse pixel (``empty_sparse_depth``); BackendError from the backend.
+        """
+        rgb = check_rgb(rgb)
+        w, h, proc = self._target(rgb, intrinsics)
+        sparse = self._sparse(rgb, sparse_depth, intrinsics, proc, points, T_camera_points)
+        rgb_proc = resize_rgb(rgb, w, h)
+        if isinstance(self.backend, DiffusionBackend):
+            depth, unc = run_diffusion_depth(self.backend, rgb_proc, sparse)
+        else:
+            depth, unc = self._complete(rgb_proc, sparse), None
+        return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
+
+    def _complete(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        """A non-diffusion backend, padded to its ``size_divisor`` (1 unless it declares one)."""
+        divisor = int(getattr(self.backend, "size_divisor", 1))
+        rgb_p, pads = pad_to_multiple(rgb, divisor)
+        sparse_p, _ = pad_to_multiple(sparse, divisor)
+        depth = checked_depth(self.backend.complete(rgb_p, sparse_p), rgb_p.shape[:2], self.backend)
+        return np.ascontiguousarray(crop_padding(depth, pads))
+
+    def _sparse(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray], intrinsics: Optional[Intrinsics],
+                proc: Optional[Intrinsics], points: Optional[np.ndarray], T: Optional[np.ndarray]) -> np.ndarray:  # noqa: N803
+        """The sparse input at the processing size, 0 = missing."""
+        if points is not None:
+            if proc is None:
+                raise FrameError("LiDAR points need the camera intrinsics to be projected", "bad_frame")
+            sparse = project_lidar_to_depth(np.asarray(points, np.float32), np.eye(4) if T is None else T, proc,
+                                            min_depth=self.min_depth, max_depth=self.max_depth)
+            what = "no LiDAR point projects into the image"
+        elif sparse_depth is not None:
+            sparse = np.asarray(sparse_depth, np.float32)
+            if sparse.shape != rgb.shape[:2]:
+                size = f"{sparse.shape[1]}x{sparse.shape[0]}" if sparse.ndim == 2 else f"of shape {sparse.shape}"
+                raise FrameError(f"sparse_depth is {size} but image is {rgb.shape[1]}x{rgb.shape[0]}", "size_mismatch")
+            if proc is not None and proc != intrinsics:
+                sparse = resample_sparse_depth(sparse, intrinsics, proc)
+            what = "sparse_depth has no valid pixel (all 0/NaN)"
+        else:
+            raise FrameError("depth completion needs sparse depth or LiDAR points (none given)", "empty_sparse_depth")
+        if not np.any(sparse > 0):
+            raise FrameError(what, "empty_sparse_depth")
+        return sparse
+
+
+class EstimationPipeline(_FramePipeline):
+    """Monocular metric depth from an image alone (a DiffusionDepth model run without LiDAR).
+
+    Args:
+        backend: a DiffusionDepth backend whose model can run without sparse depth (a monocular
+            model, or a completion model trained with LiDAR dropout).
+        processing_size, resize_back: see :class:`_FramePipeline`.
+    Raises:
+        BackendError: a classical backend, or a completion model with ``mask_unsupported`` (no
+            trained monocular branch).
+    """
+
+    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None,
+                 resize_back: bool = False) -> None:
+        if not isinstance(backend, DiffusionBackend):
+            raise BackendError(f"backend {backend_label(backend)!r} cannot estimate depth from an image alone")
+        if backend.needs_lidar:
+            raise BackendError(f"{backend.model_file}: {MONOCULAR_REFUSAL}")
+        super().__init__(backend, processing_size, resize_back)
+
+    def __call__(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None) -> DepthOutput:
+        """Estimate depth for one (H, W, 3) uint8 image (intrinsics needed for a processing size).
+
+        Raises FrameError for a bad image; BackendError from the backend."""
+        rgb = check_rgb(rgb)
+        w, h, proc = self._target(rgb, intrinsics)
+        rgb_proc = resize_rgb(rgb, w, h)
+        depth, unc = run_diffusion_depth(self.backend, rgb_proc, None)
+        return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
