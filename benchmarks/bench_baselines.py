@@ -12,31 +12,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from depth_diffusion_ros.baselines.ip_basic import ip_basic_complete
-from depth_diffusion_ros.baselines.nearest import nearest_fill
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, to_kitti_units
 from depth_diffusion_ros.geometry.calibration import read_kitti_raw_calib, read_velodyne_bin
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
 from depth_diffusion_ros.geometry.pointcloud import pack_xyzrgb
 from depth_diffusion_ros.geometry.projection import depth_to_points, project_lidar_to_depth
+from depth_diffusion_ros.inference.backends import make_completion_backend
+from depth_diffusion_ros.inference.pipelines import CompletionPipeline
+
+from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -57,26 +47,25 @@ def main() -> None:
         "own projection of lidar_data.bin": project_lidar_to_depth(points, calib.T_camera_lidar, calib.intrinsics),
     }
 
+    methods = {name: CompletionPipeline(make_completion_backend(backend, **options)) for name, backend, options in (
+        ("IP-Basic (bilateral)", "ip_basic", {}), ("IP-Basic (gaussian)", "ip_basic", {"blur_type": "gaussian"}),
+        ("nearest fill", "nearest", {}))}
     print(f"# KITTI raw 2011_09_26_drive_0001 frame 5, 1242x375, GT {int((gt > 0).sum())} px")
     print(f"# machine: {platform.machine()} {os.cpu_count()} CPUs, cv2 threads 1, no GPU\n")
     print("| input | valid px | method | RMSE mm | MAE mm | iRMSE 1/km | iMAE 1/km | delta1 |")
     print("|---|---|---|---|---|---|---|---|")
     for in_name, sparse in inputs.items():
-        for method, fn in (("IP-Basic (bilateral)", ip_basic_complete),
-                           ("IP-Basic (gaussian)", lambda s: ip_basic_complete(s, blur_type="gaussian")),
-                           ("nearest fill", nearest_fill)):
-            k = to_kitti_units(depth_metrics(fn(sparse), gt))
+        for method, pipeline in methods.items():
+            k = to_kitti_units(depth_metrics(pipeline(rgb, sparse).depth, gt))
             print(f"| {in_name} | {int((sparse > 0).sum())} | {method} | {k['rmse_mm']:.1f} | {k['mae_mm']:.1f} "
                   f"| {k['irmse_1_km']:.2f} | {k['imae_1_km']:.2f} | {k['delta1']:.4f} |")
 
     sparse = inputs["velodyne_raw_image_02"]
-    dense = ip_basic_complete(sparse)
+    dense = methods["IP-Basic (bilateral)"](rgb, sparse).depth
     stages = [
         (f"LiDAR projection ({len(points)} pts, z-buffer)",
          lambda: project_lidar_to_depth(points, calib.T_camera_lidar, calib.intrinsics)),
-        ("IP-Basic (bilateral)", lambda: ip_basic_complete(sparse)),
-        ("IP-Basic (gaussian)", lambda: ip_basic_complete(sparse, blur_type="gaussian")),
-        ("nearest fill", lambda: nearest_fill(sparse)),
+        *[(name, lambda p=pipeline: p(rgb, sparse)) for name, pipeline in methods.items()],
         ("depth_to_points", lambda: depth_to_points(dense, calib.intrinsics)),
         ("depth_to_points + pack_xyzrgb", lambda: pack_xyzrgb(depth_to_points(dense, calib.intrinsics), rgb)),
     ]

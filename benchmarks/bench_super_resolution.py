@@ -9,7 +9,7 @@ ground truth by 4, 8, 16, given to every method as is (0 = missing); RMSE in cen
 :func:`depth_diffusion_ros.evaluation.metrics.depth_metrics` over the same pixels for every
 method: valid GT, an LR measurement nearby (bilinear LR validity >= 0.5), and a prediction from
 every method (the classical filters leave some pixels next to LR holes empty). Latency: median
-wall time of ``backend.infer`` per frame on the NYU frame at x8 (640x480 output) with
+wall time of the super-resolution pipeline per frame on the NYU frame at x8 (640x480 output) with
 ``--threads`` torch threads.
 
 Run: .venv/bin/python benchmarks/bench_super_resolution.py [--runs 3] [--threads 2]
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import cv2
@@ -31,6 +30,8 @@ from depth_diffusion_ros.evaluation.metrics import depth_metrics
 from depth_diffusion_ros.geometry.resample import bicubic_downsample_depth
 from depth_diffusion_ros.inference.backends import make_super_resolution_backend
 from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
+
+from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 SCALES = (4, 8, 16)
@@ -57,16 +58,6 @@ def support_mask(lr: np.ndarray, shape: tuple) -> np.ndarray:
     """HR pixels with an LR measurement nearby (bilinear LR validity >= 0.5)."""
     up = cv2.resize((lr > 0).astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return up >= 0.5
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
 
 
 def main() -> int:

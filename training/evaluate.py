@@ -29,14 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from depth_diffusion_ros.evaluation.metrics import (
-    depth_metrics,
-    garg_crop_mask,
-    kitti_eigen_crop_mask,
-    mean_metrics,
-    nyu_eigen_crop_mask,
-    to_kitti_units,
-)
+from depth_diffusion_ros.evaluation import metrics
 
 
 @dataclass(frozen=True)
@@ -52,9 +45,9 @@ class Protocol:
 
 PROTOCOLS: Dict[str, Protocol] = {
     "kitti_dc": Protocol("kitti_dc", kitti_units=True),
-    "kitti_eigen": Protocol("kitti_eigen", crop=garg_crop_mask, max_depth=80.0),
-    "kitti_eigen_crop": Protocol("kitti_eigen_crop", crop=kitti_eigen_crop_mask, max_depth=80.0),
-    "nyu_eigen": Protocol("nyu_eigen", crop=nyu_eigen_crop_mask, max_depth=10.0),
+    "kitti_eigen": Protocol("kitti_eigen", crop=metrics.garg_crop_mask, max_depth=80.0),
+    "kitti_eigen_crop": Protocol("kitti_eigen_crop", crop=metrics.kitti_eigen_crop_mask, max_depth=80.0),
+    "nyu_eigen": Protocol("nyu_eigen", crop=metrics.nyu_eigen_crop_mask, max_depth=10.0),
 }
 
 
@@ -73,8 +66,8 @@ def score_frame(pred: np.ndarray, gt: np.ndarray, protocol: Protocol) -> Dict[st
     """
     h, w = gt.shape
     mask = protocol.crop(h, w) if protocol.crop is not None else None
-    m = depth_metrics(pred, gt, valid_mask=mask, min_depth=protocol.min_depth, max_depth=protocol.max_depth)
-    return to_kitti_units(m) if protocol.kitti_units else m
+    m = metrics.depth_metrics(pred, gt, valid_mask=mask, min_depth=protocol.min_depth, max_depth=protocol.max_depth)
+    return metrics.to_kitti_units(m) if protocol.kitti_units else m
 
 
 def sample_frame(sample: Dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,7 +162,7 @@ def evaluate_model(model: torch.nn.Module, dataset, protocol: str = "kitti_dc",
                 fig = str(figure_path)
     finally:
         model.train(was_training)
-    mean = mean_metrics([{k: v for k, v in f.items() if k != "name"} for f in frames])
+    mean = metrics.mean_metrics([{k: v for k, v in f.items() if k != "name"} for f in frames])
     out: Dict[str, Any] = {"protocol": protocol, "n_frames": n, "mean": mean, "frames": frames,
                            "seconds_per_frame": seconds / max(1, n)}
     if fig:
@@ -188,7 +181,7 @@ def evaluate_baseline(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], datase
         rgb, sparse, gt = sample_frame(dataset[i])
         name = dataset.sample_name(i) if hasattr(dataset, "sample_name") else str(i)
         frames.append({"name": name, **score_frame(fn(rgb, sparse), gt, proto)})
-    mean = mean_metrics([{k: v for k, v in f.items() if k != "name"} for f in frames])
+    mean = metrics.mean_metrics([{k: v for k, v in f.items() if k != "name"} for f in frames])
     return {"protocol": protocol, "n_frames": n, "mean": mean, "frames": frames}
 
 

@@ -102,6 +102,13 @@ def _check_camera(camera: int) -> int:
     return int(camera)
 
 
+def _calibration(P: np.ndarray, R_rect: np.ndarray, Tr: np.ndarray, T_imu: Optional[np.ndarray],  # noqa: N803
+                 w: int, h: int) -> KittiCalibration:
+    """The KittiCalibration of one camera from P_rect (3,4), R_rect (3,3) and Tr_velo_to_cam (4,4)."""
+    return KittiCalibration(intrinsics=Intrinsics.from_matrix(P, w, h), T_camera_lidar=_compose(P, R_rect, Tr),
+                            P_rect=P, image_size=(w, h), R_rect=R_rect, T_cam0_lidar=Tr, T_lidar_imu=T_imu)
+
+
 def read_kitti_object_calib(
     path: PathLike, camera: int = 2, image_size: Optional[tuple[int, int]] = None
 ) -> KittiCalibration:
@@ -127,15 +134,7 @@ def read_kitti_object_calib(
     if "Tr_imu_to_velo" in calib:
         T_imu = np.vstack([_get(calib, "Tr_imu_to_velo", 12, path).reshape(3, 4), [0, 0, 0, 1]])
     w, h = int(image_size[0]), int(image_size[1])
-    return KittiCalibration(
-        intrinsics=Intrinsics.from_matrix(P, w, h),
-        T_camera_lidar=_compose(P, R_rect, Tr),
-        P_rect=P,
-        image_size=(w, h),
-        R_rect=R_rect,
-        T_cam0_lidar=Tr,
-        T_lidar_imu=T_imu,
-    )
+    return _calibration(P, R_rect, Tr, T_imu, w, h)
 
 
 def read_kitti_raw_calib(
@@ -165,15 +164,7 @@ def read_kitti_raw_calib(
         T_imu = make_transform(
             _get(i2v, "R", 9, calib_imu_to_velo).reshape(3, 3), _get(i2v, "T", 3, calib_imu_to_velo)
         )
-    return KittiCalibration(
-        intrinsics=Intrinsics.from_matrix(P, w, h),
-        T_camera_lidar=_compose(P, R_rect, Tr),
-        P_rect=P,
-        image_size=(w, h),
-        R_rect=R_rect,
-        T_cam0_lidar=Tr,
-        T_lidar_imu=T_imu,
-    )
+    return _calibration(P, R_rect, Tr, T_imu, w, h)
 
 
 def read_velodyne_bin(path: PathLike) -> np.ndarray:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_diffusion_ros.inference.backends import (
@@ -50,16 +49,16 @@ from depth_diffusion_ros.inference.backends import (
 )
 from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
-from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
-from depth_diffusion_ros.nodes.inputs import SyncedInputs, image_intrinsics
-from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs, publish_frame
+from depth_diffusion_ros.nodes.health import StageTimer
+from depth_diffusion_ros.nodes.inputs import image_intrinsics
+from depth_diffusion_ros.nodes.depth_node import DepthNode
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
 from depth_diffusion_ros.nodes.parameters import (
     COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
     ParameterError,
     ParamSpec,
-    declare_parameters,
     learned_backend_parameter_specs,
     select_backend_options,
 )
@@ -149,7 +148,7 @@ def make_pipeline(p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return CascadePipeline(backend, second, p["cascade_scale"], p["min_depth"], p["max_depth"]), options
 
 
-class DepthCompletionNode(Node):
+class DepthCompletionNode(DepthNode):
     """Dense depth from image + camera_info + sparse depth (or LiDAR points).
 
     Raises:
@@ -158,23 +157,19 @@ class DepthCompletionNode(Node):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        p = self.params = declare_parameters(self, PARAMETERS)
+        super().__init__(NODE_NAME, PARAMETERS, **kwargs)
+        p = self.params
         self.extrinsics: Optional[LidarExtrinsics] = None
         if p["input"] == "points":
             self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
         self.pipeline, options = make_pipeline(p)
-        self.health = NodeHealth(self, "depth completion", p, extra={"backend": p["backend"], "input": p["input"]})
-        self.outputs = DepthOutputs(self, p)
         sparse_type = PointCloud2 if p["input"] == "points" else Image
-        self.inputs = SyncedInputs(
-            self, {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
-            self.on_frame, self.health, p,
-        )
-        self.get_logger().info(
+        self.start_io(
+            "depth completion", {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
+            {"backend": p["backend"], "input": p["input"]},
             f"backend {p['backend']} {options}, input {p['input']}, processing size "
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
-            + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else "")
+            + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else ""),
         )
 
     def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
@@ -206,7 +201,7 @@ class DepthCompletionNode(Node):
             sparse = depth_from_image(sparse_msg)
             timer.mark("inputs")
             output = self.pipeline(rgb, sparse, intrinsics)
-        publish_frame(self.outputs, self.health, self.get_logger(), timer, output, image.header, camera_info)
+        self.publish(timer, output, image.header, camera_info)
 
 
 def main(args: Optional[list[str]] = None) -> int:

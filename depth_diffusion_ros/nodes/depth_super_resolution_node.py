@@ -40,21 +40,20 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.inference.backends import SUPER_RESOLUTION_BACKENDS, make_super_resolution_backend
 from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
-from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
-from depth_diffusion_ros.nodes.inputs import SyncedInputs, image_intrinsics
-from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs, publish_frame
+from depth_diffusion_ros.nodes.health import StageTimer
+from depth_diffusion_ros.nodes.inputs import image_intrinsics
+from depth_diffusion_ros.nodes.depth_node import DepthNode
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
 from depth_diffusion_ros.nodes.parameters import (
     COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
     LEARNED_UNSET,
     ParameterError,
     ParamSpec,
-    declare_parameters,
     learned_backend_parameter_specs,
     select_backend_options,
 )
@@ -109,7 +108,7 @@ def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
 
 
-class DepthSuperResolutionNode(Node):
+class DepthSuperResolutionNode(DepthNode):
     """Depth at the colour resolution from image + camera_info + low-resolution depth.
 
     Raises:
@@ -118,8 +117,8 @@ class DepthSuperResolutionNode(Node):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        p = self.params = declare_parameters(self, PARAMETERS)
+        super().__init__(NODE_NAME, PARAMETERS, **kwargs)
+        p = self.params
         options = backend_options(p["backend"], p)
         try:
             backend = make_super_resolution_backend(p["backend"], **options)
@@ -127,16 +126,12 @@ class DepthSuperResolutionNode(Node):
             raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
         self.pipeline = SuperResolutionPipeline(backend, p["max_scale"], p["intrinsics_tolerance"])
         scales = f"x{self.pipeline.min_scale}..x{self.pipeline.max_scale}"
-        self.health = NodeHealth(self, "depth super-resolution", p, extra={"backend": p["backend"], "scales": scales})
-        self.outputs = DepthOutputs(self, p)
         topics: dict[str, type] = {"image": Image, "camera_info": CameraInfo, "depth_lr": Image}
         if p["use_depth_camera_info"]:
             topics["depth_lr/camera_info"] = CameraInfo
-        self.inputs = SyncedInputs(self, topics, self.on_frame, self.health, p)
-        self.get_logger().info(
-            f"backend {p['backend']} {options}, scales {scales}, "
-            f"depth camera_info {'used' if p['use_depth_camera_info'] else 'not used'}"
-        )
+        self.start_io("depth super-resolution", topics, {"backend": p["backend"], "scales": scales},
+                      f"backend {p['backend']} {options}, scales {scales}, "
+                      f"depth camera_info {'used' if p['use_depth_camera_info'] else 'not used'}")
 
     def on_frame(self, image: Image, camera_info: CameraInfo, depth_msg: Image,
                  depth_info: Optional[CameraInfo] = None) -> None:
@@ -150,7 +145,7 @@ class DepthSuperResolutionNode(Node):
         depth_intrinsics = camera_info_to_intrinsics(depth_info) if depth_info is not None else None
         timer.mark("inputs")
         output = self.pipeline(rgb, depth_lr, colour, depth_intrinsics)
-        publish_frame(self.outputs, self.health, self.get_logger(), timer, output, image.header, camera_info)
+        self.publish(timer, output, image.header, camera_info)
 
 
 def main(args: Optional[list[str]] = None) -> int:

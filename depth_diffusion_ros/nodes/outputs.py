@@ -1,4 +1,4 @@
-"""Output side of the depth nodes: the dense-depth topics and the end of a frame."""
+"""Output side of the depth nodes: the dense-depth topics and their parameters."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -8,7 +8,6 @@ from rclpy.node import Node
 
 from depth_diffusion_ros.evaluation.figures import colorize_depth
 from depth_diffusion_ros.inference.pipelines import DepthOutput
-from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
 from depth_diffusion_ros.nodes.parameters import ParamSpec
 from depth_diffusion_ros.ros import ImageBuilder, PointCloud2Builder, intrinsics_to_camera_info, qos_from_parameter
 
@@ -59,17 +58,6 @@ class DepthOutputs:
             self.pub_colormap.publish(self._colormap_msg.image(colours, "rgb8", header))
         if p["publish_points"] and self.pub_points.get_subscription_count() > 0:
             self.pub_points.publish(self._points_msg.build(depth, intrinsics, header, rgb=output.rgb))
-
-
-def publish_frame(outputs: DepthOutputs, health: NodeHealth, logger: Any, timer: StageTimer, output: DepthOutput,
-                  header: Any, camera_info: Any) -> None:
-    """The end of a depth node's frame, after the pipeline ran: publish every output, record the
-    frame's latency in ``health`` and log the stage times at debug level."""
-    timer.mark("pipeline")
-    outputs.publish(output, header, camera_info)
-    timer.mark("publish")
-    health.frame_done(timer.total)
-    logger.debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
 
 
 #: The dense-depth output parameters of the depth nodes (same names and meaning in each).

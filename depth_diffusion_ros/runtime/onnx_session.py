@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -107,6 +108,40 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a backend opens its ONNX Runtime sessions (the ``onnxruntime`` backends' options).
+
+    providers: execution providers (see :func:`resolve_providers`).
+    intra_op_num_threads, inter_op_num_threads: 0 = ONNX Runtime's default.
+    graph_optimization_level: "disable" | "basic" | "extended" | "all".
+    use_io_binding: True / False / "auto" (on for GPU providers: outputs stay on the device).
+    allow_spinning: intra-op threads spin while idle (off by default: robots share the CPU
+        between nodes, and a backend's several sessions would compete).
+    Raises BackendError from :meth:`open` for an unknown provider or optimisation level.
+    """
+
+    providers: Union[str, Sequence[Any], None] = ("cpu",)
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
+    graph_optimization_level: str = "all"
+    use_io_binding: Union[bool, str] = "auto"
+    allow_spinning: bool = False
+
+    def resolved_providers(self) -> list[Any]:
+        return resolve_providers(self.providers)
+
+    def open(self, path: Union[str, Path], expected_graph: str, providers: Sequence[Any],
+             io_binding: Optional[bool] = None) -> "OrtGraph":
+        """An :class:`OrtGraph` of ``path`` with these options; ``io_binding`` None = this
+        option's choice ("auto": on when a GPU provider is used)."""
+        if io_binding is None:
+            gpu = any(provider_name(p) != "CPUExecutionProvider" for p in providers)
+            io_binding = gpu if self.use_io_binding == "auto" else bool(self.use_io_binding)
+        return OrtGraph(path, providers, self.intra_op_num_threads, self.inter_op_num_threads,
+                        self.graph_optimization_level, io_binding, expected_graph, self.allow_spinning)
 
 
 class OrtGraph:

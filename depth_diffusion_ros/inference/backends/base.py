@@ -47,12 +47,29 @@ class UpsamplingModel(Protocol):
         ...
 
 
-class DiffusionBackend:
+class SampledBackend:
+    """A learned backend's sampling settings (``sampling``) and where its model came from
+    (``model_file``, named in errors); the pipelines read ``num_inference_steps`` (resolved
+    against the model's default), ``ensemble_size`` and ``seed``."""
+
+    model_file: str = ""
+    sampling: SamplingOptions
+    num_inference_steps: int
+
+    @property
+    def ensemble_size(self) -> int:
+        return int(self.sampling.ensemble_size)
+
+    @property
+    def seed(self) -> int:
+        return int(self.sampling.seed)
+
+
+class DiffusionBackend(SampledBackend):
     """A DiffusionDepth model in the parts the pipeline's DDIM loop calls.
 
-    Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor: ``model_file`` (named in
-    errors), ``sampling`` (:class:`SamplingOptions`), ``num_inference_steps`` (resolved),
-    ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
+    Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor the
+    :class:`SampledBackend` fields, ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
     "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, and optionally
     ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
     ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``).
@@ -65,23 +82,12 @@ class DiffusionBackend:
     form = "step"
     batch_capacity: Optional[int] = None
     input_hw: tuple = (None, None)
-    model_file: str = ""
-    sampling: SamplingOptions
-    num_inference_steps: int
     scheduler: SchedulerSpec
     size_divisor: int
     mode: str = "completion"
     mask_unsupported: bool = False
     latent_channels: int
     latent_stride: int
-
-    @property
-    def ensemble_size(self) -> int:
-        return int(self.sampling.ensemble_size)
-
-    @property
-    def seed(self) -> int:
-        return int(self.sampling.seed)
 
     @property
     def needs_lidar(self) -> bool:
@@ -135,30 +141,18 @@ class DiffusionBackend:
         return latents
 
 
-class GuidedSuperResolutionBackend:
+class GuidedSuperResolutionBackend(SampledBackend):
     """A DSR-Diff model: one guidance sample of colour-guided depth super-resolution.
 
-    Subclasses set ``model_file``, ``sampling``, ``num_inference_steps``, ``size_divisor`` (HR
-    sizes are padded to it), ``min_scale`` / ``max_scale`` (the trained range) and
+    Subclasses set the :class:`SampledBackend` fields, ``size_divisor`` (HR sizes are padded to it), ``min_scale`` / ``max_scale`` (the trained range) and
     ``guidance_dim`` (length of the guidance latent).
     """
 
     name = "guided_diffusion"
-    model_file: str = ""
-    sampling: SamplingOptions
-    num_inference_steps: int
     size_divisor: int
     min_scale: int
     max_scale: int
     guidance_dim: int
-
-    @property
-    def ensemble_size(self) -> int:
-        return int(self.sampling.ensemble_size)
-
-    @property
-    def seed(self) -> int:
-        return int(self.sampling.seed)
 
     def sample(self, inputs: SRInputs, noise: np.ndarray) -> np.ndarray:
         """Depth (1, 1, Hp, Wp) float32 metres of the padded frame for guidance noise (1, G)."""

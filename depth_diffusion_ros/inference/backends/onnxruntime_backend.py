@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from depth_diffusion_ros.inference.backends.exported import (
     ExportedDiffusionBackend,
@@ -19,7 +19,7 @@ from depth_diffusion_ros.inference.backends.exported import (
     find_sr_models,
 )
 from depth_diffusion_ros.inference.sampler import SamplingOptions
-from depth_diffusion_ros.runtime.onnx_session import OrtGraph, provider_name, resolve_providers
+from depth_diffusion_ros.runtime.onnx_session import SessionOptions, provider_name
 
 LOG = logging.getLogger(__name__)
 
@@ -34,54 +34,27 @@ class OnnxRuntimeDiffusionDepthBackend(ExportedDiffusionBackend):
             form must have been exported for exactly this number.
         ensemble_size: diffusion samples per frame; > 1 gives ``uncertainty`` (std, metres).
         seed: the initial noise is drawn from this seed on every frame.
-        providers: execution providers (see :func:`~depth_diffusion_ros.runtime.onnx_session.resolve_providers`).
-        intra_op_num_threads, inter_op_num_threads: 0 = ONNX Runtime default.
-        graph_optimization_level: "disable" | "basic" | "extended" | "all".
-        use_io_binding: True / False / "auto" (on for GPU providers).
         export_form: "auto" (step form if present) | "step" | "unrolled".
-        allow_spinning: ONNX Runtime intra-op threads spin while idle (off by default: robots
-            share the CPU between nodes, and the three step-form sessions would compete).
-        engine_cache_dir, precision, force_engine_update, device: accepted and ignored (TensorRT /
-            torch options), so a node can pass one parameter set to any backend.
+        **session_options: :class:`~depth_diffusion_ros.runtime.onnx_session.SessionOptions`
+            (providers, intra_op_num_threads, inter_op_num_threads, graph_optimization_level,
+            use_io_binding, allow_spinning); another name is a TypeError.
     Raises BackendError naming the file for missing/mismatched graphs or bad options.
     """
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        model_path: Union[str, Path],
-        num_inference_steps: Optional[int] = None,
-        ensemble_size: int = 1,
-        providers: Union[str, Sequence[Any], None] = ("cpu",),
-        intra_op_num_threads: int = 0,
-        inter_op_num_threads: int = 0,
-        graph_optimization_level: str = "all",
-        use_io_binding: Union[bool, str] = "auto",
-        export_form: str = "auto",
-        seed: int = 0,
-        allow_spinning: bool = False,
-        engine_cache_dir: Optional[str] = None,
-        precision: Optional[str] = None,
-        force_engine_update: bool = False,
-        device: Optional[str] = None,
-    ) -> None:
-        del engine_cache_dir, precision, force_engine_update, device  # other backends' options
+    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+                 seed: int = 0, export_form: str = "auto", **session_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
-        self.providers = resolve_providers(providers)
-        gpu = any(provider_name(p) != "CPUExecutionProvider" for p in self.providers)
-        io_binding = gpu if use_io_binding == "auto" else bool(use_io_binding)
-        LOG.info("onnxruntime providers: %s (I/O binding %s)", [provider_name(p) for p in self.providers], io_binding)
-        opts = dict(providers=self.providers, intra_op_num_threads=intra_op_num_threads,
-                    inter_op_num_threads=inter_op_num_threads, graph_optimization_level=graph_optimization_level,
-                    allow_spinning=allow_spinning)
+        options = SessionOptions(**session_options)
+        self.providers = options.resolved_providers()
+        LOG.info("onnxruntime providers: %s", [provider_name(p) for p in self.providers])
         form, files = find_diffusion_depth_files(model_path, export_form, num_inference_steps, sampling.ensemble_size)
         if form == "step":
-            roles = ("encoder", "step", "decoder")
-            graphs = [OrtGraph(f, use_io_binding=io_binding and role != "decoder", expected_graph=role, **opts)
-                      for f, role in zip(files, roles)]
+            graphs = [options.open(f, role, self.providers, io_binding=False if role == "decoder" else None)
+                      for f, role in zip(files, ("encoder", "step", "decoder"))]
         else:
-            graphs = [OrtGraph(files, use_io_binding=False, expected_graph="sampler", **opts)]
+            graphs = [options.open(files, "sampler", self.providers, io_binding=False)]
         self._use_graphs(form, graphs, [g.meta for g in graphs], sampling)
 
 
@@ -91,37 +64,18 @@ class OnnxRuntimeDSRDiffBackend(ExportedSuperResolutionBackend):
     Args:
         model_path: directory of ``dsr_diff_x<s>_<N>steps.onnx`` files (one per scale) or one file.
         num_inference_steps: GRN DDIM steps of the graphs to use (None: the exported count).
-        ensemble_size, seed, providers, intra_op_num_threads, inter_op_num_threads,
-        graph_optimization_level, allow_spinning: as :class:`OnnxRuntimeDiffusionDepthBackend`.
-        engine_cache_dir, precision, force_engine_update, device: accepted and ignored.
+        ensemble_size, seed, **session_options: as :class:`OnnxRuntimeDiffusionDepthBackend`.
     Raises BackendError naming the file for missing/mismatched graphs.
     """
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        model_path: Union[str, Path],
-        num_inference_steps: Optional[int] = None,
-        ensemble_size: int = 1,
-        providers: Union[str, Sequence[Any], None] = ("cpu",),
-        intra_op_num_threads: int = 0,
-        inter_op_num_threads: int = 0,
-        graph_optimization_level: str = "all",
-        seed: int = 0,
-        allow_spinning: bool = False,
-        engine_cache_dir: Optional[str] = None,
-        precision: Optional[str] = None,
-        force_engine_update: bool = False,
-        device: Optional[str] = None,
-    ) -> None:
-        del engine_cache_dir, precision, force_engine_update, device
+    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+                 seed: int = 0, **session_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
-        self.providers = resolve_providers(providers)
+        options = SessionOptions(**session_options)
+        self.providers = options.resolved_providers()
         found, steps = find_sr_models(model_path, num_inference_steps)
-        graphs = {
-            scale: OrtGraph(path, self.providers, intra_op_num_threads, inter_op_num_threads,
-                            graph_optimization_level, expected_graph="sr_sampler", allow_spinning=allow_spinning)
-            for scale, (path, _) in found.items()
-        }
+        graphs = {scale: options.open(path, "sr_sampler", self.providers, io_binding=False)
+                  for scale, (path, _) in found.items()}
         self._use_graphs(graphs, next(iter(found.values()))[1], steps, sampling)

@@ -29,14 +29,19 @@ from depth_diffusion_ros.runtime.tensorrt_graph import DeviceStepLoop, TensorRTG
 
 
 class EngineSet:
-    """TensorRT, the CUDA runtime and the engine cache of one backend.
+    """TensorRT, the CUDA runtime and the engine cache of one backend (the ``tensorrt``
+    backends' options).
 
+    engine_cache_dir: where engines + JSON sidecars live (default ~/.cache/depth_diffusion_ros/engines).
+    precision: "fp16" (default) | "fp32" | "int8". force_engine_update: rebuild even if cached.
+    workspace_mb: builder workspace pool limit (MiB). dla_core: -1 GPU, else the DLA core (Jetson).
     trt / cuda: modules to use instead of ``tensorrt`` / cuda-python (tests: the labelled fake).
     Raises BackendError when TensorRT or cuda-python are not installed.
     """
 
-    def __init__(self, engine_cache_dir: Any, precision: str, force_engine_update: bool, workspace_mb: int,
-                 dla_core: int, trt: Any = None, cuda: Any = None) -> None:
+    def __init__(self, engine_cache_dir: Optional[Union[str, Path]] = None, precision: str = "fp16",
+                 force_engine_update: bool = False, workspace_mb: int = 1024, dla_core: int = -1,
+                 trt: Any = None, cuda: Any = None) -> None:
         try:
             self.trt = trt if trt is not None else te.load_tensorrt()
             self.cuda = cuda if isinstance(cuda, CudaRuntime) else CudaRuntime(cuda)
@@ -64,45 +69,19 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
     Args:
         model_path: ONNX export directory or file (as for the onnxruntime backend).
         num_inference_steps, ensemble_size, seed, export_form: as OnnxRuntimeDiffusionDepthBackend.
-        engine_cache_dir: where engines + JSON sidecars live (default ~/.cache/depth_diffusion_ros/engines).
-        precision: "fp16" (default) | "fp32" | "int8". force_engine_update: rebuild even if cached.
-        workspace_mb: builder workspace pool limit (MiB). dla_core: -1 GPU, else DLA core (Jetson).
         use_cuda_graph: replay the denoising step as a CUDA graph.
-        providers, intra_op_num_threads, inter_op_num_threads, graph_optimization_level,
-        use_io_binding, device: accepted and ignored (other backends' options).
-        trt, cuda: modules to use instead of ``tensorrt`` / cuda-python (tests: the fake).
+        **engine_options: :class:`EngineSet` (engine_cache_dir, precision, force_engine_update,
+            workspace_mb, dla_core, trt, cuda); another name is a TypeError.
     Raises BackendError naming the file on a missing/mismatched ONNX or engine, or when
     TensorRT / cuda-python are not installed.
     """
 
     name = "tensorrt"
 
-    def __init__(
-        self,
-        model_path: Union[str, Path],
-        num_inference_steps: Optional[int] = None,
-        ensemble_size: int = 1,
-        engine_cache_dir: Optional[Union[str, Path]] = None,
-        precision: str = "fp16",
-        force_engine_update: bool = False,
-        workspace_mb: int = 1024,
-        dla_core: int = -1,
-        use_cuda_graph: bool = True,
-        export_form: str = "auto",
-        seed: int = 0,
-        providers: Any = None,
-        intra_op_num_threads: int = 0,
-        inter_op_num_threads: int = 0,
-        graph_optimization_level: Any = None,
-        use_io_binding: Any = None,
-        device: Any = None,
-        trt: Any = None,
-        cuda: Any = None,
-    ) -> None:
-        del providers, intra_op_num_threads, inter_op_num_threads, graph_optimization_level
-        del use_io_binding, device
+    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+                 seed: int = 0, export_form: str = "auto", use_cuda_graph: bool = True, **engine_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
-        self.engines = EngineSet(engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda)
+        self.engines = EngineSet(**engine_options)
         form, files = find_diffusion_depth_files(model_path, export_form, num_inference_steps, sampling.ensemble_size)
         onnx_files = list(files) if form == "step" else [files]
         metas = [read_ddr_metadata(f) for f in onnx_files]
@@ -121,36 +100,21 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
 
 
 class TensorRTDSRDiffBackend(ExportedSuperResolutionBackend):
-    """DSR-Diff super-resolution with TensorRT engines built (and cached) from the ONNX export.
+    """DSR-Diff super-resolution with TensorRT engines built (and cached) from the ONNX export;
+    one engine per exported scale.
 
     Args: model_path, num_inference_steps, ensemble_size, seed as
     :class:`~depth_diffusion_ros.inference.backends.onnxruntime_backend.OnnxRuntimeDSRDiffBackend`;
-    engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda as
-    :class:`TensorRTDiffusionDepthBackend`. One engine per exported scale.
+    **engine_options as :class:`TensorRTDiffusionDepthBackend`.
     Raises BackendError naming the file for missing/mismatched graphs or engines.
     """
 
     name = "tensorrt"
 
-    def __init__(
-        self,
-        model_path: Union[str, Path],
-        num_inference_steps: Optional[int] = None,
-        ensemble_size: int = 1,
-        engine_cache_dir: Optional[Union[str, Path]] = None,
-        precision: str = "fp16",
-        force_engine_update: bool = False,
-        workspace_mb: int = 1024,
-        dla_core: int = -1,
-        seed: int = 0,
-        providers: Any = None,
-        device: Any = None,
-        trt: Any = None,
-        cuda: Any = None,
-    ) -> None:
-        del providers, device
+    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+                 seed: int = 0, **engine_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
-        self.engines = EngineSet(engine_cache_dir, precision, force_engine_update, workspace_mb, dla_core, trt, cuda)
+        self.engines = EngineSet(**engine_options)
         found, steps = find_sr_models(model_path, num_inference_steps)
         graphs = {scale: self.engines.graph(path, meta) for scale, (path, meta) in found.items()}
         self._use_graphs(graphs, next(iter(found.values()))[1], steps, sampling)

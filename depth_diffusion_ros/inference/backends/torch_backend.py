@@ -25,36 +25,42 @@ LOG = logging.getLogger(__name__)
 DEMO_SR_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "dsr_diff_demo"
 
 
-def _import_torch(what: str) -> Any:
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - requirements-torch.txt installs it
-        raise BackendError(f"the torch {what} backend needs PyTorch: {exc}") from exc
-    return torch
+class _TorchModel:
+    """Loading shared by the torch backends: PyTorch, the device, the checkpoint's model (of one
+    architecture) and the sampling settings resolved against its config."""
+
+    def _load(self, what: str, architecture: str, model_path: Union[str, Path, None], model: Any, device: str,
+              sampling: SamplingOptions) -> None:
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - requirements-torch.txt installs it
+            raise BackendError(f"the torch {what} backend needs PyTorch: {exc}") from exc
+        self._torch = torch
+        self.sampling = sampling
+        if model is not None:
+            self.model, self.device = model, next(model.parameters()).device
+            self.model_file = f"<in-memory {type(model).__name__}>"
+        else:
+            try:
+                self.device = torch.device(device)
+            except RuntimeError as exc:
+                raise BackendError(f"device={device!r} is not a torch device: {exc}") from exc
+            if self.device.type == "cuda" and not torch.cuda.is_available():
+                raise BackendError(f"device={device!r} requested but CUDA is not available")
+            from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint
+
+            path = Path(model_path)
+            self.model_file = str(path.parent if path.suffix == ".safetensors" else path)
+            try:
+                self.model = load_checkpoint(path, map_location=self.device, architecture=architecture)
+            except CheckpointError as exc:
+                raise BackendError(str(exc)) from exc
+        cfg = self.model.config
+        self.num_inference_steps = sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps, self.model_file)
+        self.size_divisor = int(self.model.size_divisor)
 
 
-def _device(torch: Any, device: str) -> Any:
-    """torch.device for ``device``; BackendError when it is not one or CUDA is missing."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise BackendError(f"device={device!r} is not a torch device: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendError(f"device={device!r} requested but CUDA is not available")
-    return dev
-
-
-def _load(path: Union[str, Path], device: Any, architecture: str) -> Any:
-    """A checkpoint's model (of ``architecture``) on ``device`` in eval mode; BackendError naming the file."""
-    from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint
-
-    try:
-        return load_checkpoint(path, map_location=device, architecture=architecture)
-    except CheckpointError as exc:
-        raise BackendError(str(exc)) from exc
-
-
-class TorchDiffusionDepthBackend(DiffusionBackend):
+class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model).
 
     Args:
@@ -84,25 +90,19 @@ class TorchDiffusionDepthBackend(DiffusionBackend):
         compile: bool = False,
         model: Any = None,
     ) -> None:
-        torch = self._torch = _import_torch("completion")
-        self.sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
         if model is None and not model_path:
             raise BackendError("the torch backend needs model_path (a DiffusionDepth checkpoint directory)")
-        self.device = _device(torch, device) if model is None else next(model.parameters()).device
+        self._load("completion", "diffusion_depth", model_path, model, device,
+                   SamplingOptions(num_inference_steps, ensemble_size, seed))
         if fp16 and self.device.type != "cuda":
             raise BackendError("fp16=True needs a CUDA device (CPU float16 convolutions are not supported)")
         self.fp16 = bool(fp16)
-        self.model_file = str(model_path) if model is None else f"<in-memory {type(model).__name__}>"
-        self.model = _load(model_path, self.device, "diffusion_depth") if model is None else model
         cfg = self.model.config
-        self.num_inference_steps = self.sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps,
-                                                       self.model_file)
         self.scheduler = SchedulerSpec.from_config(cfg)
-        self.size_divisor = int(self.model.size_divisor)
         self.mode, self.mask_unsupported = cfg.mode, bool(cfg.mask_unsupported)
         self.latent_channels, self.latent_stride = int(cfg.latent_channels), int(cfg.latent_stride)
         if compile:
-            self.model.denoiser = torch.compile(self.model.denoiser)
+            self.model.denoiser = self._torch.compile(self.model.denoiser)
         LOG.info("torch backend: %s (%s, %s, stride %d) on %s, %d steps, ensemble %d", self.model_file,
                  cfg.backbone, cfg.mode, cfg.latent_stride, self.device, self.num_inference_steps,
                  self.ensemble_size)
@@ -142,7 +142,7 @@ class TorchDiffusionDepthBackend(DiffusionBackend):
             return self.model.decode(latents, cond).float().cpu().numpy()
 
 
-class TorchDSRDiffBackend(GuidedSuperResolutionBackend):
+class TorchDSRDiffBackend(_TorchModel, GuidedSuperResolutionBackend):
     """DSR-Diff colour-guided depth super-resolution in PyTorch (the reference SR backend).
 
     Args:
@@ -168,17 +168,10 @@ class TorchDSRDiffBackend(GuidedSuperResolutionBackend):
         device: str = "cpu",
         seed: int = 0,
     ) -> None:
-        torch = self._torch = _import_torch("super-resolution")
-        self.sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
-        self.device = _device(torch, device)
-        path = Path(model_path) if model_path else DEMO_SR_WEIGHTS
-        self.model_file = str(path.parent if path.suffix == ".safetensors" else path)
-        self.model = _load(path, self.device, "dsr_diff")
+        self._load("super-resolution", "dsr_diff", model_path or DEMO_SR_WEIGHTS, None, device,
+                   SamplingOptions(num_inference_steps, ensemble_size, seed))
         cfg = self.model.config
-        self.num_inference_steps = self.sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps,
-                                                       self.model_file)
         self.min_scale, self.max_scale = int(cfg.min_scale), int(cfg.max_scale)
-        self.size_divisor = int(self.model.size_divisor)
         self.guidance_dim = int(self.model.latent_shape()[0])
         LOG.info("torch SR backend: %s (scales x%d..x%d, %d DDIM steps, ensemble %d) on %s", self.model_file,
                  self.min_scale, self.max_scale, self.num_inference_steps, self.ensemble_size, self.device)

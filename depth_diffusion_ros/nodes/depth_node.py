@@ -1,0 +1,46 @@
+"""The base class of the depth nodes (completion, super-resolution): parameters, pipeline, I/O."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rclpy.node import Node
+
+from depth_diffusion_ros.inference.pipelines import DepthOutput
+from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
+from depth_diffusion_ros.nodes.inputs import SyncedInputs
+from depth_diffusion_ros.nodes.outputs import DepthOutputs
+from depth_diffusion_ros.nodes.parameters import ParamSpec, declare_parameters
+
+
+class DepthNode(Node):
+    """What the depth nodes share: declared parameters, a pipeline built from them, diagnostics,
+    the dense-depth outputs, synchronised inputs, and the end of every frame.
+
+    A subclass calls ``super().__init__(name, PARAMETERS, **kwargs)``, builds ``self.pipeline``
+    from ``self.params``, then :meth:`start_io`; its ``on_frame(*messages)`` ends with
+    :meth:`publish`. Raises ParameterError (a bad parameter, named) on construction.
+    """
+
+    def __init__(self, name: str, parameters: Sequence[ParamSpec], **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.params = declare_parameters(self, parameters)
+
+    def start_io(self, purpose: str, topics: Mapping[str, type], extra: Mapping[str, str], description: str) -> None:
+        """Diagnostics (``purpose``, constant ``extra`` values), the outputs, the subscriptions to
+        ``topics`` feeding ``self.on_frame``, and one start-up log line."""
+        self.health = NodeHealth(self, purpose, self.params, extra=extra)
+        self.outputs = DepthOutputs(self, self.params)
+        self.inputs = SyncedInputs(self, topics, self.on_frame, self.health, self.params)
+        self.get_logger().info(description)
+
+    def on_frame(self, *messages: Any) -> None:  # pragma: no cover - the subclasses' job
+        raise NotImplementedError
+
+    def publish(self, timer: StageTimer, output: DepthOutput, header: Any, camera_info: Any) -> None:
+        """The end of a frame, after the pipeline ran: publish every output, record the frame's
+        latency in the diagnostics and log the stage times at debug level."""
+        timer.mark("pipeline")
+        self.outputs.publish(output, header, camera_info)
+        timer.mark("publish")
+        self.health.frame_done(timer.total)
+        self.get_logger().debug(f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: {timer}")
