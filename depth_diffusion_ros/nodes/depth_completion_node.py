@@ -73,6 +73,7 @@ INPUT_CHOICES = ("sparse_depth", "points")
 #: backend's own default applies. A new backend only needs a line here.
 BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "ip_basic": ("max_depth", "extrapolate", "blur_type"),
+    "linear": (),
     "nearest": (),
     **LEARNED_BACKEND_OPTIONS,
 }

@@ -63,6 +63,12 @@ def _kitti(name: str) -> Callable[..., Dataset]:
     return build
 
 
+def _kitti_raw(**kw):
+    from training.datasets.kitti_raw import KittiRawSequence
+
+    return KittiRawSequence(**kw)
+
+
 def _nyu(name: str) -> Callable[..., Dataset]:
     def build(**kw):
         from training.datasets import nyu
@@ -81,6 +87,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "kitti_val_selection_cropped": _kitti("KittiValSelectionCropped"),
     "kitti_eigen": _kitti("KittiEigen"),
     "kitti_object": _kitti("KittiObject"),
+    "kitti_raw_sequence": lambda **kw: _kitti_raw(**kw),
     "nyu_labeled": _nyu("labeled"),
     "nyu_sync": _nyu("sync"),
     "nyu_annotations": _nyu("annotations"),

@@ -21,6 +21,7 @@ _DIFFUSION_DEPTH: dict[str, str] = {
 }
 COMPLETION_BACKENDS: dict[str, str] = {
     "ip_basic": f"{_PKG}.classical:IPBasicBackend",
+    "linear": f"{_PKG}.classical:LinearInterpolationBackend",
     "nearest": f"{_PKG}.classical:NearestFillBackend",
     **_DIFFUSION_DEPTH,
 }

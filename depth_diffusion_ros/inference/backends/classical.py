@@ -1,4 +1,4 @@
-"""Classical backends: IP-Basic and nearest fill (completion), bicubic, guided filter and joint
+"""Classical backends: IP-Basic, linear interpolation and nearest fill (completion), bicubic, guided filter and joint
 bilateral upsampling (super-resolution). CPU only, no model file; see
 :mod:`depth_diffusion_ros.baselines` for the algorithms and their sources. The pipelines check
 the frame (sizes, dtypes, scale) before these run.
@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from depth_diffusion_ros.baselines.ip_basic import BLUR_TYPES, ip_basic_complete
+from depth_diffusion_ros.baselines.linear import linear_interpolate
 from depth_diffusion_ros.baselines.nearest import nearest_fill
 from depth_diffusion_ros.baselines.upsampling import (
     bicubic_upsample,
@@ -43,6 +44,17 @@ class IPBasicBackend:
     def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
         """(H, W, 3) rgb (unused), (H, W) sparse metres -> dense (H, W) float32 metres."""
         return ip_basic_complete(sparse_depth, self.max_depth, self.extrapolate, self.blur_type)
+
+
+class LinearInterpolationBackend:
+    """Linear interpolation over a Delaunay triangulation of the measured pixels, nearest fill
+    outside their convex hull (no options)."""
+
+    name = "linear"
+
+    def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+        """(H, W) sparse metres -> dense (H, W) float32 metres."""
+        return linear_interpolate(sparse_depth)
 
 
 class NearestFillBackend:

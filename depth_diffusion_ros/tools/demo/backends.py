@@ -10,7 +10,14 @@ from typing import Any, Optional
 
 #: The shipped model folders (``depth_diffusion_ros/weights``).
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
-CLASSICAL = ("ip_basic", "nearest")
+#: the classical completion peers of every demo table: label -> (backend, options); IP-Basic in both
+#: of its blur variants (Ku et al., CRV 2018), linear interpolation and nearest fill
+CLASSICAL: dict[str, tuple[str, dict]] = {
+    "ip_basic": ("ip_basic", {}),
+    "ip_basic:gaussian": ("ip_basic", {"blur_type": "gaussian"}),
+    "linear": ("linear", {}),
+    "nearest": ("nearest", {}),
+}
 SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral", "torch")
 
 
@@ -87,12 +94,9 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
     directory, the model folder or a subfolder) -> onnxruntime on those files;
     tensorrt needs the ``tensorrt`` module and a GPU. ``only`` keeps the labels/backends named.
     """
-    from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS
+    from depth_diffusion_ros.inference.backends import COMPLETION_BACKENDS, LEARNED_BACKENDS
 
-    choices: list[BackendChoice] = []
-    for name in COMPLETION_BACKENDS:
-        if name in CLASSICAL:
-            choices.append(BackendChoice(name, name, {}))
+    choices = [BackendChoice(label, backend, dict(options)) for label, (backend, options) in CLASSICAL.items()]
     folders = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
     models = []
     for folder in folders:
@@ -101,7 +105,7 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
             models.append(folder)
         else:
             choices.append(BackendChoice(f"weights:{folder.name}", "", {}, skip=problem))
-    learned = [n for n in COMPLETION_BACKENDS if n not in CLASSICAL]
+    learned = [n for n in COMPLETION_BACKENDS if n in LEARNED_BACKENDS]
     extra: dict[str, Any] = {"num_inference_steps": steps} if steps else {}
     for name in learned:
         runtime = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(name, name)
