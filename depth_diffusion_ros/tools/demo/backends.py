@@ -21,6 +21,15 @@ CLASSICAL: dict[str, tuple[str, dict]] = {
 SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral", "torch")
 
 
+def select_choices(choices: list["BackendChoice"], only: Optional[list[str]]) -> list["BackendChoice"]:
+    """The choices ``only`` names: by label, or by backend name where no choice has that label
+    (``ip_basic`` is the bilateral row alone; ``onnxruntime`` every ONNX Runtime model)."""
+    if not only:
+        return choices
+    labels = {c.label for c in choices}
+    return [c for c in choices if c.label in only or (c.backend in only and c.backend not in labels)]
+
+
 @dataclass
 class BackendChoice:
     """A backend to replay (``options`` become depth_completion_node parameters) or a skip reason."""
@@ -43,9 +52,7 @@ def sr_backend_choices(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]
         choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip=f"no DSR-Diff weights in {model}"))
     else:
         choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {"model_path": str(model)}))
-    if only:
-        choices = [c for c in choices if c.label in only or c.backend in only]
-    return choices
+    return select_choices(choices, only)
 
 
 def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
@@ -136,9 +143,7 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
         if not found:
             where = weights_dir if weights_dir.is_dir() else f"{weights_dir} (missing)"
             choices.append(BackendChoice(name, name, {}, skip=f"no shipped {name} weights in {where}"))
-    if only:
-        choices = [c for c in choices if c.label in only or c.backend in only]
-    return choices
+    return select_choices(choices, only)
 
 
 def read_size_divisor(checkpoint: Path) -> int:
