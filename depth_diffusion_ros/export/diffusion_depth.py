@@ -5,12 +5,13 @@
     ``encoder.onnx``  rgb (1,3,H,W), sparse_depth (1,1,H,W), valid_mask (1,1,H,W) -> cond
     ``step.onnx``     latents (1,d,h,w), cond, timestep (1,) int64, prev_timestep (1,) int64
                       -> prev_latents   (denoiser + DDIM update, eta 0; Song et al. 2021, eq. 12)
-    ``decoder.onnx``  latents, cond -> depth (1,1,H,W) metres
+    ``decoder.onnx``  latents, cond -> depth (1,C,H,W) metres (C = 2, [depth, sigma], for a model
+                      with the uncertainty head)
 * ``unrolled`` form — ``sampler_<N>steps_e<E>.onnx``: encoder, N DDIM steps with constant
   timesteps and decoder for E ensemble members in one graph:
-    rgb, sparse_depth, valid_mask, noise (E,d,h,w) -> depth (E,1,H,W) (one map per member; the
+    rgb, sparse_depth, valid_mask, noise (E,d,h,w) -> depth (E,C,H,W) (one map per member; the
   pipeline aggregates them with the one ensemble rule,
-  :func:`depth_diffusion_ros.inference.sampler.aggregate_ensemble`).
+  :func:`depth_diffusion_ros.inference.sampler.aggregate_depth_members`).
 
 Each file is checked against torch right after export (:func:`check_parity`, default on a real
 KITTI/NYU frame chosen by the caller): a single network pass to ``atol_pass`` (1e-4), the whole
@@ -80,7 +81,8 @@ def _torch_modules() -> Any:
             return self.model.decode(latents, cond)
 
     class UnrolledSampler(nn.Module):
-        """The whole sampler for fixed timestep pairs: E members' depth (E,1,H,W) from noise (E,d,h,w)."""
+        """The whole sampler for fixed timestep pairs: E members' depth (E,C,H,W) from noise (E,d,h,w)
+        (C = 2, [depth, sigma], for a model with the uncertainty head)."""
 
         def __init__(self, model: nn.Module, pairs: Sequence[tuple[int, int]], ensemble_size: int) -> None:
             super().__init__()
@@ -162,6 +164,9 @@ class _Export:
         outputs, record it in the report."""
         path = self.out_dir / file_name
         t0 = time.perf_counter()
+        # in eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper left in
+        # training mode would flip the model inside it (BatchNorm batch statistics) to training too
+        module.eval()
         export_onnx(module, args, path, in_names, out_names, dynamic_axes=axes, opset=self.opset,
                     dynamo=self.dynamo, metadata=dict(self.base_meta, graph=graph, **meta))
         seconds = time.perf_counter() - t0
@@ -223,8 +228,8 @@ def _export_unrolled(job: _Export, steps: int, ensemble_size: int) -> None:
     _, _, _, UnrolledSampler = _torch_modules()
     m, t, E = job.model, job.tensors, int(ensemble_size)
     noise = torch.from_numpy(job.rng.standard_normal((E,) + tuple(job.base_meta["latent_shape"]), dtype=np.float32))
-    ref = torch.cat([m.sample(t["rgb"], *_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps)
-                     for k in range(E)], dim=0)
+    ref = torch.cat([m.sample(t["rgb"], *_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps,
+                              full_output=True) for k in range(E)], dim=0)
     axes = None
     if job.dynamic:
         axes = {n: {2: "height", 3: "width"} for n in ("rgb", "sparse_depth", "valid_mask", "depth")}
@@ -349,7 +354,7 @@ def check_host_loop_parity(
     H, W = inputs["rgb"].shape[2:]
     feed = {k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()}
     noise = frames.make_noise((ensemble_size,) + backend.latent_shape(H, W), seed)
-    depth, _ = aggregate_ensemble(sample_members(backend, feed, noise, num_inference_steps))
+    depth, _ = aggregate_ensemble(sample_members(backend, feed, noise, num_inference_steps)[:, :1])
     t = {k: torch.from_numpy(v) for k, v in feed.items()}
     with torch.no_grad():
         members = [model.eval().sample(t["rgb"], *_sparse_args(model, t), noise=torch.from_numpy(noise[k:k + 1]),
