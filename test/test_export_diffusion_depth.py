@@ -167,3 +167,29 @@ def test_dynamic_export_runs_at_other_sizes_in_ort_and_fake_tensorrt(tmp_path, s
     np.testing.assert_allclose(CompletionPipeline(trt_b)(rgb, sparse).depth, got.depth, atol=1e-4, rtol=1e-5)
     engine = fake_tensorrt.Runtime(None).deserialize_cuda_engine(trt_b.engine_results[0].engine_path.read_bytes())
     assert engine.header["profile"]["rgb"] == [[1, 3, 32, 64], [1, 3, 64, 128], [8, 3, 128, 256]]
+
+
+def test_uncertainty_head_model_exports_and_onnxruntime_gives_the_torch_uncertainty(tmp_path, kitti_inputs):
+    """The shipped model's structure (image skips in cond, uncertainty head): the exported graphs
+    carry [depth, sigma]; ONNX Runtime and torch pipelines agree on depth and uncertainty."""
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
+
+    torch.manual_seed(0)
+    cfg = DiffusionDepthConfig(backbone="tf_mobilenetv3_small_100", neck_channels=16, neck_stride=8, latent_stride=8,
+                               latent_channels=8, decoder_channels=16, decoder_skip_channels=(8, 4),
+                               decoder_head_kernel=1, sparse_stem_stride=2, denoiser_channels=16,
+                               denoiser_channel_mult=(1, 2), time_embed_dim=32, sparse_channels=8,
+                               uncertainty_head=True, timestep_spacing="trailing", num_inference_steps=1)
+    model = DiffusionDepth(cfg).eval()
+    report = export_diffusion_depth(model, tmp_path, H, W, forms=("step", "unrolled"), num_inference_steps=1,
+                                    inputs=kitti_inputs)
+    assert max(max(g.max_abs_error.values()) for g in report.graphs) < 1e-3
+    rgb = (kitti_inputs["rgb"][0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    sparse = kitti_inputs["sparse_depth"][0, 0]
+    ref = CompletionPipeline(TorchDiffusionDepthBackend(model=model, num_inference_steps=1))(rgb, sparse)
+    assert ref.uncertainty is not None and (ref.uncertainty > 0).all()  # one sample, yet an uncertainty
+    for form in ("unrolled", "step"):
+        got = CompletionPipeline(OnnxRuntimeDiffusionDepthBackend(tmp_path, export_form=form))(rgb, sparse)
+        np.testing.assert_allclose(got.depth, ref.depth, atol=1e-3, rtol=1e-4)
+        np.testing.assert_allclose(got.uncertainty, ref.uncertainty, atol=1e-3, rtol=1e-3)

@@ -13,7 +13,13 @@ from depth_diffusion_ros.inference.backends import BackendError, make_completion
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend
 from depth_diffusion_ros.inference.errors import FrameError
 from depth_diffusion_ros.inference.pipelines import CompletionPipeline, EstimationPipeline, SuperResolutionPipeline
-from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec, aggregate_ensemble, sample_members
+from depth_diffusion_ros.inference.sampler import (
+    SamplingOptions,
+    SchedulerSpec,
+    aggregate_depth_members,
+    aggregate_ensemble,
+    sample_members,
+)
 
 
 def test_aggregate_ensemble_mean_population_std_and_all_member_validity():
@@ -174,3 +180,20 @@ def test_super_resolution_pipeline_re_renders_a_depth_camera_with_other_intrinsi
     with pytest.raises(FrameError, match="no valid pixel") as err:
         pipeline(rgb, np.zeros_like(lr))
     assert err.value.reason == "empty_depth_lr"
+
+
+def test_uncertainty_head_members_give_an_uncertainty_for_one_sample_and_add_the_spread():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(5, 50, size=(3, 4, 5)).astype(np.float32)
+    sigma = rng.uniform(0.1, 2, size=(3, 4, 5)).astype(np.float32)
+    members = np.stack([depth, sigma], axis=1)  # (E, 2, H, W)
+    d1, u1 = aggregate_depth_members(members[:1])
+    np.testing.assert_allclose(d1, depth[0]) and np.testing.assert_allclose(u1, sigma[0])
+    d, u = aggregate_depth_members(members)
+    np.testing.assert_allclose(d, depth.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(u, np.sqrt((sigma ** 2).mean(0) + depth.var(0)), rtol=1e-5)
+    members[1, 0, 0, 0] = 0  # one member without an estimate there: no estimate, no uncertainty
+    d, u = aggregate_depth_members(members)
+    assert d[0, 0] == 0 and u[0, 0] == 0
+    plain_d, plain_u = aggregate_depth_members(members[:1, :1])
+    assert plain_u is None

@@ -166,7 +166,7 @@ def test_training_losses_are_finite_and_backpropagate_to_all_parts():
     for step in range(2):
         opt.zero_grad()
         losses = model.training_losses(batch, generator=torch.Generator().manual_seed(step))
-        assert set(losses) == {"loss", "l1", "l2", "ddim", "latent_rec", "latent_align"}
+        assert set(losses) == {"loss", "l1", "l2", "ddim", "latent_rec", "latent_align", "uncertainty"}
         assert all(torch.isfinite(v) for v in losses.values())
         losses["loss"].backward()
         if step == 0:
@@ -236,3 +236,60 @@ def test_two_priors_start_at_the_hand_rule_and_mask_unsupported_pixels():
     model.training_losses(batch)["loss"].backward()
     dec = model.depth_decoder
     assert dec.select_weight.grad is not None and dec.select_bias.grad is not None
+
+
+def v2_config(**overrides) -> DiffusionDepthConfig:
+    """The shipped model's structure at test size: coarse neck, image skips for the decoder,
+    strided sparse stem, 1x1 head, uncertainty head, dense output."""
+    base = dict(backbone="tf_mobilenetv3_small_100", neck_stride=8, decoder_skip_channels=(8, 4),
+                sparse_stem_stride=2, decoder_head_kernel=1, uncertainty_head=True, mask_unsupported=False,
+                timestep_spacing="trailing", num_inference_steps=1, num_self_diffusion_steps=1)
+    base.update(overrides)
+    return tiny_config(**base)
+
+
+def test_v2_structure_carries_skips_in_cond_and_decodes_depth_with_sigma():
+    torch.manual_seed(0)
+    m = DiffusionDepth(v2_config()).eval()
+    b = make_batch(1)
+    cond = m.encode_condition(b["rgb"], b["sparse_depth"], b["valid_mask"])
+    # features + 2 guidance channels packed 8x8 + skips at strides 4 (8 ch, 2x2) and 2 (4 ch, 4x4)
+    assert cond.shape == (1, 16 + 2 * 64 + 8 * 4 + 4 * 16, H // 8, W // 8) == (1, m.cond_channels, H // 8, W // 8)
+    features, guidance, skips = m.split_condition(cond)
+    assert guidance.shape == (1, 2, H, W) and [s.shape[1:] for s in skips] == [(8, H // 4, W // 4), (4, H // 2, W // 2)]
+    out = m.decode(torch.zeros((1,) + m.latent_shape(H, W)), cond)
+    assert out.shape == (1, 2, H, W) and (out[:, 1] > 0).all()  # sigma in metres, positive everywhere
+    # the image skips reach the decoder: other image features change the depth
+    cond2 = m.encode_condition(torch.rand_like(b["rgb"]), b["sparse_depth"], b["valid_mask"])
+    cond2[:, : m.feature_channels] = cond[:, : m.feature_channels]
+    assert not torch.allclose(m.decode(torch.zeros_like(torch.zeros((1,) + m.latent_shape(H, W))), cond2), out)
+    assert m.sample(b["rgb"], b["sparse_depth"]).shape == (1, 1, H, W)  # sample() gives depth only
+    # no full-resolution conv before the refine layer, and the sparse encoder starts strided
+    assert len(m.depth_decoder.ups) == 2 and m.sparse_encoder.net[0][0].stride == (2, 2)
+    assert m.depth_decoder.head.kernel_size == (1, 1)
+
+
+def test_v2_training_learns_the_uncertainty_and_regression_ignores_noise():
+    torch.manual_seed(0)
+    m = DiffusionDepth(v2_config()).train()
+    losses = m.training_losses(make_batch(2), generator=torch.Generator().manual_seed(0))
+    assert losses["uncertainty"] != 0 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert m.depth_decoder.head.weight.grad[-1].abs().sum() > 0  # the log-b output channel is trained
+    torch.manual_seed(0)
+    r = DiffusionDepth(v2_config(regression=True)).eval()
+    b = make_batch(1)
+    n1, n2 = (torch.randn((1,) + r.latent_shape(H, W)) for _ in range(2))
+    assert torch.equal(r.sample(b["rgb"], b["sparse_depth"], noise=n1), r.sample(b["rgb"], b["sparse_depth"], noise=n2))
+    r.train()
+    parts = r.training_losses(make_batch(2))
+    assert parts["ddim"] == 0 and parts["latent_rec"] == 0 and torch.isfinite(parts["loss"])
+
+
+def test_v2_options_are_validated():
+    with pytest.raises(ConfigError, match="neck_stride=6"):
+        v2_config(neck_stride=6).validate()
+    with pytest.raises(ConfigError, match="decoder_skip_channels"):
+        v2_config(decoder_skip_channels=(8, 4, 2)).validate()
+    with pytest.raises(ConfigError, match="decoder_head_kernel=5"):
+        v2_config(decoder_head_kernel=5).validate()

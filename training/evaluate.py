@@ -109,7 +109,7 @@ def model_pipeline(model: torch.nn.Module, num_inference_steps: Optional[int] = 
     from depth_diffusion_ros.inference.pipelines import CompletionPipeline, EstimationPipeline
     from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
 
-    if not isinstance(model, DiffusionDepth):
+    if not isinstance(model, DiffusionDepth) or model.config.regression:
         pipeline = CompletionPipeline(ModuleBackend(model))
         return lambda rgb, sparse: pipeline(rgb, sparse).depth
     backend = TorchDiffusionDepthBackend(model=model, num_inference_steps=num_inference_steps,

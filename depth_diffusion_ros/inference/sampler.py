@@ -88,7 +88,8 @@ def sample_members(backend: Any, feed: Mapping[str, np.ndarray], noise: np.ndarr
     backend: a DiffusionBackend; feed: {"rgb" (1,3,H,W) [0,1], "sparse_depth", "valid_mask"
     (1,1,H,W)} float32 at a size the backend accepts; noise: (E, C, h, w) float32, one initial
     latent per member. Members are run ``backend.batch_capacity`` at a time (None: all at once).
-    Returns (E, 1, H, W) float32 metres.
+    Returns (E, C, H, W) float32 metres: C = 1 depth, C = 2 [depth, predicted sigma] for a
+    model with an uncertainty head.
     """
     E = int(noise.shape[0])
     chunk = E if backend.batch_capacity is None else int(backend.batch_capacity)
@@ -124,3 +125,22 @@ def aggregate_ensemble(members: np.ndarray) -> tuple[np.ndarray, Optional[np.nda
     mean = np.where(valid, members.mean(axis=0), 0.0).astype(np.float32)
     std = np.where(valid, members.std(axis=0), 0.0).astype(np.float32)
     return mean, std
+
+
+def aggregate_depth_members(members: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Depth and uncertainty of (E, C, H, W) DiffusionDepth members (:func:`sample_members`).
+
+    C = 1: :func:`aggregate_ensemble` of the depths. C = 2 (a model with an uncertainty head,
+    channel 1 = its predicted standard deviation, metres): the uncertainty is the total standard
+    deviation of the mixture of the members, sqrt(mean(sigma^2) + spread^2) (law of total
+    variance; spread = the ensemble's population std), so a single member already has one.
+    Returns ((H, W) depth m, (H, W) uncertainty m | None), both 0 where there is no estimate.
+    """
+    members = np.asarray(members, np.float32)
+    depth, spread = aggregate_ensemble(members[:, 0])
+    if members.shape[1] < 2:
+        return depth, spread
+    total = np.mean(np.square(members[:, 1]), axis=0)
+    if spread is not None:
+        total = total + np.square(spread)
+    return depth, np.where(depth > 0, np.sqrt(total), 0.0).astype(np.float32)

@@ -110,22 +110,37 @@ class DepthDecoder(nn.Module):
         guidance_channels: int = 0,
         select_max_farther: float = 0.1,
         select_sharpness: float = 50.0,
+        skip_channels: tuple = (),
+        uncertainty: bool = False,
+        head_kernel: int = 3,
     ) -> None:
         super().__init__()
         n = _num_halvings(stride)
+        if len(skip_channels) > max(0, n - 1):
+            raise ValueError(f"skip_channels={skip_channels}: at most {max(0, n - 1)} for stride {stride}")
         if guidance_channels not in (0, 2, 4):
             raise ValueError(f"guidance_channels={guidance_channels}: must be 0, 2 or 4")
         self.normalizer = normalizer
         self.guidance_channels = int(guidance_channels)
+        self.skip_channels = tuple(int(c) for c in skip_channels)
         widths = [max(8, channels // 2**i) for i in range(n + 1)]
         self.stem = ConvAct(latent_channels, widths[0], 3)
-        self.ups = nn.ModuleList(ConvAct(widths[i], widths[i + 1], 3) for i in range(n))
+        skips = list(self.skip_channels) + [0] * (n - len(self.skip_channels))
+        # with image skips the last upsampling (to full resolution) has no conv of its own: the
+        # refine layer is the only conv before the head there (full-resolution layers set the speed)
+        n_convs = n - 1 if self.skip_channels else n
+        self.ups = nn.ModuleList(ConvAct(widths[i] + skips[i], widths[i + 1], 3) for i in range(n_convs))
+        if n_convs < n:
+            widths[-1] = widths[-2]
         self.refine = ConvAct(widths[-1] + self.guidance_channels, widths[-1], 3)
         out = {0: 1, 2: 3, 4: 4}[self.guidance_channels]
+        self.uncertainty = bool(uncertainty)
+        self.uncertainty_index = out
+        out += int(self.uncertainty)
         if self.guidance_channels == 4:
             self.select_weight = nn.Parameter(torch.tensor(-float(select_sharpness)))
             self.select_bias = nn.Parameter(torch.tensor(float(select_sharpness) * math.log1p(select_max_farther)))
-        self.head = nn.Conv2d(widths[-1], out, 3, padding=1)
+        self.head = nn.Conv2d(widths[-1], out, head_kernel, padding=head_kernel // 2)
         with torch.no_grad():
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
@@ -136,12 +151,23 @@ class DepthDecoder(nn.Module):
             self.head.bias[0] = U_BOUND * math.atanh(u0 / U_BOUND)
             if self.guidance_channels:
                 self.head.bias[2] = 4.0  # start by trusting the LiDAR prior (gate 0.98) where it exists
+            if self.uncertainty:
+                self.head.bias[self.uncertainty_index] = math.log(0.1)  # b = 0.1: a 10 % error scale
 
-    def forward(self, latents: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
-        """Returns *log* depth (B,1,H,W); :meth:`depth` applies exp. guidance required iff G>0."""
+    def forward(self, latents: torch.Tensor, guidance: torch.Tensor | None = None,
+                skips: list | None = None) -> torch.Tensor:
+        """Returns *log* depth (B,1,H,W), with ``uncertainty`` (B,2,H,W): [log depth, log b], b the
+        scale of a Laplace distribution of log depth (:func:`laplace_log_depth_nll`). guidance (B,G,H,W) (zeros when None: no LiDAR);
+        skips: image features [(B, skip_channels[i], H/s*2**(i+1), W/s*2**(i+1))] coarse to fine
+        (zeros when None)."""
         h = self.stem(latents)
-        for up in self.ups:
-            h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
+        for i in range(len(self.ups) + (1 if self.skip_channels else 0)):
+            h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+            if i < len(self.skip_channels):
+                skip = skips[i] if skips else h.new_zeros(h.shape[0], self.skip_channels[i], h.shape[2], h.shape[3])
+                h = torch.cat([h, skip], dim=1)
+            if i < len(self.ups):
+                h = self.ups[i](h)
         if self.guidance_channels:
             if guidance is None:
                 guidance = h.new_zeros(h.shape[0], self.guidance_channels, h.shape[2], h.shape[3])
@@ -155,7 +181,7 @@ class DepthDecoder(nn.Module):
         u = U_BOUND * torch.tanh(out[:, 0:1] / U_BOUND)
         log_mono = self.normalizer.log_depth(u)
         if not self.guidance_channels:
-            return log_mono
+            return self._with_uncertainty(log_mono, out)
         assert guidance is not None
         prior_norm, prior_valid = guidance[:, 0:1], guidance[:, 1:2]
         log_prior = self.normalizer.log_depth(prior_norm)
@@ -165,4 +191,31 @@ class DepthDecoder(nn.Module):
             log_prior = log_prior + select * log_ratio
         gate = torch.sigmoid(out[:, 2:3]) * prior_valid
         residual = R_BOUND * torch.tanh(out[:, 1:2] / R_BOUND)  # |log residual| < R_BOUND
-        return log_mono + gate * (log_prior + residual - log_mono)
+        return self._with_uncertainty(log_mono + gate * (log_prior + residual - log_mono), out)
+
+    def _with_uncertainty(self, log_depth: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if not self.uncertainty:
+            return log_depth
+        # log b soft-bounded to [log 1e-3, log 3]: a 0.1 % .. 300 % error scale
+        i = self.uncertainty_index
+        log_b = LOG_B_MID + LOG_B_HALF * torch.tanh((out[:, i:i + 1] - LOG_B_MID) / LOG_B_HALF)
+        return torch.cat([log_depth, log_b], dim=1)
+
+
+LOG_B_MID = 0.5 * (math.log(1e-3) + math.log(3.0))
+LOG_B_HALF = 0.5 * (math.log(3.0) - math.log(1e-3))
+
+
+def laplace_log_depth_nll(log_depth: torch.Tensor, log_b: torch.Tensor, gt: torch.Tensor,
+                          valid: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (up to log 2) of the GT's log depth under a Laplace
+    distribution centred at ``log_depth`` (detached: the uncertainty head learns the error's scale
+    without pulling the depth) with scale b = exp(log_b): |log gt - sg(log d)| / b + log b.
+
+    The aleatoric-uncertainty loss of Kendall & Gal, "What Uncertainties Do We Need in Bayesian
+    Deep Learning for Computer Vision?", NeurIPS 2017, eq. 8 (their L1 / Laplace form), on log depth.
+    All (B,1,H,W); gt metres, valid {0,1}. Returns a scalar (0 when nothing is valid).
+    """
+    err = (torch.log(gt.clamp(min=1e-3)) - log_depth.detach()).abs()
+    nll = err * torch.exp(-log_b) + log_b
+    return (nll * valid).sum() / valid.sum().clamp(min=1.0)

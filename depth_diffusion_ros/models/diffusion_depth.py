@@ -30,6 +30,7 @@ control flow on tensor values; timesteps are tensors.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -40,33 +41,39 @@ from depth_diffusion_ros.models.backbone import TimmBackbone
 from depth_diffusion_ros.models.config import DiffusionDepthConfig
 from depth_diffusion_ros.models.ddim import DDIMScheduler, ddim_step_tensor
 from depth_diffusion_ros.models.denoiser import ConditionedUNet
-from depth_diffusion_ros.models.depth_latent import DepthDecoder, DepthEncoder, LogDepthNormalizer
+from depth_diffusion_ros.models.depth_latent import (
+    DepthDecoder,
+    DepthEncoder,
+    LogDepthNormalizer,
+    laplace_log_depth_nll,
+)
 from depth_diffusion_ros.models.losses import masked_l1, masked_l2, valid_depth_mask
 from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck
 from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
 
-NECK_STRIDE = 4
-
-
 class SparseDepthEncoder(nn.Module):
-    """[log sparse*valid, valid, log prior*prior_valid, prior_valid] (B,4,H,W) -> (B,C,H/4,W/4)."""
+    """[log sparse*valid, valid, log prior*prior_valid, prior_valid] (B,4,H,W) -> (B,C,H/s,W/s),
+    s = ``stride`` (a power of two >= 4: one stride-2 conv per halving). ``stem_stride`` 2 makes
+    the first conv strided too (no layer at full resolution, where thin convs are slow)."""
 
-    def __init__(self, channels: int, out_channels: int) -> None:
+    def __init__(self, channels: int, out_channels: int, stride: int = 4, stem_stride: int = 1) -> None:
         super().__init__()
         # no normalisation: it would erase the metric depth level of the LiDAR input
-        self.net = nn.Sequential(
-            ConvAct(4, channels // 2, 3),
-            ConvAct(channels // 2, channels, 3, stride=2),
-            ConvAct(channels, channels, 3, stride=2),
-            nn.Conv2d(channels, out_channels, 1),
-        )
+        layers: list[nn.Module] = [ConvAct(4, channels // 2, 3, stride=stem_stride),
+                                   ConvAct(channels // 2, channels, 3, stride=2)]
+        s = 2 * stem_stride
+        while s < stride:
+            layers.append(ConvAct(channels, channels, 3, stride=2))
+            s *= 2
+        layers.append(nn.Conv2d(channels, out_channels, 1))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 def _stride_adapter(channels: int, from_stride: int, to_stride: int) -> nn.Module:
-    """Brings the stride-4 condition to the latent stride (strided convs or upsample + conv).
+    """Brings the neck-stride condition to the latent stride (strided convs or upsample + conv).
     No normalisation: the condition carries the LiDAR's metric depth level."""
     layers: list[nn.Module] = []
     s = from_stride
@@ -102,23 +109,42 @@ class DiffusionDepth(nn.Module):
         self.latent_stride = s
         self.size_divisor = config.size_divisor
         self.normalizer = LogDepthNormalizer(config.min_depth, config.max_depth)
+        neck_stride = config.neck_stride
+        self.skip_strides = [s // 2 ** (i + 1) for i in range(len(config.decoder_skip_channels))]
         self.backbone = TimmBackbone(
-            config.backbone, config.pretrained_path, min_stride=NECK_STRIDE, **config.backbone_kwargs
+            config.backbone, config.pretrained_path, min_stride=min([neck_stride] + self.skip_strides),
+            **config.backbone_kwargs,
         )
+        strides, channels = self.backbone.strides, self.backbone.channels
+        self.neck_levels = [i for i, st in enumerate(strides) if st >= neck_stride]
         self.neck = FeaturePyramidNeck(
-            self.backbone.channels, self.backbone.strides, config.neck_channels, out_stride=NECK_STRIDE
+            [channels[i] for i in self.neck_levels], [strides[i] for i in self.neck_levels],
+            config.neck_channels, out_stride=neck_stride,
+        )
+        self.skip_levels: list[int] = []
+        for st in self.skip_strides:
+            if st not in strides:
+                raise ValueError(f"decoder skip at stride {st}: backbone {config.backbone!r} has feature "
+                                 f"strides {strides}")
+            self.skip_levels.append(strides.index(st))
+        self.skip_proj = nn.ModuleList(
+            ConvAct(channels[i], c, 1) for i, c in zip(self.skip_levels, config.decoder_skip_channels)
         )
         if self.completion:
-            self.sparse_encoder = SparseDepthEncoder(config.sparse_channels, config.neck_channels)
-        self.cond_adapter = _stride_adapter(config.neck_channels, NECK_STRIDE, s)
+            self.sparse_encoder = SparseDepthEncoder(config.sparse_channels, config.neck_channels, neck_stride,
+                                                     config.sparse_stem_stride)
+        self.cond_adapter = _stride_adapter(config.neck_channels, neck_stride, s)
         self.feature_channels = config.neck_channels
         self.two_priors = self.completion and config.prior_scanline_gap > 0
         self.guidance_channels = (4 if self.two_priors else 2) if self.completion else 0
-        self.cond_channels = self.feature_channels + self.guidance_channels * s * s
+        self.skip_cond_channels = [c * (s // st) ** 2 for c, st in zip(config.decoder_skip_channels, self.skip_strides)]
+        self.cond_channels = self.feature_channels + self.guidance_channels * s * s + sum(self.skip_cond_channels)
         self.depth_encoder = DepthEncoder(config.latent_channels, s, config.decoder_channels, self.normalizer)
         self.depth_decoder = DepthDecoder(
             config.latent_channels, s, config.decoder_channels, self.normalizer, self.guidance_channels,
             select_max_farther=config.prior_select_max_farther, select_sharpness=config.prior_select_sharpness,
+            skip_channels=config.decoder_skip_channels, uncertainty=config.uncertainty_head,
+            head_kernel=config.decoder_head_kernel,
         )
         self.denoiser = ConditionedUNet(
             config.latent_channels,
@@ -175,9 +201,13 @@ class DiffusionDepth(nn.Module):
         Returns cond (B, cond_channels, H/s, W/s). In monocular mode sparse inputs are ignored.
         """
         feats = self.backbone(rgb)
-        c4 = self.neck(feats, image_hw=rgb.shape[-2:])
+        cn = self.neck([feats[i] for i in self.neck_levels], image_hw=rgb.shape[-2:])
+        skips = [
+            F.pixel_unshuffle(proj(feats[i]), self.latent_stride // st)
+            for proj, i, st in zip(self.skip_proj, self.skip_levels, self.skip_strides)
+        ]
         if not self.completion:
-            return self.cond_adapter(c4)
+            return torch.cat([self.cond_adapter(cn)] + skips, dim=1)
         if sparse_depth is None:
             sparse_depth = rgb.new_zeros(rgb.shape[0], 1, rgb.shape[2], rgb.shape[3])
         if valid_mask is None:
@@ -187,12 +217,30 @@ class DiffusionDepth(nn.Module):
         prior, prior_valid, scan, rule = self.lidar_priors(sparse, valid)
         sparse_n = self.normalizer(sparse) * valid
         rule_n = self.normalizer(rule) * prior_valid
-        c4 = c4 + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
+        cn = cn + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
         guidance = [self.normalizer(prior) * prior_valid, prior_valid]
         if scan is not None:
             guidance += [self.normalizer(scan) * prior_valid, valid]
-        features = self.cond_adapter(c4)
-        return torch.cat([features, F.pixel_unshuffle(torch.cat(guidance, dim=1), self.latent_stride)], dim=1)
+        features = self.cond_adapter(cn)
+        guidance_packed = F.pixel_unshuffle(torch.cat(guidance, dim=1), self.latent_stride)
+        return torch.cat([features, guidance_packed] + skips, dim=1)
+
+    def split_condition(self, cond: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], list]:
+        """cond (B, cond_channels, h, w) -> (features (B,F,h,w), full-resolution guidance
+        (B,G,H,W) or None (monocular), decoder skips [(B,C_i,H/st_i,W/st_i)] coarse to fine)."""
+        s = self.latent_stride
+        features = cond[:, : self.feature_channels]
+        start = self.feature_channels
+        guidance = None
+        if self.guidance_channels:
+            end = start + self.guidance_channels * s * s
+            guidance = F.pixel_shuffle(cond[:, start:end], s)
+            start = end
+        skips = []
+        for c, st in zip(self.skip_cond_channels, self.skip_strides):
+            skips.append(F.pixel_shuffle(cond[:, start:start + c], s // st))
+            start += c
+        return features, guidance, skips
 
     def lidar_priors(
         self, sparse_depth: torch.Tensor, valid: torch.Tensor
@@ -214,7 +262,7 @@ class DiffusionDepth(nn.Module):
         return prior, prior_valid, scan, select_scanline(prior, scan, cfg.prior_select_max_farther)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """One network pass: noise_pred (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)
+        """One network pass: the prediction (``config.prediction_type``: noise, x0 or v) (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)
         int64 tensor in [0, num_train_timesteps)), cond (B, cond_channels, h, w)."""
         return self.denoiser(latents, timestep, cond[:, : self.feature_channels])
 
@@ -233,27 +281,41 @@ class DiffusionDepth(nn.Module):
         noise_pred = self.denoise(latents, timestep, cond)
         prev, _ = ddim_step_tensor(
             self.alphas_cumprod, self.final_alpha_cumprod, noise_pred, timestep, prev_timestep, latents,
-            clip_sample_range=self.scheduler.clip_sample_range,
+            prediction_type=self.config.prediction_type, clip_sample_range=self.scheduler.clip_sample_range,
         )
         return prev
 
     def decode(self, latents: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Depth (B,1,H,W) metres from latents (B,d,H/s,W/s).
+        """Depth (B,1,H,W) metres from latents (B,d,H/s,W/s); with ``config.uncertainty_head``
+        (B,2,H,W): [depth, sigma], sigma the predicted standard deviation of depth (metres).
 
         cond: the ``encode_condition`` output; in completion mode its prior channels give the
         prior + residual decode. None (or a cond without LiDAR) decodes monocularly.
         In eval mode the depth is clamped to [min_depth, max_depth], and with
-        ``config.mask_unsupported`` it is 0 where no LiDAR return is within the prior's reach."""
-        guidance = None
-        if self.completion and cond is not None:
-            guidance = F.pixel_shuffle(cond[:, self.feature_channels :], self.latent_stride)
-        log_depth = self.depth_decoder(latents, guidance)
+        ``config.mask_unsupported`` both channels are 0 where no LiDAR return is within the
+        prior's reach."""
+        out, prior_valid = self._decode_log(latents, cond)
         if self.training:
-            return torch.exp(log_depth.clamp(max=20.0))
-        depth = torch.exp(log_depth).clamp(self.config.min_depth, self.config.max_depth)
-        if guidance is not None and self.config.mask_unsupported:
-            depth = depth * guidance[:, 1:2]  # 0 = no estimate where no LiDAR is within reach
+            depth = torch.exp(out[:, :1].clamp(max=20.0))
+        else:
+            depth = torch.exp(out[:, :1]).clamp(self.config.min_depth, self.config.max_depth)
+        if self.config.uncertainty_head:
+            depth = torch.cat([depth, depth * (math.sqrt(2.0) * torch.exp(out[:, 1:2]))], dim=1)
+        if not self.training and prior_valid is not None and self.config.mask_unsupported:
+            depth = depth * prior_valid  # 0 = no estimate where no LiDAR is within reach
         return depth
+
+    def _decode_log(self, latents: torch.Tensor, cond: Optional[torch.Tensor],
+                    guidance_too: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The decoder's (B,1|2,H,W) [log depth (, log b)] and the prior validity (B,1,H,W) or
+        None; ``guidance_too`` False decodes with the image skips only (monocular)."""
+        guidance, skips = None, None
+        if cond is not None:
+            _, guidance, skips = self.split_condition(cond)
+        if not guidance_too:
+            guidance = None
+        out = self.depth_decoder(latents, guidance, skips)
+        return out, (None if guidance is None else guidance[:, 1:2])
 
     def encode_depth(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth (B,1,H,W) metres (dense) -> latent (B,d,H/s,W/s) (latent reconstruction term)."""
@@ -278,6 +340,7 @@ class DiffusionDepth(nn.Module):
         noise: Optional[torch.Tensor] = None,
         num_inference_steps: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        full_output: bool = False,
     ) -> torch.Tensor:
         """Run DDIM from noise and decode: one sample per image (ensembles and their uncertainty
         are the pipelines' job, :mod:`depth_diffusion_ros.inference.pipelines`).
@@ -285,7 +348,8 @@ class DiffusionDepth(nn.Module):
         rgb (B,3,H,W) [0,1]; sparse_depth/valid_mask (B,1,H,W) or None (monocular fallback);
         noise: (B, d, H/s, W/s) initial latents, else drawn from ``generator``;
         num_inference_steps: default ``config.num_inference_steps``.
-        Returns depth (B,1,H,W) metres.
+        Returns depth (B,1,H,W) metres; with ``full_output`` every channel of :meth:`decode`
+        ([depth, sigma] (B,2,H,W) for a model with the uncertainty head).
         Raises ValueError for bad sizes, step counts or noise shape (message names it).
         """
         if rgb.ndim != 4 or rgb.shape[1] != 3:
@@ -299,15 +363,31 @@ class DiffusionDepth(nn.Module):
         if not 1 <= steps <= self.config.num_train_timesteps:
             raise ValueError(f"num_inference_steps={steps}: must be in [1, {self.config.num_train_timesteps}]")
         shape = (B,) + self.latent_shape(H, W)
-        if noise is None:
+        if self.config.regression:
+            noise, steps = torch.zeros(shape, device=rgb.device, dtype=rgb.dtype), 1
+        elif noise is None:
             noise = torch.randn(shape, generator=generator, device=rgb.device, dtype=rgb.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must be {shape} (B, d, H/s, W/s), got {tuple(noise.shape)}")
         cond = self.encode_condition(rgb, sparse_depth, valid_mask)
         latents = self._loop(noise.to(rgb.dtype), cond, steps)
-        return self.decode(latents, cond)
+        out = self.decode(latents, cond)
+        return out if full_output else out[:, :1]
 
     # ------------------------------------------------------------------ training
+    def _prediction_target(self, eps: torch.Tensor, z0: torch.Tensor, alpha_cumprod: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to output for x_t = sqrt(a) z0 + sqrt(1-a) eps: eps
+        ("epsilon", Ho et al. 2020), z0 ("sample") or v = sqrt(a) eps - sqrt(1-a) z0
+        ("v_prediction", Salimans & Ho, ICLR 2022, Sec. 4; Marigold's choice). With v (or the
+        sample), one step from t = T-1 is well conditioned; with eps the x0 estimate divides by
+        sqrt(a_{T-1}) ~ 0.006 and amplifies the prediction's error ~160-fold."""
+        kind = self.config.prediction_type
+        if kind == "sample":
+            return z0
+        if kind == "v_prediction":
+            return alpha_cumprod**0.5 * eps - (1 - alpha_cumprod) ** 0.5 * z0
+        return eps
+
     def training_losses(
         self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None
     ) -> Dict[str, torch.Tensor]:
@@ -320,11 +400,15 @@ class DiffusionDepth(nn.Module):
         ``lidar_dropout`` (model in train mode only); (2) run ``num_self_diffusion_steps`` DDIM
         steps from noise with gradients -> refined latent z0; (3) decode -> L1, L2 on valid GT;
         (4) self-diffusion: x_t = sqrt(abar_t) sg(z0) + sqrt(1-abar_t) eps, t ~ U{0..T-1},
-        DDIM loss = ||eps_theta(x_t, t, c) - eps||^2; (5) latent terms: the depth encoder encodes
+        DDIM loss = ||eps_theta(x_t, t, c) - eps||^2 (or its x0 / v form, ``prediction_type``); (5) latent terms: the depth encoder encodes
         the dense target (GT where valid, else sg(prediction)); its monocular decode is
         supervised by L1 on valid GT (reconstruction), and z0 is pulled to sg(encoded) by L2.
+        (6) with ``uncertainty_head``: the Laplace NLL of the GT's log depth
+        (:func:`~depth_diffusion_ros.models.depth_latent.laplace_log_depth_nll`).
+        With ``config.regression`` (the "no diffusion" ablation) step (2) is one step from a zero
+        latent and only the pixel and uncertainty terms are trained.
         Returns dict with "loss" (weighted total, differentiable) and the detached parts
-        "l1", "l2", "ddim", "latent_rec", "latent_align".
+        "l1", "l2", "ddim", "latent_rec", "latent_align", "uncertainty" (0 without the head).
         """
         cfg = self.config
         rgb = batch["rgb"]
@@ -347,10 +431,21 @@ class DiffusionDepth(nn.Module):
 
         shape = (B,) + self.latent_shape(H, W)
         noise = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)
-        z0 = self._loop(noise, cond, cfg.num_self_diffusion_steps)
-        depth = self.decode(z0, cond)
+        if cfg.regression:
+            z0 = self._loop(torch.zeros_like(noise), cond, 1)
+        else:
+            z0 = self._loop(noise, cond, cfg.num_self_diffusion_steps)
+        out, _ = self._decode_log(z0, cond)
+        depth = torch.exp(out[:, :1].clamp(max=20.0))
         l1 = masked_l1(depth, gt, gt_valid_f)
         l2 = masked_l2(depth, gt, gt_valid_f)
+        unc = laplace_log_depth_nll(out[:, :1], out[:, 1:2], gt, gt_valid_f) if cfg.uncertainty_head else l1 * 0
+
+        if cfg.regression:
+            zero = l1.detach() * 0
+            loss = cfg.loss_weight_l1 * l1 + cfg.loss_weight_l2 * l2 + cfg.loss_weight_uncertainty * unc
+            return {"loss": loss, "l1": l1.detach(), "l2": l2.detach(), "ddim": zero, "latent_rec": zero,
+                    "latent_align": zero, "uncertainty": unc.detach()}
 
         # self-diffusion of the model's own refined latent
         t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device="cpu").to(device)
@@ -358,12 +453,13 @@ class DiffusionDepth(nn.Module):
         z0_sg = z0.detach()
         a = self.alphas_cumprod.index_select(0, t).reshape(-1, 1, 1, 1).to(rgb.dtype)
         x_t = a**0.5 * z0_sg + (1 - a) ** 0.5 * eps
-        ddim = F.mse_loss(self.denoise(x_t, t, cond), eps)
+        ddim = F.mse_loss(self.denoise(x_t, t, cond), self._prediction_target(eps, z0_sg, a))
 
         # depth auto-encoder terms
         target = torch.where(gt_valid, gt, depth.detach()).clamp(cfg.min_depth, cfg.max_depth)
         z_enc = self.encode_depth(target)
-        rec = masked_l1(self.decode(z_enc, None), gt, gt_valid_f)
+        rec_log, _ = self._decode_log(z_enc, cond, guidance_too=False)
+        rec = masked_l1(torch.exp(rec_log[:, :1].clamp(max=20.0)), gt, gt_valid_f)
         align = F.mse_loss(z0, z_enc.detach())
 
         loss = (
@@ -371,6 +467,7 @@ class DiffusionDepth(nn.Module):
             + cfg.loss_weight_l2 * l2
             + cfg.loss_weight_ddim * ddim
             + cfg.loss_weight_latent * (rec + align)
+            + cfg.loss_weight_uncertainty * unc
         )
         return {
             "loss": loss,
@@ -379,4 +476,5 @@ class DiffusionDepth(nn.Module):
             "ddim": ddim.detach(),
             "latent_rec": rec.detach(),
             "latent_align": align.detach(),
+            "uncertainty": unc.detach(),
         }

@@ -75,7 +75,8 @@ class DiffusionBackend(SampledBackend):
     ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``).
 
     Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
-    float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres.
+    float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
+    for a model with an uncertainty head.
     """
 
     name = "diffusion"
@@ -120,11 +121,11 @@ class DiffusionBackend(SampledBackend):
         raise NotImplementedError
 
     def decode(self, latents: Any, cond: Any) -> np.ndarray:
-        """Depth (n, 1, H, W) float32 metres on the host."""
+        """Depth (n, 1 | 2, H, W) float32 metres on the host (channel 1: the predicted sigma)."""
         raise NotImplementedError
 
     def sample_unrolled(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-        """form "unrolled": the whole loop in one call; depth (n, 1, H, W) of n = len(noise) members."""
+        """form "unrolled": the whole loop in one call; depth (n, 1 | 2, H, W) of n = len(noise) members."""
         raise NotImplementedError
 
     def to_numpy(self, value: Any) -> np.ndarray:

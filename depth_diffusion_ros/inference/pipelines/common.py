@@ -10,7 +10,7 @@ from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.inference import frames
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend
 from depth_diffusion_ros.inference.errors import BackendError
-from depth_diffusion_ros.inference.sampler import aggregate_ensemble, sample_members
+from depth_diffusion_ros.inference.sampler import aggregate_depth_members, sample_members
 
 
 @dataclass
@@ -19,8 +19,9 @@ class DepthOutput:
 
     depth: (H, W) float32 metres, 0 where there is no estimate.
     uncertainty: (H, W) float32 metres, the per-pixel standard deviation over the diffusion
-        ensemble (:func:`~depth_diffusion_ros.inference.sampler.aggregate_ensemble`), or None
-        (a single sample, or a classical backend).
+        ensemble, combined with the model's own predicted one when it has an uncertainty head
+        (:func:`~depth_diffusion_ros.inference.sampler.aggregate_depth_members`), or None (a
+        single sample of a model without the head, or a classical backend).
     intrinsics: the intrinsics of ``depth`` (rescaled when the pipeline ran at a processing
         size and did not resize back), or None when none were given.
     rgb: (H, W, 3) uint8, the guidance image at the size of ``depth`` (colours of a point cloud).
@@ -51,7 +52,7 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
     feed = {"rgb": frames.rgb_to_tensor_layout(rgb_p), "sparse_depth": sparse_t, "valid_mask": valid_t}
     noise = frames.make_noise((backend.ensemble_size,) + backend.latent_shape(H, W), backend.seed)
     members = sample_members(backend, feed, noise, backend.num_inference_steps)
-    depth, unc = aggregate_ensemble(members[:, 0])
+    depth, unc = aggregate_depth_members(members)
     depth = np.ascontiguousarray(frames.crop_padding(depth, pads), np.float32)
     if unc is not None:
         unc = np.ascontiguousarray(frames.crop_padding(unc, pads), np.float32)
