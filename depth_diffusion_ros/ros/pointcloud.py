@@ -114,7 +114,8 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
         dt = np.dtype({"names": ["x", "y", "z"], "formats": formats,
                        "offsets": [offsets["x"], offsets["y"], offsets["z"]], "itemsize": point_step})
         rec = buf[: n * point_step].view(dt)
-        xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 range: inf, left out
+            xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
     return _finite_rows(xyz)
 
 

@@ -235,7 +235,8 @@ def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -
     Any PointField numeric datatype is read; a missing ``intensity`` field reads as 0 (wider
     than :func:`depth_diffusion_ros.ros.pointcloud.pointcloud2_to_xyz`, which reads float x, y, z
     only, so the bag tools keep their own reader).
-    Raises BagError when x, y or z is missing or the data is shorter than the header says.
+    Raises BagError when x, y or z is missing, a field read has an unknown datatype or does not fit
+    in ``point_step``, or the data is shorter than the header says.
     """
     offsets = {f.name: (int(f.offset), int(f.datatype)) for f in msg.fields}
     for name in ("x", "y", "z"):
@@ -243,17 +244,30 @@ def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -
             raise BagError(f"PointCloud2 has no {name!r} field (fields: {sorted(offsets)})")
     n = int(msg.width) * int(msg.height)
     step = int(msg.point_step)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if n and data.size < n * step:
-        raise BagError(f"PointCloud2 data has {data.size} bytes, header says {n} x {step}")
-    rows = data[: n * step].reshape(n, step) if n else np.zeros((0, max(step, 1)), np.uint8)
-    out = np.zeros((n, len(fields)), dtype=np.float32)
-    for j, name in enumerate(fields):
+    layout = {}
+    for name in fields:
         if name not in offsets:
             continue
         off, dt = offsets[name]
-        dtype = np.dtype(_POINTFIELD_DTYPES.get(dt, "f4")).newbyteorder(">" if msg.is_bigendian else "<")
-        out[:, j] = np.ascontiguousarray(rows[:, off:off + dtype.itemsize]).view(dtype).reshape(-1)
+        if dt not in _POINTFIELD_DTYPES:
+            raise BagError(f"PointCloud2 field {name!r} has unknown datatype {dt}")
+        dtype = np.dtype(_POINTFIELD_DTYPES[dt]).newbyteorder(">" if msg.is_bigendian else "<")
+        if off + dtype.itemsize > step:
+            raise BagError(f"PointCloud2 field {name!r} at offset {off} ({dtype.itemsize} bytes) does not fit in "
+                           f"point_step {step}")
+        layout[name] = (off, dtype)
+    if n == 0:
+        return np.zeros((0, len(fields)), dtype=np.float32)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if data.size < n * step:
+        raise BagError(f"PointCloud2 data has {data.size} bytes, header says {n} x {step}")
+    rows = data[: n * step].reshape(n, step)
+    out = np.zeros((n, len(fields)), dtype=np.float32)
+    for j, name in enumerate(fields):
+        if name in layout:
+            off, dtype = layout[name]
+            with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32: inf, left out below
+                out[:, j] = np.ascontiguousarray(rows[:, off:off + dtype.itemsize]).view(dtype).reshape(-1)
     finite = np.isfinite(out[:, :3] if len(fields) >= 3 else out).all(axis=1)
     return out[finite]
 
