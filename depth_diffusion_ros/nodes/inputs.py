@@ -11,7 +11,14 @@ counted per input from the publishers' sequence numbers (``gaps_<input>``, ``gap
 jump of the node's clock (ROS time, or ``/clock`` with ``use_sim_time``) or of one input's stamps
 by more than ``time_jump_threshold`` seconds resets it with one log line (``sync_resets``; the
 queued messages it discards are counted as ``drops_time_jump``); only a set the frame handler
-processed advances the last synchronised stamps.
+processed advances the last synchronised stamps. rcl reports jumps of ROS time only while it
+follows ``/clock``; a step of the system clock shows up in the stamps (their own jump check).
+
+Gaps are counted where they can be known: rmw gives every message its publisher's sequence
+number (Fast DDS and Cyclone DDS do); a jump by more than one between two messages of the same
+publisher means the messages in between were lost in transit or overwritten in the
+subscription's KEEP_LAST queue (``queue_size``). Where the middleware gives none, nothing is
+counted. Gaps are not drops of the node: ``drops_total`` does not include them.
 """
 from __future__ import annotations
 
