@@ -37,8 +37,8 @@ from depth_diffusion_ros.geometry.transforms import matrix_to_quaternion, quater
 from depth_diffusion_ros.ros.camera_info import camera_info_to_intrinsics
 from depth_diffusion_ros.ros.errors import InputError
 from depth_diffusion_ros.ros.image import depth_from_image, image_to_array, rgb_from_image
-from depth_diffusion_ros.tools.bag_reader import BagMessage, BagReader, deserialize
-from depth_diffusion_ros.tools.bag_types import (
+from depth_diffusion_ros.tools.bag_reader import BagMessage, BagReader, deserialize  # noqa: F401 - re-exported
+from depth_diffusion_ros.tools.bag_types import (  # noqa: F401 - re-exported
     CAMERA_INFO,
     DIAGNOSTIC_ARRAY,
     IMAGE,
@@ -52,9 +52,6 @@ from depth_diffusion_ros.tools.bag_types import (
 #: sensor_msgs/PointField datatype codes.
 POINTFIELD_FLOAT32 = 7
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-
-__all__ = ["BagError", "BagMessage", "BagReader", "BagWriter", "CAMERA_INFO", "DIAGNOSTIC_ARRAY", "IMAGE",
-           "POINTCLOUD2", "STRING", "TF_MESSAGE", "TYPESTORE", "deserialize"]
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
