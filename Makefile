@@ -9,7 +9,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export PYTHONUNBUFFERED = 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test fuzz bench clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-torch.txt requirements-dev.txt setup.py
@@ -30,6 +30,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q test
+
+# the fuzz tests with many more (fresh random) examples, and the slow node-process variant
+fuzz: setup
+	DDR_FUZZ=long $(PY) -m pytest -q test/test_fuzz_conversions.py test/test_fuzz_node.py
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -171,6 +171,16 @@ def test_image_camera_info_size_mismatch(rig):
     rig.send_good()
 
 
+def test_depth_lr_in_another_frame(rig):
+    """depth_lr must be registered to the image: another frame_id is dropped, naming both."""
+    t = next_stamp()
+    image, ci, d, di = rig.messages(t)
+    d.header.frame_id = "tof_optical"
+    rig.publish(image, ci, d, di)
+    rig.expect_drop("frame_mismatch", f"depth_lr is in frame 'tof_optical' but image is in frame '{FRAME}'")
+    rig.send_good()
+
+
 def test_all_nan_depth_lr(rig):
     t = next_stamp()
     rig.publish(*rig.messages(t, depth=np.full((60, 80), np.nan, np.float32)))

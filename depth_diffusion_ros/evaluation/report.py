@@ -61,16 +61,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
+#: permissions of report.json (owner read/write, everyone read)
+REPORT_FILE_MODE = 0o644
+
+
 def write_json_atomic(path: Union[str, Path], data: Mapping[str, Any]) -> Path:
     """Write ``data`` as indented JSON via a temporary file and ``os.replace``.
 
-    A reader never sees a half-written file. Raises OSError naming the path when it cannot be
-    written (missing or read-only folder).
+    A reader never sees a half-written file. The file gets mode 0644 (``mkstemp`` creates 0600),
+    like every other output. Raises OSError naming the path when it cannot be written (missing
+    or read-only folder).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, REPORT_FILE_MODE)
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(data), f, indent=2, allow_nan=False)
             f.write("\n")

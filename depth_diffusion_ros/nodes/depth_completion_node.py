@@ -8,7 +8,9 @@ here with ``T_camera_lidar``) by approximate time, runs the completion backend c
 
 Subscribed:
     ``image`` (sensor_msgs/Image rgb8 | bgr8 | mono8): the guidance image.
-    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K).
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K;
+    ``binning_x/y`` and ``roi`` applied as image_geometry does: see
+    :mod:`depth_diffusion_ros.ros.camera_info` for what is refused, and why).
     ``sparse_depth`` (sensor_msgs/Image 16UC1 mm | 32FC1 m), when ``input`` is ``sparse_depth``:
     registered to ``image``: of the same size and, when both headers name a frame, the same
     ``frame_id`` (otherwise the frame is dropped as ``frame_mismatch``).
@@ -50,7 +52,7 @@ from depth_diffusion_ros.inference.backends import (
 from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
 from depth_diffusion_ros.nodes.health import StageTimer
-from depth_diffusion_ros.nodes.inputs import image_intrinsics
+from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
 from depth_diffusion_ros.nodes.depth_node import DepthNode
 from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
 from depth_diffusion_ros.nodes.parameters import (
@@ -96,10 +98,10 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_spec
               read_only=True),
     ParamSpec("blur_type", "bilateral", "ip_basic: final smoothing", read_only=True,
               choices=("bilateral", "gaussian", "none")),
-    ParamSpec("min_depth", 0.1, "points input: LiDAR returns nearer than this are ignored (metres)",
-              read_only=True, range=(1e-3, 1000.0)),
-    ParamSpec("max_depth", 100.0, "farthest depth used (metres): LiDAR returns beyond it are ignored; "
-              "ip_basic's inversion constant", read_only=True, range=(1e-3, 10000.0)),
+    ParamSpec("min_depth", 0.1, "nearest sparse depth used (metres): LiDAR returns and sparse_depth pixels "
+              "nearer than this are ignored", read_only=True, range=(1e-3, 1000.0)),
+    ParamSpec("max_depth", 100.0, "farthest sparse depth used (metres): LiDAR returns and sparse_depth pixels "
+              "beyond it are ignored; ip_basic's inversion constant", read_only=True, range=(1e-3, 10000.0)),
     ParamSpec("processing_width", 0, "width the backend runs at (pixels); 0 = the input width",
               read_only=True, range=(0, 16384)),
     ParamSpec("processing_height", 0, "height the backend runs at (pixels); 0 = the input height",
@@ -191,14 +193,7 @@ class DepthCompletionNode(DepthNode):
             timer.mark("inputs")
             output = self.pipeline(rgb, intrinsics=intrinsics, points=xyz, T_camera_points=T)
         else:
-            image_frame, sparse_frame = image.header.frame_id, sparse_msg.header.frame_id
-            if image_frame and sparse_frame and image_frame != sparse_frame:
-                raise InputError(
-                    f"sparse_depth is in frame {sparse_frame!r} but image is in frame {image_frame!r}: "
-                    "sparse_depth must be registered to the image (e.g. lidar_depth_projection_node with "
-                    "the image's camera_info)",
-                    reason="frame_mismatch",
-                )
+            check_registered("sparse_depth", sparse_msg, image)
             sparse = depth_from_image(sparse_msg)
             timer.mark("inputs")
             output = self.pipeline(rgb, sparse, intrinsics)

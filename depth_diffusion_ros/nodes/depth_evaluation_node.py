@@ -51,10 +51,10 @@ from depth_diffusion_ros.evaluation.report import EvaluationReport
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
 from depth_diffusion_ros.nodes.health import WARN, NodeHealth
+from depth_diffusion_ros.nodes.inputs import NodeSynchronizer
 from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParameterError, ParamSpec, declare_parameters
 from depth_diffusion_ros.nodes.process import run_node
 from depth_diffusion_ros.ros import (
-    ApproximateTimeSynchronizer,
     InputError,
     camera_info_to_intrinsics,
     depth_from_image,
@@ -153,10 +153,8 @@ class DepthEvaluationNode(Node):
         qos = qos_from_parameter(p["reliability"], depth=int(p["queue_size"]))
         self.metrics_pub = self.create_publisher(
             String, "evaluation/metrics", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.sync = ApproximateTimeSynchronizer(
-            ("prediction", "ground_truth"), float(p["sync_slop"]), self._on_pair,
-            queue_size=int(p["queue_size"]), on_drop=self._on_sync_drop,
-        )
+        self.sync = NodeSynchronizer(self, ("prediction", "ground_truth"), self._on_pair, self.health, p,
+                                     self._on_sync_drop)
         self.create_subscription(Image, "depth/image", lambda m: self.sync.add("prediction", m), qos)
         if self.source == "depth":
             self.create_subscription(Image, "depth_gt", lambda m: self.sync.add("ground_truth", m), qos)

@@ -14,9 +14,12 @@ with another scale is dropped with a message naming both sizes (reason ``bad_sca
 
 Subscribed:
     ``image`` (sensor_msgs/Image rgb8 | bgr8 | mono8): the guidance image (H x W).
-    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K).
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K;
+    ``binning_x/y`` and ``roi`` applied as image_geometry does: see
+    :mod:`depth_diffusion_ros.ros.camera_info` for what is refused, and why).
     ``depth_lr`` (sensor_msgs/Image 16UC1 mm | 32FC1 m, 0/NaN = missing): h x w with H = s*h,
-    W = s*w, registered to ``image`` (same optical frame).
+    W = s*w, registered to ``image``: when both headers name a frame, the same ``frame_id``
+    (otherwise the frame is dropped as ``frame_mismatch``).
     ``depth_lr/camera_info`` (CameraInfo), when ``use_depth_camera_info``: intrinsics of
     ``depth_lr``; its size must match ``depth_lr``, and when its intrinsics differ from the colour
     camera's (rescaled to h x w) by more than ``intrinsics_tolerance`` pixels, the LR depth is
@@ -45,7 +48,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from depth_diffusion_ros.inference.backends import SUPER_RESOLUTION_BACKENDS, make_super_resolution_backend
 from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
 from depth_diffusion_ros.nodes.health import StageTimer
-from depth_diffusion_ros.nodes.inputs import image_intrinsics
+from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
 from depth_diffusion_ros.nodes.depth_node import DepthNode
 from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
 from depth_diffusion_ros.nodes.parameters import (
@@ -139,6 +142,7 @@ class DepthSuperResolutionNode(DepthNode):
         self.health.frame_in()
         timer = StageTimer()
         colour = image_intrinsics(image, camera_info)
+        check_registered("depth_lr", depth_msg, image)
         self.pipeline.scale(image.width, image.height, depth_msg.width, depth_msg.height)  # before decoding
         rgb = rgb_from_image(image)
         depth_lr = depth_from_image(depth_msg)

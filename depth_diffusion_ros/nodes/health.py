@@ -5,7 +5,9 @@
 :class:`~depth_diffusion_ros.inference.errors.FrameError`: WARN, counter = its ``reason``),
 :class:`~depth_diffusion_ros.inference.errors.BackendError` (ERROR, ``backend_error``) and any
 other exception (ERROR, ``internal_error``, traceback logged) drop the frame and never stop the
-node. Each problem is logged with a per-reason throttle (the first occurrence at once).
+node. Each problem is logged with a per-reason throttle (the first occurrence at once). The
+wrapper returns True when the callback ran to its end and False when it raised, so the
+synchroniser advances only on processed sets.
 """
 from __future__ import annotations
 
@@ -47,7 +49,10 @@ class NodeHealth:
     Counters (all in the status values): ``frames_in`` (synchronised sets or messages handed to
     the node's processing), ``frames_out`` (outputs published), ``drops_total`` and
     ``drops_<reason>`` (messages dropped by the synchroniser, or frames dropped in processing,
-    per reason), ``last_latency_ms`` / ``mean_latency_ms`` (processing time per frame).
+    per reason), ``last_latency_ms`` / ``mean_latency_ms`` (processing time per frame), and the
+    event counters of :meth:`count` (``gaps_total`` and ``gaps_<input>``: messages that never
+    reached the node, from the publishers' sequence numbers; ``sync_resets``: synchroniser
+    resets after a backward time jump), present once they are non-zero.
     """
 
     def __init__(self, node: Node, purpose: str, params: Mapping[str, Any],
@@ -59,6 +64,7 @@ class NodeHealth:
         self.frames_in = 0
         self.frames_out = 0
         self.drops: dict[str, int] = {}
+        self.counters: dict[str, int] = {}
         self.latency_last = math.nan
         self._latency_sum = 0.0
         self._problems: dict[str, _Problem] = {}
@@ -82,22 +88,41 @@ class NodeHealth:
         self.latency_last = latency_s
         self._latency_sum += latency_s
 
-    def drop(self, reason: str, message: str, level: int = WARN, count: int = 1) -> None:
+    def drop(self, reason: str, message: str, level: int = WARN, count: int = 1, log: bool = True) -> None:
         """Count ``count`` dropped frames/messages for ``reason`` and report ``message``.
 
         The log line ``"<reason>: <message>"`` is written at once for the first occurrence of a
-        reason and then at most every ``log_throttle`` seconds (with the number suppressed).
-        The next diagnostics status carries the worst level and the latest message.
+        reason and then at most every ``log_throttle`` seconds (with the number suppressed);
+        ``log=False`` only counts (the caller logged the event itself). The next diagnostics
+        status carries the worst level and the latest message.
         """
         self.drops[reason] = self.drops.get(reason, 0) + count
         text = f"{reason}: {message}"
         if level >= self._level:
             self._level, self._message = level, text
-        prob = self._problems.setdefault(reason, _Problem())
+        if log:
+            self._log_throttled(reason, f"dropped {count}: {text}", f"drops_{reason}={self.drops[reason]}",
+                                level, count)
+
+    def count(self, key: str, message: str, count: int = 1, level: int = WARN, log: bool = True) -> None:
+        """Count ``count`` events that are not drops of this node (e.g. ``gaps_image``: messages
+        lost before they reached it) and log ``message`` with the per-key throttle (``log=False``:
+        the caller logged it)."""
+        self.counters[key] = self.counters.get(key, 0) + count
+        if key.startswith("gaps_"):
+            self.counters["gaps_total"] = self.counters.get("gaps_total", 0) + count
+        if level >= self._level:
+            self._level, self._message = level, f"{key}: {message}"
+        if log:
+            self._log_throttled(key, f"{key} +{count}: {message}", f"{key}={self.counters[key]}", level,
+                                count)
+
+    def _log_throttled(self, key: str, text: str, tally: str, level: int, count: int) -> None:
+        prob = self._problems.setdefault(key, _Problem())
         now = time.monotonic()
         if now - prob.last_log >= float(self.params.get("log_throttle", 5.0)):
             suffix = f" ({prob.suppressed} more since the last report)" if prob.suppressed else ""
-            line = f"dropped {count}: {text}{suffix} [drops_{reason}={self.drops[reason]}]"
+            line = f"{text}{suffix} [{tally}]"
             # one call site per severity: rclpy refuses a severity change at one call site
             if level >= ERROR:
                 self.node.get_logger().error(line)
@@ -107,12 +132,16 @@ class NodeHealth:
         else:
             prob.suppressed += count
 
-    def guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap a callback: bad input and backend failures drop the frame, never the node."""
+    def guard(self, fn: Callable[..., Any]) -> Callable[..., bool]:
+        """Wrap a callback: bad input and backend failures drop the frame, never the node.
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        The wrapper returns True when ``fn`` returned (its own result is discarded) and False
+        when it raised and the frame was dropped."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> bool:
             try:
-                return fn(*args, **kwargs)
+                fn(*args, **kwargs)
+                return True
             except (InputError, FrameError) as exc:
                 self.drop(exc.reason, str(exc), WARN)
             except BackendError as exc:
@@ -120,7 +149,7 @@ class NodeHealth:
             except Exception as exc:  # noqa: BLE001 - a node must survive anything a frame does
                 self.drop("internal_error", f"{type(exc).__name__}: {exc}", ERROR)
                 self.node.get_logger().debug(traceback.format_exc())
-            return None
+            return False
 
         wrapper.__name__ = getattr(fn, "__name__", "callback")
         wrapper.__doc__ = fn.__doc__
@@ -134,6 +163,7 @@ class NodeHealth:
                        f"{self.drops_total} dropped") if self.frames_in or self.drops else "waiting for input"
         values = {"frames_in": self.frames_in, "frames_out": self.frames_out, "drops_total": self.drops_total}
         values.update({f"drops_{k}": v for k, v in sorted(self.drops.items())})
+        values.update(sorted(self.counters.items()))
         values["last_latency_ms"] = "nan" if math.isnan(self.latency_last) else f"{self.latency_last * 1e3:.1f}"
         values["mean_latency_ms"] = (f"{self._latency_sum / self.frames_out * 1e3:.1f}" if self.frames_out else "nan")
         values.update(self.extra)

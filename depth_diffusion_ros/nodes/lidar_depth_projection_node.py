@@ -8,7 +8,8 @@ same one the KITTI loaders and kitti-to-bag use.
 
 Subscribed:
     ``points`` (sensor_msgs/PointCloud2): LiDAR scan, fields x, y, z (FLOAT32/FLOAT64, any layout).
-    ``camera_info`` (sensor_msgs/CameraInfo): the camera the depth is rendered for.
+    ``camera_info`` (sensor_msgs/CameraInfo): the camera the depth is rendered for (its binning and
+    ROI applied as image_geometry does; see :mod:`depth_diffusion_ros.ros.camera_info`).
     The two are joined by approximate time (``sync_slop``).
 
 Published:

@@ -239,6 +239,13 @@ COMMON_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_timeout", 2.0,
               "seconds a queued input may wait for its partners before it is dropped and the missing "
               "or unsynchronised input is reported", range=(0.1, 3600.0), dynamic=True),
+    ParamSpec("max_future_stamp", 10.0,
+              "seconds an input's stamp may be ahead of the node's clock (ROS time; /clock with use_sim_time) "
+              "before the message is refused as future_stamp; 0 = no check", range=(0.0, 1e9), dynamic=True),
+    ParamSpec("time_jump_threshold", 1.0,
+              "seconds the node's clock or one input's stamps may jump back (a looping bag) before the "
+              "synchroniser forgets its queues and last stamps (one log line, counter sync_resets); 0 = never",
+              range=(0.0, 3600.0), dynamic=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between diagnostics messages", read_only=True,
               range=(0.05, 3600.0)),
     ParamSpec("log_throttle", 5.0, "seconds between two log lines of the same problem", range=(0.0, 3600.0),

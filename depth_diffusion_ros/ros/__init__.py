@@ -21,6 +21,7 @@ from depth_diffusion_ros.ros.pointcloud import PointCloud2Builder, depth_to_poin
 from depth_diffusion_ros.ros.qos import RELIABILITY_CHOICES, qos_from_parameter
 from depth_diffusion_ros.ros.sync import ApproximateTimeSynchronizer, stamp_to_ns
 from depth_diffusion_ros.ros.transforms import transform_msg_to_matrix
+from depth_diffusion_ros.ros.transport import PublicationGaps
 
 __all__ = [
     "ApproximateTimeSynchronizer",
@@ -30,6 +31,7 @@ __all__ = [
     "ImageBuilder",
     "InputError",
     "PointCloud2Builder",
+    "PublicationGaps",
     "RELIABILITY_CHOICES",
     "array_to_image",
     "camera_info_to_intrinsics",

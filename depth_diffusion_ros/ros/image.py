@@ -14,7 +14,10 @@ mono8     (H, W) uint8           grey
 
 Any other encoding raises :class:`InputError` naming it. Row padding (``step`` larger than
 ``width * bytes_per_pixel``) and big-endian data (``is_bigendian``) are handled on input;
-output images are unpadded and in the machine's byte order, as ``cv_bridge`` writes them.
+``is_bigendian`` is ignored for the 8-bit encodings (one byte per channel has no byte order; so
+does ``cv_bridge``). ``data`` must hold exactly ``height * step`` bytes: shorter or longer data is
+refused as ``malformed_image``. Output images are unpadded and in the machine's byte order, as
+``cv_bridge`` writes them.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def image_to_array(msg: Image) -> np.ndarray:
 
     Raises:
         InputError: unsupported encoding (reason ``bad_encoding``), zero size (``empty_image``),
-            ``step`` smaller than a row or ``data`` shorter than ``step * height``
+            ``step`` smaller than a row or ``data`` not exactly ``step * height`` bytes
             (``malformed_image``).
     """
     enc = msg.encoding
@@ -82,12 +85,13 @@ def image_to_array(msg: Image) -> np.ndarray:
             reason="malformed_image",
         )
     buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size < step * h:
+    if buf.size != step * h:
         raise InputError(
-            f"image data has {buf.size} bytes but {w}x{h} {enc} with step {step} needs {step * h}",
+            f"image data has {buf.size} bytes but {w}x{h} {enc} with step {step} needs {step * h} "
+            "(height * step, exactly)",
             reason="malformed_image",
         )
-    rows = buf[: step * h].reshape(h, step)
+    rows = buf.reshape(h, step)
     if step != row_bytes:
         rows = np.ascontiguousarray(rows[:, :row_bytes])
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype

@@ -1,7 +1,8 @@
 """``sensor_msgs/PointCloud2`` <-> numpy.
 
-Reading accepts any layout (fields x, y, z as FLOAT32 or FLOAT64 at any offsets, any
-``point_step``, row padding, either byte order); writing uses the organised
+Reading accepts any consistent layout (fields x, y, z as FLOAT32 or FLOAT64 at any
+non-overlapping offsets, any ``point_step`` that holds every field, row padding, either byte
+order); writing uses the organised
 ``depth_image_proc/point_cloud_xyzrgb`` layout of :mod:`depth_diffusion_ros.geometry.pointcloud`.
 """
 from __future__ import annotations
@@ -18,6 +19,35 @@ from depth_diffusion_ros.geometry.pointcloud import FIELDS, POINT_STEP, pack_dep
 from depth_diffusion_ros.ros.errors import InputError
 
 _FLOAT_TYPES = {PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+#: PointField datatype -> bytes per element (INT8 .. FLOAT64)
+_DATATYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 8: 8}
+
+
+def _malformed(message: str) -> InputError:
+    return InputError(f"PointCloud2 {message}", reason="malformed_points")
+
+
+def _check_fields(msg: PointCloud2) -> None:
+    """Every field of a known datatype fits in ``point_step``; x, y, z have count 1 and do not overlap."""
+    point_step = int(msg.point_step)
+    spans = {}
+    for f in msg.fields:
+        size = _DATATYPE_SIZES.get(int(f.datatype))
+        if size is None:  # an unknown datatype in a field this reader never reads
+            continue
+        extent = size * max(1, int(f.count))
+        if int(f.offset) + extent > point_step:
+            raise _malformed(f"field {f.name!r} at offset {f.offset} ({extent} bytes) does not fit in "
+                             f"point_step {point_step}")
+        if f.name in ("x", "y", "z"):
+            if int(f.count) > 1:
+                raise _malformed(f"field {f.name!r} has count {f.count}; expected 1")
+            spans[f.name] = (int(f.offset), int(f.offset) + extent)
+    names = sorted(spans, key=lambda n: spans[n][0])
+    for a, b in zip(names, names[1:]):
+        if spans[a][1] > spans[b][0]:
+            raise _malformed(f"fields {a!r} (bytes {spans[a][0]}..{spans[a][1]}) and {b!r} (bytes "
+                             f"{spans[b][0]}..{spans[b][1]}) overlap")
 
 
 def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
@@ -33,8 +63,9 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
 
     Raises:
         InputError (reason ``malformed_points``): a missing x/y/z field, a non-float datatype,
-            a field outside ``point_step``, ``row_step < width * point_step`` or ``data``
-            shorter than ``row_step * height``. The message names what is wrong.
+            a field (any field of a known datatype, count included) outside ``point_step``,
+            x/y/z overlapping or with a count > 1, ``row_step < width * point_step`` or ``data``
+            not exactly ``row_step * height`` bytes. The message names what is wrong.
     """
     fields = {f.name: f for f in msg.fields}
     missing = [n for n in ("x", "y", "z") if n not in fields]
@@ -57,26 +88,17 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
                 reason="malformed_points",
             )
         code = _FLOAT_TYPES[f.datatype]
-        size = int(code[1])
-        if f.offset < 0 or f.offset + size > point_step:
-            raise InputError(
-                f"PointCloud2 field {name!r} at offset {f.offset} ({size} bytes) does not fit in "
-                f"point_step {point_step}",
-                reason="malformed_points",
-            )
         formats.append((">" if msg.is_bigendian else "<") + code)
+    _check_fields(msg)
     if row_step < w * point_step:
         raise InputError(
             f"PointCloud2 row_step {row_step} is smaller than width * point_step = {w} * {point_step}",
             reason="malformed_points",
         )
     buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size < row_step * h:
-        raise InputError(
-            f"PointCloud2 data has {buf.size} bytes but {w}x{h} points with row_step {row_step} "
-            f"need {row_step * h}",
-            reason="malformed_points",
-        )
+    if buf.size != row_step * h:
+        raise _malformed(f"data has {buf.size} bytes but {w}x{h} points with row_step {row_step} "
+                         f"need {row_step * h} (height * row_step, exactly)")
     if row_step != w * point_step:
         buf = np.ascontiguousarray(buf[: row_step * h].reshape(h, row_step)[:, : w * point_step]).reshape(-1)
     offsets = {name: int(fields[name].offset) for name in ("x", "y", "z")}
@@ -92,7 +114,8 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
         dt = np.dtype({"names": ["x", "y", "z"], "formats": formats,
                        "offsets": [offsets["x"], offsets["y"], offsets["z"]], "itemsize": point_step})
         rec = buf[: n * point_step].view(dt)
-        xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 range: inf, left out
+            xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1).astype(np.float32)
     return _finite_rows(xyz)
 
 

@@ -10,6 +10,11 @@ readers access message fields by name, so they read rosbags message objects as t
 ones; their :class:`~depth_diffusion_ros.ros.errors.InputError` becomes :class:`BagError` here
 (same message). Rotations use :mod:`depth_diffusion_ros.geometry.transforms`.
 
+The reader (:class:`BagReader`, :class:`BagMessage`, :func:`deserialize`: rosbag2
+directories, single ``.mcap`` files, salvage of damaged files) lives in
+:mod:`~depth_diffusion_ros.tools.bag_reader`, the shared names in
+:mod:`~depth_diffusion_ros.tools.bag_types`; both are re-exported here.
+
 Conventions (see ``docs/interfaces.md``): depth in float32 metres, 0 = missing inside arrays and
 NaN in a published 32FC1 image; transforms ``T_target_source`` 4x4 in metres; stamps in integer
 nanoseconds.
@@ -19,14 +24,12 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depth_diffusion_ros.geometry.depth_codecs import encode_depth
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
@@ -34,29 +37,23 @@ from depth_diffusion_ros.geometry.transforms import matrix_to_quaternion, quater
 from depth_diffusion_ros.ros.camera_info import camera_info_to_intrinsics
 from depth_diffusion_ros.ros.errors import InputError
 from depth_diffusion_ros.ros.image import depth_from_image, image_to_array, rgb_from_image
-
-#: Type store used to write and read bags (Humble message definitions; same CDR on newer distros).
-TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
-
-IMAGE = "sensor_msgs/msg/Image"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
-STRING = "std_msgs/msg/String"
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+from depth_diffusion_ros.tools.bag_reader import BagMessage, BagReader, deserialize  # noqa: F401 - re-exported
+from depth_diffusion_ros.tools.bag_types import (  # noqa: F401 - re-exported
+    CAMERA_INFO,
+    DIAGNOSTIC_ARRAY,
+    IMAGE,
+    POINTCLOUD2,
+    STRING,
+    TF_MESSAGE,
+    TYPESTORE,
+    BagError,
+)
 
 #: sensor_msgs/PointField datatype codes.
 POINTFIELD_FLOAT32 = 7
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-
-
-class BagError(RuntimeError):
-    """A bag cannot be used: missing, truncated or corrupt file, missing topic, wrong type.
-
-    The message names the bag path and what is wrong.
-    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +232,8 @@ def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -
     Any PointField numeric datatype is read; a missing ``intensity`` field reads as 0 (wider
     than :func:`depth_diffusion_ros.ros.pointcloud.pointcloud2_to_xyz`, which reads float x, y, z
     only, so the bag tools keep their own reader).
-    Raises BagError when x, y or z is missing or the data is shorter than the header says.
+    Raises BagError when x, y or z is missing, a field read has an unknown datatype or does not fit
+    in ``point_step``, or the data is shorter than the header says.
     """
     offsets = {f.name: (int(f.offset), int(f.datatype)) for f in msg.fields}
     for name in ("x", "y", "z"):
@@ -243,17 +241,30 @@ def pointcloud_msg_to_array(msg: Any, fields: Sequence[str] = ("x", "y", "z")) -
             raise BagError(f"PointCloud2 has no {name!r} field (fields: {sorted(offsets)})")
     n = int(msg.width) * int(msg.height)
     step = int(msg.point_step)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if n and data.size < n * step:
-        raise BagError(f"PointCloud2 data has {data.size} bytes, header says {n} x {step}")
-    rows = data[: n * step].reshape(n, step) if n else np.zeros((0, max(step, 1)), np.uint8)
-    out = np.zeros((n, len(fields)), dtype=np.float32)
-    for j, name in enumerate(fields):
+    layout = {}
+    for name in fields:
         if name not in offsets:
             continue
         off, dt = offsets[name]
-        dtype = np.dtype(_POINTFIELD_DTYPES.get(dt, "f4")).newbyteorder(">" if msg.is_bigendian else "<")
-        out[:, j] = np.ascontiguousarray(rows[:, off:off + dtype.itemsize]).view(dtype).reshape(-1)
+        if dt not in _POINTFIELD_DTYPES:
+            raise BagError(f"PointCloud2 field {name!r} has unknown datatype {dt}")
+        dtype = np.dtype(_POINTFIELD_DTYPES[dt]).newbyteorder(">" if msg.is_bigendian else "<")
+        if off + dtype.itemsize > step:
+            raise BagError(f"PointCloud2 field {name!r} at offset {off} ({dtype.itemsize} bytes) does not fit in "
+                           f"point_step {step}")
+        layout[name] = (off, dtype)
+    if n == 0:
+        return np.zeros((0, len(fields)), dtype=np.float32)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if data.size < n * step:
+        raise BagError(f"PointCloud2 data has {data.size} bytes, header says {n} x {step}")
+    rows = data[: n * step].reshape(n, step)
+    out = np.zeros((n, len(fields)), dtype=np.float32)
+    for j, name in enumerate(fields):
+        if name in layout:
+            off, dtype = layout[name]
+            with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32: inf, left out below
+                out[:, j] = np.ascontiguousarray(rows[:, off:off + dtype.itemsize]).view(dtype).reshape(-1)
     finite = np.isfinite(out[:, :3] if len(fields) >= 3 else out).all(axis=1)
     return out[finite]
 
@@ -394,91 +405,3 @@ class BagWriter:
         data = msg if isinstance(msg, (bytes, bytearray, memoryview)) else TYPESTORE.serialize_cdr(msg, conn.msgtype)
         self._writer.write(conn, int(timestamp_ns), bytes(data))
         self.counts[topic] += 1
-
-
-# --------------------------------------------------------------------------------------------
-# Reader
-# --------------------------------------------------------------------------------------------
-@dataclass
-class BagMessage:
-    """One message read from a bag: topic, type name, log time (ns) and CDR bytes."""
-
-    topic: str
-    msgtype: str
-    timestamp: int
-    rawdata: bytes
-
-    def decode(self) -> Any:
-        """Deserialize into a rosbags message object (BagError for an unknown type or bad data)."""
-        return deserialize(self.rawdata, self.msgtype, self.topic)
-
-
-def deserialize(rawdata: bytes, msgtype: str, topic: str = "?") -> Any:
-    """CDR bytes -> rosbags message; BagError naming the topic for unknown types or bad bytes."""
-    if msgtype not in TYPESTORE.fielddefs:
-        raise BagError(f"topic {topic} has unknown message type {msgtype!r}")
-    try:
-        return TYPESTORE.deserialize_cdr(rawdata, msgtype)
-    except Exception as exc:  # rosbags raises assorted errors for truncated CDR
-        raise BagError(f"cannot decode a {msgtype} message on {topic}: {exc}") from exc
-
-
-class BagReader:
-    """Read a rosbag2 directory (MCAP or sqlite3) with clear errors.
-
-    ``topics`` maps topic -> (msgtype, message count) from the bag's metadata. ``messages()``
-    yields :class:`BagMessage` in log-time order; a truncated or corrupt file raises BagError
-    naming the bag and how many messages were read before the failure.
-    """
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BagError(f"bag not found: {self.path}")
-        if self.path.is_file():
-            raise BagError(f"{self.path} is a file; pass the rosbag2 directory that holds metadata.yaml")
-        if not (self.path / "metadata.yaml").exists():
-            raise BagError(f"{self.path} is not a rosbag2 directory (no metadata.yaml)")
-        try:
-            self._reader = Reader(self.path)
-            self._reader.open()
-        except Exception as exc:
-            raise BagError(f"cannot open bag {self.path}: {exc}") from exc
-        self.topics: dict[str, tuple[str, int]] = {}
-        for conn in self._reader.connections:
-            msgtype, count = self.topics.get(conn.topic, (conn.msgtype, 0))
-            self.topics[conn.topic] = (msgtype, count + conn.msgcount)
-
-    def __enter__(self) -> "BagReader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self._reader.close()
-        except Exception:  # already closed or never opened
-            pass
-
-    @property
-    def message_count(self) -> int:
-        return int(self._reader.message_count)
-
-    def messages(self, topics: Optional[Iterable[str]] = None) -> Iterator[BagMessage]:
-        """Messages of ``topics`` (all when None) in log-time order."""
-        wanted = set(topics) if topics is not None else None
-        conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
-        if not conns:
-            return
-        n = 0
-        try:
-            for conn, timestamp, rawdata in self._reader.messages(connections=conns):
-                n += 1
-                yield BagMessage(conn.topic, conn.msgtype, int(timestamp), bytes(rawdata))
-        except BagError:
-            raise
-        except Exception as exc:
-            raise BagError(
-                f"bag {self.path} is truncated or corrupt: reading failed after {n} messages ({exc})"
-            ) from exc

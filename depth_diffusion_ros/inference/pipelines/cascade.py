@@ -20,7 +20,7 @@ from depth_diffusion_ros.geometry.resample import downsample_sparse_depth, resiz
 from depth_diffusion_ros.inference.errors import BackendError, FrameError
 from depth_diffusion_ros.inference.frames import check_rgb
 from depth_diffusion_ros.inference.pipelines.common import DepthOutput
-from depth_diffusion_ros.inference.pipelines.completion import CompletionPipeline
+from depth_diffusion_ros.inference.pipelines.completion import CompletionPipeline, depth_in_range
 from depth_diffusion_ros.inference.pipelines.super_resolution import SuperResolutionPipeline
 
 
@@ -32,7 +32,8 @@ class CascadePipeline:
         super_resolution: a super-resolution backend accepting the factor ``scale``.
         scale: integer reduction of the first stage (e.g. 4: a 1216x352 frame runs its first
             stage at 304x88).
-        min_depth, max_depth: LiDAR returns outside this range (metres) are ignored.
+        min_depth, max_depth: sparse input outside this range (metres) is ignored (as in
+            :class:`CompletionPipeline`).
     The frame is padded at the bottom/right (edge pixels; sparse depth with 0) to a multiple of
     ``scale`` and the result cropped back. The returned uncertainty is the super-resolution
     stage's when it has one, else the first stage's up-sampled (nearest), else None.
@@ -70,6 +71,7 @@ class CascadePipeline:
         sd = np.asarray(sparse_depth, np.float32)
         if sd.shape != (H, W):
             raise FrameError(f"sparse_depth shape {sd.shape} differs from rgb size {(H, W)}", "size_mismatch")
+        sd = depth_in_range(sd, self.min_depth, self.max_depth)
         s = self.scale
         pb, pr = (-H) % s, (-W) % s
         rgb_p = np.pad(rgb, ((0, pb), (0, pr), (0, 0)), mode="edge") if (pb or pr) else rgb

@@ -26,6 +26,17 @@ from depth_diffusion_ros.inference.pipelines.common import (
 )
 
 
+def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """(H, W) float32 metres with every value outside [min_depth, max_depth] (and NaN, inf) set to
+    0 = missing; ``depth`` itself is not changed."""
+    d = np.asarray(depth, np.float32)
+    with np.errstate(invalid="ignore"):
+        keep = (d >= min_depth) & (d <= max_depth)
+    if keep.all():
+        return d
+    return np.where(keep, d, np.float32(0.0))
+
+
 class _FramePipeline:
     """Processing size and resize-back shared by the completion and estimation pipelines.
 
@@ -75,7 +86,9 @@ class CompletionPipeline(_FramePipeline):
     Args:
         backend: a classical completion backend (``complete``) or a DiffusionDepth backend.
         processing_size, resize_back: see :class:`_FramePipeline`.
-        min_depth, max_depth: LiDAR returns outside this range (metres) are ignored.
+        min_depth, max_depth: sparse input outside this range (metres) is ignored: LiDAR returns
+            are not projected, and sparse_depth pixels are treated as missing (so 1e30 m, 1e-7 m
+            or denormal values never reach a backend).
     """
 
     def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None, resize_back: bool = False,
@@ -130,9 +143,11 @@ class CompletionPipeline(_FramePipeline):
             if sparse.shape != rgb.shape[:2]:
                 size = f"{sparse.shape[1]}x{sparse.shape[0]}" if sparse.ndim == 2 else f"of shape {sparse.shape}"
                 raise FrameError(f"sparse_depth is {size} but image is {rgb.shape[1]}x{rgb.shape[0]}", "size_mismatch")
+            sparse = depth_in_range(sparse, self.min_depth, self.max_depth)
             if proc is not None and proc != intrinsics:
                 sparse = resample_sparse_depth(sparse, intrinsics, proc)
-            what = "sparse_depth has no valid pixel (all 0/NaN)"
+            what = (f"sparse_depth has no valid pixel (all 0/NaN or outside min_depth..max_depth "
+                    f"{self.min_depth:g}..{self.max_depth:g} m)")
         else:
             raise FrameError("depth completion needs sparse depth or LiDAR points (none given)", "empty_sparse_depth")
         if not np.any(sparse > 0):

@@ -220,6 +220,19 @@ def _attach_calibration(path: Path | str, frames: list[Frame], scan: _BagScan,
     return calibration
 
 
+def _count_lost(path: Path | str, scan: _BagScan, readable: int, declared: Optional[int]) -> int:
+    """Frames a damaged bag lost (0 when intact or unknown); says so in ``scan.errors``."""
+    if not scan.errors:
+        return 0
+    if declared is None:
+        scan.errors.append(f"bag {path}: {readable} frame(s) readable before the damage; how many were lost is "
+                           "unknown (no metadata.yaml or MCAP summary gives the count)")
+        return 0
+    lost = max(0, declared - readable)
+    scan.errors.append(f"bag {path}: {readable} of {declared} frame(s) readable, {lost} lost to the damage")
+    return lost
+
+
 def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = None,
              T_camera_lidar: Optional[np.ndarray] = None, max_frames: Optional[int] = None,
              pipeline: str = "completion") -> BagPlan:
@@ -229,7 +242,10 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
     ``T_camera_lidar`` (a parameter from ``--params-file``) is used only when the bag has none.
 
     Messages of every other role are attached to the image nearest in log time. A truncated or
-    corrupt bag keeps the frames read before the damage (the error is returned in ``errors``).
+    corrupt bag keeps the frames read before the damage (an MCAP file rosbags cannot open is read
+    with the mcap stream reader; see :mod:`~depth_diffusion_ros.tools.bag_reader`): ``errors``
+    says what was damaged and how many frames were lost (``unreadable_frames``). ``path`` may
+    also be a single ``.mcap`` file.
 
     Raises:
         ReplayError / BagError: missing or unreadable bag, missing topics, no image, no transform
@@ -241,17 +257,20 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
             topics.points = topics.points_holdout = topics.tf_static = topics.sparse_depth = None
         roles = topics.roles()
         ignored = {t: m for t, (m, _) in reader.topics.items() if t not in roles}
-        declared_images = reader.topics[topics.image][1]
+        declared_images = reader.topics[topics.image][1] if reader.counts_known else None
         scan = _scan_messages(reader, roles)
-    image_times = [t for r, t in scan.entries if r == "image"]
+        if reader.salvaged:
+            scan.errors.insert(0, f"bag {path}: rosbags cannot open it ({reader.salvaged}); read with the mcap "
+                                  "stream reader up to the damage")
+    image_times = sorted(t for r, t in scan.entries if r == "image")
     if not image_times:
         raise ReplayError(f"bag {path}: no readable message on the image topic {topics.image}"
-                          + (f" ({scan.errors[0]})" if scan.errors else ""))
+                          + (f" ({scan.errors[-1]})" if scan.errors else ""))
     frames = _group_frames(scan.entries, image_times)
     if max_frames:
         frames = frames[:max_frames]
     calibration = _attach_calibration(path, frames, scan, T_camera_lidar) if topics.points else None
-    unreadable = max(0, declared_images - len(image_times)) if scan.errors else 0
+    unreadable = _count_lost(path, scan, len(image_times), declared_images)
     return BagPlan(Path(path), topics, frames, len(scan.entries), scan.camera_frame, scan.lidar_frame, scan.errors,
                    ignored, unreadable, calibration)
 
