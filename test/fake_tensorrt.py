@@ -1,18 +1,36 @@
 """FAKE ``tensorrt`` and CUDA runtime modules — test doubles, NOT TensorRT.
 
-TensorRT and CUDA cannot be installed or run on the CPU-only CI machine, so the tests of the
+TensorRT and CUDA cannot be installed or run on the CPU-only CI machine (the ``tensorrt-cu12``
+wheels on PyPI are stubs that download the libraries from NVIDIA's host), so the tests of the
 TensorRT builder, engine cache and TensorRT backend inject this fake through ``sys.modules`` /
-the ``trt=`` and ``cuda=`` arguments. It mirrors the small part of the TensorRT 10 Python API
-and of cuda-python's ``cudart`` that the package uses, with the same call shapes and failure
-modes (a build returns None, deserialising an engine from another TensorRT version returns
-None, a parser reports errors), and it really computes:
+the ``trt=`` and ``cuda=`` arguments. It mirrors the small part of the TensorRT Python API and
+of cuda-python's ``cudart`` that the package uses, with the same call shapes and failure modes
+(a build returns None, deserialising an engine from another TensorRT version returns None, a
+parser reports errors), and it really computes:
 
-* a "serialized engine" is a magic header + JSON (precision, version, flags) + the ONNX bytes;
+* a "serialized engine" is a magic header + JSON (version, flags, typing) + the ONNX bytes;
 * "device memory" is host memory owned by the fake (addresses are real host pointers), so
   cudaMemcpyAsync is ``ctypes.memmove`` and copy bugs corrupt results like on a GPU;
 * ``execute_async_v3`` reads the input tensors from the bound addresses, runs the embedded ONNX
   graph with ONNX Runtime (CPU) and writes the outputs to the bound addresses;
 * CUDA graph capture records the stream's work and a graph launch replays it.
+
+Two API generations, written from NVIDIA's TensorRT documentation:
+
+* this module itself (and ``make_fake_tensorrt(10)``) plays TensorRT 10 (``__version__``
+  "10.99.0-fake"): ``BuilderFlag.FP16`` / ``INT8`` / ``GPU_FALLBACK``,
+  ``IBuilderConfig.int8_calibrator``, ``Builder.platform_has_fast_fp16``, weakly typed networks
+  unless ``create_network`` gets the STRONGLY_TYPED bit; ``NetworkDefinitionCreationFlag``
+  members in the order of the TensorRT 10 Python API page "Builder" (EXPLICIT_BATCH = 0,
+  deprecated, STRONGLY_TYPED = 1);
+* ``make_fake_tensorrt(11)`` plays TensorRT 11 ("11.99.0-fake"), following "Migrating from
+  TensorRT 10.x to 11.x" and its "Removed Python APIs and Replacements" list: no
+  ``BuilderFlag.FP16`` / ``INT8`` (using them is an AttributeError, as on the real module), no
+  ``IBuilderConfig.int8_calibrator``, no ``Builder.platform_has_fast_fp16``; every network is
+  strongly typed and ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (its only member we model,
+  value 0 as in the 11.0.0 Python API page "Builder") is accepted and ignored. Precision then is
+  whatever the ONNX tensor types say: the engine header records the float types of the graph's
+  weights (``onnx_float_types``) and the engine runs that very graph.
 
 Nothing here measures TensorRT's speed or numerics; the real-engine test is marked
 ``@pytest.mark.tensorrt`` and runs only where ``import tensorrt`` works.
@@ -29,6 +47,7 @@ from typing import Any, Optional
 import numpy as np
 
 FAKE_VERSION = "10.99.0-fake"
+FAKE_VERSION_11 = "11.99.0-fake"
 _MAGIC = b"FAKE-TRT-ENGINE\n"
 
 __version__ = FAKE_VERSION
@@ -50,9 +69,30 @@ class MemoryPoolType(enum.Enum):
 
 
 class BuilderFlag(enum.Enum):
+    """TensorRT 10's flags that the package uses."""
+
     FP16 = 0
     INT8 = 1
     GPU_FALLBACK = 2
+
+
+class BuilderFlag11(enum.Enum):
+    """TensorRT 11: the precision flags are gone (exposed as ``BuilderFlag`` by make_fake_tensorrt(11))."""
+
+    GPU_FALLBACK = 2
+
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    """TensorRT 10 (documentation order)."""
+
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
+class NetworkDefinitionCreationFlag11(enum.IntEnum):
+    """TensorRT 11: EXPLICIT_BATCH removed; STRONGLY_TYPED deprecated and ignored."""
+
+    STRONGLY_TYPED = 0
 
 
 class DeviceType(enum.Enum):
@@ -97,10 +137,12 @@ class _Tensor:
 
 
 class _Network:
-    def __init__(self) -> None:
+    def __init__(self, flags: int, strongly_typed: bool) -> None:
+        self.flags, self.strongly_typed = int(flags), bool(strongly_typed)
         self.inputs: list[_Tensor] = []
         self.outputs: list[_Tensor] = []
         self.onnx_bytes: Optional[bytes] = None
+        self.float_types: list[str] = []  # float element types of the weights, e.g. ["HALF"]
 
     @property
     def num_inputs(self) -> int:
@@ -150,6 +192,8 @@ class OnnxParser:
         self.network.inputs = [_value_info(v) for v in model.graph.input if v.name not in inits]
         self.network.outputs = [_value_info(v) for v in model.graph.output]
         self.network.onnx_bytes = data
+        self.network.float_types = sorted({_FROM_ONNX[i.data_type].name for i in model.graph.initializer
+                                           if i.data_type in (1, 10)})
         return True
 
 
@@ -162,18 +206,26 @@ class _Profile:
 
 
 class _Config:
+    """Fake IBuilderConfig of TensorRT 11 (no int8_calibrator: setting it is an AttributeError)."""
+
+    _attributes = ("flags", "pool_limits", "profiles", "default_device_type", "DLA_core")
+
     def __init__(self) -> None:
         self.flags: set = set()
         self.pool_limits: dict = {}
         self.profiles: list[_Profile] = []
         self.default_device_type = DeviceType.GPU
         self.DLA_core = -1
-        self.int8_calibrator: Any = None
 
-    def set_flag(self, flag: BuilderFlag) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._attributes:  # pybind11 objects refuse unknown attributes
+            raise AttributeError(f"'tensorrt.IBuilderConfig' object has no attribute {name!r}")
+        object.__setattr__(self, name, value)
+
+    def set_flag(self, flag: enum.Enum) -> None:
         self.flags.add(flag)
 
-    def get_flag(self, flag: BuilderFlag) -> bool:
+    def get_flag(self, flag: enum.Enum) -> bool:
         return flag in self.flags
 
     def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
@@ -184,19 +236,33 @@ class _Config:
         return len(self.profiles) - 1
 
 
-class Builder:
-    """Fake trt.Builder: ``build_serialized_network`` packs the ONNX bytes + settings."""
+class _Config10(_Config):
+    """Fake IBuilderConfig of TensorRT 10: has ``int8_calibrator``."""
 
-    platform_has_fast_fp16 = True
+    _attributes = _Config._attributes + ("int8_calibrator",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.int8_calibrator: Any = None
+
+
+class _BuilderBase:
+    """What both fake Builders share: ``build_serialized_network`` packs the ONNX bytes + settings."""
+
+    version = FAKE_VERSION_11
+    config_type: type = _Config
 
     def __init__(self, logger: Logger) -> None:
         self.logger = logger
 
+    def _strongly_typed(self, flags: int) -> bool:
+        return True  # TensorRT 11: always
+
     def create_network(self, flags: int = 0) -> _Network:
-        return _Network()
+        return _Network(flags, self._strongly_typed(int(flags)))
 
     def create_builder_config(self) -> _Config:
-        return _Config()
+        return self.config_type()
 
     def create_optimization_profile(self) -> _Profile:
         return _Profile()
@@ -207,16 +273,19 @@ class Builder:
         for t in network.inputs:
             if any(d < 0 for d in t.shape) and t.name not in profile:
                 return None  # TensorRT: "Network has dynamic inputs, but no optimization profile"
-        if BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
-            cal = config.int8_calibrator
+        cal = getattr(config, "int8_calibrator", None)
+        if cal is not None and "INT8" in {f.name for f in config.flags}:
             names = [t.name for t in network.inputs]
             if cal.read_calibration_cache() is None:
                 while cal.get_batch(names) is not None:
                     pass
                 cal.write_calibration_cache(b"fake-calibration-table")
         header = {
-            "version": FAKE_VERSION,
+            "version": self.version,
             "flags": sorted(f.name for f in config.flags),
+            "network_flags": network.flags,
+            "strongly_typed": network.strongly_typed,
+            "onnx_float_types": network.float_types,
             "workspace": config.pool_limits.get(MemoryPoolType.WORKSPACE),
             "device": config.default_device_type.name,
             "dla_core": config.DLA_core,
@@ -229,8 +298,25 @@ class Builder:
         return _MAGIC + len(blob).to_bytes(8, "little") + blob + network.onnx_bytes
 
 
+class Builder(_BuilderBase):
+    """Fake trt.Builder of TensorRT 10 (weakly typed unless the STRONGLY_TYPED bit is given)."""
+
+    version = FAKE_VERSION
+    config_type = _Config10
+    platform_has_fast_fp16 = True
+
+    def _strongly_typed(self, flags: int) -> bool:
+        return bool(flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+
+
+class Builder11(_BuilderBase):
+    """Fake trt.Builder of TensorRT 11 (no platform_has_fast_fp16; every network strongly typed)."""
+
+
 class Runtime:
-    """Fake trt.Runtime."""
+    """Fake trt.Runtime (deserialises only engines of its own version)."""
+
+    version = FAKE_VERSION
 
     def __init__(self, logger: Logger) -> None:
         self.logger = logger
@@ -241,9 +327,13 @@ class Runtime:
             return None  # like TensorRT: an error is logged and None returned
         n = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 8], "little")
         header = json.loads(data[len(_MAGIC) + 8:len(_MAGIC) + 8 + n])
-        if header["version"] != FAKE_VERSION:
+        if header["version"] != self.version:
             return None  # engine from another TensorRT version
         return _Engine(header, data[len(_MAGIC) + 8 + n:])
+
+
+class Runtime11(Runtime):
+    version = FAKE_VERSION_11
 
 
 class _Engine:
@@ -441,6 +531,26 @@ def make_fake_cudart(device_name: str = "Fake GPU (test double)") -> types.Simpl
         cudaGraphLaunch=cudaGraphLaunch, cudaGetDeviceProperties=cudaGetDeviceProperties,
         cudaMemcpyKind=_MemcpyKind, cudaStreamCaptureMode=_CaptureMode, stats=stats,
         FAKE=True,
+    )
+
+
+_SHARED = ("Logger", "MemoryPoolType", "DeviceType", "TensorIOMode", "DataType", "nptype", "OnnxParser")
+
+
+def make_fake_tensorrt(generation: int = 10) -> Any:
+    """A FAKE ``tensorrt`` of API generation 10 (this module) or 11 (a namespace without the
+    weak-typing API; see the module docstring). Test only."""
+    import sys
+
+    if generation == 10:
+        return sys.modules[__name__]
+    if generation != 11:
+        raise ValueError(f"the fake plays TensorRT 10 or 11, not {generation}")
+    mod = sys.modules[__name__]
+    return types.SimpleNamespace(
+        __version__=FAKE_VERSION_11, BuilderFlag=BuilderFlag11,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag11, Builder=Builder11, Runtime=Runtime11,
+        **{name: getattr(mod, name) for name in _SHARED},
     )
 
 

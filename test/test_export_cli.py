@@ -75,6 +75,26 @@ def test_build_engine_command_with_fake_tensorrt(checkpoint, tmp_path, capsys, m
     assert "TensorRT is not installed" in capsys.readouterr().err
 
 
+def test_build_engine_on_tensorrt_11_from_the_exported_fp16_copies(checkpoint, tmp_path, capsys, monkeypatch):
+    """FAKE TensorRT 11 (test/fake_tensorrt.py): fp16 from `export --fp16-onnx`'s copies, int8 refused."""
+    out = tmp_path / "onnx"
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "--output", str(out), "--height", "64",
+                     "--width", "128", "--no-check", "--fp16-onnx"]) == 0
+    assert capsys.readouterr().out.count(", float32 I/O]") == 3
+    assert sorted(p.name for p in out.glob("*.fp16.onnx")) == ["decoder.fp16.onnx", "encoder.fp16.onnx",
+                                                                "step.fp16.onnx"]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt.make_fake_tensorrt(11))
+    args = ["build-engine", "--onnx", str(out), "--cache-dir", str(tmp_path / "eng"), "--gpu-name", "Orin"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert text.count("[built (no engine file") == 3  # the fp16 copies are not built as graphs of their own
+    for g in ("encoder", "step", "decoder"):
+        assert f"{out / g}.onnx (from {g}.fp16.onnx) -> " in text
+    assert ".fp16.trt11-99-0-fake.orin.engine" in text
+    assert cli.main(args + ["--precision", "int8"]) == 1
+    assert capsys.readouterr().err.count("precision 'int8' needs TensorRT 10") == 3
+
+
 def test_benchmark_table_and_cpu_peak():
     peak, assumption = benchmark.cpu_peak_gflops()
     assert peak > 0 and "GFLOP/s" in assumption and "FLOP/cycle" in assumption

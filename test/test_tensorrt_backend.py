@@ -4,8 +4,10 @@ TensorRT cannot run on the CPU-only CI machine. The fake builds "engines" that e
 embedded ONNX graphs with ONNX Runtime on "device" memory that is host memory, so this test
 checks our TensorRT code path — engine per graph, cache keyed by ONNX hash / precision /
 version / GPU, device-resident DDIM loop with CUDA-graph replay, bindings, copies — and that it
-gives the same depth as the ONNX Runtime backend. It says nothing about TensorRT's speed or
-fp16 numerics; that needs the tensorrt-marked test on a GPU machine.
+gives the same depth as the ONNX Runtime backend — on the fake's TensorRT 10 and 11 API
+generations. It says nothing about TensorRT's speed or its fp16 kernels (on 11 the fake runs the
+fp16 ONNX copies in ONNX Runtime, so only the fp16 rounding of the graph is in the numbers); that
+needs the tensorrt-marked test on a GPU machine.
 """
 from __future__ import annotations
 
@@ -106,3 +108,47 @@ def test_clear_errors_without_tensorrt_or_with_bad_files(export, tmp_path, fake_
     (bad / "decoder.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(BackendError, match=r"decoder.onnx: not a readable ONNX model"):
         TensorRTDiffusionDepthBackend(bad, engine_cache_dir=tmp_path / "c", trt=fake_tensorrt, cuda=fake_cuda)
+
+
+@pytest.mark.parametrize("generation", [10, 11])
+def test_backend_runs_on_both_api_generations(export, shared_data, tmp_path, fake_cuda, generation):
+    """fp16 on the FAKE TensorRT 10 (weak typing: FP16 flag, the fp32 graphs) and 11 (strong typing:
+    the fp16 copies, made once in the engine cache; the ONNX folder is left alone)."""
+    _, _, onnx_dir = export
+    trt = fake_tensorrt.make_fake_tensorrt(generation)
+    rgb, sparse = kitti_frame(shared_data, 96, 320)
+    before = sorted(p.name for p in onnx_dir.iterdir())
+    cache = tmp_path / "engines"
+    b = TensorRTDiffusionDepthBackend(onnx_dir, num_inference_steps=STEPS, engine_cache_dir=cache, precision="fp16",
+                                      trt=trt, cuda=fake_cuda)
+    engines = sorted(p.name for p in cache.glob("*.engine"))
+    assert [e.split(".")[0] for e in engines] == ["decoder", "encoder", "step"]
+    assert all(f".fp16.trt{generation}-99-0-fake." in e for e in engines)
+    headers = [trt.Runtime(None).deserialize_cuda_engine(r.engine_path.read_bytes()).header for r in b.engine_results]
+    if generation == 10:
+        assert all(h["flags"] == ["FP16"] and not h["strongly_typed"] for h in headers)
+        assert all(r.onnx_path.parent == onnx_dir for r in b.engine_results)
+    else:
+        assert all(h["flags"] == [] and h["strongly_typed"] and h["onnx_float_types"] == ["HALF"] for h in headers)
+        assert sorted(r.onnx_path.name.split(".")[0] for r in b.engine_results) == ["decoder", "encoder", "step"]
+        assert all(r.onnx_path.parent == cache and r.onnx_path.name.endswith(".fp16.onnx") for r in b.engine_results)
+    assert sorted(p.name for p in onnx_dir.iterdir()) == before
+    got = complete(b, rgb, sparse)
+    ref = complete(OnnxRuntimeDiffusionDepthBackend(onnx_dir, num_inference_steps=STEPS), rgb, sparse)
+    err = np.abs(got.depth - ref.depth)
+    if generation == 10:  # the fake runs the fp32 graphs (TensorRT's own fp16 kernels are not modelled)
+        np.testing.assert_allclose(got.depth, ref.depth, atol=1e-4, rtol=1e-5)
+    else:  # the fp16 graphs really run: fp16 rounding of weights and activations
+        assert err.max() < 0.03 and err.mean() < 0.006  # measured 8.3 mm and 2.0 mm (2-core CI CPU, ORT 1.31)
+    # a second start on 11 converts nothing and builds nothing
+    n0 = fake_tensorrt.BUILD_COUNT
+    again = TensorRTDiffusionDepthBackend(onnx_dir, num_inference_steps=STEPS, engine_cache_dir=cache,
+                                          precision="fp16", trt=trt, cuda=fake_cuda)
+    assert fake_tensorrt.BUILD_COUNT == n0 and not any(r.built for r in again.engine_results)
+
+
+def test_int8_on_tensorrt_11_is_refused_at_start(export, tmp_path, fake_cuda):
+    _, _, onnx_dir = export
+    with pytest.raises(BackendError, match="precision 'int8' needs TensorRT 10: .* Q/DQ nodes"):
+        TensorRTDiffusionDepthBackend(onnx_dir, engine_cache_dir=tmp_path, precision="int8",
+                                      trt=fake_tensorrt.make_fake_tensorrt(11), cuda=fake_cuda)

@@ -1,10 +1,10 @@
 """TensorRT engine builder, cache and run-time logic, against a FAKE TensorRT.
 
 TensorRT and CUDA cannot run on the CPU-only CI machine. ``fake_tensorrt`` (test/fake_tensorrt.py)
-is a test double with TensorRT 10's API shapes: its "engine" embeds the ONNX bytes and executes
-them with ONNX Runtime, its "device memory" is host memory. These tests therefore check our
-logic (cache keys, rebuild decisions, builder flags, profiles, binding shapes, copies, CUDA graph
-replay, error messages), not TensorRT. The real-engine test at the bottom is marked
+is a test double with TensorRT 10's API shapes (test_tensorrt_api_generations.py also plays 11):
+its "engine" embeds the ONNX bytes and executes them with ONNX Runtime, its "device memory" is
+host memory. These tests therefore check our logic (cache keys, rebuild decisions, builder
+flags, profiles, binding shapes, copies, CUDA graph replay, error messages), not TensorRT. The real-engine test at the bottom is marked
 ``tensorrt`` and runs only where ``import tensorrt`` works.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import fake_tensorrt  # noqa: E402  (test/ is on sys.path)
 from depth_diffusion_ros.runtime import tensorrt_engine as te  # noqa: E402
 from depth_diffusion_ros.runtime.cuda_runtime import CudaError, CudaRuntime  # noqa: E402
 from depth_diffusion_ros.runtime.errors import BackendError  # noqa: E402
+from depth_diffusion_ros.runtime.tensorrt_int8 import make_int8_calibrator  # noqa: E402
 from depth_diffusion_ros.runtime.tensorrt_graph import (  # noqa: E402
     DeviceStepLoop,
     TensorRTGraph,
@@ -147,9 +148,11 @@ def test_builder_flags_workspace_dla_and_int8_calibration(tmp_path, cuda):
     h = engine.header
     assert h["flags"] == ["FP16", "GPU_FALLBACK"] and h["workspace"] == 256 << 20
     assert h["device"] == "DLA" and h["dla_core"] == 1
+    # TensorRT 10: today's weakly typed network (create_network(0)) from the fp32 graph
+    assert h["network_flags"] == 0 and not h["strongly_typed"] and h["onnx_float_types"] == ["FLOAT"]
 
     batches = [{"x": np.full((1, 2, 4, 4), i, np.float32)} for i in range(3)]
-    cal = te.make_int8_calibrator(fake_tensorrt, batches, tmp_path / "calib.cache", cuda)
+    cal = make_int8_calibrator(fake_tensorrt, batches, tmp_path / "calib.cache", cuda)
     data = te.build_serialized_engine(fake_tensorrt, onnx_path, "int8", int8_calibrator=cal)
     assert fake_tensorrt.Runtime(None).deserialize_cuda_engine(data).header["flags"] == ["FP16", "INT8"]
     assert (tmp_path / "calib.cache").read_bytes() == b"fake-calibration-table"

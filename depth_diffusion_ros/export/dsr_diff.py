@@ -119,8 +119,9 @@ def export_dsr_diff(
     return path, errors
 
 
-def export_dsr_diff_cli(args: Any) -> int:
-    """``depth-diffusion-ros export --model dsr_diff``: load, export one scale, print errors."""
+def export_dsr_diff_cli(args: Any) -> tuple[int, Path]:
+    """``depth-diffusion-ros export --model dsr_diff``: load, export one scale, print errors.
+    Returns (exit status, the written graph)."""
     from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint, architecture="dsr_diff")
@@ -135,4 +136,4 @@ def export_dsr_diff_cli(args: Any) -> int:
                                    check=not args.no_check, opset=args.opset, dynamo=args.dynamo)
     errs = ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) or "not checked"
     print(f"{path}  [sr_sampler x{args.scale}]  max |onnx - torch|: {errs}")
-    return 0
+    return 0, Path(path)

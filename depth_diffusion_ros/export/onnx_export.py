@@ -21,7 +21,6 @@ torch is imported inside the functions only: importing this module does not need
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from depth_diffusion_ros.runtime.metadata import METADATA_PREFIX
+from depth_diffusion_ros.runtime.metadata import set_metadata_props
 
 #: opset for TensorRT 10's ONNX parser (and every ONNX Runtime >= 1.14)
 DEFAULT_OPSET = 17
@@ -52,12 +51,6 @@ def model_sha256(model: Any) -> str:
     return tensors_sha256(model.state_dict())
 
 
-def _encode_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
 def write_metadata(path: str | Path, metadata: Mapping[str, Any]) -> None:
     """Add (or replace) ``metadata_props`` entries of the ONNX file at ``path`` in place.
 
@@ -71,14 +64,7 @@ def write_metadata(path: str | Path, metadata: Mapping[str, Any]) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
         raise ExportError(f"{path}: not a readable ONNX model ({exc})") from exc
-    entries = {p.key: p.value for p in model.metadata_props}
-    for key, value in metadata.items():
-        k = key if key.startswith(METADATA_PREFIX) else METADATA_PREFIX + key
-        entries[k] = _encode_value(value)
-    del model.metadata_props[:]
-    for k in sorted(entries):
-        prop = model.metadata_props.add()
-        prop.key, prop.value = k, entries[k]
+    set_metadata_props(model, metadata)
     onnx.save(model, str(path))
 
 

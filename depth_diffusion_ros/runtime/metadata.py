@@ -1,14 +1,18 @@
-"""``ddr.*`` metadata of exported ONNX files, read without onnx, onnxruntime or torch.
+"""``ddr.*`` metadata of exported ONNX files, read without onnx, onnxruntime or torch; file
+hashes and atomic file writes for the caches built from them.
 
 ``depth-diffusion-ros export`` stores what a backend needs to run a graph in the ONNX
 ``metadata_props`` under keys prefixed ``ddr.`` (graph role, model hash, config, scheduler,
 shapes). :func:`read_metadata` reads them straight from the protobuf, so a TensorRT-only robot
-can check an ONNX file before building an engine from it.
+can check an ONNX file before building an engine from it; :func:`set_metadata_props` writes
+them into a loaded ``onnx.ModelProto`` (the exporter and the fp16 converter use it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -25,6 +29,22 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename, so
+    a crash mid-write never leaves a truncated file (engines, sidecars, derived ONNX graphs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -100,3 +120,26 @@ def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
 def read_ddr_metadata(path: str | Path) -> dict[str, Any]:
     """:func:`decode_metadata` of :func:`read_metadata` (BackendError naming an unreadable file)."""
     return decode_metadata(read_metadata(path))
+
+
+def encode_metadata_value(value: Any) -> str:
+    """A metadata_props value: strings as they are, anything else as JSON (sorted keys)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def set_metadata_props(model: Any, metadata: Mapping[str, Any]) -> None:
+    """Add (or replace) ``metadata_props`` entries of a loaded ``onnx.ModelProto`` in place.
+
+    Keys without the ``ddr.`` prefix get it; non-string values are stored as JSON; entries end
+    up sorted by key. Works on the protobuf message itself (no onnx import here).
+    """
+    entries = {p.key: p.value for p in model.metadata_props}
+    for key, value in metadata.items():
+        k = key if key.startswith(METADATA_PREFIX) else METADATA_PREFIX + key
+        entries[k] = encode_metadata_value(value)
+    del model.metadata_props[:]
+    for k in sorted(entries):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = k, entries[k]

@@ -1,26 +1,50 @@
 """ONNX -> TensorRT engine: builder, engine cache and the decisions around them.
 
-The TensorRT-touching code is kept thin (:func:`build_serialized_engine`, ~40 lines of the
-TensorRT 10 Python API); the logic lives in plain functions that are tested everywhere:
+The TensorRT-touching code is kept thin (:func:`build_serialized_engine`, ~50 lines of the
+TensorRT Python API); the logic lives in plain functions that are tested everywhere:
 
-* :class:`EngineKey` — what an engine depends on: the ONNX file's SHA-256, the precision,
-  the TensorRT version, the GPU name (and DLA core). It is encoded in the engine file name and
-  in a JSON sidecar next to it (``<engine>.json``).
+* :func:`api_generation` — which TensorRT API this is (10: weak typing, 11: strong typing only);
+  :func:`network_creation_flags` / :func:`precision_builder_flags` — what follows from it.
+* :class:`EngineKey` — what an engine depends on: the SHA-256 of the ONNX file the network is
+  parsed from (the fp16 copy for fp16 on TensorRT 11), the precision, the TensorRT version, the
+  GPU name (and DLA core). It is encoded in the engine file name and in a JSON sidecar next to
+  it (``<engine>.json``).
 * :func:`rebuild_reason` — why a cached engine must be rebuilt (None when it can be used):
   missing engine or sidecar, unreadable sidecar, any key field that differs, or
   ``force_engine_update``.
 * :func:`optimization_profiles` — the (min, opt, max) shapes for each dynamic input; static
   inputs need none; a dynamic input without a range is an error naming it.
 * :func:`get_or_build_engine` — cache lookup + build + atomic write of engine and sidecar.
+  (The TensorRT 10 INT8 calibrator is in :mod:`depth_diffusion_ros.runtime.tensorrt_int8`.)
+
+TensorRT API generations (NVIDIA's TensorRT documentation):
+
+* **TensorRT 10** — weakly typed networks: ``Builder.create_network(0)`` (explicit batch is the
+  only mode since 10.0), precision from ``IBuilderConfig.set_flag(BuilderFlag.FP16 / INT8)``
+  (+ an ``IInt8EntropyCalibrator2`` or Q/DQ nodes for INT8). Deprecated during 10.x but working
+  throughout it, so this path is unchanged: the INT8 calibrators in 10.1 and
+  ``platform_has_fast_fp16`` in 10.5 (C++ API "Deprecated List"), all weak-typing APIs in 10.12
+  (TensorRT 10.12.0 release notes: "Weak typing APIs deprecated").
+* **TensorRT 11** — strongly typed only ("Migrating from TensorRT 10.x to 11.x: Strongly Typed
+  Networks Are Now Required"; "Removed Python APIs and Replacements"): ``BuilderFlag.FP16`` and
+  ``BF16`` are gone (replacement: strong typing, e.g. ModelOpt AutoCast), ``BuilderFlag.INT8`` /
+  ``FP8`` / ``INT4`` and ``IBuilderConfig.int8_calibrator`` are gone (replacement: explicit
+  quantization with Q/DQ nodes), ``Builder.platform_has_fast_fp16`` is gone.
+  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is kept, deprecated and ignored (TensorRT
+  11.0.0 Python API, Builder); we still pass ``1 << int(STRONGLY_TYPED)`` so the request is
+  explicit and its bit is TensorRT's own. Precision comes from the ONNX tensor types:
+  "fp32" builds the exported graph as it is; "fp16" builds its fp16 copy
+  (:mod:`depth_diffusion_ros.runtime.onnx_fp16`, onnxconverter-common: ModelOpt is published
+  on NVIDIA's own package index only), made once; "int8" is refused with an EngineBuildError
+  that says what to do instead (a Q/DQ-quantized ONNX, built with precision "fp32").
 
 TensorRT itself cannot be installed on the CPU-only CI machine; the tests inject a clearly
-labelled fake ``tensorrt`` module (``test/fake_tensorrt.py``) and a real-engine test marked
-``tensorrt`` runs only where ``import tensorrt`` works.
+labelled fake ``tensorrt`` module that plays either generation (``test/fake_tensorrt.py``) and a
+real-engine test marked ``tensorrt`` runs only where ``import tensorrt`` works.
 
-API used (TensorRT 10): trt.Builder, Builder.create_network(0) (explicit batch is the only mode),
-trt.OnnxParser, IBuilderConfig.set_flag(BuilderFlag.FP16 / INT8 / GPU_FALLBACK),
-set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes), optimisation profiles,
-default_device_type = DeviceType.DLA + DLA_core for Jetson DLA, build_serialized_network.
+Other API used (both generations): trt.OnnxParser, set_memory_pool_limit(MemoryPoolType.WORKSPACE,
+bytes), optimisation profiles, default_device_type = DeviceType.DLA + DLA_core with
+BuilderFlag.GPU_FALLBACK for Jetson DLA, build_serialized_network.
 """
 from __future__ import annotations
 
@@ -28,14 +52,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-import numpy as np
-
-from depth_diffusion_ros.runtime.metadata import file_sha256, read_metadata
+from depth_diffusion_ros.runtime.metadata import atomic_write, file_sha256, read_metadata
+from depth_diffusion_ros.runtime.onnx_fp16 import Fp16ConversionError, cached_fp16_onnx, graph_precision
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +86,56 @@ def load_tensorrt() -> Any:
         raise ImportError(
             "TensorRT is not installed (Jetson: part of JetPack; x86: pip install tensorrt)"
         ) from exc
+
+
+#: the first TensorRT major version without weak typing (BuilderFlag.FP16 / INT8 removed)
+STRONGLY_TYPED_MAJOR = 11
+
+
+def api_generation(trt: Any) -> int:
+    """10 (weakly typed networks, precision builder flags) or 11 (strongly typed only).
+
+    Decided from ``trt.__version__``'s major number and from the API itself: a TensorRT whose
+    ``BuilderFlag`` has no ``FP16`` is treated as 11 whatever its version says. Raises
+    EngineBuildError for TensorRT older than 10 (implicit batch, other APIs: not supported).
+    """
+    try:
+        major = int(str(trt.__version__).split(".")[0])
+    except ValueError:
+        major = 10  # an unparsable version: the API below decides
+    if major < 10:
+        raise EngineBuildError(f"TensorRT {trt.__version__} is not supported: use TensorRT 10 or 11")
+    if major >= STRONGLY_TYPED_MAJOR or not hasattr(trt.BuilderFlag, "FP16"):
+        return STRONGLY_TYPED_MAJOR
+    return 10
+
+
+def network_creation_flags(trt: Any, generation: int) -> int:
+    """``Builder.create_network`` flags: 0 (weakly typed) on 10, the STRONGLY_TYPED bit on 11
+    (0 once a TensorRT drops the deprecated, ignored flag: strong typing is implied there)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if generation >= STRONGLY_TYPED_MAJOR and flag is not None:
+        return 1 << int(flag)
+    return 0
+
+
+def precision_builder_flags(trt: Any, generation: int, precision: str) -> list:
+    """The ``BuilderFlag`` members that select ``precision`` on this API generation.
+
+    10: fp16 -> [FP16], int8 -> [FP16, INT8] (fp16 for layers without int8 scales), fp32 -> [].
+    11: always [] (the ONNX tensor types decide); int8 raises EngineBuildError saying what to do.
+    """
+    if precision not in PRECISIONS:
+        raise EngineBuildError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if generation < STRONGLY_TYPED_MAJOR:
+        return {"fp32": [], "fp16": [trt.BuilderFlag.FP16],
+                "int8": [trt.BuilderFlag.FP16, trt.BuilderFlag.INT8]}[precision]
+    if precision == "int8":
+        raise EngineBuildError(
+            f"precision 'int8' needs TensorRT 10: TensorRT {trt.__version__} removed BuilderFlag.INT8 and the "
+            f"INT8 calibrators; quantize the ONNX with Q/DQ nodes (explicit quantization, e.g. NVIDIA ModelOpt) "
+            f"and build that file with precision 'fp32' (its Q/DQ nodes select int8)")
+    return []
 
 
 def _slug(text: str) -> str:
@@ -214,63 +286,11 @@ def auto_profile_ranges(
     return out
 
 
-def make_int8_calibrator(
-    trt: Any,
-    batches: Iterable[Mapping[str, np.ndarray]],
-    cache_file: str | Path,
-    cuda: Any,
-) -> Any:
-    """An ``IInt8EntropyCalibrator2`` feeding ``batches`` ({input name: array}) to the builder.
-
-    The INT8 hook: calibration data are real frames preprocessed like the backend's inputs.
-    The calibration table is cached in ``cache_file`` and reused when present.
-    cuda: a :class:`depth_diffusion_ros.runtime.cuda_runtime.CudaRuntime`.
-    """
-    cache_file = Path(cache_file)
-    iterator = iter(batches)
-
-    class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._device: dict[str, tuple[int, int]] = {}
-            self._stream = cuda.stream_create()
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names: list[str]) -> Optional[list[int]]:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return None
-            ptrs = []
-            for name in names:
-                arr = np.ascontiguousarray(batch[name])
-                ptr, size = self._device.get(name, (0, 0))
-                if size < arr.nbytes:
-                    if ptr:
-                        cuda.free(ptr)
-                    ptr, size = cuda.malloc(arr.nbytes), arr.nbytes
-                    self._device[name] = (ptr, size)
-                cuda.htod_async(ptr, arr, self._stream)
-                ptrs.append(int(ptr))
-            cuda.stream_synchronize(self._stream)
-            return ptrs
-
-        def read_calibration_cache(self) -> Optional[bytes]:
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_bytes(bytes(cache))
-
-    return _Calibrator()
-
-
-def parse_onnx_network(trt: Any, onnx_path: str | Path, logger: Any) -> tuple[Any, Any, Any]:
-    """(builder, network, parser) for the ONNX file; EngineBuildError lists parser errors."""
+def parse_onnx_network(trt: Any, onnx_path: str | Path, logger: Any, flags: int = 0) -> tuple[Any, Any, Any]:
+    """(builder, network, parser) for the ONNX file, the network created with ``flags``
+    (:func:`network_creation_flags`); EngineBuildError lists parser errors."""
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(int(flags))
     parser = trt.OnnxParser(network, logger)
     ok = parser.parse_from_file(str(onnx_path))
     if not ok:
@@ -288,28 +308,33 @@ def build_serialized_engine(
     dla_core: int = -1,
     int8_calibrator: Any = None,
 ) -> bytes:
-    """Parse ``onnx_path`` and build a serialized engine (bytes) with the TensorRT 10 API.
+    """Parse ``onnx_path`` and build a serialized engine (bytes) with the TensorRT 10 or 11 API.
 
-    precision: "fp32" | "fp16" | "int8" (int8 also enables fp16 for layers without scales;
-        needs ``int8_calibrator`` unless the ONNX carries Q/DQ nodes).
+    precision: "fp32" | "fp16" | "int8". TensorRT 10: weakly typed network + builder flags (int8
+        also enables fp16 for layers without scales; needs ``int8_calibrator`` unless the ONNX
+        carries Q/DQ nodes). TensorRT 11: strongly typed network, no precision flags: "fp16"
+        needs ``onnx_path`` to be an fp16 graph (``onnx_fp16.cached_fp16_onnx``;
+        :func:`get_or_build_engine` picks it), "int8" is refused.
     workspace_bytes: MemoryPoolType.WORKSPACE limit. dla_core >= 0 builds for that DLA core
         with GPU fallback for layers DLA cannot run (Jetson AGX/NX).
-    Raises EngineBuildError naming the file (parser errors, failed build).
+    Raises EngineBuildError naming the file (parser errors, failed build, a precision this
+    TensorRT cannot build from this file).
     """
-    if precision not in PRECISIONS:
-        raise EngineBuildError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    generation = api_generation(trt)
+    flags = precision_builder_flags(trt, generation, precision)
+    if generation >= STRONGLY_TYPED_MAJOR and precision == "fp16" and graph_precision(onnx_path) != "fp16":
+        raise EngineBuildError(f"{onnx_path}: TensorRT {trt.__version__} builds fp16 from an fp16 graph (strong "
+                               f"typing); this one is fp32 — pass its .fp16.onnx copy (export --fp16-onnx)")
     logger = trt.Logger(trt.Logger.WARNING)
-    builder, network, _parser = parse_onnx_network(trt, onnx_path, logger)
+    builder, network, _parser = parse_onnx_network(trt, onnx_path, logger, network_creation_flags(trt, generation))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            LOG.warning("%s: this GPU has no fast fp16; building anyway", onnx_path)
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        if int8_calibrator is not None:
-            config.int8_calibrator = int8_calibrator
+    if flags and not builder.platform_has_fast_fp16:  # TensorRT 10 only (removed in 11)
+        LOG.warning("%s: this GPU has no fast fp16; building anyway", onnx_path)
+    for flag in flags:
+        config.set_flag(flag)
+    if precision == "int8" and int8_calibrator is not None:
+        config.int8_calibrator = int8_calibrator
     if dla_core >= 0:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
@@ -333,28 +358,33 @@ def build_serialized_engine(
     return bytes(serialized)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class EngineCacheResult:
-    """Where the engine is, whether it was (re)built now, and why."""
+    """Where the engine is, whether it was (re)built now, and why; ``onnx_path`` is the file
+    the engine is (or would be) built from — the fp16 copy for fp16 on TensorRT 11."""
 
     engine_path: Path
     sidecar_path: Path
     built: bool
     reason: Optional[str]
     key: EngineKey
+    onnx_path: Optional[Path] = None
+
+
+def build_onnx_path(onnx_path: str | Path, precision: str, trt: Any, cache_dir: str | Path) -> Path:
+    """The ONNX file an engine of ``precision`` is parsed (and keyed) from: ``onnx_path``, or
+    on TensorRT 11 for "fp16" its fp16 copy (``onnx_fp16.cached_fp16_onnx``: the export's
+    ``.fp16.onnx`` beside it, else one made once in ``cache_dir``). Raises EngineBuildError for
+    a precision this TensorRT cannot build or a graph that cannot be converted.
+    """
+    generation = api_generation(trt)
+    precision_builder_flags(trt, generation, precision)  # refuses int8 on 11 before any work
+    if generation < STRONGLY_TYPED_MAJOR or precision != "fp16":
+        return Path(onnx_path)
+    try:
+        return cached_fp16_onnx(onnx_path, cache_dir)
+    except Fp16ConversionError as exc:
+        raise EngineBuildError(f"fp16 on TensorRT {trt.__version__} needs an fp16 graph: {exc}") from exc
 
 
 def get_or_build_engine(
@@ -372,15 +402,19 @@ def get_or_build_engine(
 ) -> EngineCacheResult:
     """Return a usable engine for ``onnx_path`` from ``cache_dir``, building it if needed.
 
-    The engine is rebuilt when :func:`rebuild_reason` gives a reason (logged). Engine and
-    sidecar are written atomically, so a crash mid-write never leaves a truncated engine.
+    The network is parsed from :func:`build_onnx_path` (the fp16 copy for fp16 on TensorRT 11)
+    and the key hashes that file. The engine is rebuilt when :func:`rebuild_reason` gives a
+    reason (logged); it is named after ``onnx_path``'s stem. Engine and sidecar are written
+    atomically, so a crash mid-write never leaves a truncated engine.
     trt / cuda: modules to use (tests pass the fake); gpu_name: override the detected name.
-    Raises FileNotFoundError-like EngineBuildError naming a missing ONNX file.
+    Raises EngineBuildError naming a missing ONNX file, a precision this TensorRT cannot build
+    or a failed build.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineBuildError(f"{onnx_path}: ONNX file not found")
     trt = trt if trt is not None else load_tensorrt()
+    source = build_onnx_path(onnx_path, precision, trt, cache_dir)
     if gpu_name is None:
         from depth_diffusion_ros.runtime.cuda_runtime import CudaRuntime
 
@@ -388,17 +422,17 @@ def get_or_build_engine(
     profile = "auto" if not profile_ranges else json.dumps(
         {k: [list(x) for x in (v.min, v.opt, v.max)] if isinstance(v, ProfileShape) else [list(x) for x in v]
          for k, v in sorted(profile_ranges.items())})
-    key = EngineKey(file_sha256(onnx_path), precision, str(trt.__version__), gpu_name, int(dla_core), profile)
+    key = EngineKey(file_sha256(source), precision, str(trt.__version__), gpu_name, int(dla_core), profile)
     engine_path, sidecar_path = engine_paths(cache_dir, onnx_path, key)
     reason = rebuild_reason(engine_path, sidecar_path, key, force_engine_update)
     if reason is None:
         LOG.info("using cached TensorRT engine %s", engine_path)
-        return EngineCacheResult(engine_path, sidecar_path, False, None, key)
-    LOG.info("building TensorRT engine %s from %s: %s", engine_path.name, onnx_path, reason)
+        return EngineCacheResult(engine_path, sidecar_path, False, None, key, source)
+    LOG.info("building TensorRT engine %s from %s: %s", engine_path.name, source, reason)
     data = build_serialized_engine(
-        trt, onnx_path, precision, workspace_bytes, profile_ranges, dla_core, int8_calibrator
+        trt, source, precision, workspace_bytes, profile_ranges, dla_core, int8_calibrator
     )
-    _atomic_write(engine_path, data)
-    sidecar = dict(key.to_dict(), onnx_path=str(onnx_path.resolve()), workspace_bytes=int(workspace_bytes))
-    _atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
-    return EngineCacheResult(engine_path, sidecar_path, True, reason, key)
+    atomic_write(engine_path, data)
+    sidecar = dict(key.to_dict(), onnx_path=str(source.resolve()), workspace_bytes=int(workspace_bytes))
+    atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return EngineCacheResult(engine_path, sidecar_path, True, reason, key, source)

@@ -13,6 +13,9 @@ Examples::
 Engines are keyed by the ONNX file's SHA-256, precision, TensorRT version and GPU name (in the
 file name and a JSON sidecar) and rebuilt only when one of them changes or ``--force`` is given;
 the TensorRT backend uses the same cache, so building ahead of time avoids a slow first start.
+TensorRT 10 builds fp16/int8 with builder flags; TensorRT 11 (strongly typed) builds fp16 from
+the graph's ``.fp16.onnx`` copy (written by ``export --fp16-onnx``, else made once in the
+cache directory) and refuses int8 (quantize the ONNX with Q/DQ nodes instead).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", required=True, help="an .onnx file or an export directory (all its .onnx files)")
     parser.add_argument("--cache-dir", default="", help="engine cache directory ('' = the backend's default)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                        help="TensorRT 10: builder flags; TensorRT 11: fp16 from the .fp16.onnx copy, no int8")
     parser.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace memory pool limit (MiB)")
     parser.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (0/1); -1 = GPU")
     parser.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
@@ -49,9 +53,11 @@ def parse_profile(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from depth_diffusion_ros.runtime import tensorrt_engine as te
+    from depth_diffusion_ros.runtime.onnx_fp16 import is_fp16_file
 
     src = Path(args.onnx)
-    files = sorted(src.glob("*.onnx")) if src.is_dir() else [src]
+    # a folder's *.fp16.onnx files are the TensorRT 11 fp16 copies of its graphs, picked per precision
+    files = sorted(f for f in src.glob("*.onnx") if not is_fp16_file(f)) if src.is_dir() else [src]
     if not files or not all(f.is_file() for f in files):
         print(f"build-engine: no ONNX file at {src}", file=sys.stderr)
         return 1
@@ -80,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         what = f"built ({res.reason})" if res.built else "cached"
-        print(f"{f} -> {res.engine_path}  [{what}]")
+        via = f" (from {res.onnx_path.name})" if res.onnx_path is not None and res.onnx_path != f else ""
+        print(f"{f}{via} -> {res.engine_path}  [{what}]")
     return status

@@ -7,6 +7,10 @@ Examples::
     depth-diffusion-ros export ... --form unrolled --steps 10          # whole loop, 10 steps
     depth-diffusion-ros export ... --form both --ensemble-size 4 --dynamic
 
+``--fp16-onnx`` also writes ``<stem>.fp16.onnx`` beside each graph (onnxconverter-common:
+fp16 weights and activations, float32 inputs/outputs), the file TensorRT 11 builds fp16 engines
+from (it has no fp16 builder flag); copy it to the robot with the folder.
+
 The step form (encoder + one DDIM step + decoder, host loop) is the default: it accepts any
 ``num_inference_steps`` and lets TensorRT keep the latents on the GPU and replay the step as a
 CUDA graph. Measured on the 2-core CI CPU (benchmarks/bench_runtime.py, ONNX Runtime, default
@@ -46,8 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 for TensorRT 10)")
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (opset >= 18)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against torch")
+    parser.add_argument("--fp16-onnx", action="store_true",
+                        help="also write <stem>.fp16.onnx beside each graph (fp16 weights/activations, float32 I/O): "
+                             "what TensorRT 11 builds fp16 engines from")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="shared data (real frames for the check)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+
+
+def write_fp16_copies(paths) -> None:
+    """``--fp16-onnx``: the fp16 copy of each exported graph beside it (printed, one a line)."""
+    from depth_diffusion_ros.runtime.onnx_fp16 import write_fp16_onnx
+
+    for path in paths:
+        print(f"{write_fp16_onnx(path)}  [fp16 copy of {Path(path).name}, float32 I/O]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "dsr_diff":
             from depth_diffusion_ros.export.dsr_diff import export_dsr_diff_cli
 
-            return export_dsr_diff_cli(args)
+            status, path = export_dsr_diff_cli(args)
+            if status == 0 and args.fp16_onnx:
+                write_fp16_copies([path])
+            return status
         from depth_diffusion_ros.export.diffusion_depth import check_host_loop_parity, export_diffusion_depth
         from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
         from depth_diffusion_ros.models.checkpoint import load_checkpoint
@@ -88,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             steps = args.steps or model.config.num_inference_steps
             err = check_host_loop_parity(model, args.output, inputs, steps, args.ensemble_size)
             print(f"host DDIM loop over the step graphs, {steps} steps: max |onnx - torch| depth {err:.2e} m")
+        if args.fp16_onnx:
+            write_fp16_copies([g.path for g in report.graphs])
         print(f"model sha256 {report.model_sha256}")
     except (ExportError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)

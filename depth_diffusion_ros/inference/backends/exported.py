@@ -25,6 +25,7 @@ from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
 from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
 from depth_diffusion_ros.runtime.metadata import read_ddr_metadata
+from depth_diffusion_ros.runtime.onnx_fp16 import is_fp16_file
 
 STEP_FILES = ("encoder.onnx", "step.onnx", "decoder.onnx")
 STEP_GRAPHS = ("encoder", "step", "decoder")
@@ -67,7 +68,7 @@ def find_diffusion_depth_files(model_path: Union[str, Path], export_form: str, s
     if export_form == "step":
         missing = [str(f) for f in step_files if not f.is_file()]
         raise BackendError(f"{p}: step-form graphs missing: {missing}")
-    candidates = sorted(p.glob("sampler_*.onnx"))
+    candidates = sorted(c for c in p.glob("sampler_*.onnx") if not is_fp16_file(c))  # not the TensorRT 11 copies
     if steps is not None:
         wanted = p / unrolled_file_name(steps, ensemble)
         if wanted.is_file():

@@ -4,8 +4,12 @@ Start-up: for each ONNX graph of the export (``encoder``/``step``/``decoder``, a
 ``sampler`` or the DSR-Diff ``sr_sampler`` per scale)
 :func:`~depth_diffusion_ros.runtime.tensorrt_engine.get_or_build_engine` returns a cached engine
 keyed by ONNX hash, precision, TensorRT version and GPU name (rebuilt when any differs or
-``force_engine_update`` is set). The DDIM steps run in :class:`~depth_diffusion_ros.runtime.tensorrt_graph.DeviceStepLoop`
-(latents on the GPU, one CUDA graph replayed per step).
+``force_engine_update`` is set). TensorRT 10 and 11 both work: on 11 (strongly typed, no
+``BuilderFlag.FP16``) an fp16 engine is built from the graph's fp16 copy (``<stem>.fp16.onnx``
+from ``export --fp16-onnx``, else made once in the engine cache), whose inputs and outputs stay
+float32, so the feeds and outputs here are the same on both. The DDIM steps run in
+:class:`~depth_diffusion_ros.runtime.tensorrt_graph.DeviceStepLoop` (latents on the GPU, one CUDA
+graph replayed per step).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ class EngineSet:
     backends' options).
 
     engine_cache_dir: where engines + JSON sidecars live (default ~/.cache/depth_diffusion_ros/engines).
-    precision: "fp16" (default) | "fp32" | "int8". force_engine_update: rebuild even if cached.
+    precision: "fp16" (default) | "fp32" | "int8" (TensorRT 10 only; on 11 a BackendError says
+        to use a Q/DQ-quantized ONNX). force_engine_update: rebuild even if cached.
     workspace_mb: builder workspace pool limit (MiB). dla_core: -1 GPU, else the DLA core (Jetson).
     trt / cuda: modules to use instead of ``tensorrt`` / cuda-python (tests: the labelled fake).
     Raises BackendError when TensorRT or cuda-python are not installed.
