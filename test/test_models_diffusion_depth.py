@@ -243,7 +243,8 @@ def v2_config(**overrides) -> DiffusionDepthConfig:
     strided sparse stem, 1x1 head, uncertainty head, dense output."""
     base = dict(backbone="tf_mobilenetv3_small_100", neck_stride=8, decoder_skip_channels=(8, 4),
                 sparse_stem_stride=2, decoder_head_kernel=1, uncertainty_head=True, mask_unsupported=False,
-                timestep_spacing="trailing", num_inference_steps=1, num_self_diffusion_steps=1)
+                average_prior=True, timestep_spacing="trailing", prediction_type="v_prediction",
+                num_inference_steps=1, num_self_diffusion_steps=1)
     base.update(overrides)
     return tiny_config(**base)
 
@@ -253,10 +254,14 @@ def test_v2_structure_carries_skips_in_cond_and_decodes_depth_with_sigma():
     m = DiffusionDepth(v2_config()).eval()
     b = make_batch(1)
     cond = m.encode_condition(b["rgb"], b["sparse_depth"], b["valid_mask"])
-    # features + 2 guidance channels packed 8x8 + skips at strides 4 (8 ch, 2x2) and 2 (4 ch, 4x4)
-    assert cond.shape == (1, 16 + 2 * 64 + 8 * 4 + 4 * 16, H // 8, W // 8) == (1, m.cond_channels, H // 8, W // 8)
+    # features + 4 guidance channels packed 8x8 + skips at strides 4 (8 ch, 2x2) and 2 (4 ch, 4x4)
+    assert cond.shape == (1, 16 + 4 * 64 + 8 * 4 + 4 * 16, H // 8, W // 8) == (1, m.cond_channels, H // 8, W // 8)
     features, guidance, skips = m.split_condition(cond)
-    assert guidance.shape == (1, 2, H, W) and [s.shape[1:] for s in skips] == [(8, H // 4, W // 4), (4, H // 2, W // 2)]
+    # the second prior is the averaging pull-push: the nearest-first one is never farther
+    near, second = m.normalizer.log_depth(guidance[:, 0]), m.normalizer.log_depth(guidance[:, 2])
+    has = guidance[:, 1] > 0
+    assert has.any() and (second[has] >= near[has] - 1e-5).all() and (second[has] > near[has] + 1e-3).any()
+    assert guidance.shape == (1, 4, H, W) and [s.shape[1:] for s in skips] == [(8, H // 4, W // 4), (4, H // 2, W // 2)]
     out = m.decode(torch.zeros((1,) + m.latent_shape(H, W)), cond)
     assert out.shape == (1, 2, H, W) and (out[:, 1] > 0).all()  # sigma in metres, positive everywhere
     # the image skips reach the decoder: other image features change the depth
@@ -286,7 +291,23 @@ def test_v2_training_learns_the_uncertainty_and_regression_ignores_noise():
     assert parts["ddim"] == 0 and parts["latent_rec"] == 0 and torch.isfinite(parts["loss"])
 
 
+def test_trust_prior_starts_the_v2_model_at_its_prior_selection():
+    from training.demo_init import trust_prior
+
+    torch.manual_seed(0)
+    m = trust_prior(DiffusionDepth(v2_config())).eval()
+    b = make_batch(1, density=0.2)
+    cond = m.encode_condition(b["rgb"], b["sparse_depth"], b["valid_mask"])
+    out = m.decode(torch.zeros((1,) + m.latent_shape(H, W)), cond)
+    _, rule_valid, _, rule = m.lidar_priors(b["sparse_depth"], b["valid_mask"])
+    has = rule_valid > 0
+    # gate 0.9975, residual 0, the selection a soft step: within a few percent of the hand rule
+    assert ((out[:, :1] - rule).abs()[has] / rule[has]).median() < 0.02
+
+
 def test_v2_options_are_validated():
+    with pytest.raises(ConfigError, match="choose one second prior"):
+        v2_config(prior_scanline_gap=4).validate()
     with pytest.raises(ConfigError, match="neck_stride=6"):
         v2_config(neck_stride=6).validate()
     with pytest.raises(ConfigError, match="decoder_skip_channels"):

@@ -22,20 +22,23 @@ def trust_prior(model: torch.nn.Module, gate_bias: float = 6.0) -> torch.nn.Modu
 
     Args:
         model: a completion-mode DiffusionDepth (its decoder head has 3 outputs: u, r, g, or 4
-            with two priors: u, r, g, a).
+            with two priors: u, r, g, a; plus log b with the uncertainty head, left as it is).
         gate_bias: initial gate logit (6.0 -> sigmoid 0.9975).
 
     Raises:
         TrainingError: the model has no completion decoder head of that layout.
     """
-    head = getattr(getattr(model, "depth_decoder", None), "head", None)
-    if not isinstance(head, torch.nn.Conv2d) or head.out_channels not in (3, 4):
-        raise TrainingError("trust_prior needs a completion DiffusionDepth (depth_decoder.head with 3 or 4 outputs)")
+    decoder = getattr(model, "depth_decoder", None)
+    head = getattr(decoder, "head", None)
+    outputs = getattr(head, "out_channels", 0) - int(bool(getattr(decoder, "uncertainty", False)))
+    if not isinstance(head, torch.nn.Conv2d) or outputs not in (3, 4):
+        raise TrainingError("trust_prior needs a completion DiffusionDepth (depth_decoder.head with 3 or 4 outputs "
+                            "besides an uncertainty channel)")
     with torch.no_grad():
         head.weight[1].zero_()
         head.bias[1].zero_()
         head.bias[2].fill_(float(gate_bias))
-        if head.out_channels == 4:
+        if outputs == 4:
             head.weight[3].zero_()
             head.bias[3].zero_()
     return model

@@ -66,6 +66,10 @@ class DiffusionDepthConfig(DDIMConfig):
             (:func:`~depth_diffusion_ros.models.prior.scanline_fill` with this many columns of
             gap, then pull-push), and the decoder learns per pixel which of the two to follow,
             starting from :func:`~depth_diffusion_ros.models.prior.select_scanline`.
+        average_prior: the second prior is the pull-push pyramid averaging at every level
+            (normalised convolution, no nearest-return preference) instead of the scan-line prior
+            (with ``prior_scanline_gap`` 0): it takes neither side at depth edges and is smoother
+            on surfaces; the decoder's learned selection starts at the same hand rule.
         prior_scanline_rel_diff: the two returns bridged along a row may differ by this much
             (relative inverse depth).
         prior_select_max_farther: the hand rule's threshold (scan-line prior at most this much
@@ -136,6 +140,7 @@ class DiffusionDepthConfig(DDIMConfig):
     prior_levels: int = 5
     prior_scanline_gap: int = 0
     prior_scanline_rel_diff: float = 0.05
+    average_prior: bool = False
     prior_select_max_farther: float = 0.1
     prior_select_sharpness: float = 50.0
     mask_unsupported: bool = False
@@ -203,6 +208,8 @@ class DiffusionDepthConfig(DDIMConfig):
             out.append(f"prior_levels={self.prior_levels}: must be in [0, 8]")
         if not (0 <= int(self.prior_scanline_gap) <= 64):
             out.append(f"prior_scanline_gap={self.prior_scanline_gap}: must be in [0, 64]")
+        if self.average_prior and int(self.prior_scanline_gap) > 0:
+            out.append("average_prior and prior_scanline_gap > 0: choose one second prior")
         if not (0.0 <= self.prior_scanline_rel_diff <= 1.0):
             out.append(f"prior_scanline_rel_diff={self.prior_scanline_rel_diff}: must be in [0, 1]")
         if self.prior_select_max_farther < 0:

@@ -135,7 +135,7 @@ class DiffusionDepth(nn.Module):
                                                      config.sparse_stem_stride)
         self.cond_adapter = _stride_adapter(config.neck_channels, neck_stride, s)
         self.feature_channels = config.neck_channels
-        self.two_priors = self.completion and config.prior_scanline_gap > 0
+        self.two_priors = self.completion and (config.prior_scanline_gap > 0 or config.average_prior)
         self.guidance_channels = (4 if self.two_priors else 2) if self.completion else 0
         self.skip_cond_channels = [c * (s // st) ** 2 for c, st in zip(config.decoder_skip_channels, self.skip_strides)]
         self.cond_channels = self.feature_channels + self.guidance_channels * s * s + sum(self.skip_cond_channels)
@@ -248,17 +248,22 @@ class DiffusionDepth(nn.Module):
         """The completion priors of :mod:`.prior` with this config's settings.
 
         sparse_depth: (B,1,H,W) metres, 0 = missing; valid: (B,1,H,W) {0,1}.
-        Returns (pull-push prior (B,1,H,W) m, its validity, scan-line prior or None when
-        ``prior_scanline_gap`` is 0, the hand rule's selection of the two — the pull-push prior
-        itself with one prior). Priors are 0 where nothing is within reach.
+        Returns (pull-push prior (B,1,H,W) m, its validity, the second prior (scan-line, or the
+        averaging pull-push with ``average_prior``) or None with one prior, the hand rule's
+        selection of the two — the pull-push prior itself with one prior). Priors are 0 where
+        nothing is within reach.
         """
         cfg = self.config
         prior, prior_valid = densify_sparse_depth(sparse_depth, valid, levels=cfg.prior_levels,
                                                   min_depth=cfg.min_depth)
         if not self.two_priors:
             return prior, prior_valid, None, prior
-        scan = scanline_prior(sparse_depth, valid, cfg.prior_levels, cfg.prior_scanline_gap,
-                              cfg.prior_scanline_rel_diff, cfg.min_depth)
+        if cfg.average_prior:
+            scan, _ = densify_sparse_depth(sparse_depth, valid, levels=cfg.prior_levels, min_depth=cfg.min_depth,
+                                           max_levels=0)
+        else:
+            scan = scanline_prior(sparse_depth, valid, cfg.prior_levels, cfg.prior_scanline_gap,
+                                  cfg.prior_scanline_rel_diff, cfg.min_depth)
         return prior, prior_valid, scan, select_scanline(prior, scan, cfg.prior_select_max_farther)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
