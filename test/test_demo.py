@@ -143,7 +143,9 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti", "--no-sr"]
     assert cli_main(argv) == 0
     text = capsys.readouterr().out
-    export_dir = out / "onnx_cache/diffusion_depth_kitti_demo/768x512"  # 741x500 padded to 32
+    # keyed by the checkpoint's tensor hash and the padded frame size (741x500 padded to 32)
+    export_dir = out / "onnx_cache" / checkpoint_sha256(ckpt)[:16] / "768x512"
+    assert "exporting" in text and "about 20 s" in text  # said before the silent export starts
     assert f"ONNX export {export_dir} (exported in" in text
     meta = json.loads((export_dir / "export.json").read_text())
     assert meta["model_sha256"] == checkpoint_sha256(ckpt) and (meta["height"], meta["width"]) == (512, 768)

@@ -79,7 +79,7 @@ def _replay_sr(args: argparse.Namespace, out: Path, dataset: str, bag: Path, cho
         result = replay(ReplayOptions(
             bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
             pipeline="super_resolution", frame_timeout=args.frame_timeout, progress=True,
-            label=f"{dataset} {choice.label}", max_figures=10,
+            label=f"{dataset} {choice.label}", max_figures=10, overwrite=True,
         ))
     except (ReplayError, BagError) as exc:
         if choice.backend == "torch":  # the learned backend could not start: say why, go on
