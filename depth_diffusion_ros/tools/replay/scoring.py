@@ -59,7 +59,7 @@ def report_meta(run: RunPlan, output_bag: Path, figures_dir: Optional[Path],
     opts, topics, plan = run.opts, run.topics, run.bag
     segments = segments or []
     return {
-        "bag": str(plan.path), "label": opts.label, "pipeline": opts.pipeline,
+        "bag": str(plan.path), "label": opts.label, "pipeline": opts.pipeline, "started": True,
         "backend": run.main_params.get("backend", "(node default)"),
         "nodes": run.started_nodes, "input": run.mode,
         "ground_truth": run.gt_source,

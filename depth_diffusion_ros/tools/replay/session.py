@@ -110,6 +110,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         report.add_error("interrupted")
     except ReplayError as exc:  # a node did not start: the run stops, the report says why
         report.add_error(f"start-up failed: {exc}")
+        report.meta["started"] = bool(report.frames)  # False: no segment ran
         exc.report_path = report_path  # type: ignore[attr-defined]
         raise
     finally:
