@@ -104,10 +104,7 @@ def run_super_resolution(args: argparse.Namespace, out: Path, bags: Path) -> tup
     """
     only = [b.strip() for b in args.sr_backends.split(",")] if args.sr_backends else None
     choices = sr_backend_choices(Path(args.weights_dir), only)
-    skipped = [f"{c.label} ({c.skip})" for c in choices if c.skip]
-    for c in choices:
-        if c.skip:
-            print(f"skipping super-resolution backend {c.label}: {c.skip}")
+    skipped = [f"{c.label} ({c.skip})" for c in choices if c.skip]  # listed once, under the table
     rows: list[dict[str, Any]] = []
     for dataset, bag in _sr_datasets(args, bags):
         for choice in [c for c in choices if c.skip is None]:
