@@ -105,10 +105,12 @@ def _demo() -> str:
         out = run([PY, "-m", "depth_diffusion_ros.cli", "demo", "--output", str(Path(tmp) / "demo")],
                   env={"DDR_ONNX_CACHE": str(Path(tmp) / "cache")})
         wall = time.perf_counter() - t0
-    keep = [line for line in out.splitlines() if not line.startswith(("[INFO]", "[WARN]", "completion backends:"))
-            and "exporting" not in line and "ONNX export" not in line]
-    return f"`depth-diffusion-ros demo` took {wall:.0f} s (the ONNX export of the shipped model included):\n\n" + \
-        text_block("\n".join(keep))
+    skip = ("[INFO]", "[WARN]", "completion backends:", "building the", "converted ", "outputs:", "demo wall time")
+    keep = [line.replace(str(REPO) + "/", "") for line in out.splitlines()
+            if not line.startswith(skip) and "exporting" not in line and "ONNX export" not in line]
+    keep = "\n".join(keep).strip().replace("\n\n\n", "\n\n")
+    return f"`depth-diffusion-ros demo` took {wall:.0f} s (the one-off ONNX export of the shipped model included):\n\n" + \
+        text_block(keep)
 
 
 def _tests() -> str:
@@ -138,9 +140,9 @@ def _setup() -> str:
         wall = time.perf_counter() - t0
         size = _du(clone / ".venv")
         deploy = Path(tmp) / "deploy"
-        run([sys.executable, "-m", "uv", "venv", "-q", str(deploy), "--python", PY], cwd=clone)
-        run([sys.executable, "-m", "uv", "pip", "install", "-q", "-p", str(deploy / "bin" / "python"),
-             "-r", "requirements.txt"], cwd=clone)
+        uv = [shutil.which("uv")] if shutil.which("uv") else ["python3", "-m", "uv"]  # as the Makefile gets it
+        run([*uv, "venv", "-q", str(deploy), "--python", PY], cwd=clone)
+        run([*uv, "pip", "install", "-q", "-p", str(deploy / "bin" / "python"), "-r", "requirements.txt"], cwd=clone)
         deploy_size = _du(deploy)
     return (f"| set-up | time | size |\n|---|---:|---:|\n"
             f"| `make setup` in a fresh clone (uv's package cache as it was) | {wall:.0f} s | {size} |\n"

@@ -87,6 +87,18 @@ def test_export_defaults_to_the_padded_frame_the_model_sees(checkpoint, tmp_path
     assert result.depth.shape == (90, 300)
 
 
+def test_export_leaves_the_model_in_eval_mode(checkpoint, tmp_path):
+    """torch.onnx.export restores a wrapper's training flag recursively: wrappers built in training
+    mode put the model (BatchNorm, dropout) in training mode, and the unrolled form's torch
+    reference of `export --form both` then differed from its graph by metres."""
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint).eval()
+    export_diffusion_depth(model, tmp_path / "onnx", 96, 320, forms=("step",), check=False)
+    assert not any(m.training for m in model.modules())
+
+
 def test_export_command_errors_name_the_file(tmp_path, capsys):
     rc = cli.main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert rc == 1 and "nope" in capsys.readouterr().err

@@ -205,14 +205,14 @@ def _export_step_form(job: _Export) -> None:
     prev = m.ddim_step(latents, tt, tp, cond)
     depth = m.decode(prev, cond)
     image = ["rgb", "sparse_depth", "valid_mask"]
-    job.write("encoder.onnx", "encoder", EncoderGraph(m), (t["rgb"], t["sparse_depth"], t["valid_mask"]), image, ["cond"],
+    job.write("encoder.onnx", "encoder", EncoderGraph(m).eval(), (t["rgb"], t["sparse_depth"], t["valid_mask"]), image, ["cond"],
               {"cond": cond}, job.axes(image + ["cond"], image, ["cond"]), {}, job.atol_pass, 0.0)
-    job.write("step.onnx", "step", StepGraph(m), (latents, cond, tt, tp), ["latents", "cond", "timestep", "prev_timestep"],
+    job.write("step.onnx", "step", StepGraph(m).eval(), (latents, cond, tt, tp), ["latents", "cond", "timestep", "prev_timestep"],
               ["prev_latents"], {"prev_latents": prev},
               job.axes(["latents", "cond", "prev_latents"], [], ["latents", "cond", "prev_latents"]), {},
               job.atol_pass, 0.0)
     # depth up to 88 m: a relative part in the decoder's tolerance
-    job.write("decoder.onnx", "decoder", DecoderGraph(m), (prev, cond), ["latents", "cond"], ["depth"], {"depth": depth},
+    job.write("decoder.onnx", "decoder", DecoderGraph(m).eval(), (prev, cond), ["latents", "cond"], ["depth"], {"depth": depth},
               job.axes(["latents", "cond", "depth"], ["depth"], ["latents", "cond"]), {}, job.atol_pass, 1e-5)
 
 
