@@ -1,6 +1,12 @@
 """What the launch files have in common: the shared launch arguments, the package's nodes, the
 evaluation node, RViz and the Fast DDS profile.
 
+RViz uses one config (``config/depth_diffusion.rviz``) with relative topic names (``image``,
+``depth/colormap``, ``depth/points``, ``points``): the RViz node runs in the ``namespace``
+argument (so ``depth/*`` are the pipeline's own outputs there) with ``image`` and ``points``
+remapped to each scenario's camera and LiDAR topics, and ``rviz_fixed_frame`` as its fixed frame
+(``rviz2 -f``).
+
 kitti.launch.py, nyu.launch.py and super_resolution.launch.py each build their whole
 description with :func:`launch_description`, stating only what is theirs (parameter YAML,
 default backend, extra arguments, their nodes and remappings).
@@ -29,6 +35,7 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "depth_diffusion_ros"
 COMPLETION_BACKENDS = "ip_basic | nearest | torch | onnxruntime | tensorrt"
 FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+REPORT_PATH = "depth_evaluation_report.json"
 
 
 def share_file(*parts: str) -> PathJoinSubstitution:
@@ -54,54 +61,60 @@ def depth_node(executable: str, remappings: list, parameters: dict | None = None
     )
 
 
-def _arguments(params_yaml: str, backend: str, backend_help: str, use_sim_time: str, fastdds_profile: bool,
+def _arguments(params_yaml: str, backend: str, backend_help: str, use_sim_time: str, fixed_frame: str,
                after_backend: list, topics: list) -> list:
-    arguments = [
+    return [
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
         DeclareLaunchArgument("params_file", default_value=share_file("config", params_yaml),
                               description="parameter YAML"),
         DeclareLaunchArgument("backend", default_value=backend, description=backend_help),
         *after_backend,
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value=fixed_frame,
+                              description="RViz fixed frame (the camera's optical frame)"),
         DeclareLaunchArgument("evaluate", default_value="false", description="start depth_evaluation_node"),
-    ]
-    if fastdds_profile:
-        arguments.append(DeclareLaunchArgument(
+        DeclareLaunchArgument("report_path", default_value=REPORT_PATH,
+                              description="report.json of evaluate:=true (relative: to the directory ros2 launch "
+                                          "runs in); '' = none"),
+        DeclareLaunchArgument(
             "fastdds_profile",
             default_value=EnvironmentVariable(FASTDDS_PROFILE_VARIABLE,
                                               default_value=share_file("config", "fastdds_large_shm.xml")),
             description="Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the "
-                        "512 KiB default loses best-effort images and clouds); '' = Fast DDS defaults"))
-    arguments.append(DeclareLaunchArgument("use_sim_time", default_value=use_sim_time,
-                                           description="use /clock (bag playback)"))
-    return arguments + topics
+                        "512 KiB default loses best-effort images and clouds); '' = Fast DDS defaults"),
+        DeclareLaunchArgument("use_sim_time", default_value=use_sim_time, description="use /clock (bag playback)"),
+        *topics,
+    ]
 
 
-def launch_description(*, params_yaml: str, backend: str, backend_help: str, use_sim_time: str,
-                       fastdds_profile: bool, nodes: list, evaluation_remappings: list,
-                       after_backend: list = (), topics: list = ()) -> LaunchDescription:
+def launch_description(*, params_yaml: str, backend: str, backend_help: str, use_sim_time: str, fixed_frame: str,
+                       nodes: list, evaluation_remappings: list, evaluation_parameters: dict | None = None,
+                       rviz_remappings: list = (), after_backend: list = (), topics: list = ()) -> LaunchDescription:
     """One scenario: its arguments, the Fast DDS profile, its nodes, evaluation and RViz.
 
-    Arguments, in this order: ``namespace``, ``params_file`` (default
-    ``config/<params_yaml>``), ``backend`` (default ``backend``, described by
-    ``backend_help``), ``after_backend``, ``rviz``, ``evaluate``, ``fastdds_profile`` (only
-    with ``fastdds_profile``: default $FASTDDS_DEFAULT_PROFILES_FILE, else
-    ``config/fastdds_large_shm.xml``), ``use_sim_time`` (default ``use_sim_time``), ``topics``.
+    Arguments, in this order: ``namespace``, ``params_file`` (default ``config/<params_yaml>``),
+    ``backend`` (default ``backend``, described by ``backend_help``), ``after_backend``, ``rviz``,
+    ``rviz_fixed_frame`` (default ``fixed_frame``), ``evaluate``, ``report_path`` (default
+    ``depth_evaluation_report.json``), ``fastdds_profile`` (default
+    $FASTDDS_DEFAULT_PROFILES_FILE, else ``config/fastdds_large_shm.xml``), ``use_sim_time``
+    (default ``use_sim_time``), ``topics``.
 
-    Actions after the arguments: with ``fastdds_profile``, FASTDDS_DEFAULT_PROFILES_FILE set to
-    the ``fastdds_profile`` argument for every process started after it; ``nodes``;
-    depth_evaluation_node with ``evaluation_remappings`` when ``evaluate:=true``; RViz with
-    ``config/depth_diffusion.rviz`` when ``rviz:=true``.
+    Actions after the arguments: FASTDDS_DEFAULT_PROFILES_FILE set to the ``fastdds_profile``
+    argument for every process started after it; ``nodes``; depth_evaluation_node with
+    ``evaluation_remappings`` and ``report_path`` (+ ``evaluation_parameters``) when
+    ``evaluate:=true``; RViz with ``config/depth_diffusion.rviz`` in the namespace, its
+    ``image`` / ``points`` remapped by ``rviz_remappings``, when ``rviz:=true``.
     """
-    arguments = _arguments(params_yaml, backend, backend_help, use_sim_time, fastdds_profile,
+    arguments = _arguments(params_yaml, backend, backend_help, use_sim_time, fixed_frame,
                            list(after_backend), list(topics))
-    profile = ([SetEnvironmentVariable(FASTDDS_PROFILE_VARIABLE, LaunchConfiguration("fastdds_profile"))]
-               if fastdds_profile else [])
+    profile = [SetEnvironmentVariable(FASTDDS_PROFILE_VARIABLE, LaunchConfiguration("fastdds_profile"))]
     evaluation = depth_node("depth_evaluation_node", evaluation_remappings,
+                            {"report_path": LaunchConfiguration("report_path"), **(evaluation_parameters or {})},
                             condition=IfCondition(LaunchConfiguration("evaluate")))
     rviz = Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="screen",
-        arguments=["-d", share_file("config", "depth_diffusion.rviz")],
+        package="rviz2", executable="rviz2", name="rviz2", namespace=LaunchConfiguration("namespace"),
+        output="screen", remappings=list(rviz_remappings) or None,
+        arguments=["-d", share_file("config", "depth_diffusion.rviz"), "-f", LaunchConfiguration("rviz_fixed_frame")],
         parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )

@@ -6,8 +6,9 @@ the colour camera, e.g. a few hundred valid pixels sampled from a depth sensor::
     ros2 launch depth_diffusion_ros nyu.launch.py image_topic:=/camera/color/image_raw \\
         camera_info_topic:=/camera/color/camera_info sparse_depth_topic:=/camera/sparse_depth
 
-Arguments: namespace, params_file (default ``config/nyu.yaml``), backend, rviz, evaluate
-(scores ``depth/image`` against ``depth_gt_topic``), fastdds_profile (as in kitti.launch.py),
+Arguments: namespace, params_file (default ``config/nyu.yaml``), backend, rviz,
+rviz_fixed_frame (default ``camera_color_optical_frame``), evaluate (scores ``depth/image``
+against ``depth_gt_topic``), report_path, fastdds_profile (as in kitti.launch.py),
 use_sim_time, and the four input topics. The pieces shared with the other launch files are in
 ``depth_pipeline.py`` beside this file.
 """
@@ -31,10 +32,11 @@ def generate_launch_description():
         {"backend": LaunchConfiguration("backend"), "input": "sparse_depth"})
     return depth_pipeline.launch_description(
         params_yaml="nyu.yaml", backend="ip_basic", backend_help=depth_pipeline.COMPLETION_BACKENDS,
-        use_sim_time="false", fastdds_profile=True,
+        use_sim_time="false", fixed_frame="camera_color_optical_frame",
         topics=depth_pipeline.camera_topic_arguments() + [
             DeclareLaunchArgument("sparse_depth_topic", default_value="/camera/sparse_depth"),
             DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth/image_rect_raw",
                                   description="ground-truth depth for evaluate:=true")],
         nodes=[completion],
-        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)])
+        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
+        rviz_remappings=[("image", LaunchConfiguration("image_topic"))])

@@ -10,9 +10,10 @@ integer factor smaller (e.g. 80x60 or 160x120 for a 640x480 image)::
 
 Arguments: namespace, params_file (default ``config/super_resolution.yaml``), backend (torch |
 guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt), model_path ('' = the
-shipped demo weights for torch), rviz, evaluate (scores ``depth/image`` against
-``depth_gt_topic``), use_sim_time, and the input topics. No ``fastdds_profile``: the nodes get
-Fast DDS's defaults (or $FASTDDS_DEFAULT_PROFILES_FILE). The pieces shared with the other
+shipped demo weights for torch), rviz, rviz_fixed_frame (default ``camera_color_optical_frame``),
+evaluate (scores ``depth/image`` against ``depth_gt_topic``), report_path, fastdds_profile (as in
+kitti.launch.py: a 640x480 depth image fits Fast DDS's 512 KiB default segment, its organised
+point cloud does not), use_sim_time, and the input topics. The pieces shared with the other
 launch files are in ``depth_pipeline.py`` beside this file.
 """
 import importlib.util
@@ -41,11 +42,12 @@ def generate_launch_description():
         after_backend=[DeclareLaunchArgument(
             "model_path", default_value="",
             description="checkpoint/export directory; '' = the shipped DSR-Diff demo weights (torch)")],
-        use_sim_time="false", fastdds_profile=False,
+        use_sim_time="false", fixed_frame="camera_color_optical_frame",
         topics=depth_pipeline.camera_topic_arguments() + [
             DeclareLaunchArgument("depth_lr_topic", default_value="/camera/depth/image_rect_raw"),
             DeclareLaunchArgument("depth_lr_camera_info_topic", default_value="/camera/depth/camera_info"),
             DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth_gt/image",
                                   description="ground-truth depth at the colour resolution for evaluate:=true")],
         nodes=[super_resolution],
-        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)])
+        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
+        rviz_remappings=[("image", LaunchConfiguration("image_topic"))])

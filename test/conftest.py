@@ -49,3 +49,12 @@ def kitti_raw_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def kitti_object_dir(shared_data: Path) -> Path:
     return shared_data / "kitti_object_kuixu"
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX export cache for the session ($DDR_ONNX_CACHE), so that the tests that export the
+    shipped checkpoint for a frame size (replay, the README commands) do it once."""
+    path = tmp_path_factory.mktemp("onnx_cache")
+    os.environ["DDR_ONNX_CACHE"] = str(path)
+    return path

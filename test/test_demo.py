@@ -143,7 +143,9 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti", "--no-sr"]
     assert cli_main(argv) == 0
     text = capsys.readouterr().out
-    export_dir = out / "onnx_cache/diffusion_depth_kitti_demo/768x512"  # 741x500 padded to 32
+    # keyed by the checkpoint's tensor hash and the padded frame size (741x500 padded to 32)
+    export_dir = out / "onnx_cache" / checkpoint_sha256(ckpt)[:16] / "768x512"
+    assert "exporting" in text and "about 20 s" in text  # said before the silent export starts
     assert f"ONNX export {export_dir} (exported in" in text
     meta = json.loads((export_dir / "export.json").read_text())
     assert meta["model_sha256"] == checkpoint_sha256(ckpt) and (meta["height"], meta["width"]) == (512, 768)
@@ -194,3 +196,16 @@ def test_demo_super_resolution_table(shared_data: Path, tmp_path: Path, capsys, 
         expected = to_kitti_units(depth_metrics(bag_io.depth_msg_to_array(preds[0]), bag_io.depth_msg_to_array(gt)))
         assert row["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6)
         assert 30 < row["rmse_mm"] < 300
+
+
+def test_demo_says_each_skipped_backend_once(tmp_path: Path, capsys) -> None:
+    from depth_diffusion_ros.tools.demo import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "dsr_diff_demo" / "config.yaml").is_file():
+        pytest.skip("no shipped DSR-Diff weights")
+    rc = cli_main(["demo", "--output", str(tmp_path / "demo"), "--backends", "ip_basic,weights:dsr_diff_demo",
+                   "--frames", "1", "--no-kitti", "--no-sr"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert text.count("not a depth completion model") == 1, text  # once, under the table
+    assert text.index("completion backends: ip_basic (1 skipped") < text.index("Depth completion on the same frames")

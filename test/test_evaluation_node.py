@@ -155,6 +155,36 @@ def test_held_out_points_scored_through_the_one_projection(kitti_frame, tmp_path
     assert ev["frame"]["delta1"] == pytest.approx(expected["delta1"], rel=1e-9)
 
 
+def test_each_frame_is_projected_with_its_own_camera_info(kitti_frame, tmp_path: Path) -> None:
+    """KITTI object bags carry one calibration per frame: frame 1 must be scored with frame 1's
+    camera_info even when frame 2's has already arrived (the node once used the latest only)."""
+    _, _, calib, points, pred = kitti_frame
+    T = calib.T_camera_lidar
+    held = points[::10]
+    second = type(calib.intrinsics)(calib.intrinsics.fx * 1.1, calib.intrinsics.fy * 1.1, calib.intrinsics.cx - 60,
+                                    calib.intrinsics.cy + 20, calib.intrinsics.width, calib.intrinsics.height)
+    h = Harness(ground_truth="points", T_camera_lidar=[float(v) for v in T.reshape(-1)], sync_slop=0.05)
+    try:
+        h.wait_matched(h.pub_pred, h.pub_points, h.pub_info)
+        h.pub_info.publish(intrinsics_to_camera_info(calib.intrinsics, header(1_000_000_000)))
+        h.pub_info.publish(intrinsics_to_camera_info(second, header(2_000_000_000)))
+        time.sleep(0.3)
+        h.pub_points.publish(xyz_cloud(held, 1_000_000_000))
+        h.pub_points.publish(xyz_cloud(held, 2_000_000_000))
+        time.sleep(0.2)
+        h.pub_pred.publish(depth_to_image(pred, header(1_000_000_000)))
+        h.pub_pred.publish(depth_to_image(pred, header(2_000_000_000)))
+        events = h.wait_events(2)
+    finally:
+        h.close()
+    frames = {e["stamp_ns"]: e["frame"] for e in events if e["event"] == "frame"}
+    for stamp, intrinsics in ((1_000_000_000, calib.intrinsics), (2_000_000_000, second)):
+        expected = to_kitti_units(depth_metrics(pred, project_lidar_to_depth(held[:, :3], T, intrinsics)))
+        assert frames[stamp]["n_valid"] == expected["n_valid"], stamp
+        assert frames[stamp]["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6), stamp
+    assert frames[1_000_000_000]["rmse_mm"] != pytest.approx(frames[2_000_000_000]["rmse_mm"], rel=1e-3)
+
+
 def test_bad_parameters_are_rejected_with_their_names() -> None:
     ctx = Context()
     rclpy.init(context=ctx)

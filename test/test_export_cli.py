@@ -48,6 +48,57 @@ def test_export_command_both_forms_with_parity_on_real_frame(checkpoint, tmp_pat
     assert errors["depth"] < 1e-3
 
 
+def test_export_defaults_to_the_padded_frame_the_model_sees(checkpoint, tmp_path, capsys, shared_data):
+    """--frame-size WxH (default the KITTI 1242x375) is padded at the bottom/right to the config's
+    size_divisor; the graphs then accept a frame of that size through the pipeline."""
+    import argparse
+
+    import numpy as np
+
+    from depth_diffusion_ros.inference.backends import make_completion_backend
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+    from depth_diffusion_ros.tools import export
+
+    kitti = argparse.Namespace(model="diffusion_depth", frame_size=None, height=None, width=None, scale=4)
+    assert export.graph_size(kitti, 32)[:2] == (384, 1248)  # KITTI 1242x375 -> 1248x384
+    assert export.graph_size(argparse.Namespace(**{**vars(kitti), "height": 352}), 32)[:2] == (352, 1248)
+    nyu_sr = argparse.Namespace(model="dsr_diff", frame_size=None, height=None, width=None, scale=8)
+    assert export.graph_size(nyu_sr, 16)[:2] == (480, 640)
+    assert export.sr_padded_size(488, 648, 8, 16) == (496, 656)  # LR 61x81 edge-padded to 62x82
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        export.graph_size(argparse.Namespace(**{**vars(kitti), "frame_size": "1242*375"}), 32)
+
+    divisor = int(load_checkpoint(checkpoint).config.size_divisor)
+    out = tmp_path / "onnx"
+    rc = cli.main(["export", "--checkpoint", str(checkpoint), "--output", str(out), "--frame-size", "300x90",
+                   "--no-check", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    h, w = -(-90 // divisor) * divisor, -(-300 // divisor) * divisor
+    assert f"for {w}x{h} (frame 300x90 padded at the bottom/right to a multiple of {divisor})" in text
+    assert "about 20 s" in text  # said before the export starts
+    meta = json.loads((out / "export.json").read_text())
+    assert (meta["height"], meta["width"]) == (h, w)
+    pipeline = CompletionPipeline(make_completion_backend("onnxruntime", model_path=str(out), num_inference_steps=1))
+    rng = np.random.default_rng(0)
+    sparse = np.where(rng.random((90, 300)) < 0.05, rng.uniform(2, 20, (90, 300)), 0).astype(np.float32)
+    result = pipeline(rng.integers(0, 255, (90, 300, 3), dtype=np.uint8), sparse)
+    assert result.depth.shape == (90, 300)
+
+
+def test_export_leaves_the_model_in_eval_mode(checkpoint, tmp_path):
+    """torch.onnx.export restores a wrapper's training flag recursively: wrappers built in training
+    mode put the model (BatchNorm, dropout) in training mode, and the unrolled form's torch
+    reference of `export --form both` then differed from its graph by metres."""
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint).eval()
+    export_diffusion_depth(model, tmp_path / "onnx", 96, 320, forms=("step",), check=False)
+    assert not any(m.training for m in model.modules())
+
+
 def test_export_command_errors_name_the_file(tmp_path, capsys):
     rc = cli.main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert rc == 1 and "nope" in capsys.readouterr().err

@@ -192,3 +192,21 @@ def test_bad_inputs_give_clear_errors_or_counted_skips(kitti_raw_dir: Path, tmp_
     write_kitti_depth_png(gt_dir / "0000000000.png", np.ones((10, 20), np.float32))
     summary = convert(discover_kitti(drive2, gt_dir=gt_dir), tmp_path / "b2")
     assert summary.frames_written == 0 and summary.skipped == {"gt_size_mismatch": 1}
+
+
+def test_cli_notes_match_the_options_and_a_storage_suffix_names_the_folder(kitti_object_dir: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    # -o out/x.mcap: the bag folder is out/x (holding x.mcap), not out/x.mcap/x.mcap.mcap
+    assert cli_main(["kitti-to-bag", str(kitti_object_dir), "-o", str(tmp_path / "obj.mcap"),
+                     "--holdout-fraction", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "obj" / "obj.mcap").is_file() and not (tmp_path / "obj.mcap").exists()
+    assert f"writing {tmp_path / 'obj'}/" in out
+    # with --holdout-fraction the note says where the held-out points went, not "use --holdout-fraction"
+    assert "10 % of each scan is held out on /kitti/velo/pointcloud_holdout" in out
+    assert "give --holdout-fraction" not in out
+    assert cli_main(["kitti-to-bag", str(kitti_object_dir), "-o", str(tmp_path / "plain")]) == 0
+    assert "no depth ground truth: give --holdout-fraction" in capsys.readouterr().out
+    # a suffix of the other storage is refused with both names
+    assert cli_main(["kitti-to-bag", str(kitti_object_dir), "-o", str(tmp_path / "x.db3")]) == 2
+    assert "--storage sqlite3" in capsys.readouterr().err

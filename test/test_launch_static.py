@@ -289,7 +289,10 @@ def _arg(name: str, default: str, description: str | None = None, choices: list 
 COMPLETION_HELP = "ip_basic | nearest | torch | onnxruntime | tensorrt"
 SR_HELP = "torch | guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt"
 NAMESPACE = _arg("namespace", "", "namespace of the nodes")
-TOGGLES = [_arg("rviz", "false", "start RViz"), _arg("evaluate", "false", "start depth_evaluation_node")]
+RVIZ_ARG = _arg("rviz", "false", "start RViz")
+EVALUATE_ARG = _arg("evaluate", "false", "start depth_evaluation_node")
+REPORT_PATH = _arg("report_path", "depth_evaluation_report.json",
+                   "report.json of evaluate:=true (relative: to the directory ros2 launch runs in); '' = none")
 FASTDDS_PROFILE = _arg(
     "fastdds_profile", f"$(env FASTDDS_DEFAULT_PROFILES_FILE {SHARE}/config/fastdds_large_shm.xml)",
     "Fast DDS XML profile of the nodes (32 MiB shared-memory segments: the 512 KiB default loses "
@@ -305,21 +308,30 @@ def _params_file(name: str) -> dict:
     return _arg("params_file", f"{SHARE}/config/{name}", "parameter YAML")
 
 
+def _common(fixed_frame: str, sim_time: str) -> list[dict]:
+    """rviz, rviz_fixed_frame, evaluate, report_path, fastdds_profile, use_sim_time."""
+    return [RVIZ_ARG, _arg("rviz_fixed_frame", fixed_frame, "RViz fixed frame (the camera's optical frame)"),
+            EVALUATE_ARG, REPORT_PATH, FASTDDS_PROFILE, _sim_time(sim_time)]
+
+
 EXPECTED_ARGUMENTS = {
     "kitti.launch.py": [
         NAMESPACE, _params_file("kitti.yaml"), _arg("backend", "ip_basic", COMPLETION_HELP),
         _arg("input", "sparse_depth", "sparse_depth (projection node) or points (completion node projects)",
              ["sparse_depth", "points"]),
-        *TOGGLES, FASTDDS_PROFILE, _sim_time("true")],
+        _arg("ground_truth", "depth", "evaluate:=true scores against depth (the bag's depth_gt) or points "
+             "(its held-out LiDAR points, KITTI object bags)", ["depth", "points"]),
+        _arg("use_tf", "false", "T_camera_lidar from tf2 (the bag's /tf_static) instead of the YAML", ["true", "false"]),
+        *_common("camera_color_left", "true")],
     "nyu.launch.py": [
         NAMESPACE, _params_file("nyu.yaml"), _arg("backend", "ip_basic", COMPLETION_HELP),
-        *TOGGLES, FASTDDS_PROFILE, _sim_time("false"), *CAMERA_TOPICS,
+        *_common("camera_color_optical_frame", "false"), *CAMERA_TOPICS,
         _arg("sparse_depth_topic", "/camera/sparse_depth"),
         _arg("depth_gt_topic", "/camera/depth/image_rect_raw", "ground-truth depth for evaluate:=true")],
     "super_resolution.launch.py": [
         NAMESPACE, _params_file("super_resolution.yaml"), _arg("backend", "torch", SR_HELP),
         _arg("model_path", "", "checkpoint/export directory; '' = the shipped DSR-Diff demo weights (torch)"),
-        *TOGGLES, _sim_time("false"), *CAMERA_TOPICS,
+        *_common("camera_color_optical_frame", "false"), *CAMERA_TOPICS,
         _arg("depth_lr_topic", "/camera/depth/image_rect_raw"),
         _arg("depth_lr_camera_info_topic", "/camera/depth/camera_info"),
         _arg("depth_gt_topic", "/camera/depth_gt/image", "ground-truth depth at the colour resolution for evaluate:=true")],
@@ -328,33 +340,47 @@ EXPECTED_ARGUMENTS = {
 KITTI_CAMERA_INFO = ("camera_info", "/kitti/camera_color_left/camera_info")
 CAMERA_EVALUATION = [("depth_gt", "$(var depth_gt_topic)"), ("camera_info", "$(var camera_info_topic)")]
 EVALUATE = "if $(var evaluate)"
+USE_TF = {"use_tf": "$(var use_tf)"}
+REPORT = {"report_path": "$(var report_path)"}
 # (executable, parameters after params_file and use_sim_time, remappings, condition), in launch order
 EXPECTED_NODES = {
     "kitti.launch.py": [
-        ("lidar_depth_projection_node", [], [("points", "/kitti/velo/pointcloud"), KITTI_CAMERA_INFO],
+        ("lidar_depth_projection_node", [USE_TF], [("points", "/kitti/velo/pointcloud"), KITTI_CAMERA_INFO],
          "$(var input) == sparse_depth"),
-        ("depth_completion_node", [{"backend": "$(var backend)", "input": "$(var input)"}],
+        ("depth_completion_node", [{"backend": "$(var backend)", "input": "$(var input)", **USE_TF}],
          [("image", "/kitti/camera_color_left/image_raw"), KITTI_CAMERA_INFO, ("points", "/kitti/velo/pointcloud")],
          None),
-        ("depth_evaluation_node", [],
+        ("depth_evaluation_node", [{**REPORT, "ground_truth": "$(var ground_truth)", **USE_TF}],
          [("depth_gt", "/kitti/camera_color_left/depth_gt"), KITTI_CAMERA_INFO,
           ("points_holdout", "/kitti/velo/pointcloud_holdout")], EVALUATE)],
     "nyu.launch.py": [
         ("depth_completion_node", [{"backend": "$(var backend)", "input": "sparse_depth"}],
          [("image", "$(var image_topic)"), ("camera_info", "$(var camera_info_topic)"),
           ("sparse_depth", "$(var sparse_depth_topic)")], None),
-        ("depth_evaluation_node", [], CAMERA_EVALUATION, EVALUATE)],
+        ("depth_evaluation_node", [REPORT], CAMERA_EVALUATION, EVALUATE)],
     "super_resolution.launch.py": [
         ("depth_super_resolution_node", [{"backend": "$(var backend)", "model_path": "$(var model_path)"}],
          [("image", "$(var image_topic)"), ("camera_info", "$(var camera_info_topic)"),
           ("depth_lr", "$(var depth_lr_topic)"), ("depth_lr/camera_info", "$(var depth_lr_camera_info_topic)")],
          None),
-        ("depth_evaluation_node", [], CAMERA_EVALUATION, EVALUATE)],
+        ("depth_evaluation_node", [REPORT], CAMERA_EVALUATION, EVALUATE)],
 }
-RVIZ = {"kind": "Node", "package": "rviz2", "executable": "rviz2", "name": "rviz2", "namespace": None,
-        "output": "screen", "emulate_tty": False, "remappings": None, "condition": "if $(var rviz)",
-        "arguments": ["-d", f"{SHARE}/config/depth_diffusion.rviz"],
-        "parameters": [{"use_sim_time": "$(var use_sim_time)"}]}
+# RViz: one config with relative topics, in the namespace, the camera (and LiDAR) remapped per scenario
+RVIZ_REMAPPINGS = {
+    "kitti.launch.py": [("image", "/kitti/camera_color_left/image_raw"), ("points", "/kitti/velo/pointcloud")],
+    "nyu.launch.py": [("image", "$(var image_topic)")],
+    "super_resolution.launch.py": [("image", "$(var image_topic)")],
+}
+
+
+def rviz_node(launch_file: str) -> dict:
+    return {"kind": "Node", "package": "rviz2", "executable": "rviz2", "name": "rviz2", "namespace": "$(var namespace)",
+            "output": "screen", "emulate_tty": False, "remappings": RVIZ_REMAPPINGS[launch_file],
+            "condition": "if $(var rviz)",
+            "arguments": ["-d", f"{SHARE}/config/depth_diffusion.rviz", "-f", "$(var rviz_fixed_frame)"],
+            "parameters": [{"use_sim_time": "$(var use_sim_time)"}]}
+
+
 FASTDDS_ENVIRONMENT = {"kind": "SetEnvironmentVariable", "name": "FASTDDS_DEFAULT_PROFILES_FILE",
                        "value": "$(var fastdds_profile)"}
 LAUNCH_FILE_NAMES = sorted(EXPECTED_ARGUMENTS)
@@ -379,12 +405,11 @@ def test_launch_nodes_parameters_remappings_conditions_and_fastdds_profile(launc
     n_arguments = len(described.arguments)
     assert all(e["kind"] == "DeclareLaunchArgument" for e in entities[:n_arguments]), "arguments come first"
     rest = entities[n_arguments:]
-    if any(a["name"] == "fastdds_profile" for a in described.arguments):
-        # set before any node starts, so that every node process inherits it
-        assert rest[0] == FASTDDS_ENVIRONMENT
-        rest = rest[1:]
+    # every launch file sets the profile before any node starts, so that every node process inherits it
+    assert rest[0] == FASTDDS_ENVIRONMENT
+    rest = rest[1:]
     assert FASTDDS_ENVIRONMENT not in rest
-    assert rest[-1] == RVIZ
+    assert rest[-1] == rviz_node(launch_file)
     ours = rest[:-1]
     assert [n["executable"] for n in ours] == [e[0] for e in EXPECTED_NODES[launch_file]]
     for node, (executable, overrides, remappings, condition) in zip(ours, EXPECTED_NODES[launch_file]):
@@ -510,19 +535,141 @@ def test_kitti_config_extrinsics_match_the_raw_calibration(kitti_raw_dir):
     calib = read_kitti_raw_calib(kitti_raw_dir / "raw/calib_cam_to_cam.txt",
                                  kitti_raw_dir / "raw/calib_velo_to_cam.txt", camera=2)
     data = yaml.safe_load((REPO / "config" / "kitti.yaml").read_text())
-    for key in ("/**/lidar_depth_projection_node", "/**/depth_completion_node"):
+    for key in ("/**/lidar_depth_projection_node", "/**/depth_completion_node", "/**/depth_evaluation_node"):
         T = data[key]["ros__parameters"]["T_camera_lidar"]
         assert T == pytest.approx(calib.T_camera_lidar.reshape(-1).tolist(), abs=1e-8)
 
 
-def test_rviz_config_shows_camera_depth_and_points():
+def test_rviz_config_uses_relative_topics_remapped_per_launch(launch_files):
     cfg = yaml.safe_load((REPO / "config" / "depth_diffusion.rviz").read_text())
     vm = cfg["Visualization Manager"]
-    assert vm["Global Options"]["Fixed Frame"] == "camera_color_left"  # the kitti-to-bag camera frame
     displays = {d["Name"]: d for d in vm["Displays"]}
     assert displays["Camera image"]["Class"] == "rviz_default_plugins/Image"
-    assert displays["Camera image"]["Topic"]["Value"] == "/kitti/camera_color_left/image_raw"
-    assert displays["Depth colormap"]["Topic"]["Value"] == "/depth/colormap"
+    topics = {name: d["Topic"]["Value"] for name, d in displays.items() if "Topic" in d}
+    # relative names: the RViz node runs in the launch namespace, "image"/"points" are remapped
+    assert topics == {"Camera image": "image", "Depth colormap": "depth/colormap", "Depth points": "depth/points",
+                      "LiDAR scan": "points"}
     points = displays["Depth points"]
-    assert points["Class"] == "rviz_default_plugins/PointCloud2" and points["Topic"]["Value"] == "/depth/points"
+    assert points["Class"] == "rviz_default_plugins/PointCloud2"
     assert points["Color Transformer"] == "RGB8"  # depth/points carries the rgb field
+    for name, described in launch_files.items():
+        (rviz,) = [n for n in described.nodes if n["executable"] == "rviz2"]
+        remapped = {src for src, _ in rviz["remappings"]}
+        assert "image" in remapped, name
+        assert remapped <= {v for v in topics.values() if "/" not in v}, name  # only the inputs, never depth/*
+
+
+# ---- resolving the launch arguments as `ros2 launch ... name:=value` does ------------------------
+
+def resolve(value, arguments: dict, share: Path):
+    """A rendered value with its substitutions replaced: ``$(var x)`` by the argument, the package
+    share by ``share``, ``$(env NAME default)`` by the environment or the default."""
+    if isinstance(value, dict):
+        return {resolve(k, arguments, share): resolve(v, arguments, share) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve(v, arguments, share) for v in value)
+    if not isinstance(value, str):
+        return value
+    value = value.replace(SHARE, str(share))
+    value = re.sub(r"\$\(env (\w+) ([^)]*)\)", lambda m: os.environ.get(m.group(1), m.group(2)), value)
+    return re.sub(r"\$\(var (\w+)\)", lambda m: str(arguments[m.group(1)]), value)
+
+
+def resolved_nodes(described: LaunchFile, share: Path, **overrides: str) -> dict[str, dict]:
+    """executable -> {parameters: [params file, {name: typed value}], remappings} for the nodes whose
+    condition holds, the arguments being their defaults with ``overrides`` (as ``name:=value``)."""
+    declared = {a["name"]: a for a in described.arguments}
+    unknown = set(overrides) - set(declared)
+    assert not unknown, f"not launch arguments: {sorted(unknown)}"
+    for name, value in overrides.items():
+        choices = declared[name]["choices"]
+        assert choices is None or value in choices, f"{name}:={value} is not one of {choices}"
+    arguments = {name: resolve(a["default_value"], {}, share) for name, a in declared.items()}
+    arguments.update(overrides)
+    out = {}
+    for node in described.nodes:
+        condition = node["condition"]
+        if condition:
+            text = resolve(condition, arguments, share)
+            holds = (text.split(" == ")[0] == text.split(" == ")[1]) if " == " in text else \
+                yaml.safe_load(text.removeprefix("if ")) is True
+            if not holds:
+                continue
+        params_file, *overrides_ = resolve(node["parameters"], arguments, share)
+        typed = {}
+        for entry in overrides_:  # launch_ros reads a substituted string as YAML (true -> bool)
+            typed.update({k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in entry.items()})
+        out[node["executable"]] = {"params_file": params_file, "parameters": typed,
+                                   "remappings": resolve(node["remappings"], arguments, share)}
+    return out
+
+
+@pytest.fixture(scope="module")
+def share(tmp_path_factory) -> Path:
+    """An installed-like share/depth_diffusion_ros with the config files setup.py installs."""
+    root = tmp_path_factory.mktemp("share") / PACKAGE
+    (root / "config").mkdir(parents=True)
+    for file in data_files()[f"share/{PACKAGE}/config"]:
+        shutil.copy(REPO / file, root / "config")
+    return root
+
+
+def _start(cls: type, resolved: dict, ros_context):
+    """The node of ``resolved`` built as ros2 launch starts it: --params-file, then the overrides."""
+    from rclpy.parameter import Parameter
+
+    ctx = ros_context(["--ros-args", "--params-file", resolved["params_file"]])
+    return cls(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in resolved["parameters"].items()])
+
+
+def test_live_evaluation_of_a_kitti_object_bag_resolves(launch_files, share, ros_context):
+    """`kitti.launch.py evaluate:=true ground_truth:=points`: the evaluation node starts scoring
+    the held-out points with the YAML's T_camera_lidar and writes the default report path."""
+    nodes = resolved_nodes(launch_files["kitti.launch.py"], share, evaluate="true", ground_truth="points")
+    assert set(nodes) == {"lidar_depth_projection_node", "depth_completion_node", "depth_evaluation_node"}
+    evaluation = nodes["depth_evaluation_node"]
+    assert evaluation["parameters"] == {"use_sim_time": True, "report_path": "depth_evaluation_report.json",
+                                        "ground_truth": "points", "use_tf": False}
+    assert ("points_holdout", "/kitti/velo/pointcloud_holdout") in evaluation["remappings"]
+    node = _start(node_class("depth_evaluation_node"), evaluation, ros_context)
+    try:
+        assert node.get_parameter("ground_truth").value == "points"
+        assert node.get_parameter("report_path").value == "depth_evaluation_report.json"
+        assert node.extrinsics is not None and node.extrinsics.matrix is not None  # the YAML's calibration
+        assert {s.topic_name for s in node.subscriptions} >= {"/points_holdout", "/camera_info", "/depth/image"}
+    finally:
+        node.destroy_node()
+    # without evaluate:=true there is no evaluation node; the default scores depth_gt
+    assert "depth_evaluation_node" not in resolved_nodes(launch_files["kitti.launch.py"], share)
+    default = resolved_nodes(launch_files["kitti.launch.py"], share, evaluate="true")["depth_evaluation_node"]
+    assert default["parameters"]["ground_truth"] == "depth"
+
+
+def test_use_tf_reaches_every_kitti_node(launch_files, share, ros_context):
+    nodes = resolved_nodes(launch_files["kitti.launch.py"], share, evaluate="true", ground_truth="points",
+                           use_tf="true", input="points")
+    assert set(nodes) == {"depth_completion_node", "depth_evaluation_node"}  # input:=points: no projection node
+    assert all(n["parameters"]["use_tf"] is True for n in nodes.values())
+    with_projection = resolved_nodes(launch_files["kitti.launch.py"], share, use_tf="true")
+    assert with_projection["lidar_depth_projection_node"]["parameters"]["use_tf"] is True
+    cls = node_class("depth_evaluation_node")
+    if importlib.util.find_spec("tf2_ros") is None:  # here: the node names what is missing
+        with pytest.raises(ValueError, match="'use_tf' is true but tf2_ros cannot be imported"):
+            _start(cls, nodes["depth_evaluation_node"], ros_context)
+    else:
+        node = _start(cls, nodes["depth_evaluation_node"], ros_context)
+        try:
+            assert node.extrinsics.use_tf
+        finally:
+            node.destroy_node()
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILE_NAMES)
+def test_every_launch_file_gives_the_nodes_the_fastdds_profile_and_a_report_path(launch_files, launch_file, share):
+    described = launch_files[launch_file]
+    profile = resolve(next(a for a in described.arguments if a["name"] == "fastdds_profile")["default_value"], {},
+                      share)
+    if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
+        assert profile == str(share / "config" / "fastdds_large_shm.xml") and Path(profile).is_file()
+    evaluation = resolved_nodes(described, share, evaluate="true", report_path="/tmp/x/report.json")
+    assert evaluation["depth_evaluation_node"]["parameters"]["report_path"] == "/tmp/x/report.json"

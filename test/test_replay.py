@@ -93,6 +93,11 @@ def test_replay_held_out_lidar_on_object_frames_with_two_calibrations(kitti_obje
     assert report["meta"]["ground_truth"] == "points" and report["meta"]["holdout_fraction"] == 0.1
     assert report["n_frames"] == 2 and report["skipped"] == {}
     assert report["meta"]["segments"] == 2  # the nodes restarted with the second frame's calibration
+    # the report records the calibration each segment ran with (each frame's own /tf_static)
+    segments = report["meta"]["calibration_segments"]
+    assert [s["frames"] for s in segments] == [[0, 0], [1, 1]]
+    assert all(s["source"] == "bag /tf_static" for s in segments)
+    assert all(s["nodes"] == ["depth_completion_node", "depth_evaluation_node"] for s in segments)
 
     preds = {stamp(m): bag_io.depth_msg_to_array(m) for m in read_topic(out / "output_bag", "/depth/image")}
     clouds = read_topic(bag, "/kitti/velo/pointcloud")
@@ -104,6 +109,7 @@ def test_replay_held_out_lidar_on_object_frames_with_two_calibrations(kitti_obje
         points = bag_io.pointcloud_msg_to_array(cloud)
         held = holdout_mask(len(points), 0.1, 4, i)
         T = bag_io.tf_message_to_transforms(tf)[0][2]  # each frame's own calibration
+        np.testing.assert_allclose(np.reshape(segments[i]["T_camera_lidar"], (4, 4)), T, atol=1e-12)
         intr = bag_io.camera_info_msg_to_intrinsics(info)
         gt = project_lidar_to_depth(points[held], T, intr)
         pred = preds[stamp(info)]

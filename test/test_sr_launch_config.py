@@ -43,8 +43,9 @@ def test_launch_file_nodes_and_remappings(launch_files, ros_context):  # noqa: F
     assert evaluation["condition"] == "if $(var evaluate)"
     backend = next(a for a in described.arguments if a["name"] == "backend")
     assert backend["default_value"] == "torch" and "torch" in SUPER_RESOLUTION_BACKENDS
-    assert any(n["executable"] == "rviz2" and n["arguments"][-1].endswith("/config/depth_diffusion.rviz")
-               for n in nodes)
+    assert any(n["executable"] == "rviz2" and n["arguments"][1].endswith("/config/depth_diffusion.rviz")
+               and ("image", "$(var image_topic)") in n["remappings"] for n in nodes)
+    assert "fastdds_profile" in args  # a 640x480 organised cloud overflows Fast DDS's 512 KiB default
 
 
 def test_config_keys_are_declared_and_accepted(ros_context):  # noqa: F811

@@ -218,9 +218,17 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from training.datasets import build_dataset
 
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example (the held-out KITTI object frame, against 10 % of its LiDAR points):\n"
+               "  python -m training.evaluate --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti_demo \\\n"
+               "      --data '{type: kitti_object, root: ../shared/data/kitti_object_kuixu, ids: [\"000001\"], "
+               "gt_source: heldout, holdout_space: points}' \\\n      --protocol kitti_dc --baselines")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.yaml)")
-    p.add_argument("--data", required=True, help="dataset config as YAML/JSON text or a YAML file path")
+    p.add_argument("--data", required=True,
+                   help="dataset config as YAML/JSON text or a YAML file path: {type: <a name in "
+                        "training.datasets.DATASETS>, root: ..., ...} as in the training configs' data: entries")
     p.add_argument("--protocol", default="kitti_dc", choices=sorted(PROTOCOLS))
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--ensemble", type=int, default=1)

@@ -1,4 +1,14 @@
-"""Qualitative figures: colourised depth and a stacked RGB | sparse | prediction | GT | error panel."""
+"""Qualitative figures: colourised depth and the RGB | sparse | prediction | GT | error figure.
+
+The error figure lays its five panels out in a grid (two columns, so a KITTI frame gives a wide
+figure, not a 1:5 strip), each with a caption strip under it: the panel's name and, for depth and
+error panels, a colour bar with its range in metres. Text is drawn once, in white on the dark
+caption strip (no outline that thickens or shifts it), at a size scaled with the panel. Panels
+with few valid pixels (a LiDAR-like sparse input, held-out LiDAR points as ground truth and the
+error on them) are dilated for viewing: each pixel shows the nearest depth within a small square
+(the z-buffer rule) and the largest error, so single pixels do not vanish when the figure is
+scaled down; the caption says so.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,13 +79,116 @@ def colorize_depth(
     return rgb
 
 
-def _label(panel: np.ndarray, text: str) -> np.ndarray:
-    h = panel.shape[0]
-    scale = max(0.4, min(1.0, h / 400.0))
-    org = (6, int(18 * scale) + 6)
-    cv2.putText(panel, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(panel, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return panel
+#: Panels with fewer valid pixels than this fraction are dilated for viewing.
+SPARSE_FRACTION = 0.1
+#: Caption text colour (RGB) on the caption strip's background.
+TEXT_RGB, CAPTION_RGB = (255, 255, 255), (32, 32, 32)
+#: Where the error panel has no ground truth.
+NO_DATA_RGB = (96, 96, 96)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def dilation_size(width: int) -> int:
+    """Odd side (pixels) of the square a sparse panel is dilated with: ~width / 250, at least 3."""
+    return max(3, int(round(width / 250.0)) | 1)
+
+
+def dilate_sparse(depth: np.ndarray, size: int, nearest: bool = True) -> np.ndarray:
+    """Spread each valid pixel of a sparse map over a ``size`` x ``size`` square (for viewing).
+
+    ``nearest``: each pixel takes the smallest valid value around it (depth: the nearest return
+    wins, as in a z-buffer); otherwise the largest (errors: the worst one stays visible).
+    Returns (H, W) float32, 0 where no valid pixel is within reach.
+    """
+    d = np.asarray(depth, np.float32)
+    valid = _valid(d)
+    kernel = np.ones((size, size), np.uint8)
+    if nearest:
+        spread = cv2.erode(np.where(valid, d, np.inf).astype(np.float32), kernel)
+        return np.where(np.isfinite(spread), spread, 0.0).astype(np.float32)
+    return cv2.dilate(np.where(valid, d, 0.0).astype(np.float32), kernel)
+
+
+def _font_scale(width: int) -> float:
+    return max(0.4, min(1.2, width / 1000.0))
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
+    cv2.putText(img, text, org, _FONT, scale, TEXT_RGB, max(1, int(round(scale * 1.5))), cv2.LINE_AA)
+
+
+def colour_bar(width: int, lo: float, hi: float, colormap: int, near_is_warm: bool, unit: str = "m") -> np.ndarray:
+    """A horizontal colour bar strip (h, width, 3) uint8 for the range lo..hi with tick labels."""
+    scale = _font_scale(width)
+    (_, th), _ = cv2.getTextSize("0", _FONT, scale, 1)
+    bar_h, pad = max(8, th), max(4, th // 2)
+    strip = np.full((bar_h + th + 3 * pad, width, 3), CAPTION_RGB, np.uint8)
+    x0, x1 = pad, width - pad
+    ramp = np.linspace(0.0, 1.0, max(2, x1 - x0), dtype=np.float32)
+    t = 1.0 - ramp if near_is_warm else ramp
+    row = cv2.cvtColor(cv2.applyColorMap((t * 255).astype(np.uint8)[None], colormap), cv2.COLOR_BGR2RGB)[0]
+    strip[pad:pad + bar_h, x0:x0 + row.shape[0]] = row[None]
+    for k in range(5):
+        value = lo + (hi - lo) * k / 4
+        label = f"{value:.3g} {unit}" if k in (0, 4) else f"{value:.3g}"
+        (tw, _), _ = cv2.getTextSize(label, _FONT, scale, 1)
+        x = int(x0 + (x1 - x0) * k / 4 - tw * k / 4)
+        _text(strip, label, (x, pad + bar_h + pad + th), scale)
+    return strip
+
+
+def _captioned(panel: np.ndarray, title: str, bar: Optional[np.ndarray] = None) -> np.ndarray:
+    """``panel`` with a caption strip under it: the title, then the colour bar (if any)."""
+    h, w = panel.shape[:2]
+    scale = _font_scale(w)
+    (_, th), base = cv2.getTextSize(title, _FONT, scale, 1)
+    title_strip = np.full((th + base + 12, w, 3), CAPTION_RGB, np.uint8)
+    _text(title_strip, title, (8, th + 6), scale)
+    parts = [panel, title_strip] + ([bar] if bar is not None else [])
+    return np.concatenate(parts, axis=0)
+
+
+def _grid(panels: list[np.ndarray], columns: int = 2) -> np.ndarray:
+    """Panels (same width) in rows of ``columns``, each row as tall as its tallest; gaps dark."""
+    rows = []
+    w = panels[0].shape[1]
+    for i in range(0, len(panels), columns):
+        row = panels[i:i + columns]
+        hmax = max(p.shape[0] for p in row)
+        cells = [np.concatenate([p, np.full((hmax - p.shape[0], w, 3), CAPTION_RGB, np.uint8)]) for p in row]
+        cells += [np.full((hmax, w, 3), CAPTION_RGB, np.uint8)] * (columns - len(row))
+        rows.append(np.concatenate(cells, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def _viewable(depth: np.ndarray, size: int, nearest: bool = True) -> tuple[np.ndarray, bool]:
+    """(map to show, dilated?): a map sparser than SPARSE_FRACTION is dilated (:func:`dilate_sparse`)."""
+    d = np.asarray(depth, np.float32)
+    if _valid(d).mean() < SPARSE_FRACTION:
+        return dilate_sparse(d, size, nearest), True
+    return d, False
+
+
+def _error_panel(pred: np.ndarray, gt: np.ndarray, max_error: Optional[float],
+                 size: int) -> tuple[np.ndarray, str, np.ndarray]:
+    """(|pred - gt| coloured with INFERNO on valid gt, caption, colour bar)."""
+    h, w = gt.shape
+    g = np.asarray(gt, np.float32)
+    gv = _valid(g)
+    err = np.zeros((h, w), np.float32)
+    p = np.nan_to_num(np.asarray(pred, np.float32))
+    err[gv] = np.abs(p[gv] - g[gv])
+    top = max_error if max_error is not None else (float(np.percentile(err[gv], 98)) if gv.any() else 1.0)
+    top = max(top, 1e-6)
+    shown, dilated = (dilate_sparse(np.where(gv, err + 1e-9, 0), size, nearest=False), True) \
+        if gv.mean() < SPARSE_FRACTION else (err, False)
+    shown_valid = shown > 0
+    e8 = (np.clip(shown / top, 0, 1) * 255).astype(np.uint8)
+    panel = cv2.cvtColor(cv2.applyColorMap(e8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    panel[~shown_valid] = NO_DATA_RGB  # grey, so that small errors (INFERNO's black end) stay visible
+    caption = "|prediction - ground truth|" + (f" (dilated {size}x{size}; grey: no ground truth)" if dilated
+                                                else " (grey: no ground truth)")
+    return panel, caption, colour_bar(w, 0.0, top, cv2.COLORMAP_INFERNO, near_is_warm=False)
 
 
 def error_figure(
@@ -86,11 +199,12 @@ def error_figure(
     out_path: Union[str, Path, None],
     max_error: Optional[float] = None,
 ) -> np.ndarray:
-    """Write a PNG with five panels stacked vertically (KITTI frames are wide).
+    """Write a PNG of five captioned panels in a two-column grid (see the module docstring).
 
-    Panels: RGB | sparse input (points dilated 3x3 for visibility) | prediction | ground truth |
-    absolute error ``|pred - gt|`` on valid gt pixels (INFERNO, 0 .. max_error). Depth panels
-    share one colour range taken from gt (or pred when gt is None). Each panel has a label.
+    Panels: RGB | sparse input; prediction | ground truth; absolute error ``|pred - gt|`` on valid
+    gt pixels (INFERNO, 0 .. max_error m). The depth panels share one colour range (TURBO, near =
+    red) taken from gt (or pred when gt is None), shown by a colour bar in metres under each;
+    sparse panels are dilated for viewing (:func:`dilate_sparse`, said in the caption).
 
     Args:
         rgb: (H, W, 3) uint8 RGB.
@@ -101,7 +215,8 @@ def error_figure(
         max_error: top of the error colour range in metres; None = 98th percentile of the error.
 
     Returns:
-        the figure, (5 H, W, 3) uint8 RGB.
+        the figure, uint8 RGB: two panels (W wide each) per row, three rows, each panel with its
+        caption strip; the RGB image is unchanged in the top-left H x W pixels.
 
     Raises:
         ValueError: sizes differ. OSError: the file cannot be written.
@@ -114,43 +229,25 @@ def error_figure(
         if a is not None and np.asarray(a).shape != (h, w):
             raise ValueError(f"{name} shape {np.asarray(a).shape} differs from rgb size {(h, w)}")
     lo, hi = depth_range(gt if gt is not None else pred)
+    size = dilation_size(w)
     grey = np.full((h, w, 3), 64, np.uint8)
+    depth_bar = colour_bar(w, lo, hi, cv2.COLORMAP_TURBO, near_is_warm=True)
 
-    if sparse is not None:
-        s = np.nan_to_num(np.asarray(sparse, np.float32))
-        s = np.where(s > 0, s, 0).astype(np.float32)
-        # Grey dilation keeps the value of a neighbouring point; fine for viewing only.
-        s_vis = cv2.dilate(s, np.ones((3, 3), np.uint8))
-        sparse_panel = colorize_depth(s_vis, lo, hi)
-    else:
-        sparse_panel = grey.copy()
-    pred_panel = colorize_depth(pred, lo, hi)
+    def depth_panel(depth: Optional[np.ndarray], name: str) -> np.ndarray:
+        if depth is None:
+            return _captioned(grey.copy(), f"{name} (none)")
+        shown, dilated = _viewable(np.nan_to_num(np.asarray(depth, np.float32)), size)
+        title = name + (f" (dilated {size}x{size} for viewing)" if dilated else "")
+        return _captioned(colorize_depth(shown, lo, hi), title, depth_bar)
+
+    panels = [_captioned(img.copy(), "RGB"), depth_panel(sparse, "sparse input"),
+              depth_panel(pred, "prediction"), depth_panel(gt, "ground truth")]
     if gt is not None:
-        g = np.asarray(gt, np.float32)
-        gv = _valid(g)
-        gt_panel = colorize_depth(g, lo, hi)
-        err = np.zeros((h, w), np.float32)
-        p = np.nan_to_num(np.asarray(pred, np.float32))
-        err[gv] = np.abs(p[gv] - g[gv])
-        top = max_error if max_error is not None else (float(np.percentile(err[gv], 98)) if gv.any() else 1.0)
-        top = max(top, 1e-6)
-        e8 = (np.clip(err / top, 0, 1) * 255).astype(np.uint8)
-        err_panel = cv2.cvtColor(cv2.applyColorMap(e8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-        err_panel[~gv] = 0
-        err_label = f"|error| 0-{top:.2f} m"
+        err_panel, err_caption, err_bar = _error_panel(pred, gt, max_error, size)
+        panels.append(_captioned(err_panel, err_caption, err_bar))
     else:
-        gt_panel = grey.copy()
-        err_panel = grey.copy()
-        err_label = "|error| (no ground truth)"
-
-    panels = [
-        _label(img.copy(), "RGB"),
-        _label(sparse_panel, "sparse input" if sparse is not None else "sparse input (none)"),
-        _label(pred_panel, f"prediction {lo:.1f}-{hi:.1f} m"),
-        _label(gt_panel, "ground truth" if gt is not None else "ground truth (none)"),
-        _label(err_panel, err_label),
-    ]
-    fig = np.concatenate(panels, axis=0)
+        panels.append(_captioned(grey.copy(), "|prediction - ground truth| (no ground truth)"))
+    fig = _grid(panels)
     if out_path is not None:
         path = Path(out_path)
         path.parent.mkdir(parents=True, exist_ok=True)

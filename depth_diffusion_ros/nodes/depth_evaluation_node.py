@@ -11,7 +11,12 @@ Subscribed (relative names):
     ``depth_gt`` (sensor_msgs/Image 32FC1|16UC1): ground truth, when ``ground_truth: depth``.
     ``points_holdout`` (sensor_msgs/PointCloud2): LiDAR points held out from the pipeline's input,
         when ``ground_truth: points``; with ``camera_info`` (sensor_msgs/CameraInfo) of the
-        camera and the ``T_camera_lidar`` parameter.
+        camera and ``T_camera_lidar`` (the parameter, or tf2 with ``use_tf: true``: camera_info
+        frame <- points frame). Each frame is projected with its own calibration, as KITTI object
+        bags carry one per frame: the camera_info whose stamp is nearest the points' (within
+        ``sync_slop``, else the latest), and the transform looked up when the points arrive (a
+        later ``/tf_static`` for the next frame does not re-calibrate a frame still waiting for
+        its prediction).
 Published:
     ``evaluation/metrics`` (std_msgs/String, JSON; reliable, depth 10): one message per frame,
         ``{"event": "frame", "stamp_ns", "frame_id", "frame": {metrics}, "mean": {...},
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
@@ -148,7 +154,9 @@ class DepthEvaluationNode(Node):
             flush_every=int(p["flush_every"]),
         )
         self.health = NodeHealth(self, "depth evaluation", p, extra={"ground_truth": self.source})
-        self._camera_info: Optional[CameraInfo] = None
+        self._camera_infos: OrderedDict[int, CameraInfo] = OrderedDict()  # stamp ns -> message, recent ones
+        self._transforms: OrderedDict[int, np.ndarray] = OrderedDict()  # points stamp ns -> T at arrival
+        self._keep = 4 * int(p["queue_size"])
 
         qos = qos_from_parameter(p["reliability"], depth=int(p["queue_size"]))
         self.metrics_pub = self.create_publisher(
@@ -159,17 +167,46 @@ class DepthEvaluationNode(Node):
         if self.source == "depth":
             self.create_subscription(Image, "depth_gt", lambda m: self.sync.add("ground_truth", m), qos)
         else:
-            self.create_subscription(PointCloud2, "points_holdout", lambda m: self.sync.add("ground_truth", m), qos)
+            self.create_subscription(PointCloud2, "points_holdout", self._on_points, qos)
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_timer(min(0.5, float(p["input_timeout"]) / 2), self._on_watchdog)
+        extrinsics = "" if self.extrinsics is None else \
+            f" (T_camera_lidar from {'tf2' if self.extrinsics.use_tf else 'the parameter'})"
         self.get_logger().info(
-            f"scoring depth/image against {'depth_gt' if self.source == 'depth' else 'points_holdout'}"
-            + (f", report {self.report.path}" if self.report.path else "")
+            f"scoring depth/image against {'depth_gt' if self.source == 'depth' else 'points_holdout'}{extrinsics}"
+            + (f", report {self.report.path.resolve()}" if self.report.path else ", no report file (report_path '')")
         )
 
     # -- inputs ----------------------------------------------------------------------------
+    def _remember(self, table: OrderedDict, stamp_ns: int, value: Any) -> None:
+        table[stamp_ns] = value
+        table.move_to_end(stamp_ns)
+        while len(table) > self._keep:
+            table.popitem(last=False)
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self._remember(self._camera_infos, stamp_to_ns(msg), msg)
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        """Held-out points: note the transform in force now (this frame's), then synchronise."""
+        info = self._camera_info_for(stamp_to_ns(msg))
+        if info is not None:
+            try:
+                T = self.extrinsics.lookup(info.header.frame_id, msg.header.frame_id,  # type: ignore[union-attr]
+                                           msg.header.stamp)
+                self._remember(self._transforms, stamp_to_ns(msg), T)
+            except InputError:
+                pass  # looked up again when the frame is scored (and reported then)
+        self.sync.add("ground_truth", msg)
+
+    def _camera_info_for(self, stamp_ns: int) -> Optional[CameraInfo]:
+        """The camera_info nearest ``stamp_ns`` within sync_slop, else the latest received."""
+        if not self._camera_infos:
+            return None
+        nearest = min(self._camera_infos, key=lambda t: abs(t - stamp_ns))
+        if abs(nearest - stamp_ns) <= float(self.params["sync_slop"]) * 1e9:
+            return self._camera_infos[nearest]
+        return next(reversed(self._camera_infos.values()))
 
     def _on_sync_drop(self, reason: str, topic: str, count: int, detail: str) -> None:
         self._skip(_DROP_NAMES.get((reason, topic), f"{reason}_{topic}"), detail, count=count)
@@ -206,13 +243,17 @@ class DepthEvaluationNode(Node):
                     reason="gt_size_mismatch",
                 )
             return gt
-        if self._camera_info is None:
+        stamp = stamp_to_ns(gt_msg)
+        info = self._camera_info_for(stamp)
+        if info is None:
             raise InputError("no camera_info received yet", reason="no_camera_info")
-        intrinsics = camera_info_to_intrinsics(self._camera_info)
+        intrinsics = camera_info_to_intrinsics(info)
         if (intrinsics.height, intrinsics.width) != shape:
             intrinsics = intrinsics.scaled(shape[1], shape[0])
-        T = self.extrinsics.lookup(camera_frame or self._camera_info.header.frame_id,  # type: ignore[union-attr]
-                                   gt_msg.header.frame_id, gt_msg.header.stamp)
+        T = self._transforms.pop(stamp, None)
+        if T is None:
+            T = self.extrinsics.lookup(camera_frame or info.header.frame_id,  # type: ignore[union-attr]
+                                       gt_msg.header.frame_id, gt_msg.header.stamp)
         return project_lidar_to_depth(pointcloud2_to_xyz(gt_msg), T, intrinsics)
 
     def _on_pair(self, pred_msg: Image, gt_msg: Any) -> None:

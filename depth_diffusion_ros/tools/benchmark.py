@@ -3,7 +3,9 @@
 For each resolution (1216x352 KITTI, 640x480 NYU) and step count (1, 5, 10, 20) it measures
 ms per frame of the completion pipeline on a real frame for
 
-* ``torch``         — eager PyTorch (the torch backend);
+* ``torch``         — eager PyTorch (the torch backend) on the CPU;
+* ``torch-cuda``    — the torch backend on the GPU (``cuda``) under float16 autocast; skipped
+  with the reason where ``torch.cuda.is_available()`` is false;
 * ``ort-step``      — ONNX Runtime, encoder + step + decoder graphs driven by the pipeline's loop;
 * ``ort-unrolled``  — ONNX Runtime, the whole loop unrolled into one graph (one file per N);
 
@@ -33,16 +35,20 @@ from typing import Any, Optional
 
 RESOLUTIONS = {"kitti": (352, 1216), "nyu": (480, 640)}
 STEPS = (1, 5, 10, 20)
-RUNTIMES = ("torch", "ort-step", "ort-unrolled")
+RUNTIMES = ("torch", "torch-cuda", "ort-step", "ort-unrolled")
+#: the runtimes run by default (torch-cuda only where asked for: it needs a GPU)
+DEFAULT_RUNTIMES = ("torch", "ort-step", "ort-unrolled")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="KITTI size only, 1 and 5 steps, 1 repeat")
     parser.add_argument("--checkpoint", default="", help="DiffusionDepth checkpoint dir ('' = shipped demo "
                         "weights if present, else the default config with random weights: same compute)")
-    parser.add_argument("--resolutions", default="kitti,nyu", help="comma list of kitti, nyu")
+    parser.add_argument("--resolutions", default="kitti,nyu",
+                        help="comma list of kitti (1216x352), nyu (640x480) or WxH sizes (multiples of 32)")
     parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="comma list of DDIM step counts")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma list of " + ", ".join(RUNTIMES))
+    parser.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
+                        help="comma list of " + ", ".join(RUNTIMES) + " (default: " + ",".join(DEFAULT_RUNTIMES) + ")")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per cell (min is reported)")
     parser.add_argument("--threads", type=int, default=0, help="threads per runtime (0 = all cores)")
     parser.add_argument("--work-dir", default="", help="where ONNX files go ('' = a temp dir)")
@@ -136,17 +142,21 @@ def _worker(spec: dict) -> dict:
     threads = int(spec["threads"])
     out: dict[str, Any] = {"ms": {}}
     model = None
-    if spec["runtime"] == "torch":
+    if spec["runtime"] in ("torch", "torch-cuda"):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         model = _load_model(spec).eval()
+        if spec["runtime"] == "torch-cuda":
+            model = model.to("cuda")
+            out["device"] = torch.cuda.get_device_name(0)
     for n in spec["steps"]:
         if model is not None:
             from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
 
-            backend = TorchDiffusionDepthBackend(model=model, num_inference_steps=n)
+            backend = TorchDiffusionDepthBackend(model=model, num_inference_steps=n,
+                                                 fp16=spec["runtime"] == "torch-cuda")
         else:
             from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
 
@@ -189,6 +199,26 @@ def default_checkpoint() -> str:
     return str(p) if (p / "model.safetensors").is_file() else ""
 
 
+def resolution(name: str) -> tuple[int, int]:
+    """(H, W) of a --resolutions entry: ``kitti``, ``nyu`` or ``WxH``. Raises ValueError."""
+    if name in RESOLUTIONS:
+        return RESOLUTIONS[name]
+    from depth_diffusion_ros.tools.onnx_cache import parse_frame_size
+
+    w, h = parse_frame_size(name)
+    return h, w
+
+
+def unavailable(runtime: str) -> Optional[str]:
+    """Why ``runtime`` cannot run on this machine, or None."""
+    if runtime == "torch-cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch.cuda.is_available() is false here (no CUDA GPU or a CPU-only torch)"
+    return None
+
+
 def default_data_dir() -> str:
     return os.environ.get("DDR_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
@@ -215,7 +245,7 @@ def run_benchmark(
     root = Path(work_dir or tmp.name)
     try:
         for res in resolutions:
-            H, W = RESOLUTIONS[res]
+            H, W = resolution(res)
             onnx_dir = root / f"{res}_{W}x{H}"
             forms = [f for f, r in (("step", "ort-step"), ("unrolled", "ort-unrolled")) if r in runtimes]
             if "step" in forms:
@@ -229,10 +259,13 @@ def run_benchmark(
                 for n in steps:
                     gmac = g["encode_condition"] + n * g["denoise_step"] + g["decode"]
                     ms = result["ms"][str(n)]
+                    on_gpu = rt == "torch-cuda"  # the CPU peak says nothing of a GPU row
                     rows.append({
                         "resolution": f"{W}x{H}", "runtime": rt, "steps": n, "ms": ms, "gmac": gmac,
-                        "gflops": 2 * gmac / (ms / 1000.0), "peak_pct": 100 * 2 * gmac / (ms / 1000.0) / peak,
+                        "gflops": 2 * gmac / (ms / 1000.0),
+                        "peak_pct": None if on_gpu else 100 * 2 * gmac / (ms / 1000.0) / peak,
                         "rss_mb": result["rss_mb"], "torch_imported": result["torch_imported"],
+                        "device": result.get("device", "cpu"),
                     })
     finally:
         if tmp is not None:
@@ -250,24 +283,50 @@ def format_table(rows: list[dict], assumption: str) -> str:
     for r in rows:
         base = torch_ms.get((r["resolution"], r["steps"]))
         speed = f"{base / r['ms']:.2f}x" if base else "-"
+        pct = "-" if r["peak_pct"] is None else f"{r['peak_pct']:.1f}"
         lines.append(f"| {r['resolution']} | {r['runtime']} | {r['steps']} | {r['ms']:.0f} | {speed} | "
-                     f"{r['gmac']:.1f} | {r['gflops']:.1f} | {r['peak_pct']:.1f} | {r['rss_mb']:.0f} |")
+                     f"{r['gmac']:.1f} | {r['gflops']:.1f} | {pct} | {r['rss_mb']:.0f} |")
     lines.append("")
     lines.append(f"CPU peak: {assumption}. MACs: conv/matmul only (models.flops).")
+    gpus = sorted({r["device"] for r in rows if r.get("device", "cpu") != "cpu"})
+    if gpus:
+        lines.append(f"torch-cuda: the torch backend on {', '.join(gpus)}, float16 autocast (% CPU peak: -).")
     return "\n".join(lines)
+
+
+def _choices(args: argparse.Namespace) -> tuple[list[str], list[int], int, list[str]]:
+    """(resolutions, steps, repeats, runtimes) of the command line; ValueError names a bad entry."""
+    resolutions = ["kitti"] if args.quick else [r for r in args.resolutions.split(",") if r]
+    steps = [1, 5] if args.quick else [int(s) for s in args.steps.split(",") if s]
+    repeats = 1 if args.quick else args.repeats
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    bad = [r for r in runtimes if r not in RUNTIMES]
+    if bad:
+        raise ValueError(f"unknown runtimes {bad}; choose from {', '.join(RUNTIMES)}")
+    for r in resolutions:
+        try:
+            resolution(r)
+        except ValueError as exc:
+            raise ValueError(f"resolution {r!r}: use {', '.join(RESOLUTIONS)} or WxH ({exc})") from None
+    return resolutions, steps, repeats, runtimes
 
 
 def run(args: argparse.Namespace) -> int:
     if args.worker:
         print("RESULT", json.dumps(_worker(json.loads(args.worker))))
         return 0
-    resolutions = ["kitti"] if args.quick else [r for r in args.resolutions.split(",") if r]
-    steps = [1, 5] if args.quick else [int(s) for s in args.steps.split(",") if s]
-    repeats = 1 if args.quick else args.repeats
-    runtimes = [r for r in args.runtimes.split(",") if r]
-    bad = [r for r in runtimes if r not in RUNTIMES] + [r for r in resolutions if r not in RESOLUTIONS]
-    if bad:
-        print(f"benchmark: unknown {bad}; runtimes {RUNTIMES}, resolutions {sorted(RESOLUTIONS)}", file=sys.stderr)
+    try:
+        resolutions, steps, repeats, runtimes = _choices(args)
+    except ValueError as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 2
+    for rt in list(runtimes):
+        reason = unavailable(rt)
+        if reason:
+            print(f"benchmark: skipping {rt}: {reason}", flush=True)
+            runtimes.remove(rt)
+    if not runtimes:
+        print("benchmark: none of the requested runtimes can run here", file=sys.stderr)
         return 2
     checkpoint = args.checkpoint or default_checkpoint()
     print(f"DiffusionDepth run time, {'checkpoint ' + checkpoint if checkpoint else 'default config (random weights)'}; "

@@ -2,10 +2,22 @@
 
 Examples::
 
-    depth-diffusion-ros export --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti_demo \\
-        --output out/onnx/kitti --height 352 --width 1216            # step form (default)
+    depth-diffusion-ros export --output out/onnx/kitti                 # shipped demo weights, KITTI frames
+    depth-diffusion-ros export --checkpoint DIR --output DIR2 --frame-size 640x480   # another camera
     depth-diffusion-ros export ... --form unrolled --steps 10          # whole loop, 10 steps
     depth-diffusion-ros export ... --form both --ensemble-size 4 --dynamic
+
+Size: the graphs are exported for the frame the model will see. ``--frame-size WxH`` is the
+camera's image size (default 1242x375, KITTI); DiffusionDepth pads a frame at the bottom and
+right up to the next multiple of its config's ``size_divisor`` (the image by repeating its edge
+pixels, the sparse depth with 0 = no return; the output is cropped back), so KITTI's 1242x375
+becomes 1248x384 with the default ``size_divisor: 32``. ``--height/--width`` set the graph size
+directly (multiples of the size divisor). A static graph refuses any other size at start (the
+ONNX Runtime / TensorRT backend names both sizes); ``--dynamic`` accepts any size, at the cost of
+the slower torch.export-based exporter and TensorRT optimisation profiles, so static is the
+default. DSR-Diff (``--model dsr_diff``) is exported for ``--frame-size`` (default 640x480, NYU)
+as the high-resolution size, padded as its pipeline pads (the low-resolution map edge-repeated
+until the high-resolution size is a multiple of the model's size divisor).
 
 ``--fp16-onnx`` also writes ``<stem>.fp16.onnx`` beside each graph (onnxconverter-common:
 fp16 weights and activations, float32 inputs/outputs), the file TensorRT 11 builds fp16 engines
@@ -39,8 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="",
                         help="checkpoint directory (model.safetensors + config.yaml); '' = the shipped demo weights")
     parser.add_argument("--output", required=True, help="output directory for the .onnx files")
-    parser.add_argument("--height", type=int, default=352, help="input height (multiple of the size divisor)")
-    parser.add_argument("--width", type=int, default=1216, help="input width (multiple of the size divisor)")
+    parser.add_argument("--frame-size", default=None, metavar="WxH",
+                        help="camera image size the graphs are for (default 1242x375 KITTI; 640x480 for dsr_diff), "
+                             "padded bottom/right to the model's size divisor")
+    parser.add_argument("--height", type=int, default=None, help="graph input height (default: from --frame-size)")
+    parser.add_argument("--width", type=int, default=None, help="graph input width (default: from --frame-size)")
     parser.add_argument("--form", choices=("step", "unrolled", "both"), default="step",
                         help="step: encoder+step+decoder for a host loop (any steps); unrolled: one graph")
     parser.add_argument("--steps", type=int, default=0, help="DDIM steps (unrolled graph; 0 = config default)")
@@ -65,6 +80,93 @@ def write_fp16_copies(paths) -> None:
         print(f"{write_fp16_onnx(path)}  [fp16 copy of {Path(path).name}, float32 I/O]")
 
 
+DEFAULT_FRAME_SIZES = {"diffusion_depth": "1242x375", "dsr_diff": "640x480"}
+
+
+def sr_padded_size(height: int, width: int, scale: int, size_divisor: int) -> tuple[int, int]:
+    """High-resolution (H, W) a DSR-Diff graph sees for an image of (height, width) at ``scale``:
+    the low-resolution map (height/scale rows) is edge-padded until ``rows * scale`` is a multiple
+    of ``size_divisor`` (inference.frames.prepare_sr_inputs). Raises ValueError when the size is
+    not a multiple of the scale."""
+    if height % scale or width % scale:
+        raise ValueError(f"--frame-size {width}x{height} is not a multiple of --scale {scale}")
+
+    def padded(n: int) -> int:
+        lr = n // scale
+        while (lr * scale) % size_divisor:
+            lr += 1
+        return lr * scale
+
+    return padded(height), padded(width)
+
+
+def graph_size(args: argparse.Namespace, size_divisor: int) -> tuple[int, int, str]:
+    """(height, width, how it was chosen) of the exported graphs (see the module docstring).
+
+    Raises ValueError for a malformed --frame-size.
+    """
+    from depth_diffusion_ros.tools.onnx_cache import padded_size, parse_frame_size
+
+    fw, fh = parse_frame_size(args.frame_size or DEFAULT_FRAME_SIZES[args.model])
+    if args.model == "dsr_diff":
+        h, w = sr_padded_size(fh, fw, args.scale, size_divisor)
+    else:
+        h, w = padded_size(fh, fw, size_divisor)
+    h, w = args.height or h, args.width or w
+    how = (f"frame {fw}x{fh} padded at the bottom/right to a multiple of {size_divisor}"
+           if (args.height, args.width) == (None, None) else "--height/--width")
+    return h, w, how
+
+
+def _export_diffusion_depth(args: argparse.Namespace) -> int:
+    """DiffusionDepth: load, choose the size, export, check parity on a real frame, print."""
+    from depth_diffusion_ros.export.diffusion_depth import check_host_loop_parity, export_diffusion_depth
+    from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint, architecture="diffusion_depth").eval()
+    args.height, args.width, how = graph_size(args, int(model.config.size_divisor))
+    forms = ("step", "unrolled") if args.form == "both" else (args.form,)
+    print(f"exporting {args.checkpoint} ({', '.join(forms)} form) for {args.width}x{args.height} ({how}) "
+          f"-> {args.output}; with the parity check this takes about 20 s on a 2-core CPU ...", flush=True)
+    inputs = None
+    if not args.no_check:
+        try:
+            inputs = tensor_inputs(*frame_for_size(args.data_dir, args.height, args.width))
+        except FrameError as exc:
+            print(f"export: no real frame for the parity check ({exc}); using random inputs", file=sys.stderr)
+    report = export_diffusion_depth(
+        model, args.output, args.height, args.width, forms=forms,
+        num_inference_steps=args.steps or None, ensemble_size=args.ensemble_size, inputs=inputs,
+        dynamic=args.dynamic, opset=args.opset, dynamo=args.dynamo, check=not args.no_check,
+    )
+    for g in report.graphs:
+        errs = ", ".join(f"{k} {v:.2e}" for k, v in g.max_abs_error.items()) or "not checked"
+        print(f"{g.path}  [{g.graph}]  export {g.seconds:.1f}s  max |onnx - torch|: {errs}")
+    if "step" in forms and inputs is not None:
+        steps = args.steps or model.config.num_inference_steps
+        err = check_host_loop_parity(model, args.output, inputs, steps, args.ensemble_size)
+        print(f"host DDIM loop over the step graphs, {steps} steps: max |onnx - torch| depth {err:.2e} m")
+    if args.fp16_onnx:
+        write_fp16_copies([g.path for g in report.graphs])
+    print(f"model sha256 {report.model_sha256}")
+    return 0
+
+
+def _export_dsr_diff(args: argparse.Namespace) -> int:
+    from depth_diffusion_ros.export.dsr_diff import export_dsr_diff_cli
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    divisor = int(load_checkpoint(args.checkpoint, architecture="dsr_diff").size_divisor)
+    args.height, args.width, how = graph_size(args, divisor)
+    print(f"exporting {args.checkpoint} (x{args.scale}) for {args.width}x{args.height} ({how}) -> {args.output} ...",
+          flush=True)
+    status, path = export_dsr_diff_cli(args)
+    if status == 0 and args.fp16_onnx:
+        write_fp16_copies([path])
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -75,41 +177,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     args.checkpoint = args.checkpoint or str(DEFAULT_CHECKPOINTS[args.model])
     try:
-        if args.model == "dsr_diff":
-            from depth_diffusion_ros.export.dsr_diff import export_dsr_diff_cli
-
-            status, path = export_dsr_diff_cli(args)
-            if status == 0 and args.fp16_onnx:
-                write_fp16_copies([path])
-            return status
-        from depth_diffusion_ros.export.diffusion_depth import check_host_loop_parity, export_diffusion_depth
-        from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
-        from depth_diffusion_ros.models.checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.checkpoint, architecture="diffusion_depth").eval()
-        inputs = None
-        if not args.no_check:
-            try:
-                inputs = tensor_inputs(*frame_for_size(args.data_dir, args.height, args.width))
-            except FrameError as exc:
-                print(f"export: no real frame for the parity check ({exc}); using random inputs", file=sys.stderr)
-        forms = ("step", "unrolled") if args.form == "both" else (args.form,)
-        report = export_diffusion_depth(
-            model, args.output, args.height, args.width, forms=forms,
-            num_inference_steps=args.steps or None, ensemble_size=args.ensemble_size, inputs=inputs,
-            dynamic=args.dynamic, opset=args.opset, dynamo=args.dynamo, check=not args.no_check,
-        )
-        for g in report.graphs:
-            errs = ", ".join(f"{k} {v:.2e}" for k, v in g.max_abs_error.items()) or "not checked"
-            print(f"{g.path}  [{g.graph}]  export {g.seconds:.1f}s  max |onnx - torch|: {errs}")
-        if "step" in forms and inputs is not None:
-            steps = args.steps or model.config.num_inference_steps
-            err = check_host_loop_parity(model, args.output, inputs, steps, args.ensemble_size)
-            print(f"host DDIM loop over the step graphs, {steps} steps: max |onnx - torch| depth {err:.2e} m")
-        if args.fp16_onnx:
-            write_fp16_copies([g.path for g in report.graphs])
-        print(f"model sha256 {report.model_sha256}")
+        return _export_dsr_diff(args) if args.model == "dsr_diff" else _export_diffusion_depth(args)
     except (ExportError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
-    return 0

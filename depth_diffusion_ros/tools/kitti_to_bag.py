@@ -73,6 +73,12 @@ CAMERA_FRAMES = {2: "camera_color_left", 3: "camera_color_right"}
 TOPIC_POINTS = "/kitti/velo/pointcloud"
 TOPIC_POINTS_HOLDOUT = "/kitti/velo/pointcloud_holdout"
 TOPIC_TF_STATIC = "/tf_static"
+#: Notes on KITTI object folders: without and with --holdout-fraction.
+OBJECT_NO_GT = "KITTI object frames have no depth ground truth: give --holdout-fraction to score against held-out LiDAR"
+OBJECT_HOLDOUT = ("KITTI object frames have no depth ground truth: {pct:g} % of each scan is held out on "
+                  f"{TOPIC_POINTS_HOLDOUT} for scoring (replay and depth_evaluation_node ground_truth: points)")
+#: Storage file suffixes: rosbag2 names the file inside the bag folder after the folder.
+STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 
 
 def camera_topics(camera: int = 2) -> dict[str, str]:
@@ -121,9 +127,6 @@ class KittiSequence:
     notes: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------------------------
-# Layout discovery
-# --------------------------------------------------------------------------------------------
 def parse_kitti_timestamps(path: Path) -> list[int]:
     """Read a KITTI ``timestamps.txt`` (``2011-09-26 13:02:25.964389445`` per line) as UTC ns.
 
@@ -232,8 +235,7 @@ def _object(path: Path, camera: int, period_ns: int, start_ns: int) -> KittiSequ
             gt_path=None, image_stamp_ns=stamp, lidar_stamp_ns=stamp,
             calibration=lambda size, p=calib_path: read_kitti_object_calib(p, camera, size),
         ))
-    return KittiSequence("object", path, camera, frames,
-                         ["KITTI object frames have no depth ground truth (use --holdout-fraction)"])
+    return KittiSequence("object", path, camera, frames, [OBJECT_NO_GT])
 
 
 def _torch_kitti(path: Path, camera: int, start_ns: int) -> KittiSequence:
@@ -297,9 +299,6 @@ def discover_kitti(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Conversion
-# --------------------------------------------------------------------------------------------
 @dataclass
 class ConversionSummary:
     """What ``convert`` wrote: message counts per topic, frames skipped per reason, and how many
@@ -434,13 +433,11 @@ def convert(
                              without_lidar)
 
 
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``depth-diffusion-ros kitti-to-bag``."""
     parser.add_argument("input", type=Path, help="KITTI raw drive (*_sync), object folder or torch_kitti sample")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output bag directory (must not exist)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output bag folder (must not exist; a trailing .mcap/.db3 is dropped: a bag is a folder)")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default mcap)")
     parser.add_argument("--camera", type=int, choices=[2, 3], default=2, help="KITTI colour camera (2 = left)")
     parser.add_argument("--gt-dir", type=Path, default=None, help="KITTI depth-completion groundtruth/image_0X folder")
@@ -453,18 +450,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
+def bag_folder(output: Path, storage: str) -> tuple[Path, Optional[str]]:
+    """The rosbag2 folder to write for ``-o output``, and a note when it differs.
+
+    A bag is a folder holding ``<folder name>.<mcap|db3>`` and ``metadata.yaml``; an ``-o`` ending
+    in the storage suffix (``out/kitti.mcap``) names the folder without it (``out/kitti``), so the
+    file inside is not ``kitti.mcap.mcap``. Raises ValueError for the other storage's suffix.
+    """
+    suffix = output.suffix.lower()
+    if suffix not in STORAGE_SUFFIXES:
+        return output, None
+    if STORAGE_SUFFIXES[suffix] != storage:
+        raise ValueError(f"-o {output} ends in {suffix} but --storage is {storage}: "
+                         f"give --storage {STORAGE_SUFFIXES[suffix]} or another name")
+    folder = output.with_suffix("")
+    return folder, (f"a rosbag2 bag is a folder: writing {folder}/ (holding {folder.name}{suffix} and "
+                    f"metadata.yaml); give {folder} to replay and ros2 bag play")
+
+
+def conversion_notes(seq: KittiSequence, holdout_fraction: float) -> list[str]:
+    """The sequence's notes, with the object-folder note matching ``--holdout-fraction``."""
+    if holdout_fraction <= 0:
+        return list(seq.notes)
+    return [OBJECT_HOLDOUT.format(pct=100 * holdout_fraction) if n == OBJECT_NO_GT else n for n in seq.notes]
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert; prints the counts. Returns 0, or 2 with a message on bad input."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        output, note = bag_folder(Path(args.output), args.storage)
+        if note:
+            print(f"note: {note}")
         seq = discover_kitti(args.input, args.camera, args.gt_dir, args.period, args.start_time)
-        summary = convert(seq, args.output, args.storage, args.overwrite, args.holdout_fraction,
+        summary = convert(seq, output, args.storage, args.overwrite, args.holdout_fraction,
                           args.seed, args.max_frames, progress=True)
     except (KittiLayoutError, BagError, ValueError, OSError) as exc:
         print(f"kitti-to-bag: error: {exc}", file=sys.stderr)
         return 2
-    for note in summary.notes:
-        print(f"note: {note}")
+    for line in conversion_notes(seq, args.holdout_fraction):
+        print(f"note: {line}")
     print(f"wrote {summary.path} ({summary.layout}, {summary.frames_written} frames, {args.storage})")
     for topic, n in sorted(summary.counts.items()):
         print(f"  {topic}: {n}")

@@ -43,6 +43,18 @@ def sr_file_name(scale: int, num_inference_steps: int) -> str:
     return f"dsr_diff_x{int(scale)}_{int(num_inference_steps)}steps.onnx"
 
 
+def refuse_torch_checkpoint(path: Path) -> None:
+    """BackendError when ``path`` is a torch checkpoint folder (``model.safetensors`` +
+    ``config.yaml``): the ONNX Runtime and TensorRT backends run exported graphs only (and never
+    import torch); the message gives the export command."""
+    if path.is_dir() and (path / "model.safetensors").is_file() and (path / "config.yaml").is_file():
+        raise BackendError(
+            f"{path}: this is a torch checkpoint (model.safetensors + config.yaml): export it with "
+            f"`depth-diffusion-ros export --checkpoint {path} --output DIR2` and give DIR2 as model_path "
+            "(or run replay/demo, which export it for you)"
+        )
+
+
 def find_diffusion_depth_files(model_path: Union[str, Path], export_form: str, steps: Optional[int],
                                ensemble: int) -> tuple[str, Any]:
     """("step", (encoder, step, decoder) paths) or ("unrolled", path) for a model directory or file.
@@ -54,6 +66,7 @@ def find_diffusion_depth_files(model_path: Union[str, Path], export_form: str, s
         raise BackendError(f"export_form={export_form!r}: use one of {EXPORT_FORMS}")
     if not p.exists():
         raise BackendError(f"model_path not found: {p}")
+    refuse_torch_checkpoint(p)
     if p.is_file():
         if p.name in STEP_FILES:
             p = p.parent
@@ -191,6 +204,7 @@ def find_sr_models(model_path: Union[str, Path], num_inference_steps: Optional[i
     p = Path(model_path)
     if not p.exists():
         raise BackendError(f"model_path not found: {p}")
+    refuse_torch_checkpoint(p)
     files = [p] if p.is_file() else sorted(p.glob(SR_GLOB))
     found: dict[tuple[int, int], tuple[Path, dict]] = {}
     for f in files:

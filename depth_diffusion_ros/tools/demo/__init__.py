@@ -43,11 +43,8 @@ from depth_diffusion_ros.tools.demo.backends import (
     SR_BACKENDS,
     WEIGHTS_DIR,
     BackendChoice,
-    checkpoint_sha256,
     completion_checkpoint_problem,
     discover_backends,
-    onnx_export_for,
-    read_size_divisor,
     sr_backend_choices,
 )
 from depth_diffusion_ros.tools.demo.cli import add_arguments, run
@@ -56,7 +53,6 @@ from depth_diffusion_ros.tools.demo.data import (
     MOTORCYCLE,
     REPO,
     SR_SCALE,
-    bag_padded_sizes,
     block_average_depth,
     kitti_sources,
     lidar_like_sparse,
@@ -67,6 +63,7 @@ from depth_diffusion_ros.tools.demo.data import (
     write_sr_bag,
 )
 from depth_diffusion_ros.tools.demo.super_resolution import SR_TABLE_COLUMNS, run_super_resolution
+from depth_diffusion_ros.tools.onnx_cache import bag_padded_sizes, checkpoint_sha256, onnx_export_for, read_size_divisor
 
 __all__ = [
     "BackendChoice",

@@ -1,9 +1,8 @@
 """The demo's backends: which completion and super-resolution backends can run here (and why
-the others cannot), and the cached ONNX export of a DiffusionDepth checkpoint."""
+the others cannot). The ONNX export of a checkpoint is :mod:`depth_diffusion_ros.tools.onnx_cache`'s."""
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -144,63 +143,3 @@ def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]]
             where = weights_dir if weights_dir.is_dir() else f"{weights_dir} (missing)"
             choices.append(BackendChoice(name, name, {}, skip=f"no shipped {name} weights in {where}"))
     return select_choices(choices, only)
-
-
-def read_size_divisor(checkpoint: Path) -> int:
-    """``size_divisor`` of a DiffusionDepth checkpoint's config.yaml (frames are padded to it)."""
-    from depth_diffusion_ros.models.config import DiffusionDepthConfig
-
-    return int(DiffusionDepthConfig.from_yaml(checkpoint / "config.yaml").size_divisor)
-
-
-def checkpoint_sha256(checkpoint: Path) -> str:
-    """The tensor SHA-256 stored in ``model.safetensors`` (models.checkpoint writes and verifies it)."""
-    from safetensors import safe_open
-
-    with safe_open(str(checkpoint / "model.safetensors"), "numpy") as f:
-        sha = (f.metadata() or {}).get("sha256")
-    if not sha:
-        raise ValueError(f"{checkpoint / 'model.safetensors'} has no sha256 metadata")
-    return sha
-
-
-def onnx_export_for(checkpoint: Path, cache_dir: Path, sizes: set[tuple[int, int]]) -> tuple[Path, bool]:
-    """The ONNX export (step form: encoder/step/decoder for the host DDIM loop) of a DiffusionDepth
-    checkpoint for frames padded to ``sizes``, made once and cached.
-
-    One size -> a static export for it (``<cache_dir>/<model>/<W>x<H>``); several -> a dynamic
-    one (``.../dynamic``). Reused while ``export.json``'s ``model_sha256`` equals the
-    checkpoint's tensor hash and the three graphs are there; otherwise exported again with
-    :func:`depth_diffusion_ros.export.diffusion_depth.export_diffusion_depth` (checked against
-    torch on random inputs). Returns (export directory, reused). Raises ExportError, ValueError,
-    CheckpointError.
-    """
-    import json
-
-    sha = checkpoint_sha256(checkpoint)
-    if len(sizes) == 1:
-        (h, w), dynamic = next(iter(sizes)), False
-        target = cache_dir / checkpoint.name / f"{w}x{h}"
-    else:
-        (h, w), dynamic = min(sizes), True
-        target = cache_dir / checkpoint.name / "dynamic"
-    meta = target / "export.json"
-    if meta.is_file() and all((target / f).is_file() for f in ("encoder.onnx", "step.onnx", "decoder.onnx")):
-        try:
-            if json.loads(meta.read_text()).get("model_sha256") == sha:
-                return target, True
-        except (OSError, ValueError):
-            pass
-    import torch
-
-    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
-
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model = load_checkpoint(checkpoint, architecture="diffusion_depth").eval()
-    if target.exists():
-        for f in target.glob("*"):
-            if f.is_file():
-                f.unlink()
-    export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
-    return target, False

@@ -70,13 +70,15 @@ def _print_super_resolution(sr_rows: list[dict[str, Any]], sr_skipped: list[str]
 
 
 def _runnable_backends(args: argparse.Namespace) -> tuple[list[BackendChoice], list[BackendChoice]]:
-    """(every backend choice, the runnable ones); prints the skipped ones."""
+    """(every backend choice, the runnable ones); says which run (the skipped ones are listed,
+    with their reasons, once: under the table)."""
     only = [b.strip() for b in args.backends.split(",")] if args.backends else None
     choices = discover_backends(Path(args.weights_dir), only=only, steps=args.steps)
-    for c in choices:
-        if c.skip:
-            print(f"skipping backend {c.label}: {c.skip}")
-    return choices, [c for c in choices if c.skip is None]
+    runnable = [c for c in choices if c.skip is None]
+    n_skipped = len(choices) - len(runnable)
+    print(f"completion backends: {', '.join(c.label for c in runnable) or 'none'}"
+          + (f" ({n_skipped} skipped: see under the table)" if n_skipped else ""), flush=True)
+    return choices, runnable
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,8 +10,9 @@ from typing import Any, Optional
 
 from depth_diffusion_ros.evaluation.report import format_table
 from depth_diffusion_ros.tools.bag_io import BagError
-from depth_diffusion_ros.tools.demo.backends import BackendChoice, onnx_export_for, read_size_divisor
-from depth_diffusion_ros.tools.demo.data import bag_padded_sizes, kitti_sources, write_motorcycle_bag
+from depth_diffusion_ros.tools.demo.backends import BackendChoice
+from depth_diffusion_ros.tools.demo.data import kitti_sources, write_motorcycle_bag
+from depth_diffusion_ros.tools.onnx_cache import bag_padded_sizes, onnx_export_for, read_size_divisor
 
 #: (dataset name, bag, what it is scored against)
 Dataset = tuple[str, Path, str]
@@ -50,7 +51,14 @@ def _onnx_model_path(choice: BackendChoice, dataset: str, bag: Path, out: Path) 
     """The ONNX export of ``choice.export_from`` for the frame sizes of ``bag`` (made or reused)."""
     t_exp = time.perf_counter()
     sizes = bag_padded_sizes(bag, read_size_divisor(choice.export_from))  # type: ignore[arg-type]
-    export_dir, reused = onnx_export_for(choice.export_from, out / "onnx_cache", sizes)  # type: ignore[arg-type]
+
+    def announce(target: Path) -> None:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        print(f"{dataset} / {choice.label}: exporting {choice.export_from} to ONNX for {shown} -> {target} "
+              "(one-off, about 20 s on a 2-core CPU) ...", flush=True)
+
+    export_dir, reused = onnx_export_for(choice.export_from, out / "onnx_cache", sizes,  # type: ignore[arg-type]
+                                         on_export=announce)
     print(f"{dataset} / {choice.label}: ONNX export {export_dir} "
           + ("(cached, same checkpoint hash)" if reused else f"(exported in {time.perf_counter() - t_exp:.1f} s)"))
     return str(export_dir)
@@ -80,7 +88,7 @@ def replay_completion(args: argparse.Namespace, out: Path, data: Dataset,
             bag=bag, output=target, backend=choice.backend, node_params=options,
             holdout_fraction=0.1, seed=args.seed, frame_timeout=args.frame_timeout,
             max_frames=args.max_frames if dataset != "middlebury" else None, progress=True,
-            label=f"{dataset} {choice.label}", max_figures=10,
+            label=f"{dataset} {choice.label}", max_figures=10, overwrite=True,
         ))
     except (ReplayError, BagError) as exc:
         print(f"{dataset} / {choice.label}: failed: {exc}")

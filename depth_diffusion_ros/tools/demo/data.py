@@ -182,19 +182,6 @@ def kitti_sources(kitti_dir: Optional[Path]) -> list[tuple[str, Path, str]]:
     return out
 
 
-def bag_padded_sizes(bag: Path, size_divisor: int) -> set[tuple[int, int]]:
-    """The (H, W) of every camera image of ``bag`` padded up to ``size_divisor`` (the input size
-    an exported DiffusionDepth graph must have; read from the camera_info messages)."""
-    sizes: set[tuple[int, int]] = set()
-    with BagReader(bag) as reader:
-        topics = [t for t, (msgtype, _n) in reader.topics.items() if msgtype == CAMERA_INFO]
-        for msg in reader.messages(topics):
-            info = msg.decode()
-            d = int(size_divisor)
-            sizes.add((-(-int(info.height) // d) * d, -(-int(info.width) // d) * d))
-    return sizes
-
-
 def bag_size(bag: Path) -> str:
     """``WxH`` of the first camera_info of ``bag`` (the HR size of a super-resolution bag)."""
     with BagReader(bag) as reader:

@@ -79,7 +79,7 @@ def _replay_sr(args: argparse.Namespace, out: Path, dataset: str, bag: Path, cho
         result = replay(ReplayOptions(
             bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
             pipeline="super_resolution", frame_timeout=args.frame_timeout, progress=True,
-            label=f"{dataset} {choice.label}", max_figures=10,
+            label=f"{dataset} {choice.label}", max_figures=10, overwrite=True,
         ))
     except (ReplayError, BagError) as exc:
         if choice.backend == "torch":  # the learned backend could not start: say why, go on
@@ -104,10 +104,7 @@ def run_super_resolution(args: argparse.Namespace, out: Path, bags: Path) -> tup
     """
     only = [b.strip() for b in args.sr_backends.split(",")] if args.sr_backends else None
     choices = sr_backend_choices(Path(args.weights_dir), only)
-    skipped = [f"{c.label} ({c.skip})" for c in choices if c.skip]
-    for c in choices:
-        if c.skip:
-            print(f"skipping super-resolution backend {c.label}: {c.skip}")
+    skipped = [f"{c.label} ({c.skip})" for c in choices if c.skip]  # listed once, under the table
     rows: list[dict[str, Any]] = []
     for dataset, bag in _sr_datasets(args, bags):
         for choice in [c for c in choices if c.skip is None]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, default=None, help="ROS 2 parameter YAML (e.g. config/kitti.yaml)")
     parser.add_argument("--model-path", default=None, help="model checkpoint/ONNX/engine for a learned backend")
     parser.add_argument("--steps", type=int, default=None, help="DDIM inference steps for a diffusion backend")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra parameter of the pipeline's node (YAML value), repeatable")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="parameter of the pipeline's node, NAME:=VALUE (the ROS spelling) or NAME=VALUE; "
+                             "the value is YAML; repeatable. An unknown name fails and lists the node's parameters")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace replay's outputs (report.json, figures/, output_bag/) in a non-empty output folder")
+    parser.add_argument("--onnx-cache", type=Path, default=None,
+                        help="where a torch checkpoint given to --backend onnxruntime|tensorrt is exported "
+                             "(default $DDR_ONNX_CACHE, else ~/.cache/depth_diffusion_ros/onnx)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="0 = wait for each frame's output before the next (default); R > 0 = recorded timing x R")
     parser.add_argument("--holdout-fraction", type=float, default=0.1,
@@ -47,14 +54,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"bag topic of the {role.replace('_', ' ')} (auto-detected by default)")
 
 
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def parse_param(item: str) -> tuple[str, Any]:
+    """``NAME:=VALUE`` (as ``ros2 run ... -p`` spells it) or ``NAME=VALUE`` -> (name, YAML value).
+
+    Raises:
+        ReplayError: no ``=``, or a name that is not a parameter name (letters, digits, ``_``, ``.``).
+    """
+    sep = ":=" if ":=" in item else "="
+    if sep not in item:
+        raise ReplayError(f"--param {item!r}: expected NAME:=VALUE (or NAME=VALUE)")
+    name, value = item.split(sep, 1)
+    name = name.strip()
+    if not _PARAM_NAME.match(name):
+        raise ReplayError(f"--param {item!r}: {name!r} is not a parameter name")
+    try:
+        return name, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ReplayError(f"--param {item!r}: the value is not valid YAML ({exc})") from exc
+
+
 def options_from_args(args: argparse.Namespace) -> ReplayOptions:
     """ReplayOptions from parsed CLI arguments (``--param`` values parsed as YAML)."""
-    node_params: dict[str, Any] = {}
-    for item in args.param:
-        if "=" not in item:
-            raise ReplayError(f"--param {item!r}: expected NAME=VALUE")
-        k, v = item.split("=", 1)
-        node_params[k.strip()] = yaml.safe_load(v)
+    node_params: dict[str, Any] = dict(parse_param(item) for item in args.param)
     if args.model_path:
         node_params["model_path"] = args.model_path
     if args.steps is not None:
@@ -65,7 +89,7 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         frame_timeout=args.frame_timeout, max_frames=args.max_frames, figures=not args.no_figures,
         max_figures=args.max_figures, storage=args.storage, namespace=args.namespace, domain_id=args.domain_id,
         topics={r: getattr(args, f"topic_{r}") for r in TOPIC_ROLES},
-        pipeline=args.pipeline,
+        pipeline=args.pipeline, overwrite=args.overwrite, onnx_cache=args.onnx_cache,
     )
 
 
@@ -90,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         result = replay(options_from_args(args))
     except (ReplayError, BagError) as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
+        if getattr(exc, "report_path", None):
+            print(f"replay: the error is recorded in {exc.report_path}", file=sys.stderr)  # type: ignore[attr-defined]
         return 2
     print_summary(result)
     return 0 if result.report["n_frames"] else 1

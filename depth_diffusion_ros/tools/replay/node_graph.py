@@ -49,7 +49,9 @@ class NodeGraph:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        # args=[]: not sys.argv, whose replay options (e.g. ``-p name:=value``) rcl would read
+        # as ROS arguments (a deprecated remap rule) -- the nodes get theirs from cli_args
+        rclpy.init(args=[], context=self.context, domain_id=domain_id)
         self.nodes: dict[str, Any] = {}
         self._rclpy = rclpy
         try:

@@ -42,6 +42,10 @@ TOPIC_ROLES = ("image", "camera_info", "points", "sparse_depth", "depth_gt", "po
                "depth_lr_camera_info")
 
 
+#: What replay writes into its output folder (``--overwrite`` removes these, nothing else).
+OUTPUTS = ("report.json", "figures", "output_bag")
+
+
 class ReplayError(RuntimeError):
     """Replay cannot start or continue (bad bag, topics, parameters or output folder)."""
 
@@ -54,7 +58,10 @@ class ReplayOptions:
     ``frame_timeout`` / ``startup_timeout`` are seconds, ``holdout_fraction`` is the share of each
     LiDAR scan held out for scoring, in [0, 1). ``topics`` maps a role (:data:`TOPIC_ROLES`) to
     a bag topic chosen instead of the detected one; ``node_params`` are extra parameters of the
-    pipeline's main node; ``evaluate=False`` runs without the evaluation node.
+    pipeline's main node; ``evaluate=False`` runs without the evaluation node. ``overwrite``
+    lets replay replace its outputs (:data:`OUTPUTS`) in an output folder that is not empty;
+    ``onnx_cache`` is where a torch checkpoint given to an ONNX Runtime / TensorRT backend is
+    exported (default :func:`~depth_diffusion_ros.tools.onnx_cache.default_cache_dir`).
     """
 
     bag: Path
@@ -78,6 +85,8 @@ class ReplayOptions:
     evaluate: bool = True
     label: str = ""
     pipeline: str = "completion"  # or "super_resolution" (see PIPELINES)
+    overwrite: bool = False  # replace replay's outputs in a non-empty output folder
+    onnx_cache: Optional[Path] = None  # where torch checkpoints are exported for onnxruntime/tensorrt
 
 
 def check_options(opts: ReplayOptions) -> None:
@@ -94,6 +103,36 @@ def check_options(opts: ReplayOptions) -> None:
     if opts.pipeline not in PIPELINES:
         raise ReplayError(f"--pipeline {opts.pipeline!r}: choose one of {PIPELINES}")
     _check_output_dir(Path(opts.output))
+
+
+def claim_output(opts: ReplayOptions) -> None:
+    """Make the output folder replay's: refuse one that is not empty unless ``opts.overwrite``,
+    in which case replay's previous outputs (:data:`OUTPUTS`) are removed (so that no old report
+    or figure is left beside the new ones); other files are left alone.
+
+    Raises:
+        ReplayError: the folder is not empty and ``overwrite`` is false, or it cannot be written.
+    """
+    import shutil
+
+    out = Path(opts.output)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"output {out} exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not opts.overwrite:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ReplayError(f"output folder {out} is not empty ({shown}): give --overwrite to replace "
+                          "replay's outputs there, or choose another -o/--output")
+    for name in OUTPUTS:
+        target = out / name
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        except OSError as exc:
+            raise ReplayError(f"--overwrite: cannot remove {target}: {exc.strerror or exc}") from exc
+    _check_output_dir(out)
 
 
 def _check_output_dir(path: Path) -> None:

@@ -6,7 +6,7 @@ early with a :class:`~depth_diffusion_ros.tools.replay.options.ReplayError`.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -43,6 +43,11 @@ class RunPlan:
     gt_source: Optional[str]  # "depth" (a ground-truth topic), "points" (held-out LiDAR) or None
     split_points: bool  # replay holds out --holdout-fraction of each scan itself
     holdout_topic: Optional[str]  # topic of the held-out points
+    #: node -> parameter names that came only from the params file's ``/**`` entry (applied to a
+    #: node only where it declares them, as ROS does); every other name must be declared
+    wildcard_only: dict[str, set[str]] = field(default_factory=dict)
+    #: the torch checkpoint exported for an ONNX Runtime / TensorRT backend (see .onnx_model)
+    model_export: Optional[dict[str, Any]] = None
 
     @property
     def topics(self) -> Topics:
@@ -58,8 +63,9 @@ class RunPlan:
         return self.node_names + ([EVAL_NODE] if self.opts.evaluate else [])
 
 
-def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], str, list[str]]:
-    """(node -> parameters, main node, pipeline nodes) from --params-file, --backend and --param."""
+def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], str, list[str], dict[str, set[str]]]:
+    """(node -> parameters, main node, pipeline nodes, node -> wildcard-only names) from
+    --params-file, --backend and --param."""
     sr = opts.pipeline == "super_resolution"
     params = load_params_file(opts.params_file)
     wildcard = params.pop("/**", {})
@@ -78,12 +84,16 @@ def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], st
         node_names = [n for n in NODE_CLASSES if n in params and n != EVAL_NODE] or [COMPLETION_NODE]
         if COMPLETION_NODE not in node_names:
             node_names.append(COMPLETION_NODE)
+    wildcard_only: dict[str, set[str]] = {}
     for name in node_names + [EVAL_NODE]:
-        params[name] = {**wildcard, **params.get(name, {})}
+        own = params.get(name, {})
+        wildcard_only[name] = set(wildcard) - set(own)
+        params[name] = {**wildcard, **own}
     if opts.backend:
         params[main_node]["backend"] = opts.backend
     params[main_node].update(opts.node_params)
-    return params, main_node, node_names
+    wildcard_only[main_node] -= set(opts.node_params) | ({"backend"} if opts.backend else set())
+    return params, main_node, node_names, wildcard_only
 
 
 def _calibration_parameter(opts: ReplayOptions, params: dict[str, dict[str, Any]],
@@ -140,7 +150,7 @@ def make_run_plan(opts: ReplayOptions) -> RunPlan:
         ReplayError / BagError: bad options, parameters, output folder or bag (nothing started).
     """
     check_options(opts)
-    params, main_node, node_names = _node_parameters(opts)
+    params, main_node, node_names, wildcard_only = _node_parameters(opts)
     bag = plan_bag(opts.bag, opts.topics, _calibration_parameter(opts, params, main_node), opts.max_frames,
                    pipeline=opts.pipeline)
     if opts.pipeline == "super_resolution":
@@ -149,4 +159,5 @@ def make_run_plan(opts: ReplayOptions) -> RunPlan:
     else:
         mode, node_names = _completion_mode(bag.topics, params[main_node], node_names)
     gt_source, split_points, holdout_topic = _ground_truth(opts, bag.topics)
-    return RunPlan(opts, bag, params, node_names, main_node, mode, gt_source, split_points, holdout_topic)
+    return RunPlan(opts, bag, params, node_names, main_node, mode, gt_source, split_points, holdout_topic,
+                   wildcard_only)

@@ -23,13 +23,43 @@ from depth_diffusion_ros.tools.bag_io import (
 )
 from depth_diffusion_ros.tools.replay.plan import RunPlan
 from depth_diffusion_ros.tools.replay.state import FrameState
+from depth_diffusion_ros.tools.replay.wiring import calibrated_nodes
+
+#: What the report's ``parameters`` say of a T_camera_lidar replaced per calibration segment.
+PER_SEGMENT = "per calibration segment: see meta.calibration_segments"
 
 
-def report_meta(run: RunPlan, output_bag: Path, figures_dir: Optional[Path]) -> dict[str, Any]:
-    """The report's ``meta``: bag, pipeline, nodes and parameters, input, ground truth, outputs."""
+def segment_records(run: RunPlan, segments: list[list[int]]) -> list[dict[str, Any]]:
+    """The calibration each segment of frames ran with: its frames (first, last index), the
+    ``T_camera_lidar`` the nodes were given (16 row-major floats, or None without LiDAR), where
+    it came from (``bag /tf_static`` or ``T_camera_lidar parameter``) and which nodes took it."""
+    frames, nodes = run.bag.frames, calibrated_nodes(run)
+    out = []
+    for seg in segments:
+        T = frames[seg[0]].T_camera_lidar
+        out.append({"frames": [frames[seg[0]].index, frames[seg[-1]].index],
+                    "T_camera_lidar": None if T is None else [float(v) for v in T.reshape(-1)],
+                    "source": run.bag.calibration if T is not None else None,
+                    "nodes": nodes if T is not None else []})
+    return out
+
+
+def _recorded_parameters(run: RunPlan, segments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The nodes' parameters as started: a T_camera_lidar that each segment replaced is not shown
+    as if it had been used (the params file's value is not the calibration of a /tf_static bag)."""
+    replaced = {n for seg in segments for n in seg["nodes"]}
+    return {n: {k: (PER_SEGMENT if k == "T_camera_lidar" and n in replaced else v) for k, v in p.items()}
+            for n, p in run.params.items()}
+
+
+def report_meta(run: RunPlan, output_bag: Path, figures_dir: Optional[Path],
+                segments: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """The report's ``meta``: bag, pipeline, nodes and parameters, input, ground truth, outputs,
+    the calibration of each segment (:func:`segment_records`) and a model export, if any."""
     opts, topics, plan = run.opts, run.topics, run.bag
+    segments = segments or []
     return {
-        "bag": str(plan.path), "label": opts.label, "pipeline": opts.pipeline,
+        "bag": str(plan.path), "label": opts.label, "pipeline": opts.pipeline, "started": True,
         "backend": run.main_params.get("backend", "(node default)"),
         "nodes": run.started_nodes, "input": run.mode,
         "ground_truth": run.gt_source,
@@ -37,9 +67,10 @@ def report_meta(run: RunPlan, output_bag: Path, figures_dir: Optional[Path]) -> 
         "holdout_fraction": opts.holdout_fraction if run.split_points else None,
         "seed": opts.seed if run.split_points else None,
         "rate": opts.rate, "topics": vars(topics), "frames_in_bag": len(plan.frames),
-        "parameters": {n: {k: v for k, v in p.items()} for n, p in run.params.items()},
+        "parameters": _recorded_parameters(run, segments),
         "output_bag": str(output_bag), "figures": str(figures_dir) if figures_dir else None,
         "ignored_topics": plan.ignored_topics, "calibration": plan.calibration,
+        "segments": len(segments), "calibration_segments": segments, "model_export": run.model_export,
     }
 
 

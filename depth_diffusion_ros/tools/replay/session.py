@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from depth_diffusion_ros.evaluation.report import EvaluationReport
+from depth_diffusion_ros.tools.bag_io import BagError
 from depth_diffusion_ros.tools.replay.bag_plan import calibration_segments
-from depth_diffusion_ros.tools.replay.options import ReplayOptions
+from depth_diffusion_ros.tools.replay.onnx_model import export_torch_checkpoint
+from depth_diffusion_ros.tools.replay.options import ReplayError, ReplayOptions, claim_output
 from depth_diffusion_ros.tools.replay.plan import RunPlan, make_run_plan
 from depth_diffusion_ros.tools.replay.player import Player
-from depth_diffusion_ros.tools.replay.scoring import finish_late, report_meta, skipped_tally
+from depth_diffusion_ros.tools.replay.scoring import finish_late, report_meta, segment_records, skipped_tally
 from depth_diffusion_ros.tools.replay.state import RunState
 from depth_diffusion_ros.tools.replay.wiring import wire_parameters
 
@@ -48,36 +50,69 @@ def _progress_bar(run: RunPlan) -> Any:
     return tqdm(total=len(run.bag.frames), desc=desc, unit="frame")
 
 
+def _startup_failure(opts: ReplayOptions, exc: Exception) -> None:
+    """Write ``OUTPUT/report.json`` with the start-up error (no frame scored) and tag ``exc``
+    with its path (``exc.report_path``), so that a failed run never leaves an old report."""
+    path = Path(opts.output) / "report.json"
+    report = EvaluationReport(path, {"bag": str(opts.bag), "label": opts.label, "pipeline": opts.pipeline,
+                                     "backend": opts.backend or "(node default)", "started": False})
+    report.add_error(f"start-up failed: {exc}")
+    try:
+        report.flush()
+        exc.report_path = path  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+def _plan(opts: ReplayOptions) -> RunPlan:
+    """The checked run plan (parameters wired, a torch checkpoint exported for ONNX Runtime /
+    TensorRT); a failure is recorded in ``OUTPUT/report.json`` and raised."""
+    claim_output(opts)  # refuses a non-empty folder without --overwrite: nothing is written then
+    try:
+        run = make_run_plan(opts)
+        wire_parameters(run)
+        export_torch_checkpoint(run)
+    except (ReplayError, BagError) as exc:
+        _startup_failure(opts, exc)
+        raise
+    return run
+
+
 def replay(opts: ReplayOptions) -> ReplayResult:
     """Replay ``opts.bag`` through the nodes and score it (see the package docstring).
 
-    Writes ``OUTPUT/report.json`` (flushed after every frame), ``OUTPUT/output_bag`` and
-    ``OUTPUT/figures/frame_NNNNNN.png``.
+    Writes ``OUTPUT/report.json`` (flushed after every frame; also when the run cannot start,
+    with the error), ``OUTPUT/output_bag`` and ``OUTPUT/figures/frame_NNNNNN.png``.
 
     Raises:
-        ReplayError / BagError: bad bag, topics, parameters or output folder (nothing is started).
+        ReplayError / BagError: an output folder that is not empty (without ``overwrite``), a bad
+            bag, topics, parameters or model, or a node that does not start (recorded in the
+            report).
     """
     t_start = time.perf_counter()
-    run = make_run_plan(opts)
-    wire_parameters(run)
+    run = _plan(opts)
     output = Path(opts.output)
     report_path = output / "report.json"
     figures_dir = output / "figures" if opts.figures else None
     out_bag_path = output / "output_bag"
-    report = EvaluationReport(report_path, report_meta(run, out_bag_path, figures_dir))
+    segments = calibration_segments(run.bag.frames)
+    report = EvaluationReport(report_path, report_meta(run, out_bag_path, figures_dir, segment_records(run, segments)))
     for err in run.bag.errors:
         report.add_error(err)
     report.flush()
     state = RunState(run.bag.frames, out_bag_path, opts.storage, opts.namespace)
     domain = resolve_domain(opts.domain_id)
-    segments = calibration_segments(run.bag.frames)
-    report.meta["segments"] = len(segments)
     bar = _progress_bar(run)
     player = Player(run, state, report, figures_dir, domain, bar)
     try:
         player.play(segments)
     except KeyboardInterrupt:
         report.add_error("interrupted")
+    except ReplayError as exc:  # a node did not start: the run stops, the report says why
+        report.add_error(f"start-up failed: {exc}")
+        report.meta["started"] = bool(report.frames)  # False: no segment ran
+        exc.report_path = report_path  # type: ignore[attr-defined]
+        raise
     finally:
         if bar:
             bar.close()

@@ -7,7 +7,6 @@ lost in transport.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -76,6 +75,43 @@ def wire_parameters(run: RunPlan) -> None:
     run.params[EVAL_NODE].update({"ground_truth": run.gt_source or "depth", "report_path": ""})
     if not run.opts.evaluate:
         run.params.pop(EVAL_NODE, None)
+    check_parameter_names(run)
+
+
+#: Parameters every rclpy node declares itself (not in the nodes' PARAMETERS tables).
+RCLPY_PARAMETERS = ("use_sim_time",)
+
+
+def declared_parameters(name: str) -> set[str]:
+    """Names of the parameters node ``name`` declares (its PARAMETERS table and rclpy's own)."""
+    _cls, module = node_class(name)
+    return {s.name for s in getattr(module, "PARAMETERS", ())} | set(RCLPY_PARAMETERS)
+
+
+def check_parameter_names(run: RunPlan) -> None:
+    """Every parameter given to a node must be one it declares (a typo must not silently run
+    the defaults); names that came only from the params file's ``/**`` entry are dropped where
+    the node does not declare them, as ROS applies ``/**``.
+
+    Raises:
+        ReplayError: naming the node, the unknown names and the node's parameters.
+    """
+    for name in run.started_nodes:
+        declared = declared_parameters(name)
+        params = run.params[name]
+        for key in [k for k in params if k not in declared and k in run.wildcard_only.get(name, ())]:
+            params.pop(key)
+        unknown = sorted(k for k in params if k not in declared)
+        if unknown:
+            raise ReplayError(f"{name} has no parameter {', '.join(map(repr, unknown))} (from --param / "
+                              f"--params-file); its parameters: {', '.join(sorted(declared))}")
+
+
+def calibrated_nodes(run: RunPlan) -> list[str]:
+    """The started nodes that take ``T_camera_lidar``: the projection node, the completion node
+    projecting points itself, the evaluation node scoring held-out points."""
+    needs_T = {PROJECTION_NODE: True, COMPLETION_NODE: run.mode == "points", EVAL_NODE: run.gt_source == "points"}
+    return [n for n in run.started_nodes if needs_T.get(n)]
 
 
 def segment_parameters(run: RunPlan, T_camera_lidar: Optional[np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -83,10 +119,8 @@ def segment_parameters(run: RunPlan, T_camera_lidar: Optional[np.ndarray]) -> di
     seg_params = {n: dict(run.params[n]) for n in run.started_nodes}
     if T_camera_lidar is not None:
         t_list = [float(v) for v in T_camera_lidar.reshape(-1)]
-        needs_T = {PROJECTION_NODE: True, COMPLETION_NODE: run.mode == "points", EVAL_NODE: run.gt_source == "points"}
-        for n in seg_params:
-            if needs_T.get(n):
-                seg_params[n]["T_camera_lidar"] = t_list
+        for n in calibrated_nodes(run):
+            seg_params[n]["T_camera_lidar"] = t_list
     return seg_params
 
 
@@ -101,10 +135,11 @@ def node_class(name: str) -> tuple[type, Any]:
 
 
 def coerce_params(name: str, module: Any, params: dict[str, Any]) -> list[Any]:
-    """Parameter list for rclpy, typed after the node's PARAMETERS table; warns about unknown names.
+    """Parameter list for rclpy, typed after the node's PARAMETERS table.
 
     Raises:
-        ReplayError: a value the node's parameter table refuses (the message names it).
+        ReplayError: a name the node does not declare, or a value its parameter table refuses
+            (the message names it).
     """
     from rclpy.parameter import Parameter
 
@@ -112,9 +147,8 @@ def coerce_params(name: str, module: Any, params: dict[str, Any]) -> list[Any]:
     out = []
     for key, value in params.items():
         spec = specs.get(key)
-        if specs and spec is None:
-            print(f"replay: warning: {name} has no parameter {key!r} (ignored)", file=sys.stderr)
-            continue
+        if specs and spec is None and key not in RCLPY_PARAMETERS:
+            raise ReplayError(f"{name} has no parameter {key!r}; its parameters: {', '.join(sorted(specs))}")
         if spec is not None:
             try:
                 value = spec.coerce(value)
