@@ -15,6 +15,7 @@ NODES = [
     "depth_completion_node",
     "depth_evaluation_node",
     "depth_super_resolution_node",
+    "depth_estimation_node",
 ]
 
 setup(

@@ -8,6 +8,8 @@ Config YAML sections:
 ``model``
     ``type`` (default ``diffusion_depth``; or a name added with :func:`register_model`, or
     ``"package.module:callable"``), ``init_from`` (optional checkpoint folder to start from),
+    ``canonical_focal`` (pixels: a monocular model trained on frames resized to this focal length,
+    saved with its weights for the estimation pipeline),
     ``post_init`` (``"module:function"`` or a list: ``function(model)`` runs after building,
     e.g. ``training.demo_init:trust_prior``), and the model's own fields (for DiffusionDepth: :class:`DiffusionDepthConfig`).
 ``data``
@@ -65,6 +67,7 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
     """
     cfg = dict(model_cfg or {})
     kind = cfg.pop("type", "diffusion_depth")
+    canonical_focal = cfg.pop("canonical_focal", None)
     init_from = cfg.pop("init_from", None)
     post_init = cfg.pop("post_init", None) or []
     if kind in MODELS:
@@ -81,6 +84,8 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
         model = _import("model.post_init", spec)(model) or model
     if init_from:
         load_model_weights(model, resolve_path(init_from))
+    if canonical_focal is not None:
+        model.canonical_focal = float(canonical_focal)  # saved with the weights (models.checkpoint)
     return model
 
 

@@ -124,6 +124,30 @@ def _scale(warp: _Warp, frame: Frame, sx: float, sy: float, size: tuple[int, int
     return out
 
 
+class CanonicalFocal(_Warp):
+    """Resize the frame so its focal length ``fx`` becomes ``focal`` pixels (same factor both
+    axes; depth values unchanged): the canonical camera of Metric3D (Yin et al., ICCV 2023,
+    Sec. 3.2, "transforming the input image"). A monocular model trained on frames brought to
+    one focal length sees every camera at that focal length when
+    :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline` resizes its input the
+    same way, so its depth stays metric across cameras.
+
+    Raises ValueError for a focal that is not > 0.
+    """
+
+    def __init__(self, focal: float, dense_gt_threshold: float = 0.5):
+        super().__init__(dense_gt_threshold)
+        if not float(focal) > 0:
+            raise ValueError(f"canonical focal must be > 0 pixels, got {focal}")
+        self.focal = float(focal)
+
+    def __call__(self, frame: Frame, rng: Optional[np.random.Generator] = None) -> Frame:
+        s = self.focal / float(frame["K"][0, 0])
+        h0, w0 = frame["rgb"].shape[:2]
+        h, w = max(1, int(round(h0 * s))), max(1, int(round(w0 * s)))
+        return _scale(self, frame, w / w0, h / h0, (h, w))
+
+
 class RandomScale(_Warp):
     """Scale the frame by ``s ~ U(scale_range)`` (same factor both axes); K scaled accordingly,
     depth values unchanged (metric depth stays metric; the camera model changes).
@@ -352,6 +376,7 @@ class Compose:
 
 TRANSFORMS = {
     "resize": Resize,
+    "canonical_focal": CanonicalFocal,
     "random_scale": RandomScale,
     "random_rotation": RandomRotation,
     "random_crop": RandomCrop,

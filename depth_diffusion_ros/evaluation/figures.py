@@ -230,27 +230,52 @@ def error_figure(
             raise ValueError(f"{name} shape {np.asarray(a).shape} differs from rgb size {(h, w)}")
     lo, hi = depth_range(gt if gt is not None else pred)
     size = dilation_size(w)
-    grey = np.full((h, w, 3), 64, np.uint8)
-    depth_bar = colour_bar(w, lo, hi, cv2.COLORMAP_TURBO, near_is_warm=True)
-
-    def depth_panel(depth: Optional[np.ndarray], name: str) -> np.ndarray:
-        if depth is None:
-            return _captioned(grey.copy(), f"{name} (none)")
-        shown, dilated = _viewable(np.nan_to_num(np.asarray(depth, np.float32)), size)
-        title = name + (f" (dilated {size}x{size} for viewing)" if dilated else "")
-        return _captioned(colorize_depth(shown, lo, hi), title, depth_bar)
-
-    panels = [_captioned(img.copy(), "RGB"), depth_panel(sparse, "sparse input"),
-              depth_panel(pred, "prediction"), depth_panel(gt, "ground truth")]
+    panels = [_captioned(img.copy(), "RGB"), _depth_panel(sparse, "sparse input", lo, hi, size, (h, w)),
+              _depth_panel(pred, "prediction", lo, hi, size, (h, w)),
+              _depth_panel(gt, "ground truth", lo, hi, size, (h, w))]
     if gt is not None:
         err_panel, err_caption, err_bar = _error_panel(pred, gt, max_error, size)
         panels.append(_captioned(err_panel, err_caption, err_bar))
     else:
-        panels.append(_captioned(grey.copy(), "|prediction - ground truth| (no ground truth)"))
-    fig = _grid(panels)
+        panels.append(_captioned(np.full((h, w, 3), 64, np.uint8), "|prediction - ground truth| (no ground truth)"))
+    return _write(_grid(panels), out_path)
+
+
+def _depth_panel(depth: Optional[np.ndarray], name: str, lo: float, hi: float, size: int,
+                 hw: tuple[int, int]) -> np.ndarray:
+    """A captioned TURBO depth panel on [lo, hi] m (dilated when sparse); grey for None."""
+    if depth is None:
+        return _captioned(np.full(hw + (3,), 64, np.uint8), f"{name} (none)")
+    shown, dilated = _viewable(np.nan_to_num(np.asarray(depth, np.float32)), size)
+    title = name + (f" (dilated {size}x{size} for viewing)" if dilated else "")
+    bar = colour_bar(hw[1], lo, hi, cv2.COLORMAP_TURBO, near_is_warm=True)
+    return _captioned(colorize_depth(shown, lo, hi), title, bar)
+
+
+def _write(fig: np.ndarray, out_path: Union[str, Path, None]) -> np.ndarray:
     if out_path is not None:
         path = Path(out_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), cv2.cvtColor(fig, cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write figure {path}")
     return fig
+
+
+def comparison_figure(rgb: np.ndarray, depths: list[tuple[str, Optional[np.ndarray]]],
+                      out_path: Union[str, Path, None], columns: int = 1) -> np.ndarray:
+    """RGB, then one captioned depth panel per (name, (H, W) metres) in ``depths`` (e.g. several
+    models' predictions and the LiDAR), in a grid of ``columns``; one colour range (TURBO, near =
+    red) for every panel, from the last map (the reference). Returns the uint8 RGB figure and
+    writes it as PNG to ``out_path`` when given. Raises ValueError for sizes that differ."""
+    img = np.asarray(rgb)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"rgb must be (H, W, 3) uint8, got shape {img.shape} dtype {img.dtype}")
+    h, w = img.shape[:2]
+    for name, d in depths:
+        if d is not None and np.asarray(d).shape != (h, w):
+            raise ValueError(f"{name}: shape {np.asarray(d).shape} differs from rgb size {(h, w)}")
+    ref = [d for _, d in depths if d is not None]
+    lo, hi = depth_range(ref[-1] if ref else None)
+    size = dilation_size(w)
+    panels = [_captioned(img.copy(), "RGB")] + [_depth_panel(d, name, lo, hi, size, (h, w)) for name, d in depths]
+    return _write(_grid(panels, columns), out_path)

@@ -18,7 +18,8 @@ KITTI/NYU frame chosen by the caller): a single network pass to ``atol_pass`` (1
 sampling loop to ``atol_loop`` (1e-3 metres, plus 1e-4 relative because depth grows to 80 m).
 metadata_props (``ddr.*``): graph, model_sha256 (the checkpoint's tensor hash), export_id,
 config (JSON), num_inference_steps, ensemble_size, size_divisor, latent_channels,
-latent_stride, scheduler, height, width, parity errors.
+latent_stride, scheduler, height, width, parity errors, and canonical_focal (pixels) for a
+monocular model trained at one focal length.
 """
 from __future__ import annotations
 
@@ -304,6 +305,8 @@ def export_diffusion_depth(
                       "steps_offset": int(cfg.steps_offset)},
         "height": int(height), "width": int(width), "dynamic": bool(dynamic),
     }
+    if getattr(model, "canonical_focal", None):
+        base_meta["canonical_focal"] = float(model.canonical_focal)  # the pipelines resize inputs to it
     job = _Export(model, out_dir, feed, {k: torch.from_numpy(v) for k, v in feed.items()}, base_meta,
                   model.scheduler.timestep_pairs(steps), np.random.default_rng(seed), opset, dynamo, dynamic, check,
                   atol_pass, atol_loop, rtol_loop, ExportReport(out_dir, [], sha, export_id))

@@ -8,7 +8,10 @@ A checkpoint is a directory with ``model.safetensors`` and ``config.yaml``; no p
 * ``model.safetensors`` metadata: ``format`` ("depth_diffusion_ros.<Model>/1"), ``architecture``,
   ``config`` (the config the weights were trained with, as JSON), ``sha256``
   (:func:`tensors_sha256`: SHA-256 over the sorted tensor names, dtypes, shapes and raw bytes),
-  plus any extra string entries given to :func:`save_checkpoint` (e.g. a training summary).
+  plus any extra string entries given to :func:`save_checkpoint` (e.g. a training summary), and
+  ``canonical_focal`` for a monocular model trained on frames brought to one focal length (the
+  model's ``canonical_focal`` attribute, pixels; Metric3D's canonical camera): the estimation
+  pipeline resizes every input to it.
 
 :func:`load_checkpoint` loads strictly: the hash is verified, every key and shape must match the
 model built from config.yaml, and config.yaml may differ from the stored config only in the
@@ -46,7 +49,7 @@ ARCHITECTURES: Dict[str, Tuple[str, str]] = {
     "densedepth": ("depth_diffusion_ros.models.densedepth:DenseDepthConfig",
                    "depth_diffusion_ros.models.densedepth:DenseDepth"),
 }
-_RESERVED_METADATA = ("format", "architecture", "config", "sha256")
+_RESERVED_METADATA = ("format", "architecture", "config", "sha256", "canonical_focal")
 
 
 class CheckpointError(RuntimeError):
@@ -125,6 +128,9 @@ def save_checkpoint(model: "torch.nn.Module", directory: Union[str, Path],
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "sha256": tensors_sha256(state),
     })
+    focal = getattr(model, "canonical_focal", None)
+    if focal:
+        header["canonical_focal"] = repr(float(focal))
     tmp = out / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp), metadata=header)
     tmp.replace(out / WEIGHTS_NAME)
@@ -277,7 +283,21 @@ def load_checkpoint(
     model.config = config
     _check_keys(model, state, weights_path, config_path)
     model.load_state_dict(state, strict=True)
+    model.canonical_focal = _canonical_focal(metadata, weights_path)
     return model.to(map_location).eval()
+
+
+def _canonical_focal(metadata: Mapping[str, str], weights_path: Path) -> Optional[float]:
+    """The ``canonical_focal`` metadata (pixels) or None; CheckpointError when it is not a positive number."""
+    if "canonical_focal" not in metadata:
+        return None
+    try:
+        focal = float(metadata["canonical_focal"])
+    except ValueError:
+        focal = float("nan")
+    if not focal > 0:
+        raise CheckpointError(f"{weights_path}: canonical_focal metadata {metadata['canonical_focal']!r} is not > 0 pixels")
+    return focal
 
 
 def _norm(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The base class of the depth nodes (completion, super-resolution): parameters, pipeline, I/O."""
+"""The base class of the depth nodes (completion, estimation, super-resolution): parameters, pipeline, I/O."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence

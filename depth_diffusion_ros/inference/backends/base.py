@@ -72,7 +72,9 @@ class DiffusionBackend(SampledBackend):
     :class:`SampledBackend` fields, ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
     "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, and optionally
     ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
-    ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``).
+    ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``),
+    ``canonical_focal`` (pixels, the focal length a monocular model's training frames were brought
+    to; None = none: :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline`).
 
     Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
     float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
@@ -87,6 +89,7 @@ class DiffusionBackend(SampledBackend):
     size_divisor: int
     mode: str = "completion"
     mask_unsupported: bool = False
+    canonical_focal: Optional[float] = None
     latent_channels: int
     latent_stride: int
 

@@ -168,6 +168,8 @@ class ExportedDiffusionBackend(DiffusionBackend):
         self.size_divisor = int(meta.get("size_divisor", 1) or 1)
         self.mode = str(config.get("mode", "completion"))
         self.mask_unsupported = bool(config.get("mask_unsupported", False))
+        focal = meta.get("canonical_focal")
+        self.canonical_focal = float(focal) if focal else None
         self.latent_channels = int(meta["latent_channels"])
         self.latent_stride = int(meta["latent_stride"])
 

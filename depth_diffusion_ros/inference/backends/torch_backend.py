@@ -58,6 +58,7 @@ class _TorchModel:
         cfg = self.model.config
         self.num_inference_steps = sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps, self.model_file)
         self.size_divisor = int(self.model.size_divisor)
+        self.canonical_focal = getattr(self.model, "canonical_focal", None)  # models.checkpoint metadata
 
 
 class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):

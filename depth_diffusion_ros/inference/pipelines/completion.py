@@ -1,6 +1,6 @@
-"""Depth completion (image + sparse depth or LiDAR points) and monocular estimation (image only).
+"""Depth completion: image + sparse depth or LiDAR points -> dense depth.
 
-Each pipeline owns the whole frame, as diffusers/Marigold pipelines do: the processing size
+The pipeline owns the whole frame, as diffusers/Marigold pipelines do: the processing size
 (the image is resized with area averaging, the sparse input re-projected — never interpolated —
 and the intrinsics rescaled), padding to the model's size divisor and back, the DDIM sampler
 loop and the ensemble over the chosen backend, and optionally resizing the result back to the
@@ -16,7 +16,7 @@ from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.geometry.resample import resample_sparse_depth, resize_depth_nearest, resize_rgb
 from depth_diffusion_ros.inference.backends.base import CompletionModel, DiffusionBackend
-from depth_diffusion_ros.inference.errors import MONOCULAR_REFUSAL, BackendError, FrameError
+from depth_diffusion_ros.inference.errors import BackendError, FrameError
 from depth_diffusion_ros.inference.frames import check_rgb, crop_padding, pad_to_multiple
 from depth_diffusion_ros.inference.pipelines.common import (
     DepthOutput,
@@ -38,7 +38,7 @@ def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
 
 
 class _FramePipeline:
-    """Processing size and resize-back shared by the completion and estimation pipelines.
+    """Processing size and resize-back of the completion pipeline.
 
     processing_size: (width, height) the backend runs at, or None for the input size.
     resize_back: return depth at the input size (nearest neighbour: no value invented between an
@@ -153,34 +153,3 @@ class CompletionPipeline(_FramePipeline):
         if not np.any(sparse > 0):
             raise FrameError(what, "empty_sparse_depth")
         return sparse
-
-
-class EstimationPipeline(_FramePipeline):
-    """Monocular metric depth from an image alone (a DiffusionDepth model run without LiDAR).
-
-    Args:
-        backend: a DiffusionDepth backend whose model can run without sparse depth (a monocular
-            model, or a completion model trained with LiDAR dropout).
-        processing_size, resize_back: see :class:`_FramePipeline`.
-    Raises:
-        BackendError: a classical backend, or a completion model with ``mask_unsupported`` (no
-            trained monocular branch).
-    """
-
-    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None,
-                 resize_back: bool = False) -> None:
-        if not isinstance(backend, DiffusionBackend):
-            raise BackendError(f"backend {backend_label(backend)!r} cannot estimate depth from an image alone")
-        if backend.needs_lidar:
-            raise BackendError(f"{backend.model_file}: {MONOCULAR_REFUSAL}")
-        super().__init__(backend, processing_size, resize_back)
-
-    def __call__(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None) -> DepthOutput:
-        """Estimate depth for one (H, W, 3) uint8 image (intrinsics needed for a processing size).
-
-        Raises FrameError for a bad image; BackendError from the backend."""
-        rgb = check_rgb(rgb)
-        w, h, proc = self._target(rgb, intrinsics)
-        rgb_proc = resize_rgb(rgb, w, h)
-        depth, unc = run_diffusion_depth(self.backend, rgb_proc, None)
-        return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)

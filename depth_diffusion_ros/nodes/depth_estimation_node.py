@@ -1,0 +1,158 @@
+"""depth_estimation_node: RGB image + CameraInfo -> dense metric depth (monocular, no LiDAR).
+
+Joins ``image`` and ``camera_info`` by approximate time, runs a monocular DiffusionDepth model
+with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``) and publishes
+metric depth in the camera frame: for a robot with only a camera.
+
+Metric scale across cameras: a monocular model reads depth from how large things look, which the
+focal length sets. Models trained on frames brought to one focal length (their
+``canonical_focal``, stored with the weights) get every input resized to it first (Metric3D's
+canonical camera, :mod:`depth_diffusion_ros.inference.pipelines.estimation`), so the depth stays
+metric on a camera with another focal length or image size. ``canonical_focal`` overrides it
+(pixels; 0 = off).
+
+Subscribed:
+    ``image`` (sensor_msgs/Image rgb8 | bgr8 | mono8): the camera image.
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K;
+    ``binning_x/y`` and ``roi`` applied as image_geometry does: see
+    :mod:`depth_diffusion_ros.ros.camera_info` for what is refused, and why).
+
+Published (header = the image's header; size = the input size, or the processing size with
+``resize_back`` false):
+    ``depth/image`` (Image 32FC1, metres, NaN = no estimate).
+    ``depth/camera_info`` (CameraInfo): intrinsics of ``depth/image``.
+    ``depth/points`` (PointCloud2, organised, x y z rgb, is_dense false), when ``publish_points``
+    and someone subscribes.
+    ``depth/colormap`` (Image rgb8, near = red), when ``publish_colormap`` and someone subscribes.
+    ``depth/uncertainty`` (Image 32FC1, metres): the standard deviation over the diffusion
+    ensemble (``ensemble_size`` > 1), combined with the model's own predicted one when it has an
+    uncertainty head, when someone subscribes.
+    ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
+
+Parameters: see :data:`PARAMETERS`; backend options as listed in :data:`BACKEND_OPTIONS`. The
+frame (canonical size, padding, the sampler, the ensemble) is
+:class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline`'s job.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+from sensor_msgs.msg import CameraInfo, Image
+
+from depth_diffusion_ros.inference.backends import ESTIMATION_BACKENDS, make_estimation_backend
+from depth_diffusion_ros.inference.pipelines import EstimationPipeline
+from depth_diffusion_ros.nodes.depth_node import DepthNode
+from depth_diffusion_ros.nodes.health import StageTimer
+from depth_diffusion_ros.nodes.inputs import image_intrinsics
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
+from depth_diffusion_ros.nodes.parameters import (
+    COMMON_PARAMETERS,
+    LEARNED_BACKEND_OPTIONS,
+    LEARNED_UNSET,
+    ParameterError,
+    ParamSpec,
+    learned_backend_parameter_specs,
+    select_backend_options,
+)
+from depth_diffusion_ros.nodes.process import run_node
+from depth_diffusion_ros.ros import rgb_from_image
+
+NODE_NAME = "depth_estimation_node"
+
+#: backend name -> node parameters passed to ``make_estimation_backend`` (same names); a parameter
+#: at its unset value is not passed (the backend's default applies).
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = dict(LEARNED_BACKEND_OPTIONS)
+_UNSET: dict[str, Any] = dict(LEARNED_UNSET)
+
+#: Every parameter this node declares (the config/launch tests and the README tables read it).
+PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
+    ParamSpec("backend", "onnxruntime", "estimation backend (a monocular DiffusionDepth model)", read_only=True,
+              choices=tuple(ESTIMATION_BACKENDS)),
+    *learned_backend_parameter_specs(
+        model_path="monocular model: ONNX export directory (onnxruntime, tensorrt) or torch checkpoint (torch)",
+        num_inference_steps="DDIM steps; 0 = the model's default",
+        ensemble_size="diffusion samples per frame; > 1 also publishes their spread on depth/uncertainty",
+        seed="seed of the initial diffusion noise (same seed -> same depth for the same image)",
+    ),
+    ParamSpec("canonical_focal", -1.0, "focal length (pixels) every image is resized to before the model runs: "
+              "-1 = the model's own (stored with its weights), 0 = none (run at the input's focal length)",
+              read_only=True, range=(-1.0, 100000.0)),
+    ParamSpec("processing_width", 0, "width the backend runs at (pixels); 0 = from canonical_focal (or the input)",
+              read_only=True, range=(0, 16384)),
+    ParamSpec("processing_height", 0, "height the backend runs at (pixels); 0 = from canonical_focal (or the "
+              "input)", read_only=True, range=(0, 16384)),
+    ParamSpec("resize_back", True, "publish depth at the input size (nearest neighbour) instead of the "
+              "processing size", read_only=True),
+) + OUTPUT_PARAMETERS
+
+
+def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options for ``make_estimation_backend(backend, **options)`` from node parameters."""
+    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+
+
+def make_pipeline(p: dict[str, Any]) -> tuple[EstimationPipeline, dict[str, Any]]:
+    """The node's pipeline from its parameters, and the backend options used.
+
+    Raises ParameterError for inconsistent parameters or options a backend rejects; BackendError
+    when a model cannot load or cannot run without LiDAR.
+    """
+    if (p["processing_width"] == 0) != (p["processing_height"] == 0):
+        raise ParameterError(
+            "parameters 'processing_width' and 'processing_height' must both be 0 or both > 0, "
+            f"got {p['processing_width']}x{p['processing_height']}"
+        )
+    if not p["model_path"]:
+        raise ParameterError(f"parameter 'model_path' is empty: backend {p['backend']!r} needs a monocular model")
+    if -1.0 < p["canonical_focal"] < 0.0:
+        raise ParameterError(f"parameter 'canonical_focal' = {p['canonical_focal']}: use -1 (the model's), 0 (none) "
+                             "or a focal length > 0 in pixels")
+    options = backend_options(p["backend"], p)
+    try:
+        backend = make_estimation_backend(p["backend"], **options)
+        size = (p["processing_width"], p["processing_height"]) if p["processing_width"] else None
+        focal = None if p["canonical_focal"] < 0 else p["canonical_focal"]
+        return EstimationPipeline(backend, size, resize_back=p["resize_back"], canonical_focal=focal), options
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
+
+
+class DepthEstimationNode(DepthNode):
+    """Monocular metric depth from image + camera_info.
+
+    Raises:
+        ParameterError: on construction, for a bad parameter or backend option (named).
+        BackendError: on construction, when the backend cannot load its model (file named) or
+            the model needs LiDAR.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, PARAMETERS, **kwargs)
+        p = self.params
+        self.pipeline, options = make_pipeline(p)
+        focal = self.pipeline.canonical_focal
+        size = f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else (
+            f"canonical focal {focal:g} px" if focal else "= input")
+        self.start_io("monocular depth estimation", {"image": Image, "camera_info": CameraInfo},
+                      {"backend": p["backend"], "canonical_focal": f"{focal:g} px" if focal else "none"},
+                      f"backend {p['backend']} {options}, processing size {size}")
+
+    def on_frame(self, image: Image, camera_info: CameraInfo) -> None:
+        """Estimate depth for one synchronised image and publish the outputs."""
+        self.health.frame_in()
+        timer = StageTimer()
+        intrinsics = image_intrinsics(image, camera_info)
+        rgb = rgb_from_image(image)
+        timer.mark("inputs")
+        output = self.pipeline(rgb, intrinsics)
+        self.publish(timer, output, image.header, camera_info)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console script ``depth_estimation_node``."""
+    return run_node(DepthEstimationNode, args, NODE_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
