@@ -51,7 +51,16 @@ def _build_diffusion_depth(cfg: Dict[str, Any]) -> torch.nn.Module:
     return DiffusionDepth(DiffusionDepthConfig.from_dict(cfg))
 
 
-MODELS: Dict[str, Callable[[Dict[str, Any]], torch.nn.Module]] = {"diffusion_depth": _build_diffusion_depth}
+def _build_densedepth(cfg: Dict[str, Any]) -> torch.nn.Module:
+    from depth_diffusion_ros.models.densedepth import DenseDepth, DenseDepthConfig
+
+    if cfg.get("pretrained_path"):
+        cfg = dict(cfg, pretrained_path=str(resolve_path(cfg["pretrained_path"])))
+    return DenseDepth(DenseDepthConfig.from_dict(cfg))
+
+
+MODELS: Dict[str, Callable[[Dict[str, Any]], torch.nn.Module]] = {"diffusion_depth": _build_diffusion_depth,
+                                                                  "densedepth": _build_densedepth}
 
 
 def register_model(name: str, builder: Callable[[Dict[str, Any]], torch.nn.Module]) -> None:

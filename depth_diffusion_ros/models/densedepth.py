@@ -39,10 +39,12 @@ MODES = ("monocular", "super_resolution")
 @dataclass
 class DenseDepthConfig(ModelConfig):
     """Hyper-parameters of :class:`DenseDepth` (paper defaults: densenet169, width 1.0, NYU
-    depth range 0.1-10 m, lambda 0.1)."""
+    depth range 0.1-10 m, lambda 0.1). ``freeze_encoder_bn`` keeps the encoder's BatchNorm layers
+    in eval mode while training (ImageNet weights with small batches)."""
 
     encoder: str = "densenet169"
     pretrained_path: Optional[str] = None
+    freeze_encoder_bn: bool = False
     decoder_width: float = 1.0
     mode: str = "monocular"
     min_depth: float = 0.1
@@ -51,7 +53,7 @@ class DenseDepthConfig(ModelConfig):
 
     architecture: ClassVar[str] = "densedepth"
     # Fields of config.yaml that may be edited after training without changing the weights.
-    RUNTIME_FIELDS: ClassVar[FrozenSet[str]] = frozenset({"pretrained_path", "depth_weight"})
+    RUNTIME_FIELDS: ClassVar[FrozenSet[str]] = frozenset({"pretrained_path", "depth_weight", "freeze_encoder_bn"})
 
     def problems(self) -> List[str]:
         out = []
@@ -107,6 +109,15 @@ class DenseDepth(nn.Module):
         if cfg.mode == "super_resolution":
             nn.init.zeros_(self.conv3.weight)
             nn.init.zeros_(self.conv3.bias)
+
+    def train(self, mode: bool = True) -> "DenseDepth":
+        """nn.Module.train, keeping the encoder's BatchNorms in eval mode if ``freeze_encoder_bn``."""
+        super().train(mode)
+        if mode and self.config.freeze_encoder_bn:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     # ---------------------------------------------------------------- parameterisation
     def depth_to_target(self, depth: torch.Tensor) -> torch.Tensor:

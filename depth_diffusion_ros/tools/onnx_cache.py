@@ -84,17 +84,32 @@ def checkpoint_sha256(checkpoint: Path | str) -> str:
     return sha
 
 
-def bag_padded_sizes(bag: Path | str, size_divisor: int) -> set[Size]:
+def read_canonical_focal(checkpoint: Path | str) -> Optional[float]:
+    """The ``canonical_focal`` (pixels) stored with a monocular checkpoint's weights, or None."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(checkpoint) / "model.safetensors"), "numpy") as f:
+        value = (f.metadata() or {}).get("canonical_focal")
+    return float(value) if value else None
+
+
+def bag_padded_sizes(bag: Path | str, size_divisor: int, canonical_focal: Optional[float] = None) -> set[Size]:
     """The (H, W) of every camera image of ``bag``, padded up to ``size_divisor`` (read from its
-    CameraInfo messages): the input sizes an exported graph must accept for that bag."""
-    from depth_diffusion_ros.tools.bag_io import CAMERA_INFO, BagReader
+    CameraInfo messages): the input sizes an exported graph must accept for that bag. With a
+    ``canonical_focal`` (pixels), the size each image is resized to first (the estimation
+    pipeline's canonical camera)."""
+    from depth_diffusion_ros.inference.pipelines.estimation import canonical_size
+    from depth_diffusion_ros.tools.bag_io import CAMERA_INFO, BagReader, camera_info_msg_to_intrinsics
 
     sizes: set[Size] = set()
     with BagReader(bag) as reader:
         topics = [t for t, (msgtype, _n) in reader.topics.items() if msgtype == CAMERA_INFO]
         for msg in reader.messages(topics):
             info = msg.decode()
-            sizes.add(padded_size(info.height, info.width, size_divisor))
+            h, w = info.height, info.width
+            if canonical_focal:
+                w, h = canonical_size(camera_info_msg_to_intrinsics(info), canonical_focal)
+            sizes.add(padded_size(h, w, size_divisor))
     return sizes
 
 

@@ -81,6 +81,12 @@ def _nyu(name: str) -> Callable[..., Dataset]:
     return build
 
 
+def _sun3d(**kw):
+    from training.datasets.sun3d import sun3d_frames
+
+    return sun3d_frames(**kw)
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "torch_kitti": _kitti("torch_kitti"),
     "kitti_dc": _kitti("KittiDepthCompletion"),
@@ -91,6 +97,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "nyu_labeled": _nyu("labeled"),
     "nyu_sync": _nyu("sync"),
     "nyu_annotations": _nyu("annotations"),
+    "sun3d": _sun3d,
 }
 
 

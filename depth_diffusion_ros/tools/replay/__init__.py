@@ -33,6 +33,11 @@ What it does:
 ``--backend``: bicubic, guided_filter, joint_bilateral, torch, ...); its ``depth/image`` is scored
 by the same ``depth_evaluation_node`` against the bag's ``depth_gt`` topic.
 
+``--pipeline estimation`` runs ``depth_estimation_node`` on ``image`` and ``camera_info`` alone
+(monocular depth; backend ``torch``, ``onnxruntime`` or ``tensorrt`` with ``--model-path``) and
+scores its ``depth/image`` against ``depth_gt`` where the bag has it, else against every point of
+the bag's LiDAR scans projected into the camera (the node never sees them; no hold-out).
+
 Latency is the wall time from publishing a frame's last input message to receiving its
 ``depth/image`` (transport + synchronisation + inference); it is meaningful with ``--rate 0``.
 

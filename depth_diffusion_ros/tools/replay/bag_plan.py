@@ -255,6 +255,10 @@ def plan_bag(path: Path | str, overrides: Optional[dict[str, Optional[str]]] = N
         topics = detect_topics(reader.topics, overrides, pipeline)
         if pipeline == "super_resolution":  # LiDAR is not an input of super-resolution
             topics.points = topics.points_holdout = topics.tf_static = topics.sparse_depth = None
+        elif pipeline == "estimation":  # the image alone is the input; the LiDAR only scores it
+            topics.points_holdout = topics.sparse_depth = None
+            if topics.depth_gt:
+                topics.points = topics.tf_static = None
         roles = topics.roles()
         ignored = {t: m for t, (m, _) in reader.topics.items() if t not in roles}
         declared_images = reader.topics[topics.image][1] if reader.counts_known else None

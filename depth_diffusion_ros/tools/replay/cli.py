@@ -21,10 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("out/replay"), help="output folder (default out/replay)")
     parser.add_argument("--pipeline", choices=PIPELINES, default="completion",
                         help="completion: depth_completion_node (+ lidar_depth_projection_node) on image + LiDAR/"
-                             "sparse depth; super_resolution: depth_super_resolution_node on image + depth_lr")
+                             "sparse depth; super_resolution: depth_super_resolution_node on image + depth_lr; estimation: "
+                             "depth_estimation_node on the image alone (scored against depth_gt, else every LiDAR point)")
     parser.add_argument("--backend", default=None,
                         help="backend of the pipeline's node (completion: ip_basic, nearest, torch, onnxruntime, ...; "
-                             "super_resolution: bicubic, guided_filter, joint_bilateral, torch, ...)")
+                             "super_resolution: bicubic, guided_filter, joint_bilateral, torch, ...; estimation: torch, "
+                             "onnxruntime, tensorrt)")
     parser.add_argument("--params-file", type=Path, default=None, help="ROS 2 parameter YAML (e.g. config/kitti.yaml)")
     parser.add_argument("--model-path", default=None, help="model checkpoint/ONNX/engine for a learned backend")
     parser.add_argument("--steps", type=int, default=None, help="DDIM inference steps for a diffusion backend")

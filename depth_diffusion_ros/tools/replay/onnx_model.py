@@ -19,6 +19,7 @@ from depth_diffusion_ros.tools.onnx_cache import (
     is_torch_checkpoint,
     onnx_export_for,
     padded_size,
+    read_canonical_focal,
     read_size_divisor,
 )
 from depth_diffusion_ros.tools.replay.options import ReplayError
@@ -29,11 +30,16 @@ EXPORTED_BACKENDS = ("onnxruntime", "tensorrt")
 
 
 def _model_sizes(run: RunPlan, checkpoint: Path) -> set[tuple[int, int]]:
-    """Padded (H, W) the model sees: the bag's frames, or the processing size when one is set."""
+    """Padded (H, W) the model sees: the bag's frames (for the estimation node at the model's
+    canonical focal length, or the node's ``canonical_focal``), or the processing size when one is set."""
     main = run.main_params
     divisor = read_size_divisor(checkpoint)
     pw, ph = int(main.get("processing_width") or 0), int(main.get("processing_height") or 0)
-    sizes = bag_padded_sizes(run.bag.path, 1)  # the frames' own sizes
+    focal = None
+    if run.mode == "estimation":
+        given = float(main.get("canonical_focal", -1.0))
+        focal = read_canonical_focal(checkpoint) if given < 0 else given
+    sizes = bag_padded_sizes(run.bag.path, 1, focal)  # the sizes the frames are run at
     return {padded_size(ph or h, pw or w, divisor) for h, w in sizes}
 
 

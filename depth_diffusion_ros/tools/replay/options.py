@@ -16,18 +16,22 @@ NODE_CLASSES: dict[str, tuple[str, str]] = {
     "depth_evaluation_node": ("depth_diffusion_ros.nodes.depth_evaluation_node", "DepthEvaluationNode"),
     "depth_super_resolution_node": ("depth_diffusion_ros.nodes.depth_super_resolution_node",
                                     "DepthSuperResolutionNode"),
+    "depth_estimation_node": ("depth_diffusion_ros.nodes.depth_estimation_node", "DepthEstimationNode"),
 }
 EVAL_NODE = "depth_evaluation_node"
 SR_NODE = "depth_super_resolution_node"
 COMPLETION_NODE = "depth_completion_node"
 PROJECTION_NODE = "lidar_depth_projection_node"
-#: ``--pipeline``: completion (lidar_depth_projection_node / depth_completion_node) or
-#: super_resolution (depth_super_resolution_node); both scored by depth_evaluation_node.
-PIPELINES = ("completion", "super_resolution")
-#: Nodes of each pipeline; the params-file entries of the other pipeline's nodes are ignored.
+ESTIMATION_NODE = "depth_estimation_node"
+#: ``--pipeline``: completion (lidar_depth_projection_node / depth_completion_node),
+#: super_resolution (depth_super_resolution_node) or estimation (depth_estimation_node: the
+#: image alone); all scored by depth_evaluation_node.
+PIPELINES = ("completion", "super_resolution", "estimation")
+#: Nodes of each pipeline; the params-file entries of the other pipelines' nodes are ignored.
 PIPELINE_NODES = {
     "completion": (PROJECTION_NODE, COMPLETION_NODE),
     "super_resolution": (SR_NODE,),
+    "estimation": (ESTIMATION_NODE,),
 }
 #: Topics recorded into the output bag (relative to --namespace) and their types.
 RECORDED_TOPICS: dict[str, str] = {
@@ -84,7 +88,7 @@ class ReplayOptions:
     progress: bool = True
     evaluate: bool = True
     label: str = ""
-    pipeline: str = "completion"  # or "super_resolution" (see PIPELINES)
+    pipeline: str = "completion"  # or "super_resolution", "estimation" (see PIPELINES)
     overwrite: bool = False  # replace replay's outputs in a non-empty output folder
     onnx_cache: Optional[Path] = None  # where torch checkpoints are exported for onnxruntime/tensorrt
 

@@ -14,6 +14,7 @@ import numpy as np
 from depth_diffusion_ros.tools.replay.bag_plan import BagPlan, Topics, plan_bag
 from depth_diffusion_ros.tools.replay.options import (
     COMPLETION_NODE,
+    ESTIMATION_NODE,
     EVAL_NODE,
     NODE_CLASSES,
     PIPELINE_NODES,
@@ -26,8 +27,9 @@ from depth_diffusion_ros.tools.replay.options import (
 )
 
 #: Input modes: the completion node fed by the projection node ("projection"), by LiDAR points
-#: ("points") or by a sparse depth image ("sparse_depth"); the super-resolution node.
-MODES = ("projection", "points", "sparse_depth", "super_resolution")
+#: ("points") or by a sparse depth image ("sparse_depth"); the super-resolution node; the
+#: estimation node (the image alone: "estimation").
+MODES = ("projection", "points", "sparse_depth", "super_resolution", "estimation")
 
 
 @dataclass
@@ -66,10 +68,9 @@ class RunPlan:
 def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], str, list[str], dict[str, set[str]]]:
     """(node -> parameters, main node, pipeline nodes, node -> wildcard-only names) from
     --params-file, --backend and --param."""
-    sr = opts.pipeline == "super_resolution"
     params = load_params_file(opts.params_file)
     wildcard = params.pop("/**", {})
-    other = PIPELINE_NODES["completion" if sr else "super_resolution"]
+    other = {n for p, nodes in PIPELINE_NODES.items() if p != opts.pipeline for n in nodes}
     for name in [n for n in params if n in other]:
         print(f"replay: note: {name} in --params-file is not part of the {opts.pipeline} pipeline (ignored)",
               file=sys.stderr)
@@ -77,8 +78,9 @@ def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], st
     unknown = [n for n in params if n not in NODE_CLASSES]
     if unknown:
         raise ReplayError(f"--params-file names nodes replay cannot start: {unknown}; known: {sorted(NODE_CLASSES)}")
-    if sr:
-        main_node, node_names = SR_NODE, [SR_NODE]
+    if opts.pipeline != "completion":
+        main_node = SR_NODE if opts.pipeline == "super_resolution" else ESTIMATION_NODE
+        node_names = [main_node]
     else:
         main_node = COMPLETION_NODE
         node_names = [n for n in NODE_CLASSES if n in params and n != EVAL_NODE] or [COMPLETION_NODE]
@@ -99,7 +101,7 @@ def _node_parameters(opts: ReplayOptions) -> tuple[dict[str, dict[str, Any]], st
 def _calibration_parameter(opts: ReplayOptions, params: dict[str, dict[str, Any]],
                            main_node: str) -> Optional[np.ndarray]:
     """T_camera_lidar of the parameters (used only when the bag has no /tf_static)."""
-    if opts.pipeline == "super_resolution":
+    if opts.pipeline != "completion":
         return None
     T = params[main_node].get("T_camera_lidar") or params.get(PROJECTION_NODE, {}).get("T_camera_lidar")
     return np.asarray(T, float) if T else None
@@ -130,8 +132,14 @@ def _completion_mode(topics: Topics, main: dict[str, Any], node_names: list[str]
 
 
 def _ground_truth(opts: ReplayOptions, topics: Topics) -> tuple[Optional[str], bool, Optional[str]]:
-    """(ground-truth source, split the scans here, held-out points topic)."""
+    """(ground-truth source, split the scans here, held-out points topic). Estimation (the node
+    never sees LiDAR) is scored against every point of the bag's scans when it has no depth_gt."""
     gt_source = "depth" if topics.depth_gt else ("points" if topics.points else None)
+    if opts.pipeline == "estimation":
+        if opts.evaluate and gt_source is None:
+            raise ReplayError("nothing to score monocular depth against: the bag has no ground-truth depth "
+                              "topic and no LiDAR points")
+        return gt_source, False, topics.points if gt_source == "points" else None
     if opts.pipeline == "super_resolution" and opts.evaluate and gt_source is None:
         raise ReplayError("super-resolution is scored against a ground-truth depth topic (depth_gt); the bag has none")
     if opts.evaluate and gt_source is None:
@@ -156,6 +164,8 @@ def make_run_plan(opts: ReplayOptions) -> RunPlan:
     if opts.pipeline == "super_resolution":
         mode = "super_resolution"
         _super_resolution_inputs(bag.topics, params[main_node])
+    elif opts.pipeline == "estimation":
+        mode = "estimation"
     else:
         mode, node_names = _completion_mode(bag.topics, params[main_node], node_names)
     gt_source, split_points, holdout_topic = _ground_truth(opts, bag.topics)

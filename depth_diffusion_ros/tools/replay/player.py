@@ -46,6 +46,8 @@ def unpublishable(msgs: Messages, mode: str) -> Optional[str]:
         return "no_camera_info"
     if mode == "super_resolution":
         return None if msgs.get("depth_lr") else "no_depth_lr"
+    if mode == "estimation":
+        return None
     if mode != "sparse_depth" and not msgs.get("points"):
         return "no_lidar"
     if mode == "sparse_depth" and not msgs.get("sparse_depth"):
@@ -145,6 +147,11 @@ class Player:
             self._publish(topics.depth_lr, msgs.get("depth_lr", []))
         elif run.mode == "sparse_depth":
             self._publish(topics.sparse_depth, msgs.get("sparse_depth", []))
+        elif run.mode == "estimation":  # the node sees no LiDAR; every point of the scan scores it
+            if run.opts.evaluate and run.gt_source == "points":
+                for m in msgs.get("points", []):
+                    held_raw = m.rawdata
+                    self.graph.publishers[run.holdout_topic].publish(m.rawdata)  # type: ignore[union-attr, index]
         else:
             for m in msgs.get("points", []):
                 held_raw = self._publish_points(frame, m, msgs)

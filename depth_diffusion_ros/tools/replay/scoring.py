@@ -148,6 +148,8 @@ def _draw_figure(path: Path, st: FrameState, run: RunPlan) -> None:
         sparse = cv2.resize(lr, (pred.shape[1], pred.shape[0]), interpolation=cv2.INTER_NEAREST)
     elif run.mode == "sparse_depth":
         sparse = depth_msg_to_array(msgs["sparse_depth"][0].decode())
+    elif run.mode == "estimation":  # no sparse input: its panel is left grey
+        sparse = None
     else:
         kept = deserialize(msgs["points_published"][0].rawdata, POINTCLOUD2)
         sparse = project_lidar_to_depth(pointcloud_msg_to_array(kept), T, intr)
@@ -157,7 +159,7 @@ def _draw_figure(path: Path, st: FrameState, run: RunPlan) -> None:
         gt = project_lidar_to_depth(pointcloud_msg_to_array(deserialize(held_raw, POINTCLOUD2)), T, intr)
     if rgb.shape[:2] != pred.shape:
         rgb = cv2.resize(rgb, (pred.shape[1], pred.shape[0]), interpolation=cv2.INTER_AREA)
-    if sparse.shape != pred.shape:
+    if sparse is not None and sparse.shape != pred.shape:
         sparse = None
     if gt.shape != pred.shape:
         gt = None

@@ -14,6 +14,7 @@ import numpy as np
 from depth_diffusion_ros.tools.bag_io import CAMERA_INFO, IMAGE, POINTCLOUD2
 from depth_diffusion_ros.tools.replay.options import (
     COMPLETION_NODE,
+    ESTIMATION_NODE,
     EVAL_NODE,
     NODE_CLASSES,
     PROJECTION_NODE,
@@ -31,10 +32,10 @@ def publish_types(run: RunPlan) -> dict[str, str]:
         publish[topics.depth_lr] = IMAGE  # type: ignore[index]
         if run.main_params.get("use_depth_camera_info"):
             publish[topics.depth_lr_camera_info] = CAMERA_INFO  # type: ignore[index]
-    elif run.mode != "sparse_depth":
-        publish[topics.points] = POINTCLOUD2  # type: ignore[index]
-    else:
+    elif run.mode == "sparse_depth":
         publish[topics.sparse_depth] = IMAGE  # type: ignore[index]
+    elif run.mode != "estimation":
+        publish[topics.points] = POINTCLOUD2  # type: ignore[index]
     if run.opts.evaluate:
         if run.gt_source == "depth":
             publish[topics.depth_gt] = IMAGE  # type: ignore[index]
@@ -48,6 +49,7 @@ def remaps(run: RunPlan) -> dict[str, dict[str, str]]:
     topics = run.topics
     out: dict[str, dict[str, str]] = {
         COMPLETION_NODE: {"image": topics.image, "camera_info": topics.camera_info},
+        ESTIMATION_NODE: {"image": topics.image, "camera_info": topics.camera_info},
         PROJECTION_NODE: {"points": topics.points or "points", "camera_info": topics.camera_info},
         EVAL_NODE: {"camera_info": topics.camera_info, "depth_gt": topics.depth_gt or "depth_gt",
                     "points_holdout": run.holdout_topic or "points_holdout"},
@@ -62,7 +64,9 @@ def remaps(run: RunPlan) -> dict[str, dict[str, str]]:
 
 
 def wire_parameters(run: RunPlan) -> None:
-    """Complete ``run.params``: the completion node's ``input``, reliable QoS, the evaluation setup.
+    """Complete ``run.params``: the completion node's ``input``, reliable QoS, the evaluation setup
+    (for the estimation pipeline: the Eigen protocol, Garg crop and 80 m cap, where the
+    evaluation node's parameters do not say otherwise).
 
     The evaluation node's entry is dropped when the run does not score.
     """
@@ -73,6 +77,9 @@ def wire_parameters(run: RunPlan) -> None:
     for name in run.node_names + [EVAL_NODE]:
         run.params[name].update({"reliability": "reliable", "output_reliability": "reliable"})
     run.params[EVAL_NODE].update({"ground_truth": run.gt_source or "depth", "report_path": ""})
+    if run.mode == "estimation":  # monocular depth: the Eigen protocol (Garg crop, 80 m cap) unless set
+        run.params[EVAL_NODE].setdefault("crop", "garg")
+        run.params[EVAL_NODE].setdefault("max_depth", 80.0)
     if not run.opts.evaluate:
         run.params.pop(EVAL_NODE, None)
     check_parameter_names(run)
