@@ -288,6 +288,7 @@ def _arg(name: str, default: str, description: str | None = None, choices: list 
 
 COMPLETION_HELP = "ip_basic | nearest | torch | onnxruntime | tensorrt"
 SR_HELP = "torch | guided_filter | joint_bilateral | bicubic | onnxruntime | tensorrt"
+ESTIMATION_HELP = "onnxruntime | torch | tensorrt | row_median"
 NAMESPACE = _arg("namespace", "", "namespace of the nodes")
 RVIZ_ARG = _arg("rviz", "false", "start RViz")
 EVALUATE_ARG = _arg("evaluate", "false", "start depth_evaluation_node")
@@ -335,6 +336,12 @@ EXPECTED_ARGUMENTS = {
         _arg("depth_lr_topic", "/camera/depth/image_rect_raw"),
         _arg("depth_lr_camera_info_topic", "/camera/depth/camera_info"),
         _arg("depth_gt_topic", "/camera/depth_gt/image", "ground-truth depth at the colour resolution for evaluate:=true")],
+    "estimation.launch.py": [
+        NAMESPACE, _params_file("estimation.yaml"), _arg("backend", "onnxruntime", ESTIMATION_HELP),
+        _arg("model_path", "", "ONNX export / checkpoint / row_median_reference.json; '' = the shipped KITTI weights"),
+        *_common("camera_color_left", "true"),
+        _arg("image_topic", "/kitti/camera_color_left/image_raw"), _arg("camera_info_topic", "/kitti/camera_color_left/camera_info"),
+        _arg("depth_gt_topic", "/kitti/camera_color_left/depth_gt", "ground-truth depth for evaluate:=true")],
 }
 
 KITTI_CAMERA_INFO = ("camera_info", "/kitti/camera_color_left/camera_info")
@@ -364,12 +371,17 @@ EXPECTED_NODES = {
           ("depth_lr", "$(var depth_lr_topic)"), ("depth_lr/camera_info", "$(var depth_lr_camera_info_topic)")],
          None),
         ("depth_evaluation_node", [REPORT], CAMERA_EVALUATION, EVALUATE)],
+    "estimation.launch.py": [
+        ("depth_estimation_node", [{"backend": "$(var backend)", "model_path": "$(var model_path)"}],
+         [("image", "$(var image_topic)"), ("camera_info", "$(var camera_info_topic)")], None),
+        ("depth_evaluation_node", [{**REPORT, "crop": "garg", "max_depth": 80.0}], CAMERA_EVALUATION, EVALUATE)],
 }
 # RViz: one config with relative topics, in the namespace, the camera (and LiDAR) remapped per scenario
 RVIZ_REMAPPINGS = {
     "kitti.launch.py": [("image", "/kitti/camera_color_left/image_raw"), ("points", "/kitti/velo/pointcloud")],
     "nyu.launch.py": [("image", "$(var image_topic)")],
     "super_resolution.launch.py": [("image", "$(var image_topic)")],
+    "estimation.launch.py": [("image", "$(var image_topic)")],
 }
 
 

@@ -97,7 +97,7 @@ class TorchEstimator:
         self.size_divisor = int(getattr(model, "size_divisor", 32))
         self.canonical_focal = getattr(model, "canonical_focal", None)
 
-    def estimate(self, rgb: np.ndarray) -> np.ndarray:
+    def estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / 255.0)
         with torch.no_grad():
             return self.model.sample(x)[0, 0].float().numpy()
@@ -192,11 +192,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", required=True, help="JSON file for the scores (and costs)")
     p.add_argument("--cost", action="store_true", help="also GMAC and CPU time per 1242x375 frame (1, 2, 5 steps)")
     p.add_argument("--figure", default=None, help="PNG: image | each model | LiDAR on the first 'raw 0001/5' frame")
+    p.add_argument("--save-reference", default=None,
+                   help="write the fitted row-median reference here (JSON for the row_median backend)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sets = kitti_sets()
     reference = fit_row_median(kitti_training_frames())
+    if args.save_reference:
+        reference.save(args.save_reference)
     scores: Dict[str, Any] = {"row-median reference": score_sets(lambda rgb, intr: reference.predict(intr), sets)}
     kept: Dict[str, Dict[str, np.ndarray]] = {}
     costs: Dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """depth_estimation_node: RGB image + CameraInfo -> dense metric depth (monocular, no LiDAR).
 
 Joins ``image`` and ``camera_info`` by approximate time, runs a monocular DiffusionDepth model
-with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``) and publishes
+with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``; ``row_median``
+runs the row-median reference, a ground-plane prior every model must beat) and publishes
 metric depth in the camera frame: for a robot with only a camera.
 
 Metric scale across cameras: a monocular model reads depth from how large things look, which the
@@ -36,6 +37,7 @@ frame (canonical size, padding, the sampler, the ensemble) is
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 from sensor_msgs.msg import CameraInfo, Image
@@ -59,18 +61,25 @@ from depth_diffusion_ros.nodes.process import run_node
 from depth_diffusion_ros.ros import rgb_from_image
 
 NODE_NAME = "depth_estimation_node"
+#: The shipped monocular weights: the checkpoint (torch), its ONNX export in ``onnx/``
+#: (onnxruntime, tensorrt) and the row-median reference fitted on the same training frames.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "diffusion_depth_kitti_monocular"
+_SHIPPED_FILES = {"torch": "", "onnxruntime": "onnx", "tensorrt": "onnx", "row_median": "row_median_reference.json"}
 
 #: backend name -> node parameters passed to ``make_estimation_backend`` (same names); a parameter
 #: at its unset value is not passed (the backend's default applies).
-BACKEND_OPTIONS: dict[str, tuple[str, ...]] = dict(LEARNED_BACKEND_OPTIONS)
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {"row_median": ("model_path",), **LEARNED_BACKEND_OPTIONS}
 _UNSET: dict[str, Any] = dict(LEARNED_UNSET)
 
 #: Every parameter this node declares (the config/launch tests and the README tables read it).
 PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
-    ParamSpec("backend", "onnxruntime", "estimation backend (a monocular DiffusionDepth model)", read_only=True,
+    ParamSpec("backend", "onnxruntime", "estimation backend: a monocular DiffusionDepth model (torch, onnxruntime, "
+              "tensorrt) or the row-median reference (row_median)", read_only=True,
               choices=tuple(ESTIMATION_BACKENDS)),
     *learned_backend_parameter_specs(
-        model_path="monocular model: ONNX export directory (onnxruntime, tensorrt) or torch checkpoint (torch)",
+        model_path="monocular model: ONNX export directory (onnxruntime, tensorrt), torch checkpoint (torch) or "
+                   "row_median_reference.json (row_median); '' = the shipped KITTI weights "
+                   "(weights/diffusion_depth_kitti_monocular)",
         num_inference_steps="DDIM steps; 0 = the model's default",
         ensemble_size="diffusion samples per frame; > 1 also publishes their spread on depth/uncertainty",
         seed="seed of the initial diffusion noise (same seed -> same depth for the same image)",
@@ -88,8 +97,12 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options for ``make_estimation_backend(backend, **options)`` from node parameters."""
-    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+    """Keyword options for ``make_estimation_backend(backend, **options)`` from node parameters
+    (``model_path`` '' = the shipped weights' file for ``backend``)."""
+    options = select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+    if not options.get("model_path") and backend in _SHIPPED_FILES:
+        options["model_path"] = str(SHIPPED_WEIGHTS / _SHIPPED_FILES[backend])
+    return options
 
 
 def make_pipeline(p: dict[str, Any]) -> tuple[EstimationPipeline, dict[str, Any]]:
@@ -103,8 +116,6 @@ def make_pipeline(p: dict[str, Any]) -> tuple[EstimationPipeline, dict[str, Any]
             "parameters 'processing_width' and 'processing_height' must both be 0 or both > 0, "
             f"got {p['processing_width']}x{p['processing_height']}"
         )
-    if not p["model_path"]:
-        raise ParameterError(f"parameter 'model_path' is empty: backend {p['backend']!r} needs a monocular model")
     if -1.0 < p["canonical_focal"] < 0.0:
         raise ParameterError(f"parameter 'canonical_focal' = {p['canonical_focal']}: use -1 (the model's), 0 (none) "
                              "or a focal length > 0 in pixels")

@@ -25,8 +25,8 @@ COMPLETION_BACKENDS: dict[str, str] = {
     "nearest": f"{_PKG}.classical:NearestFillBackend",
     **_DIFFUSION_DEPTH,
 }
-#: monocular depth estimation: image only
-ESTIMATION_BACKENDS: dict[str, str] = dict(_DIFFUSION_DEPTH)
+#: monocular depth estimation: image only (the row-median reference as the classical peer)
+ESTIMATION_BACKENDS: dict[str, str] = {"row_median": f"{_PKG}.classical:RowMedianBackend", **_DIFFUSION_DEPTH}
 SUPER_RESOLUTION_BACKENDS: dict[str, str] = {
     "bicubic": f"{_PKG}.classical:BicubicBackend",
     "guided_filter": f"{_PKG}.classical:GuidedFilterBackend",

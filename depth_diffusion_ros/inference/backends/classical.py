@@ -1,5 +1,6 @@
 """Classical backends: IP-Basic, linear interpolation and nearest fill (completion), bicubic, guided filter and joint
-bilateral upsampling (super-resolution). CPU only, no model file; see
+bilateral upsampling (super-resolution), the row-median reference (monocular estimation; its
+fitted medians are its only file). CPU only; see
 :mod:`depth_diffusion_ros.baselines` for the algorithms and their sources. The pipelines check
 the frame (sizes, dtypes, scale) before these run.
 """
@@ -12,11 +13,14 @@ import numpy as np
 from depth_diffusion_ros.baselines.ip_basic import BLUR_TYPES, ip_basic_complete
 from depth_diffusion_ros.baselines.linear import linear_interpolate
 from depth_diffusion_ros.baselines.nearest import nearest_fill
+from depth_diffusion_ros.baselines.row_median import RowMedianDepth
 from depth_diffusion_ros.baselines.upsampling import (
     bicubic_upsample,
     guided_filter_upsample,
     joint_bilateral_upsample,
 )
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.inference.errors import BackendError, FrameError
 
 
 class IPBasicBackend:
@@ -121,3 +125,33 @@ class JointBilateralBackend:
     def upsample(self, rgb: np.ndarray, depth_lr: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 rgb, (h, w) metres -> (H, W) float32 metres."""
         return joint_bilateral_upsample(depth_lr, rgb, self.diameter, self.sigma_color, self.sigma_space)
+
+
+class RowMedianBackend:
+    """The row-median reference of monocular depth (:mod:`depth_diffusion_ros.baselines.row_median`):
+    each row's median training depth by viewing angle, no image content.
+
+    Args:
+        model_path: the reference's JSON (:meth:`RowMedianDepth.save`, shipped beside the
+            monocular weights as ``row_median_reference.json``).
+    Raises BackendError for a missing or invalid file.
+    """
+
+    name = "row_median"
+    size_divisor = 1
+    canonical_focal = None
+
+    def __init__(self, model_path: str = "") -> None:
+        if not model_path:
+            raise BackendError("the row_median backend needs model_path (a row_median_reference.json)")
+        try:
+            self.reference = RowMedianDepth.load(model_path)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        self.model_file = str(model_path)
+
+    def estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> np.ndarray:
+        if intrinsics is None:
+            raise FrameError("the row-median reference needs the camera intrinsics", "bad_frame")
+        h, w = rgb.shape[:2]  # padded at the bottom/right: the principal point stays
+        return self.reference.predict(Intrinsics(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy, w, h))

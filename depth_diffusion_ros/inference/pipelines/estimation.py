@@ -33,13 +33,15 @@ from depth_diffusion_ros.inference.pipelines.common import (
 
 @runtime_checkable
 class MonocularModel(Protocol):
-    """A one-shot monocular network (e.g. DenseDepth): ``estimate(rgb) -> depth``."""
+    """A one-shot monocular method (a DenseDepth network, the row-median reference):
+    ``estimate(rgb, intrinsics) -> depth``; ``canonical_focal`` as :class:`DiffusionBackend`'s."""
 
     name: str
     size_divisor: int
 
-    def estimate(self, rgb: np.ndarray) -> np.ndarray:
-        """rgb (H, W, 3) uint8 with H, W multiples of ``size_divisor`` -> (H, W) float32 metres."""
+    def estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> np.ndarray:
+        """rgb (H, W, 3) uint8 with H, W multiples of ``size_divisor`` (padded at the bottom and
+        right), intrinsics of the unpadded image or None -> (H, W) float32 metres."""
         ...
 
 
@@ -116,7 +118,7 @@ class EstimationPipeline:
         if isinstance(self.backend, DiffusionBackend):
             depth, unc = run_diffusion_depth(self.backend, rgb_proc, None)
         else:
-            depth, unc = self._estimate(rgb_proc), None
+            depth, unc = self._estimate(rgb_proc, proc), None
         if self.canonical_focal is not None and proc is not None:
             factor = np.float32(proc.fx / self.canonical_focal)  # de-canonicalise (1 up to rounding)
             depth = depth * factor
@@ -126,8 +128,8 @@ class EstimationPipeline:
         unc = None if unc is None else resize_depth_nearest(unc, rgb.shape[1], rgb.shape[0])
         return DepthOutput(resize_depth_nearest(depth, rgb.shape[1], rgb.shape[0]), unc, intrinsics, rgb)
 
-    def _estimate(self, rgb: np.ndarray) -> np.ndarray:
+    def _estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> np.ndarray:
         """A one-shot backend, padded to its ``size_divisor``."""
         rgb_p, pads = pad_to_multiple(rgb, int(self.backend.size_divisor))
-        depth = checked_depth(self.backend.estimate(rgb_p), rgb_p.shape[:2], self.backend)
+        depth = checked_depth(self.backend.estimate(rgb_p, intrinsics), rgb_p.shape[:2], self.backend)
         return np.ascontiguousarray(crop_padding(depth, pads), np.float32)
