@@ -79,17 +79,18 @@ def test_only_diffusion_depth_checkpoints_become_completion_backends(tmp_path: P
         (tmp_path / name / "config.yaml").write_text(config)
     (tmp_path / "empty").mkdir()
     assert completion_checkpoint_problem(tmp_path / "dd") is None
-    assert completion_checkpoint_problem(tmp_path / "dd_mono") is None
+    assert "monocular model" in completion_checkpoint_problem(tmp_path / "dd_mono")
     assert "dsr_diff checkpoint" in completion_checkpoint_problem(tmp_path / "sr")
     assert "unknown DiffusionDepthConfig keys" in completion_checkpoint_problem(tmp_path / "other")
     assert "no config.yaml" in completion_checkpoint_problem(tmp_path / "empty")
     choices = discover_backends(tmp_path)
     runnable = {c.label: c for c in choices if c.skip is None}
-    assert {"torch:dd", "torch:dd_mono"} <= set(runnable)
+    assert "torch:dd" in runnable and "torch:dd_mono" not in runnable  # the monocular table runs it
     assert not any(label.endswith((":sr", ":other", ":empty")) for label in runnable)
     skipped = {c.label: c.skip for c in choices if c.skip}
     assert "dsr_diff" in skipped["weights:sr"] and "not a depth completion model" in skipped["weights:sr"]
-    assert set(skipped) >= {"weights:sr", "weights:other", "weights:empty"}
+    assert set(skipped) >= {"weights:sr", "weights:other", "weights:empty", "weights:dd_mono"}
+    assert "monocular table" in skipped["weights:dd_mono"]
     # the shipped weights folder: the super-resolution weights are never a completion backend
     shipped = discover_backends()
     assert not any("dsr_diff" in c.label for c in shipped if c.skip is None)
@@ -99,7 +100,7 @@ def test_demo_prints_table_and_scores_match_output_bags(shared_data: Path, tmp_p
     monkeypatch.setenv("DDR_SHARED_DATA", str(shared_data))
     out = tmp_path / "demo"
     rc = cli_main(["demo", "--output", str(out), "--backends", "ip_basic", "--frames", "2", "--max-frames", "2",
-                      "--no-sr"])
+                      "--no-sr", "--no-monocular"])
     text = capsys.readouterr().out
     assert rc == 0, text
     main_text, per_frame_text = text.split("RMSE [mm] per KITTI frame")

@@ -17,6 +17,10 @@ weights, padding, seeded DDIM noise), output at the input size, scored under the
 ``validation`` is the mean over the first three sets (each set weighs the same). The
 row-median reference (:class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth`) is fitted
 on the training frames (sequence 0-39 and object 000000, all LiDAR points).
+
+``--indoor``: the three NYU Depth V2 frames of ``../shared/data/nyu_depth_v2_metric3d`` (never
+trained on) under the NYU Eigen crop with a 10 m cap, the reference fitted on the SUN3D training
+frames (``sun3d_rgbd_3dmatch``).
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from training.evaluate import get_protocol, score_frame
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATION_SETS = ("sequence val", "raw 0001/5", "object 000001")
+VALIDATION_SETS = ("sequence val", "raw 0001/5", "object 000001", "nyu")
 KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 Predict = Callable[[np.ndarray, Intrinsics], np.ndarray]
 
@@ -71,6 +75,20 @@ def kitti_training_frames(shared: Optional[Path] = None) -> List[Any]:
     shared = shared or shared_data()
     return [KittiRawSequence(shared / "kitti_raw_2011_09_26_sequence", frames="train", gt_source="lidar"),
             KittiObject(shared / "kitti_object_kuixu", ids=["000000"], gt_source="lidar")]
+
+
+def indoor_sets(shared: Optional[Path] = None) -> Dict[str, Any]:
+    """{"nyu": the 3 NYU Depth V2 frames (Metric3D's annotations: their intrinsics)}."""
+    from training.datasets.nyu import NyuFileList
+
+    return {"nyu": NyuFileList.from_annotations((shared or shared_data()) / "nyu_depth_v2_metric3d")}
+
+
+def indoor_training_frames(shared: Optional[Path] = None) -> List[Any]:
+    """The indoor model's training frames: the 100 SUN3D frames."""
+    from training.datasets.sun3d import sun3d_frames
+
+    return [sun3d_frames((shared or shared_data()) / "sun3d_rgbd_3dmatch")]
 
 
 def frame_intrinsics(frame: Dict[str, Any]) -> Intrinsics:
@@ -191,36 +209,45 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="a monocular checkpoint to score (repeatable)")
     p.add_argument("--out", required=True, help="JSON file for the scores (and costs)")
     p.add_argument("--cost", action="store_true", help="also GMAC and CPU time per 1242x375 frame (1, 2, 5 steps)")
-    p.add_argument("--figure", default=None, help="PNG: image | each model | LiDAR on the first 'raw 0001/5' frame")
+    p.add_argument("--figure", default=None, help="PNG: image | each model | ground truth on the first 'raw 0001/5' "
+                                                  "(indoor: NYU) frame")
     p.add_argument("--save-reference", default=None,
                    help="write the fitted row-median reference here (JSON for the row_median backend)")
+    p.add_argument("--indoor", action="store_true", help="NYU frames (nyu_eigen), reference fitted on SUN3D")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sets = kitti_sets()
-    reference = fit_row_median(kitti_training_frames())
+    sets = indoor_sets() if args.indoor else kitti_sets()
+    protocol = "nyu_eigen" if args.indoor else "kitti_eigen"
+    figure_set = next(iter(sets)) if args.indoor else "raw 0001/5"
+    reference = fit_row_median(indoor_training_frames() if args.indoor else kitti_training_frames())
     if args.save_reference:
         reference.save(args.save_reference)
-    scores: Dict[str, Any] = {"row-median reference": score_sets(lambda rgb, intr: reference.predict(intr), sets)}
+    scores: Dict[str, Any] = {"row-median reference": score_sets(lambda rgb, intr: reference.predict(intr), sets,
+                                                                 protocol)}
+    if args.indoor:  # the outside reference: NYU-trained FastDepth (it may have seen these NYU scenes)
+        from training.fastdepth import FastDepthReference
+
+        scores["FastDepth (NYU-trained, outside reference)"] = score_sets(FastDepthReference(), sets, protocol)
     kept: Dict[str, Dict[str, np.ndarray]] = {}
     costs: Dict[str, Any] = {}
     for item in args.model:
         name, _, path = item.partition("=")
         predict, _ = model_predictor(Path(path))
         kept[name] = {}
-        scores[name] = score_sets(predict, sets, keep=kept[name])
+        scores[name] = score_sets(predict, sets, protocol, keep=kept[name])
         if args.cost:
-            f = sets["raw 0001/5"].load_frame(0)
+            f = sets[figure_set].load_frame(0)
             costs[name] = cost(Path(path), f["rgb"], frame_intrinsics(f))
         print(f"{name}: validation abs_rel {scores[name]['validation']['mean']['abs_rel']:.3f}", flush=True)
     if args.figure:
         from depth_diffusion_ros.evaluation.figures import comparison_figure
 
-        f = sets["raw 0001/5"].load_frame(0)
-        comparison_figure(f["rgb"], [(n, k.get("raw 0001/5")) for n, k in kept.items()] + [("ground truth", f["gt_depth"])],
+        f = sets[figure_set].load_frame(0)
+        comparison_figure(f["rgb"], [(n, k.get(figure_set)) for n, k in kept.items()] + [("ground truth", f["gt_depth"])],
                           args.figure)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"protocol": "kitti_eigen", "scores": scores, "costs": costs,
+    Path(args.out).write_text(json.dumps({"protocol": protocol, "scores": scores, "costs": costs,
                                           "torch_threads": args.threads}, indent=2) + "\n")
     for set_name in ("validation",) + tuple(sets):
         print(f"\n{set_name}\n" + markdown_table(scores, set_name))

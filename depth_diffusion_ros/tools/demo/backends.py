@@ -62,8 +62,8 @@ def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
     :func:`~depth_diffusion_ros.models.checkpoint.load_checkpoint` builds the model from). A
     DSR-Diff super-resolution checkpoint (``architecture: dsr_diff``) or any other model fails
     that and is reported as such instead of being run through depth_completion_node. A
-    monocular DiffusionDepth checkpoint is accepted (the completion node runs it, sparse input
-    unused).
+    monocular checkpoint (``mode: monocular``) is not a completion model either: the demo's
+    monocular table (:mod:`.estimation`) runs it through depth_estimation_node.
     """
     import yaml
 
@@ -81,11 +81,13 @@ def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
     if isinstance(data, dict) and data.get("architecture") not in (None, "diffusion_depth"):
         return (f"a {data['architecture']} checkpoint (config {config}), not DiffusionDepth: "
                 "not a depth completion model")
+    if isinstance(data, dict) and data.get("mode") == "monocular":
+        return f"a monocular model ({config}): in the monocular table (depth_estimation_node)"
     try:
         DiffusionDepthConfig.from_dict(data)
     except (ConfigError, TypeError, ValueError) as exc:
         return f"not a DiffusionDepth checkpoint ({config}: {exc})"
-    return None  # completion or monocular: both run in depth_completion_node
+    return None
 
 
 def discover_backends(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None,

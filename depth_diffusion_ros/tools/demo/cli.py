@@ -13,6 +13,8 @@ from depth_diffusion_ros.evaluation.report import format_table, write_json_atomi
 from depth_diffusion_ros.tools.demo.backends import WEIGHTS_DIR, BackendChoice, discover_backends
 from depth_diffusion_ros.tools.demo.completion import completion_datasets, per_frame_table, replay_completion
 from depth_diffusion_ros.tools.demo.data import SR_SCALE
+from depth_diffusion_ros.tools.demo.estimation import TABLE_COLUMNS as MONOCULAR_COLUMNS
+from depth_diffusion_ros.tools.demo.estimation import run_monocular
 from depth_diffusion_ros.tools.demo.super_resolution import SR_TABLE_COLUMNS, run_super_resolution
 
 
@@ -36,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated super-resolution backends/labels (default: all available)")
     parser.add_argument("--no-sr", action="store_true", help="skip the super-resolution section")
     parser.add_argument("--sr-frames", type=int, default=3, help="NYU frames in the super-resolution section")
+    parser.add_argument("--no-monocular", action="store_true", help="skip the monocular (depth_estimation_node) section")
 
 
 def _print_completion(rows: list[dict[str, Any]], choices: list[BackendChoice]) -> list[str]:
@@ -67,6 +70,16 @@ def _print_super_resolution(sr_rows: list[dict[str, Any]], sr_skipped: list[str]
                                      ("frames", "frames")], SR_TABLE_COLUMNS))
     if sr_skipped:
         print("skipped super-resolution backends: " + "; ".join(sr_skipped))
+
+
+def _print_monocular(rows: list[dict[str, Any]], skipped: list[str]) -> None:
+    if rows:
+        print()
+        print("Monocular depth (depth_estimation_node, the image alone; held-out KITTI frames, Eigen protocol: "
+              "Garg crop, 80 m cap; row_median = the ground-plane reference every model must beat)")
+        print(format_table(rows, [("dataset", "dataset"), ("model", "model"), ("frames", "frames")], MONOCULAR_COLUMNS))
+    if skipped:
+        print("monocular section skipped: " + "; ".join(skipped))
 
 
 def _runnable_backends(args: argparse.Namespace) -> tuple[list[BackendChoice], list[BackendChoice]]:
@@ -108,14 +121,20 @@ def run(args: argparse.Namespace) -> int:
             failures += failed
     sr_rows, sr_skipped = ([], []) if args.no_sr else run_super_resolution(args, out, bags)
     sr_failures = sum(1 for r in sr_rows if r.get("rmse_mm") is None)
+    mono_rows, mono_skipped = ([], []) if args.no_monocular or args.no_kitti else run_monocular(
+        out, bags, Path(args.weights_dir), args.frame_timeout)
+    mono_failures = sum(1 for r in mono_rows if r.get("abs_rel") is None)
     wall = time.perf_counter() - t0
     skipped_backends = _print_completion(rows, choices)
     _print_super_resolution(sr_rows, sr_skipped)
+    _print_monocular(mono_rows, mono_skipped)
     write_json_atomic(out / "summary.json", {"rows": rows, "skipped_backends": skipped_backends,
                                              "super_resolution_rows": sr_rows,
-                                             "skipped_super_resolution_backends": sr_skipped, "wall_s": wall})
+                                             "skipped_super_resolution_backends": sr_skipped,
+                                             "monocular_rows": mono_rows, "skipped_monocular": mono_skipped,
+                                             "wall_s": wall})
     print(f"\noutputs: {out}/<dataset>/<backend>/ (report.json, figures/, output_bag/); bags: {bags}; "
           f"ONNX exports: {out / 'onnx_cache'}; "
           f"summary: {out / 'summary.json'}")
     print(f"demo wall time: {wall:.1f} s")
-    return 0 if not failures and not sr_failures and all(r.get("rmse_mm") is not None for r in rows) else 1
+    return 0 if not failures and not sr_failures and not mono_failures and all(r.get("rmse_mm") is not None for r in rows) else 1
