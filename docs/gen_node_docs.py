@@ -21,6 +21,7 @@ NODES = (
     "lidar_depth_projection_node",
     "depth_completion_node",
     "depth_super_resolution_node",
+    "depth_estimation_node",
     "depth_evaluation_node",
 )
 

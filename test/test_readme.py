@@ -38,7 +38,7 @@ def test_parameter_tables_match_the_nodes():
     assert result.returncode == 0, result.stdout + result.stderr
     # every node section carries a non-empty table
     for node in ("lidar_depth_projection_node", "depth_completion_node", "depth_super_resolution_node",
-                 "depth_evaluation_node"):
+                 "depth_estimation_node", "depth_evaluation_node"):
         table = re.search(rf"<!-- params:{node} -->\n(.*?)<!-- /params:{node} -->", README, re.S)
         assert table and table.group(1).count("\n| `") >= 5, f"{node}: parameter table missing"
 
