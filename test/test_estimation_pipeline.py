@@ -185,3 +185,53 @@ def test_checkpoint_keeps_the_canonical_focal(tmp_path):
     save_file(load_file(str(weights)), str(weights), metadata=dict(meta, canonical_focal="-2"))
     with pytest.raises(CheckpointError, match="canonical_focal"):
         load_checkpoint(tmp_path / "mono")
+
+
+class RatioModel(SizeReadingModel):
+    """Outputs 1.0 everywhere: a model relative to the row prior that has learned nothing."""
+
+    def estimate(self, rgb, intrinsics):
+        self.seen.append((rgb.shape[1], rgb.shape[0]))
+        return np.ones(rgb.shape[:2], np.float32)
+
+
+def test_a_model_relative_to_the_row_prior_gets_the_prior_of_each_camera_back():
+    prior = RowMedianDepth.fit([(ground_plane(KITTI), KITTI)])
+    model = RatioModel(trained_focal=KITTI.fx / 2)
+    model.depth_prior = prior
+    for intr in (KITTI, KITTI.scaled(621, 188), Intrinsics(520.0, 520.0, 330.0, 200.0, 640, 400)):
+        out = EstimationPipeline(model, resize_back=True)(square_image(intr), intr)
+        truth = ground_plane(intr)
+        near = (truth > 0) & (truth < 30.0)
+        assert np.median(np.abs(out.depth[near] - truth[near]) / truth[near]) < 0.05
+    with pytest.raises(FrameError, match="intrinsics"):
+        EstimationPipeline(model, canonical_focal=0.0)(square_image(KITTI))
+
+
+def test_checkpoint_and_onnx_metadata_keep_the_depth_prior(tmp_path, shared_data):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
+    from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+    from runtime_fixtures import small_config
+
+    prior = RowMedianDepth.fit([(ground_plane(KITTI), KITTI)])
+    model = DiffusionDepth(small_config("monocular"))
+    model.canonical_focal, model.depth_prior = 100.0, prior.to_json()
+    save_checkpoint(model, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert RowMedianDepth.from_json(loaded.depth_prior).depth.tolist() == pytest.approx(prior.depth.tolist(), abs=1e-3)
+    export_diffusion_depth(loaded, tmp_path / "onnx", 64, 128, check=False)
+    intr = Intrinsics(100.0, 100.0, 64.0, 20.0, 128, 40)
+    rgb = square_image(intr)
+    torch_out = EstimationPipeline(TorchDiffusionDepthBackend(tmp_path / "ckpt"))(rgb, intr).depth
+    ort = OnnxRuntimeDiffusionDepthBackend(tmp_path / "onnx")
+    assert ort.canonical_focal == 100.0 and ort.depth_prior is not None
+    np.testing.assert_allclose(EstimationPipeline(ort)(rgb, intr).depth, torch_out, rtol=1e-3, atol=1e-3)
+    model.depth_prior = '{"tan_min": 0}'
+    save_checkpoint(model, tmp_path / "bad")
+    with pytest.raises(CheckpointError, match="depth_prior"):
+        load_checkpoint(tmp_path / "bad")

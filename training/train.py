@@ -9,7 +9,8 @@ Config YAML sections:
     ``type`` (default ``diffusion_depth``; or a name added with :func:`register_model`, or
     ``"package.module:callable"``), ``init_from`` (optional checkpoint folder to start from),
     ``canonical_focal`` (pixels: a monocular model trained on frames resized to this focal length,
-    saved with its weights for the estimation pipeline),
+    saved with its weights for the estimation pipeline), ``depth_prior`` (a row-median reference JSON:
+    the model predicts depth as a ratio to it, see ``training.transforms.RowPriorRatio``),
     ``post_init`` (``"module:function"`` or a list: ``function(model)`` runs after building,
     e.g. ``training.demo_init:trust_prior``), and the model's own fields (for DiffusionDepth: :class:`DiffusionDepthConfig`).
 ``data``
@@ -77,6 +78,7 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
     cfg = dict(model_cfg or {})
     kind = cfg.pop("type", "diffusion_depth")
     canonical_focal = cfg.pop("canonical_focal", None)
+    depth_prior = cfg.pop("depth_prior", None)
     init_from = cfg.pop("init_from", None)
     post_init = cfg.pop("post_init", None) or []
     if kind in MODELS:
@@ -95,6 +97,10 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
         load_model_weights(model, resolve_path(init_from))
     if canonical_focal is not None:
         model.canonical_focal = float(canonical_focal)  # saved with the weights (models.checkpoint)
+    if depth_prior is not None:  # the model predicts depth / this prior (the row_prior_ratio transform)
+        from depth_diffusion_ros.baselines.row_median import RowMedianDepth
+
+        model.depth_prior = RowMedianDepth.load(resolve_path(depth_prior)).to_json()
     return model
 
 

@@ -148,6 +148,35 @@ class CanonicalFocal(_Warp):
         return _scale(self, frame, w / w0, h / h0, (h, w))
 
 
+class RowPriorRatio:
+    """Ground truth as a ratio to the row-median prior (:class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth`)
+    of the frame's camera: ``gt / prior(row)``, for a monocular model that predicts its depth
+    relative to the ground-plane prior (the estimation pipeline multiplies the prior back). Put it
+    last: the prior follows the frame's final K (crops move the principal point).
+
+    Args:
+        reference: the prior's JSON file (``python -m training.monocular --save-reference``).
+    """
+
+    def __init__(self, reference: str):
+        from depth_diffusion_ros.baselines.row_median import RowMedianDepth
+        from training.datasets import resolve_path
+
+        self.prior = RowMedianDepth.load(resolve_path(reference))
+
+    def __call__(self, frame: Frame, rng: Optional[np.random.Generator] = None) -> Frame:
+        from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+
+        out = _copy(frame)
+        h, w = frame["rgb"].shape[:2]
+        prior = self.prior.predict(Intrinsics.from_matrix(out["K"], w, h))
+        for key in DEPTH_KEYS:
+            d = frame.get(key)
+            if d is not None:
+                out[key] = np.where(d > 0, d / prior, 0.0).astype(np.float32)
+        return out
+
+
 class RandomScale(_Warp):
     """Scale the frame by ``s ~ U(scale_range)`` (same factor both axes); K scaled accordingly,
     depth values unchanged (metric depth stays metric; the camera model changes).
@@ -377,6 +406,7 @@ class Compose:
 TRANSFORMS = {
     "resize": Resize,
     "canonical_focal": CanonicalFocal,
+    "row_prior_ratio": RowPriorRatio,
     "random_scale": RandomScale,
     "random_rotation": RandomRotation,
     "random_crop": RandomCrop,

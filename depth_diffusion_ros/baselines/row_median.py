@@ -69,23 +69,35 @@ class RowMedianDepth:
         tan = (np.arange(intr.height, dtype=np.float64) - intr.cy) / intr.fy
         return np.clip(np.floor((tan - tan_min) / bin_width).astype(np.int64), 0, n - 1)
 
+    def to_json(self) -> str:
+        """The reference as JSON text (``tan_min``, ``bin_width``, ``depth_m``)."""
+        return json.dumps({"format": "depth_diffusion_ros.RowMedianDepth/1", "tan_min": self.tan_min,
+                           "bin_width": self.bin_width, "depth_m": [round(float(d), 4) for d in self.depth]})
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "row-median reference") -> "RowMedianDepth":
+        """Parse :meth:`to_json`'s text; ValueError naming ``where`` when it is not one."""
+        try:
+            data = json.loads(text)
+            ref = cls(float(data["tan_min"]), float(data["bin_width"]), np.asarray(data["depth_m"], np.float32))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: not a row-median reference ({exc})") from exc
+        if ref.depth.ndim != 1 or ref.depth.size == 0 or not ref.bin_width > 0 or not np.all(ref.depth > 0):
+            raise ValueError(f"{where}: not a row-median reference (needs bin_width > 0 and positive depths)")
+        return ref
+
     def save(self, path: Union[str, Path]) -> None:
-        """Write the reference as JSON (``tan_min``, ``bin_width``, ``depth_m``)."""
-        Path(path).write_text(json.dumps({"format": "depth_diffusion_ros.RowMedianDepth/1", "tan_min": self.tan_min,
-                                          "bin_width": self.bin_width,
-                                          "depth_m": [round(float(d), 4) for d in self.depth]}) + "\n")
+        """Write :meth:`to_json` to ``path``."""
+        Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "RowMedianDepth":
-        """Read :meth:`save`'s JSON; ValueError naming the file when it is not one."""
+        """Read :meth:`save`'s file; ValueError naming the file when it is not one."""
         try:
-            data = json.loads(Path(path).read_text())
-            ref = cls(float(data["tan_min"]), float(data["bin_width"]), np.asarray(data["depth_m"], np.float32))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            text = Path(path).read_text()
+        except OSError as exc:
             raise ValueError(f"{path}: not a row-median reference ({exc})") from exc
-        if ref.depth.ndim != 1 or ref.depth.size == 0 or not ref.bin_width > 0 or not np.all(ref.depth > 0):
-            raise ValueError(f"{path}: row-median reference needs bin_width > 0 and positive depths")
-        return ref
+        return cls.from_json(text, str(path))
 
     def predict(self, intrinsics: Intrinsics) -> np.ndarray:
         """(H, W) float32 metres for a camera of ``intrinsics``: each row's bin median."""

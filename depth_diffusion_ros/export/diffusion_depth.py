@@ -19,7 +19,8 @@ sampling loop to ``atol_loop`` (1e-3 metres, plus 1e-4 relative because depth gr
 metadata_props (``ddr.*``): graph, model_sha256 (the checkpoint's tensor hash), export_id,
 config (JSON), num_inference_steps, ensemble_size, size_divisor, latent_channels,
 latent_stride, scheduler, height, width, parity errors, and canonical_focal (pixels) for a
-monocular model trained at one focal length.
+monocular model trained at one focal length, depth_prior (the row-median prior a monocular
+model's output is a ratio to).
 """
 from __future__ import annotations
 
@@ -307,6 +308,8 @@ def export_diffusion_depth(
     }
     if getattr(model, "canonical_focal", None):
         base_meta["canonical_focal"] = float(model.canonical_focal)  # the pipelines resize inputs to it
+    if getattr(model, "depth_prior", None):
+        base_meta["depth_prior"] = json.loads(model.depth_prior)  # the pipelines multiply the output by it
     job = _Export(model, out_dir, feed, {k: torch.from_numpy(v) for k, v in feed.items()}, base_meta,
                   model.scheduler.timestep_pairs(steps), np.random.default_rng(seed), opset, dynamo, dynamic, check,
                   atol_pass, atol_loop, rtol_loop, ExportReport(out_dir, [], sha, export_id))

@@ -11,7 +11,9 @@ A checkpoint is a directory with ``model.safetensors`` and ``config.yaml``; no p
   plus any extra string entries given to :func:`save_checkpoint` (e.g. a training summary), and
   ``canonical_focal`` for a monocular model trained on frames brought to one focal length (the
   model's ``canonical_focal`` attribute, pixels; Metric3D's canonical camera): the estimation
-  pipeline resizes every input to it.
+  pipeline resizes every input to it; ``depth_prior`` (JSON of a
+  :class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth`) for a monocular model that
+  predicts depth as a ratio to that ground-plane prior (the ``depth_prior`` attribute).
 
 :func:`load_checkpoint` loads strictly: the hash is verified, every key and shape must match the
 model built from config.yaml, and config.yaml may differ from the stored config only in the
@@ -49,7 +51,7 @@ ARCHITECTURES: Dict[str, Tuple[str, str]] = {
     "densedepth": ("depth_diffusion_ros.models.densedepth:DenseDepthConfig",
                    "depth_diffusion_ros.models.densedepth:DenseDepth"),
 }
-_RESERVED_METADATA = ("format", "architecture", "config", "sha256", "canonical_focal")
+_RESERVED_METADATA = ("format", "architecture", "config", "sha256", "canonical_focal", "depth_prior")
 
 
 class CheckpointError(RuntimeError):
@@ -131,6 +133,8 @@ def save_checkpoint(model: "torch.nn.Module", directory: Union[str, Path],
     focal = getattr(model, "canonical_focal", None)
     if focal:
         header["canonical_focal"] = repr(float(focal))
+    if getattr(model, "depth_prior", None):
+        header["depth_prior"] = str(model.depth_prior)
     tmp = out / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp), metadata=header)
     tmp.replace(out / WEIGHTS_NAME)
@@ -284,7 +288,21 @@ def load_checkpoint(
     _check_keys(model, state, weights_path, config_path)
     model.load_state_dict(state, strict=True)
     model.canonical_focal = _canonical_focal(metadata, weights_path)
+    model.depth_prior = _depth_prior(metadata, weights_path)
     return model.to(map_location).eval()
+
+
+def _depth_prior(metadata: Mapping[str, str], weights_path: Path) -> Optional[str]:
+    """The ``depth_prior`` metadata (checked JSON text) or None; CheckpointError when it is not a row-median prior."""
+    if "depth_prior" not in metadata:
+        return None
+    from depth_diffusion_ros.baselines.row_median import RowMedianDepth
+
+    try:
+        RowMedianDepth.from_json(metadata["depth_prior"], f"{weights_path}: depth_prior metadata")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return metadata["depth_prior"]
 
 
 def _canonical_focal(metadata: Mapping[str, str], weights_path: Path) -> Optional[float]:

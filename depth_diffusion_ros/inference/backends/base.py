@@ -74,7 +74,9 @@ class DiffusionBackend(SampledBackend):
     ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
     ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``),
     ``canonical_focal`` (pixels, the focal length a monocular model's training frames were brought
-    to; None = none: :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline`).
+    to; None = none: :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline`),
+    ``depth_prior`` (a :class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth` the
+    model's output is a ratio to, or None).
 
     Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
     float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
@@ -90,6 +92,7 @@ class DiffusionBackend(SampledBackend):
     mode: str = "completion"
     mask_unsupported: bool = False
     canonical_focal: Optional[float] = None
+    depth_prior: Any = None
     latent_channels: int
     latent_stride: int
 

@@ -15,11 +15,13 @@ DSR-Diff is exported as one ``dsr_diff_x<s>_<N>steps.onnx`` per scale.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from depth_diffusion_ros.baselines.row_median import RowMedianDepth
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
 from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
@@ -170,6 +172,12 @@ class ExportedDiffusionBackend(DiffusionBackend):
         self.mask_unsupported = bool(config.get("mask_unsupported", False))
         focal = meta.get("canonical_focal")
         self.canonical_focal = float(focal) if focal else None
+        self.depth_prior = None
+        if meta.get("depth_prior"):
+            try:
+                self.depth_prior = RowMedianDepth.from_json(json.dumps(meta["depth_prior"]), f"{head.path}: ddr.depth_prior")
+            except ValueError as exc:
+                raise BackendError(str(exc)) from exc
         self.latent_channels = int(meta["latent_channels"])
         self.latent_stride = int(meta["latent_stride"])
 

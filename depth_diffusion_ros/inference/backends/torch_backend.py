@@ -59,6 +59,11 @@ class _TorchModel:
         self.num_inference_steps = sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps, self.model_file)
         self.size_divisor = int(self.model.size_divisor)
         self.canonical_focal = getattr(self.model, "canonical_focal", None)  # models.checkpoint metadata
+        prior = getattr(self.model, "depth_prior", None)
+        if prior:
+            from depth_diffusion_ros.baselines.row_median import RowMedianDepth
+
+            self.depth_prior = RowMedianDepth.from_json(prior, f"{self.model_file}: depth_prior")
 
 
 class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):

@@ -119,6 +119,13 @@ class EstimationPipeline:
             depth, unc = run_diffusion_depth(self.backend, rgb_proc, None)
         else:
             depth, unc = self._estimate(rgb_proc, proc), None
+        prior = getattr(self.backend, "depth_prior", None)
+        if prior is not None:  # the model's output is a ratio to the ground-plane prior of this camera
+            if proc is None:
+                raise FrameError("a model relative to a row prior needs the camera intrinsics", "bad_frame")
+            ratio_to_m = prior.predict(proc)
+            depth = depth * ratio_to_m
+            unc = None if unc is None else unc * ratio_to_m
         if self.canonical_focal is not None and proc is not None:
             factor = np.float32(proc.fx / self.canonical_focal)  # de-canonicalise (1 up to rounding)
             depth = depth * factor
