@@ -14,7 +14,10 @@ weights, padding, seeded DDIM noise), output at the input size, scored under the
 * ``object 000001``: KITTI object frame 000001, every projected LiDAR point as ground truth;
 * ``sequence static``: frames 52-65 (the ego car stopped; never trained on), reported on its own.
 
-``validation`` is the mean over the first three sets (each set weighs the same). The
+``validation`` is the mean over every frame of the first three sets (10 frames, each weighing
+the same: the usual per-image average), ``validation_sets`` the mean of their three set means
+(each set weighing the same: the two frames of other drives count as much as the 8 sequence
+frames, a harder test of generalisation). The
 row-median reference (:class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth`) is fitted
 on the training frames (sequence 0-39 and object 000000, all LiDAR points).
 
@@ -141,10 +144,12 @@ def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None,
 
 def score_sets(predict: Predict, sets: Dict[str, Any], protocol: str = "kitti_eigen",
                keep: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
-    """{set: {"mean": metrics, "n_frames"}, "validation": mean over VALIDATION_SETS} of ``predict``.
+    """{set: {"mean": metrics, "n_frames"}, "validation": the mean over every frame of the
+    VALIDATION_SETS, "validation_sets": the mean of their set means} of ``predict``.
     ``keep``: filled with {set name: the prediction of its first frame} (for figures)."""
     proto = get_protocol(protocol)
     out: Dict[str, Any] = {}
+    every: List[Dict[str, float]] = []
     for name, ds in sets.items():
         frames = []
         for i in range(len(ds)):
@@ -154,10 +159,13 @@ def score_sets(predict: Predict, sets: Dict[str, Any], protocol: str = "kitti_ei
                 keep[name] = pred
             frames.append(score_frame(pred, f["gt_depth"], proto))
         out[name] = {"mean": metrics.mean_metrics(frames), "n_frames": len(frames)}
+        if name in VALIDATION_SETS:
+            every += frames
     present = [n for n in VALIDATION_SETS if n in out]
     if present:
-        out["validation"] = {"mean": {k: float(np.mean([out[n]["mean"][k] for n in present])) for k in KEYS},
-                             "sets": present}
+        out["validation"] = {"mean": metrics.mean_metrics(every), "n_frames": len(every), "sets": present}
+        out["validation_sets"] = {"mean": {k: float(np.mean([out[n]["mean"][k] for n in present])) for k in KEYS},
+                                  "sets": present}
     return out
 
 
@@ -249,7 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"protocol": protocol, "scores": scores, "costs": costs,
                                           "torch_threads": args.threads}, indent=2) + "\n")
-    for set_name in ("validation",) + tuple(sets):
+    for set_name in ("validation", "validation_sets") + tuple(sets):
         print(f"\n{set_name}\n" + markdown_table(scores, set_name))
     return 0
 

@@ -85,7 +85,8 @@ def export_onnx(checkpoint: Path, target: Path) -> Dict[str, Any]:
     report = export_diffusion_depth(model, target, rgb_p.shape[0], rgb_p.shape[1], forms=("step",),
                                     inputs={"rgb": frames.rgb_to_tensor_layout(rgb_p), "sparse_depth": zeros,
                                             "valid_mask": zeros})
-    return {"graphs": [g.path.name for g in report.graphs], "max_abs_error": max(g.max_abs_error for g in report.graphs)}
+    return {"graphs": [g.path.name for g in report.graphs],
+            "max_abs_error": max(float(e) for g in report.graphs for e in g.max_abs_error.values())}
 
 
 def ship(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], reference: Path) -> None:
