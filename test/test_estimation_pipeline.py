@@ -235,3 +235,17 @@ def test_checkpoint_and_onnx_metadata_keep_the_depth_prior(tmp_path, shared_data
     save_checkpoint(model, tmp_path / "bad")
     with pytest.raises(CheckpointError, match="depth_prior"):
         load_checkpoint(tmp_path / "bad")
+
+
+def test_row_prior_ratio_transform_is_unit_on_the_prior_itself(tmp_path):
+    from training.transforms import RowPriorRatio, crop
+
+    RowMedianDepth.fit([(ground_plane(KITTI), KITTI)]).save(tmp_path / "ref.json")
+    frame = {"rgb": square_image(KITTI), "sparse_depth": None, "gt_depth": ground_plane(KITTI), "K": KITTI.K}
+    # after a crop (the principal point moves) the prior still follows the frame's camera
+    out = RowPriorRatio(str(tmp_path / "ref.json"), unit=10.0)(crop(frame, 100, 120, 640, 240))
+    gt = out["gt_depth"]
+    near = (crop(frame, 100, 120, 640, 240)["gt_depth"] > 0) & (crop(frame, 100, 120, 640, 240)["gt_depth"] < 30)
+    assert np.median(np.abs(gt[near] - 10.0)) < 0.3 and np.all(gt[~(crop(frame, 100, 120, 640, 240)["gt_depth"] > 0)] == 0)
+    with pytest.raises(ValueError, match="unit"):
+        RowPriorRatio(str(tmp_path / "ref.json"), unit=0.0)

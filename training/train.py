@@ -10,7 +10,8 @@ Config YAML sections:
     ``"package.module:callable"``), ``init_from`` (optional checkpoint folder to start from),
     ``canonical_focal`` (pixels: a monocular model trained on frames resized to this focal length,
     saved with its weights for the estimation pipeline), ``depth_prior`` (a row-median reference JSON:
-    the model predicts depth as a ratio to it, see ``training.transforms.RowPriorRatio``),
+    the model predicts ``depth_prior_unit`` (default 10) times depth / prior, see
+    ``training.transforms.RowPriorRatio``; saved as the prior / unit),
     ``post_init`` (``"module:function"`` or a list: ``function(model)`` runs after building,
     e.g. ``training.demo_init:trust_prior``), and the model's own fields (for DiffusionDepth: :class:`DiffusionDepthConfig`).
 ``data``
@@ -79,6 +80,7 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
     kind = cfg.pop("type", "diffusion_depth")
     canonical_focal = cfg.pop("canonical_focal", None)
     depth_prior = cfg.pop("depth_prior", None)
+    depth_prior_unit = float(cfg.pop("depth_prior_unit", 10.0))
     init_from = cfg.pop("init_from", None)
     post_init = cfg.pop("post_init", None) or []
     if kind in MODELS:
@@ -100,7 +102,8 @@ def build_model(model_cfg: Dict[str, Any]) -> torch.nn.Module:
     if depth_prior is not None:  # the model predicts depth / this prior (the row_prior_ratio transform)
         from depth_diffusion_ros.baselines.row_median import RowMedianDepth
 
-        model.depth_prior = RowMedianDepth.load(resolve_path(depth_prior)).to_json()
+        ref = RowMedianDepth.load(resolve_path(depth_prior))
+        model.depth_prior = RowMedianDepth(ref.tan_min, ref.bin_width, ref.depth / depth_prior_unit).to_json()
     return model
 
 

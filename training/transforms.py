@@ -150,19 +150,25 @@ class CanonicalFocal(_Warp):
 
 class RowPriorRatio:
     """Ground truth as a ratio to the row-median prior (:class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth`)
-    of the frame's camera: ``gt / prior(row)``, for a monocular model that predicts its depth
-    relative to the ground-plane prior (the estimation pipeline multiplies the prior back). Put it
-    last: the prior follows the frame's final K (crops move the principal point).
+    of the frame's camera: ``unit * gt / prior(row)``, for a monocular model that predicts its
+    depth relative to the ground-plane prior (the estimation pipeline multiplies ``prior / unit``
+    back: the model's ``depth_prior``). ``unit`` keeps the targets in the model's depth range (10:
+    about 3-30, as metres on KITTI). Put it last: the prior follows the frame's final K (crops
+    move the principal point).
 
     Args:
         reference: the prior's JSON file (``python -m training.monocular --save-reference``).
+        unit: the target of a pixel exactly at its row's median.
     """
 
-    def __init__(self, reference: str):
+    def __init__(self, reference: str, unit: float = 10.0):
         from depth_diffusion_ros.baselines.row_median import RowMedianDepth
         from training.datasets import resolve_path
 
-        self.prior = RowMedianDepth.load(resolve_path(reference))
+        if not unit > 0:
+            raise ValueError(f"row_prior_ratio unit must be > 0, got {unit}")
+        ref = RowMedianDepth.load(resolve_path(reference))
+        self.prior = RowMedianDepth(ref.tan_min, ref.bin_width, ref.depth / np.float32(unit))
 
     def __call__(self, frame: Frame, rng: Optional[np.random.Generator] = None) -> Frame:
         from depth_diffusion_ros.geometry.intrinsics import Intrinsics
