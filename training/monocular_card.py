@@ -8,7 +8,8 @@
 2. scores them (:mod:`training.monocular`): the KITTI models and the row-median reference on the
    held-out KITTI frames (Eigen protocol), GMAC and CPU time per 1242x375 frame for 1, 2 and 5
    DDIM steps, the comparison figure; the indoor model, the reference and FastDepth on NYU;
-3. ships ``runs/kitti_monocular_diffusion/final`` to ``depth_diffusion_ros/weights/diffusion_depth_kitti_monocular``:
+3. ships the better of the two ImageNet-started DiffusionDepth runs (:data:`SHIPPED_CANDIDATES`, by
+   abs_rel over the validation frames) to ``depth_diffusion_ros/weights/diffusion_depth_kitti_monocular``:
    the checkpoint, its ONNX export (``onnx/``: step form, static 640x192 = the padded canonical size
    of a 1242x375 KITTI frame; checked against torch on the real raw frame), the row-median
    reference fitted on the same training frames and ``MODEL_CARD.md`` with every number above.
@@ -27,10 +28,12 @@ from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_monocular"
-SHIPPED_RUN = "kitti_monocular_diffusion"
+#: the runs the shipped weights are chosen from (the lower validation abs_rel)
+SHIPPED_CANDIDATES = ("kitti_monocular_diffusion", "kitti_monocular_diffusion_prior")
 #: table label -> training config (training/configs/<name>.yaml; run in runs/<name>)
 KITTI_MODELS = {
-    "DiffusionDepth, ImageNet MobileNetV3-S (shipped)": "kitti_monocular_diffusion",
+    "DiffusionDepth, ImageNet MobileNetV3-S": "kitti_monocular_diffusion",
+    "DiffusionDepth rel. row prior, ImageNet MobileNetV3-S": "kitti_monocular_diffusion_prior",
     "DiffusionDepth, random init": "kitti_monocular_diffusion_scratch",
     "DenseDepth DenseNet-169, scratch": "densedepth_kitti_169",
     "DenseDepth DenseNet-121, scratch": "densedepth_kitti_121",
@@ -89,21 +92,30 @@ def export_onnx(checkpoint: Path, target: Path) -> Dict[str, Any]:
             "max_abs_error": max(float(e) for g in report.graphs for e in g.max_abs_error.values())}
 
 
+def shipped_run(kitti: Dict[str, Any]) -> str:
+    """The candidate run (:data:`SHIPPED_CANDIDATES`) with the lowest validation abs_rel."""
+    label = {c: lbl for lbl, c in KITTI_MODELS.items()}
+    scored = [c for c in SHIPPED_CANDIDATES if label[c] in kitti["scores"]]
+    return min(scored, key=lambda c: kitti["scores"][label[c]]["validation"]["mean"]["abs_rel"])
+
+
 def ship(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], reference: Path) -> None:
     """Copy the shipped checkpoint, export it, and write the model card."""
     from training.monocular_card_text import model_card
 
+    run = shipped_run(kitti)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "config.yaml"):
-        shutil.copy2(final_dir(SHIPPED_RUN) / name, WEIGHTS / name)
+        shutil.copy2(final_dir(run) / name, WEIGHTS / name)
     shutil.copy2(reference, WEIGHTS / "row_median_reference.json")
     onnx_dir = WEIGHTS / "onnx"
     if onnx_dir.exists():
         shutil.rmtree(onnx_dir)
     export = export_onnx(WEIGHTS, onnx_dir)
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+    shipped = next(lbl for lbl, c in KITTI_MODELS.items() if c == run)
     text = model_card(kitti, indoor, export, machine=machine, date=time.strftime("%Y-%m-%d"),
-                      labels=KITTI_MODELS, indoor_labels=INDOOR_MODELS)
+                      labels=KITTI_MODELS, shipped=shipped)
     (WEIGHTS / "MODEL_CARD.md").write_text(text)
     print(f"shipped {WEIGHTS} ({sum(p.stat().st_size for p in WEIGHTS.rglob('*') if p.is_file()) / 2**20:.1f} MiB)")
 
@@ -115,11 +127,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     if not args.skip_train:
         train_missing(list(KITTI_MODELS.values()) + list(INDOOR_MODELS.values()), args.retrain)
-    if not final_dir(SHIPPED_RUN).is_dir():
-        print(f"monocular_card: error: {final_dir(SHIPPED_RUN)} is missing (train it first)", file=sys.stderr)
+    if not any(final_dir(c).is_dir() for c in SHIPPED_CANDIDATES):
+        print(f"monocular_card: error: none of {SHIPPED_CANDIDATES} is trained (runs/<config>/final)", file=sys.stderr)
         return 2
     runs = REPO / "runs"
-    reference = runs / "row_median_reference.json"
+    reference = runs / "row_median_reference.json"  # kitti_monocular_diffusion_prior trains relative to it
     kitti = score(KITTI_MODELS, runs / "monocular_scores.json", indoor=False, reference=reference)
     indoor = score(INDOOR_MODELS, runs / "monocular_scores_indoor.json", indoor=True) \
         if any(final_dir(c).is_dir() for c in INDOOR_MODELS.values()) else None

@@ -44,10 +44,10 @@ def _beats(kitti: Dict[str, Any], shipped: str) -> str:
 
 
 def model_card(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], export: Dict[str, Any], machine: str,
-               date: str, labels: Dict[str, str], indoor_labels: Dict[str, str]) -> str:
-    """MODEL_CARD.md (markdown) for the shipped monocular DiffusionDepth."""
-    shipped = next(iter(labels))
+               date: str, labels: Dict[str, str], shipped: str) -> str:
+    """MODEL_CARD.md (markdown) for the shipped monocular DiffusionDepth (table row ``shipped``)."""
     scores = kitti["scores"]
+    relative = "row prior" in shipped
     parts = [
         "# DiffusionDepth, monocular, KITTI (diffusion_depth_kitti_monocular)",
         "",
@@ -56,7 +56,12 @@ def model_card(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], export: 
         "trailing timesteps: 1 step from t = T-1 by default), an uncertainty head, and decoder skips of the "
         "image encoder, MobileNetV3-Small started from ImageNet (`../shared/pretrained`, converted by "
         "`training.pretrained`). Canonical focal length 360.77 px (half KITTI's): `depth_estimation_node` "
-        "resizes every image to it, so the depth stays metric on other cameras (Metric3D's canonical camera).",
+        "resizes every image to it, so the depth stays metric on other cameras (Metric3D's canonical camera)."
+        + (" The network predicts depth relative to the row-median ground-plane prior (ours: 10 x depth / "
+           "prior, the prior stored with the weights; the pipeline multiplies it back for the camera at hand)."
+           if relative else ""),
+        "",
+        f"Table row of these weights: **{shipped}**.",
         "",
         "Files: `model.safetensors` + `config.yaml` (torch backend), `onnx/` (encoder / step / decoder, static "
         f"640x192: the padded canonical size of a 1242x375 KITTI frame; parity against torch on the real raw "
