@@ -70,12 +70,14 @@ class DiffusionBackend(SampledBackend):
 
     Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor the
     :class:`SampledBackend` fields, ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
-    "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, and optionally
+    "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, ``external_priors``
+    (the classical fills the model takes as the ``priors`` input, :mod:`depth_diffusion_ros.baselines.fills`),
+    and optionally
     ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
     ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``).
 
-    Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
-    float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
+    Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)
+    (, "priors" (1,K,H,W) m)} float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
     for a model with an uncertainty head.
     """
 
@@ -87,6 +89,7 @@ class DiffusionBackend(SampledBackend):
     size_divisor: int
     mode: str = "completion"
     mask_unsupported: bool = False
+    external_priors: tuple = ()
     latent_channels: int
     latent_stride: int
 

@@ -168,6 +168,7 @@ class ExportedDiffusionBackend(DiffusionBackend):
         self.size_divisor = int(meta.get("size_divisor", 1) or 1)
         self.mode = str(config.get("mode", "completion"))
         self.mask_unsupported = bool(config.get("mask_unsupported", False))
+        self.external_priors = tuple(config.get("external_priors") or ()) if self.mode == "completion" else ()
         self.latent_channels = int(meta["latent_channels"])
         self.latent_stride = int(meta["latent_stride"])
 
