@@ -143,3 +143,58 @@ def test_upsampling_constant_and_errors():
         guided_filter_upsample(lr, rgb[..., 0])
     with pytest.raises(ValueError, match="size"):
         bicubic_upsample(lr, (0, 4))
+
+
+def test_linear_interpolation_equals_scipy_linear_nd_interpolator_on_the_kitti_scan(kitti_raw_dir):
+    """The rasterised triangulation is the function LinearNDInterpolator computes (same Qhull
+    triangulation), inside the hull; outside, the linear peer is nearest fill and linear_hull 0."""
+    from scipy.interpolate import LinearNDInterpolator
+
+    from depth_diffusion_ros.baselines.linear import linear_interpolate, linear_interpolate_hull
+
+    sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
+    rows, cols = np.nonzero(sparse > 0)
+    ref = LinearNDInterpolator(np.column_stack([rows, cols]).astype(np.float64), sparse[rows, cols].astype(np.float64))
+    gr, gc = np.mgrid[0:sparse.shape[0], 0:sparse.shape[1]]
+    want = ref(gr.ravel(), gc.ravel()).reshape(sparse.shape)
+    inside = np.isfinite(want)
+    hull = linear_interpolate_hull(sparse)
+    np.testing.assert_allclose(hull[inside], want[inside], rtol=1e-5, atol=1e-4)
+    assert (hull[~inside] == 0).all() and inside.mean() > 0.5
+    full = linear_interpolate(sparse)
+    np.testing.assert_array_equal(full[inside], hull[inside])
+    np.testing.assert_array_equal(full[~inside], nearest_fill(sparse)[~inside])
+    measured = sparse > 0
+    np.testing.assert_allclose(full[measured], sparse[measured], rtol=1e-6)  # measured pixels are kept
+
+
+def test_linear_interpolation_of_a_plane_is_exact_and_degenerate_inputs_are_handled():
+    from depth_diffusion_ros.baselines.linear import linear_interpolate, linear_interpolate_hull
+
+    rng = np.random.default_rng(0)
+    plane = lambda r, c: 5.0 + 0.05 * r + 0.02 * c  # noqa: E731 - depth linear in the pixel grid
+    sparse = np.zeros((60, 90), np.float32)
+    r, c = rng.integers(0, 60, 300), rng.integers(0, 90, 300)
+    sparse[r, c] = plane(r, c)
+    hull = linear_interpolate_hull(sparse)
+    gr, gc = np.mgrid[0:60, 0:90]
+    covered = hull > 0
+    np.testing.assert_allclose(hull[covered], plane(gr, gc)[covered], rtol=1e-5)
+    line = np.zeros((10, 10), np.float32)
+    line[2, 1:8] = 4.0  # collinear: no triangle
+    assert (linear_interpolate_hull(line) == 0).all()
+    np.testing.assert_array_equal(linear_interpolate(line), nearest_fill(line))
+    assert (linear_interpolate_hull(np.zeros((5, 5), np.float32)) == 0).all()
+    with pytest.raises(ValueError, match="must be \\(H, W\\)"):
+        linear_interpolate_hull(np.zeros((2, 3, 4), np.float32))
+
+
+def test_prior_fills_stack_the_named_fills_and_name_unknown_ones(kitti_raw_dir):
+    from depth_diffusion_ros.baselines.fills import prior_fills
+
+    sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
+    fills = prior_fills(["ip_basic_gaussian", "linear_hull"], sparse)
+    assert fills.shape == (2,) + sparse.shape and fills.dtype == np.float32
+    np.testing.assert_array_equal(fills[0], ip_basic_complete(sparse, 100.0, True, "gaussian"))
+    with pytest.raises(ValueError, match="unknown classical fill 'bicubic'"):
+        prior_fills(["bicubic"], sparse)

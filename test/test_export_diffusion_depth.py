@@ -170,8 +170,9 @@ def test_dynamic_export_runs_at_other_sizes_in_ort_and_fake_tensorrt(tmp_path, s
 
 
 def test_uncertainty_head_model_exports_and_onnxruntime_gives_the_torch_uncertainty(tmp_path, kitti_inputs):
-    """The shipped model's structure (image skips in cond, uncertainty head): the exported graphs
-    carry [depth, sigma]; ONNX Runtime and torch pipelines agree on depth and uncertainty."""
+    """The shipped model's structure (classical fills as an extra input, image skips in cond,
+    uncertainty head): the exported graphs take ``priors`` and give [depth, sigma]; ONNX Runtime
+    and torch pipelines agree on depth and uncertainty."""
     from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
     from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
 
@@ -180,11 +181,14 @@ def test_uncertainty_head_model_exports_and_onnxruntime_gives_the_torch_uncertai
                                latent_channels=8, decoder_channels=16, decoder_skip_channels=(8, 4),
                                decoder_head_kernel=1, sparse_stem_stride=2, denoiser_channels=16,
                                denoiser_channel_mult=(1, 2), time_embed_dim=32, sparse_channels=8,
-                               uncertainty_head=True, timestep_spacing="trailing", num_inference_steps=1)
+                               uncertainty_head=True, external_priors=("ip_basic_gaussian", "linear_hull"),
+                               timestep_spacing="trailing", prediction_type="v_prediction", num_inference_steps=1)
     model = DiffusionDepth(cfg).eval()
     report = export_diffusion_depth(model, tmp_path, H, W, forms=("step", "unrolled"), num_inference_steps=1,
                                     inputs=kitti_inputs)
     assert max(max(g.max_abs_error.values()) for g in report.graphs) < 1e-3
+    for name in ("encoder.onnx", unrolled_file_name(1, 1)):
+        assert "priors" in [i.name for i in onnx.load(str(tmp_path / name)).graph.input]
     rgb = (kitti_inputs["rgb"][0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
     sparse = kitti_inputs["sparse_depth"][0, 0]
     ref = CompletionPipeline(TorchDiffusionDepthBackend(model=model, num_inference_steps=1))(rgb, sparse)

@@ -314,3 +314,26 @@ def test_v2_options_are_validated():
         v2_config(decoder_skip_channels=(8, 4, 2)).validate()
     with pytest.raises(ConfigError, match="decoder_head_kernel=5"):
         v2_config(decoder_head_kernel=5).validate()
+
+
+def test_external_priors_are_the_two_priors_the_decoder_selects_from():
+    torch.manual_seed(0)
+    m = DiffusionDepth(v2_config(average_prior=False, external_priors=("ip_basic_gaussian", "linear_hull"))).eval()
+    b = make_batch(1, density=0.2)
+    fills = torch.stack([b["dense"][:, 0] * 1.1, b["dense"][:, 0] * 0.9], dim=1)
+    fills[:, 1, :4] = 0  # the second fill has no value in the top rows: the first stands in there
+    first, valid, second, rule = m.lidar_priors(b["sparse_depth"], b["valid_mask"], fills)
+    assert torch.equal(first, fills[:, :1]) and torch.equal(second[:, :, 4:], fills[:, 1:, 4:])
+    assert torch.equal(second[:, :, :4], first[:, :, :4])
+    # without fills the pull-push prior stands in for both (monocular fallback is unchanged)
+    p, pv, s2, _ = m.lidar_priors(b["sparse_depth"], b["valid_mask"], None)
+    assert torch.equal(p, s2) and torch.equal(pv, valid)
+    out1 = m.decode(torch.zeros((1,) + m.latent_shape(H, W)), m.encode_condition(b["rgb"], b["sparse_depth"],
+                                                                                 b["valid_mask"], fills))
+    out2 = m.decode(torch.zeros((1,) + m.latent_shape(H, W)), m.encode_condition(b["rgb"], b["sparse_depth"],
+                                                                                 b["valid_mask"], fills * 1.5))
+    assert (out2[:, :1] > out1[:, :1] * 1.2)[valid.bool()].float().mean() > 0.9  # the fills drive the depth
+    with pytest.raises(ConfigError, match="two fill names"):
+        v2_config(average_prior=False, external_priors=("linear",)).validate()
+    with pytest.raises(ConfigError, match="unknown classical fill 'cubic'"):
+        v2_config(average_prior=False, external_priors=("linear", "cubic")).validate()

@@ -194,3 +194,24 @@ def test_vertical_range_keeps_crops_low_and_cache_returns_same_frame(kitti_raw_d
     a, b = ds[0], ds[0]
     assert a["gt_depth"].equal(b["gt_depth"])  # the cached frame is not modified by the transform
     assert len(ds._frames) == 1
+
+
+def test_classical_fills_are_computed_from_the_final_sparse_input_and_reach_the_sample():
+    from depth_diffusion_ros.baselines.fills import prior_fills
+    from training.datasets.common import frame_to_sample
+    from training.transforms import build_transforms
+
+    rng = np.random.default_rng(0)
+    h, w = 48, 64
+    sparse = np.where(rng.random((h, w)) < 0.2, rng.uniform(5, 30, (h, w)), 0).astype(np.float32)
+    frame = {"rgb": np.zeros((h, w, 3), np.uint8), "sparse_depth": sparse, "gt_depth": sparse.copy(),
+             "K": np.eye(3)}
+    t = build_transforms([{"type": "sparse_dropout", "keep_range": [0.5, 0.5]},
+                          {"type": "classical_fills", "names": ["ip_basic_gaussian", "linear_hull"]}])
+    out = t(frame, np.random.default_rng(1))
+    np.testing.assert_array_equal(out["priors"], prior_fills(["ip_basic_gaussian", "linear_hull"], out["sparse_depth"]))
+    assert (out["sparse_depth"] > 0).sum() < (sparse > 0).sum()  # fills of the kept points, not the full scan
+    sample = frame_to_sample(out)
+    assert sample["priors"].shape == (2, h, w)
+    with pytest.raises(ValueError, match="unknown classical fill"):
+        build_transforms([{"type": "classical_fills", "names": ["spline"]}])

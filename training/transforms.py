@@ -409,6 +409,34 @@ class Compose:
         return f"Compose({[type(t).__name__ for t in self.transforms]})"
 
 
+class ClassicalFills:
+    """Add the classical fills of the frame's (final) sparse input as ``priors`` (K, H, W) metres —
+    the input a DiffusionDepth with ``external_priors`` takes (:mod:`depth_diffusion_ros.baselines.fills`).
+    Put it last, after every transform that changes ``sparse_depth``.
+
+    Args:
+        names: fill names of :data:`depth_diffusion_ros.baselines.fills.PRIOR_FILLS`.
+    Raises:
+        ValueError: an unknown name.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        from depth_diffusion_ros.baselines.fills import check_fill_names
+
+        problems = check_fill_names(names)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.names = list(names)
+
+    def __call__(self, frame: Frame, rng: np.random.Generator) -> Frame:
+        from depth_diffusion_ros.baselines.fills import prior_fills
+
+        sparse = frame.get("sparse_depth")
+        if sparse is None:
+            return frame
+        return dict(frame, priors=prior_fills(self.names, sparse))
+
+
 TRANSFORMS = {
     "resize": Resize,
     "canonical_focal": CanonicalFocal,
@@ -420,6 +448,7 @@ TRANSFORMS = {
     "random_hflip": RandomHorizontalFlip,
     "color_jitter": ColorJitter,
     "sparse_dropout": SparseDropout,
+    "classical_fills": ClassicalFills,
 }
 
 

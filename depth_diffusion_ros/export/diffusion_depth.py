@@ -51,15 +51,15 @@ def _torch_modules() -> Any:
     from torch import nn
 
     class EncoderGraph(nn.Module):
-        """rgb, sparse_depth, valid_mask -> cond (DiffusionDepth.encode_condition)."""
+        """rgb, sparse_depth, valid_mask (, priors) -> cond (DiffusionDepth.encode_condition)."""
 
         def __init__(self, model: nn.Module) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, rgb, sparse_depth, valid_mask):
+        def forward(self, rgb, sparse_depth, valid_mask, priors=None):
             if self.model.completion:
-                return self.model.encode_condition(rgb, sparse_depth, valid_mask)
+                return self.model.encode_condition(rgb, sparse_depth, valid_mask, priors)
             return self.model.encode_condition(rgb, None, None)
 
     class StepGraph(nn.Module):
@@ -92,10 +92,10 @@ def _torch_modules() -> Any:
             self.pairs = [(int(t), int(p)) for t, p in pairs]
             self.ensemble_size = int(ensemble_size)
 
-        def forward(self, rgb, sparse_depth, valid_mask, noise):
+        def forward(self, rgb, sparse_depth, valid_mask, noise, priors=None):
             m = self.model
             if m.completion:
-                cond = m.encode_condition(rgb, sparse_depth, valid_mask)
+                cond = m.encode_condition(rgb, sparse_depth, valid_mask, priors)
             else:
                 cond = m.encode_condition(rgb, None, None)
             if self.ensemble_size > 1:
@@ -194,8 +194,29 @@ class _Export:
         return out
 
 
-def _sparse_args(model: Any, t: Mapping[str, Any]) -> tuple[Any, Any]:
-    return (t["sparse_depth"], t["valid_mask"]) if model.completion else (None, None)
+def _sparse_args(model: Any, t: Mapping[str, Any]) -> dict[str, Any]:
+    """The sparse_depth / valid_mask / priors keyword arguments of encode_condition and sample."""
+    if not model.completion:
+        return {}
+    return {"sparse_depth": t["sparse_depth"], "valid_mask": t["valid_mask"], "priors": t.get("priors")}
+
+
+def _priors_input(model: Any) -> list[str]:
+    """["priors"] for a model with external classical fills (an extra graph input), else []."""
+    return ["priors"] if getattr(model, "external_priors", ()) else []
+
+
+def with_priors(model: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``feed`` plus ``priors`` (1,K,H,W), the model's classical fills of ``feed["sparse_depth"]``
+    (:func:`depth_diffusion_ros.baselines.fills.prior_fills`), when the model takes them and the
+    feed lacks them."""
+    out = dict(feed)
+    names = getattr(model, "external_priors", ())
+    if names and "priors" not in out:
+        from depth_diffusion_ros.baselines.fills import prior_fills
+
+        out["priors"] = prior_fills(names, np.asarray(out["sparse_depth"])[0, 0])[None]
+    return out
 
 
 def _export_step_form(job: _Export) -> None:
@@ -204,15 +225,15 @@ def _export_step_form(job: _Export) -> None:
 
     EncoderGraph, StepGraph, DecoderGraph, _ = _torch_modules()
     m, t = job.model, job.tensors
-    cond = m.encode_condition(t["rgb"], *_sparse_args(m, t))
+    cond = m.encode_condition(t["rgb"], **_sparse_args(m, t))
     latent_shape = tuple(job.base_meta["latent_shape"])
     latents = torch.from_numpy(job.rng.standard_normal((1,) + latent_shape, dtype=np.float32))
     ts, ps = job.pairs[len(job.pairs) // 2]
     tt, tp = torch.tensor([ts], dtype=torch.long), torch.tensor([ps], dtype=torch.long)
     prev = m.ddim_step(latents, tt, tp, cond)
     depth = m.decode(prev, cond)
-    image = ["rgb", "sparse_depth", "valid_mask"]
-    job.write("encoder.onnx", "encoder", EncoderGraph(m), (t["rgb"], t["sparse_depth"], t["valid_mask"]), image, ["cond"],
+    image = ["rgb", "sparse_depth", "valid_mask"] + _priors_input(m)
+    job.write("encoder.onnx", "encoder", EncoderGraph(m), tuple(t[k] for k in image), image, ["cond"],
               {"cond": cond}, job.axes(image + ["cond"], image, ["cond"]), {}, job.atol_pass, 0.0)
     job.write("step.onnx", "step", StepGraph(m), (latents, cond, tt, tp), ["latents", "cond", "timestep", "prev_timestep"],
               ["prev_latents"], {"prev_latents": prev},
@@ -230,14 +251,15 @@ def _export_unrolled(job: _Export, steps: int, ensemble_size: int) -> None:
     _, _, _, UnrolledSampler = _torch_modules()
     m, t, E = job.model, job.tensors, int(ensemble_size)
     noise = torch.from_numpy(job.rng.standard_normal((E,) + tuple(job.base_meta["latent_shape"]), dtype=np.float32))
-    ref = torch.cat([m.sample(t["rgb"], *_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps,
+    ref = torch.cat([m.sample(t["rgb"], **_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps,
                               full_output=True) for k in range(E)], dim=0)
     axes = None
+    names = ["rgb", "sparse_depth", "valid_mask", "noise"] + _priors_input(m)
     if job.dynamic:
-        axes = {n: {2: "height", 3: "width"} for n in ("rgb", "sparse_depth", "valid_mask", "depth")}
+        axes = {n: {2: "height", 3: "width"} for n in ("rgb", "sparse_depth", "valid_mask", "depth", *_priors_input(m))}
         axes["noise"] = {2: "latent_height", 3: "latent_width"}
     job.write(unrolled_file_name(steps, E), "sampler", UnrolledSampler(m, job.pairs, E).eval(),
-              (t["rgb"], t["sparse_depth"], t["valid_mask"], noise), ["rgb", "sparse_depth", "valid_mask", "noise"],
+              tuple(noise if k == "noise" else t[k] for k in names), names,
               ["depth"], {"depth": ref}, axes,
               {"num_inference_steps": steps, "ensemble_size": E, "timestep_pairs": [list(p) for p in job.pairs]},
               job.atol_loop, job.rtol_loop)
@@ -295,6 +317,7 @@ def export_diffusion_depth(
         if tuple(feed[k].shape) != shape:
             raise ValueError(f"inputs[{k!r}] has shape {tuple(feed[k].shape)}, expected {shape}")
         feed[k] = np.ascontiguousarray(feed[k], np.float32)
+    feed = with_priors(model, feed)
     sha = model_sha256(model)
     export_id = uuid.uuid4().hex
     latent_shape = tuple(model.latent_shape(height, width))
@@ -358,12 +381,12 @@ def check_host_loop_parity(
     backend = OnnxRuntimeDiffusionDepthBackend(out_dir, num_inference_steps=num_inference_steps,
                                                ensemble_size=ensemble_size, export_form="step", seed=seed)
     H, W = inputs["rgb"].shape[2:]
-    feed = {k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()}
+    feed = {k: np.ascontiguousarray(v, np.float32) for k, v in with_priors(model, inputs).items()}
     noise = frames.make_noise((ensemble_size,) + backend.latent_shape(H, W), seed)
     depth, _ = aggregate_ensemble(sample_members(backend, feed, noise, num_inference_steps)[:, :1])
     t = {k: torch.from_numpy(v) for k, v in feed.items()}
     with torch.no_grad():
-        members = [model.eval().sample(t["rgb"], *_sparse_args(model, t), noise=torch.from_numpy(noise[k:k + 1]),
+        members = [model.eval().sample(t["rgb"], **_sparse_args(model, t), noise=torch.from_numpy(noise[k:k + 1]),
                                        num_inference_steps=num_inference_steps).numpy()
                    for k in range(ensemble_size)]
     ref, _ = aggregate_ensemble(np.concatenate(members, axis=0))

@@ -70,6 +70,12 @@ class DiffusionDepthConfig(DDIMConfig):
             (normalised convolution, no nearest-return preference) instead of the scan-line prior
             (with ``prior_scanline_gap`` 0): it takes neither side at depth edges and is smoother
             on surfaces; the decoder's learned selection starts at the same hand rule.
+        external_priors: () or two names of
+            :data:`depth_diffusion_ros.baselines.fills.PRIOR_FILLS` (e.g. ``["ip_basic_gaussian",
+            "linear_hull"]``): classical fills of the sparse input, computed outside the network
+            (the pipelines, the training transform ``classical_fills``) and passed as ``priors``,
+            replace the two in-graph priors; the decoder selects between them per pixel and adds
+            its gated residual. The pull-push prior still decides where LiDAR is within reach.
         prior_scanline_rel_diff: the two returns bridged along a row may differ by this much
             (relative inverse depth).
         prior_select_max_farther: the hand rule's threshold (scan-line prior at most this much
@@ -141,6 +147,7 @@ class DiffusionDepthConfig(DDIMConfig):
     prior_scanline_gap: int = 0
     prior_scanline_rel_diff: float = 0.05
     average_prior: bool = False
+    external_priors: Tuple[str, ...] = ()
     prior_select_max_farther: float = 0.1
     prior_select_sharpness: float = 50.0
     mask_unsupported: bool = False
@@ -171,6 +178,7 @@ class DiffusionDepthConfig(DDIMConfig):
     def normalise(self) -> None:
         self.denoiser_channel_mult = tuple(int(m) for m in self.denoiser_channel_mult)
         self.decoder_skip_channels = tuple(int(c) for c in self.decoder_skip_channels or ())
+        self.external_priors = tuple(str(n) for n in self.external_priors or ())
         self.backbone_kwargs = dict(self.backbone_kwargs or {})
 
     def problems(self) -> List[str]:
@@ -210,6 +218,14 @@ class DiffusionDepthConfig(DDIMConfig):
             out.append(f"prior_scanline_gap={self.prior_scanline_gap}: must be in [0, 64]")
         if self.average_prior and int(self.prior_scanline_gap) > 0:
             out.append("average_prior and prior_scanline_gap > 0: choose one second prior")
+        if self.external_priors:
+            from depth_diffusion_ros.baselines.fills import check_fill_names
+
+            out += check_fill_names(self.external_priors)
+            if len(self.external_priors) != 2:
+                out.append(f"external_priors={list(self.external_priors)}: give two fill names (or none)")
+            if self.average_prior or int(self.prior_scanline_gap) > 0:
+                out.append("external_priors replace the in-graph second prior: unset average_prior / prior_scanline_gap")
         if not (0.0 <= self.prior_scanline_rel_diff <= 1.0):
             out.append(f"prior_scanline_rel_diff={self.prior_scanline_rel_diff}: must be in [0, 1]")
         if self.prior_select_max_farther < 0:

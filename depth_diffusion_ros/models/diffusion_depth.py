@@ -48,45 +48,8 @@ from depth_diffusion_ros.models.depth_latent import (
     laplace_log_depth_nll,
 )
 from depth_diffusion_ros.models.losses import masked_l1, masked_l2, valid_depth_mask
-from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck
+from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck, SparseDepthEncoder, stride_adapter
 from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
-
-class SparseDepthEncoder(nn.Module):
-    """[log sparse*valid, valid, log prior*prior_valid, prior_valid] (B,4,H,W) -> (B,C,H/s,W/s),
-    s = ``stride`` (a power of two >= 4: one stride-2 conv per halving). ``stem_stride`` 2 makes
-    the first conv strided too (no layer at full resolution, where thin convs are slow)."""
-
-    def __init__(self, channels: int, out_channels: int, stride: int = 4, stem_stride: int = 1) -> None:
-        super().__init__()
-        # no normalisation: it would erase the metric depth level of the LiDAR input
-        layers: list[nn.Module] = [ConvAct(4, channels // 2, 3, stride=stem_stride),
-                                   ConvAct(channels // 2, channels, 3, stride=2)]
-        s = 2 * stem_stride
-        while s < stride:
-            layers.append(ConvAct(channels, channels, 3, stride=2))
-            s *= 2
-        layers.append(nn.Conv2d(channels, out_channels, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def _stride_adapter(channels: int, from_stride: int, to_stride: int) -> nn.Module:
-    """Brings the neck-stride condition to the latent stride (strided convs or upsample + conv).
-    No normalisation: the condition carries the LiDAR's metric depth level."""
-    layers: list[nn.Module] = []
-    s = from_stride
-    while s < to_stride:
-        layers.append(ConvAct(channels, channels, 3, stride=2))
-        s *= 2
-    while s > to_stride:
-        layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
-        layers.append(ConvAct(channels, channels, 3))
-        s //= 2
-    layers.append(nn.Conv2d(channels, channels, 1))
-    return nn.Sequential(*layers)
-
 
 class DiffusionDepth(nn.Module):
     """DiffusionDepth with an optional sparse-depth (completion) condition.
@@ -133,9 +96,11 @@ class DiffusionDepth(nn.Module):
         if self.completion:
             self.sparse_encoder = SparseDepthEncoder(config.sparse_channels, config.neck_channels, neck_stride,
                                                      config.sparse_stem_stride)
-        self.cond_adapter = _stride_adapter(config.neck_channels, neck_stride, s)
+        self.cond_adapter = stride_adapter(config.neck_channels, neck_stride, s)
         self.feature_channels = config.neck_channels
-        self.two_priors = self.completion and (config.prior_scanline_gap > 0 or config.average_prior)
+        self.external_priors = tuple(config.external_priors) if self.completion else ()
+        self.two_priors = self.completion and (config.prior_scanline_gap > 0 or config.average_prior
+                                               or bool(self.external_priors))
         self.guidance_channels = (4 if self.two_priors else 2) if self.completion else 0
         self.skip_cond_channels = [c * (s // st) ** 2 for c, st in zip(config.decoder_skip_channels, self.skip_strides)]
         self.cond_channels = self.feature_channels + self.guidance_channels * s * s + sum(self.skip_cond_channels)
@@ -193,11 +158,14 @@ class DiffusionDepth(nn.Module):
         rgb: torch.Tensor,
         sparse_depth: Optional[torch.Tensor] = None,
         valid_mask: Optional[torch.Tensor] = None,
+        priors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Visual (+ sparse) condition.
 
         rgb: (B,3,H,W) float in [0,1]; sparse_depth: (B,1,H,W) metres, 0 = missing, or None;
-        valid_mask: (B,1,H,W) {0,1} or None (then sparse_depth > 0).
+        valid_mask: (B,1,H,W) {0,1} or None (then sparse_depth > 0); priors: (B,2,H,W) metres,
+        the classical fills of ``config.external_priors`` (0 = none), or None (then the pull-push
+        prior stands in for both).
         Returns cond (B, cond_channels, H/s, W/s). In monocular mode sparse inputs are ignored.
         """
         feats = self.backbone(rgb)
@@ -214,7 +182,7 @@ class DiffusionDepth(nn.Module):
             valid_mask = (sparse_depth > 0).to(rgb.dtype)
         valid = ((valid_mask > 0.5) & (sparse_depth > 0)).to(rgb.dtype)
         sparse = sparse_depth * valid
-        prior, prior_valid, scan, rule = self.lidar_priors(sparse, valid)
+        prior, prior_valid, scan, rule = self.lidar_priors(sparse, valid, priors)
         sparse_n = self.normalizer(sparse) * valid
         rule_n = self.normalizer(rule) * prior_valid
         cn = cn + self.sparse_encoder(torch.cat([sparse_n, valid, rule_n, prior_valid], dim=1))
@@ -243,21 +211,28 @@ class DiffusionDepth(nn.Module):
         return features, guidance, skips
 
     def lidar_priors(
-        self, sparse_depth: torch.Tensor, valid: torch.Tensor
+        self, sparse_depth: torch.Tensor, valid: torch.Tensor, priors: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """The completion priors of :mod:`.prior` with this config's settings.
 
         sparse_depth: (B,1,H,W) metres, 0 = missing; valid: (B,1,H,W) {0,1}.
-        Returns (pull-push prior (B,1,H,W) m, its validity, the second prior (scan-line, or the
-        averaging pull-push with ``average_prior``) or None with one prior, the hand rule's
-        selection of the two — the pull-push prior itself with one prior). Priors are 0 where
-        nothing is within reach.
+        priors: (B,2,H,W) the external fills (``config.external_priors``; 0 = none there: the
+        pull-push prior, resp. the first fill, stands in).
+        Returns (first prior (B,1,H,W) m: pull-push, or the first external fill; the pull-push
+        validity (B,1,H,W), i.e. where LiDAR is within reach; the second prior (scan-line, the
+        averaging pull-push with ``average_prior``, the second external fill) or None with one
+        prior; the hand rule's selection of the two — the first prior itself with one prior).
+        The pull-push priors are 0 where nothing is within reach.
         """
         cfg = self.config
         prior, prior_valid = densify_sparse_depth(sparse_depth, valid, levels=cfg.prior_levels,
                                                   min_depth=cfg.min_depth)
         if not self.two_priors:
             return prior, prior_valid, None, prior
+        if self.external_priors:
+            first = prior if priors is None else torch.where(priors[:, 0:1] > 0, priors[:, 0:1], prior)
+            second = first if priors is None else torch.where(priors[:, 1:2] > 0, priors[:, 1:2], first)
+            return first, prior_valid, second, select_scanline(first, second, cfg.prior_select_max_farther)
         if cfg.average_prior:
             scan, _ = densify_sparse_depth(sparse_depth, valid, levels=cfg.prior_levels, min_depth=cfg.min_depth,
                                            max_levels=0)
@@ -346,11 +321,13 @@ class DiffusionDepth(nn.Module):
         num_inference_steps: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
         full_output: bool = False,
+        priors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Run DDIM from noise and decode: one sample per image (ensembles and their uncertainty
         are the pipelines' job, :mod:`depth_diffusion_ros.inference.pipelines`).
 
         rgb (B,3,H,W) [0,1]; sparse_depth/valid_mask (B,1,H,W) or None (monocular fallback);
+        priors: (B,2,H,W) the external fills (``config.external_priors``) or None;
         noise: (B, d, H/s, W/s) initial latents, else drawn from ``generator``;
         num_inference_steps: default ``config.num_inference_steps``.
         Returns depth (B,1,H,W) metres; with ``full_output`` every channel of :meth:`decode`
@@ -374,7 +351,7 @@ class DiffusionDepth(nn.Module):
             noise = torch.randn(shape, generator=generator, device=rgb.device, dtype=rgb.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must be {shape} (B, d, H/s, W/s), got {tuple(noise.shape)}")
-        cond = self.encode_condition(rgb, sparse_depth, valid_mask)
+        cond = self.encode_condition(rgb, sparse_depth, valid_mask, priors)
         latents = self._loop(noise.to(rgb.dtype), cond, steps)
         out = self.decode(latents, cond)
         return out if full_output else out[:, :1]
@@ -398,7 +375,8 @@ class DiffusionDepth(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """Self-diffusion training losses (paper Sec. 3.4) for one batch.
 
-        batch: rgb (B,3,H,W) [0,1]; sparse_depth (B,1,H,W) m (completion; optional);
+        batch: rgb (B,3,H,W) [0,1]; sparse_depth (B,1,H,W) m (completion; optional); priors
+        (B,2,H,W) m (with ``external_priors``);
         valid_mask (B,1,H,W) (optional); gt_depth (B,1,H,W) m, 0 = no GT; gt_mask (optional,
         default gt_depth > 0).
         Steps: (1) in completion mode drop each sample's whole LiDAR with probability
@@ -426,13 +404,16 @@ class DiffusionDepth(nn.Module):
 
         sparse = batch.get("sparse_depth")
         valid_mask = batch.get("valid_mask")
+        priors = batch.get("priors")
         if self.completion and sparse is not None and self.training and cfg.lidar_dropout > 0:
             keep = (torch.rand(B, 1, 1, 1, generator=generator, device="cpu") >= cfg.lidar_dropout)
             keep = keep.to(device=device, dtype=rgb.dtype)
             sparse = sparse * keep
             if valid_mask is not None:
                 valid_mask = valid_mask * keep
-        cond = self.encode_condition(rgb, sparse, valid_mask)
+            if priors is not None:
+                priors = priors * keep
+        cond = self.encode_condition(rgb, sparse, valid_mask, priors)
 
         shape = (B,) + self.latent_shape(H, W)
         noise = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)

@@ -90,3 +90,40 @@ class FeaturePyramidNeck(nn.Module):
             F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs
         ]
         return self.fuse(torch.cat(ups, dim=1))
+
+
+class SparseDepthEncoder(nn.Module):
+    """[log sparse*valid, valid, log prior*prior_valid, prior_valid] (B,4,H,W) -> (B,C,H/s,W/s),
+    s = ``stride`` (a power of two >= 4: one stride-2 conv per halving). ``stem_stride`` 2 makes
+    the first conv strided too (no layer at full resolution, where thin convs are slow)."""
+
+    def __init__(self, channels: int, out_channels: int, stride: int = 4, stem_stride: int = 1) -> None:
+        super().__init__()
+        # no normalisation: it would erase the metric depth level of the LiDAR input
+        layers: list[nn.Module] = [ConvAct(4, channels // 2, 3, stride=stem_stride),
+                                   ConvAct(channels // 2, channels, 3, stride=2)]
+        s = 2 * stem_stride
+        while s < stride:
+            layers.append(ConvAct(channels, channels, 3, stride=2))
+            s *= 2
+        layers.append(nn.Conv2d(channels, out_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def stride_adapter(channels: int, from_stride: int, to_stride: int) -> nn.Module:
+    """Brings the neck-stride condition to the latent stride (strided convs or upsample + conv).
+    No normalisation: the condition carries the LiDAR's metric depth level."""
+    layers: list[nn.Module] = []
+    s = from_stride
+    while s < to_stride:
+        layers.append(ConvAct(channels, channels, 3, stride=2))
+        s *= 2
+    while s > to_stride:
+        layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
+        layers.append(ConvAct(channels, channels, 3))
+        s //= 2
+    layers.append(nn.Conv2d(channels, channels, 1))
+    return nn.Sequential(*layers)

@@ -125,6 +125,9 @@ def frame_to_sample(frame: Frame, max_depth: Optional[float] = None) -> dict[str
     h, w = rgb.shape[:2]
     sparse = _clean_depth(frame.get("sparse_depth"), (h, w), max_depth)
     gt = _clean_depth(frame.get("gt_depth"), (h, w), max_depth)
+    extra = {}
+    if frame.get("priors") is not None:  # classical fills (training.transforms.ClassicalFills)
+        extra["priors"] = torch.from_numpy(np.ascontiguousarray(frame["priors"], np.float32))
     return {
         "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0),
         "sparse_depth": torch.from_numpy(sparse)[None],
@@ -132,6 +135,7 @@ def frame_to_sample(frame: Frame, max_depth: Optional[float] = None) -> dict[str
         "gt_depth": torch.from_numpy(gt)[None],
         "gt_mask": torch.from_numpy((gt > 0).astype(np.float32))[None],
         "K": torch.from_numpy(np.asarray(frame["K"], dtype=np.float32).copy()),
+        **extra,
     }
 
 

@@ -70,7 +70,9 @@ class DiffusionBackend(SampledBackend):
 
     Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor the
     :class:`SampledBackend` fields, ``scheduler`` (:class:`SchedulerSpec`), ``size_divisor``, ``mode`` ("completion" |
-    "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, and optionally
+    "monocular"), ``mask_unsupported``, ``latent_channels``, ``latent_stride``, ``external_priors``
+    (the classical fills the model takes as the ``priors`` input, :mod:`depth_diffusion_ros.baselines.fills`),
+    and optionally
     ``input_hw`` ((H, W) of a static graph), ``batch_capacity`` (members per call; None = any),
     ``form`` ("step", or "unrolled" for a graph with the whole loop: then ``sample_unrolled``),
     ``canonical_focal`` (pixels, the focal length a monocular model's training frames were brought
@@ -78,8 +80,8 @@ class DiffusionBackend(SampledBackend):
     ``depth_prior`` (a :class:`~depth_diffusion_ros.baselines.row_median.RowMedianDepth` the
     model's output is a ratio to, or None).
 
-    Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)}
-    float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
+    Tensors: feed {"rgb" (1,3,H,W) [0,1], "sparse_depth" (1,1,H,W) m, "valid_mask" (1,1,H,W)
+    (, "priors" (1,K,H,W) m)} float32; latents (n, C, H/s, W/s); depth (n, 1, H, W) metres, or (n, 2, H, W) [depth, sigma]
     for a model with an uncertainty head.
     """
 
@@ -93,6 +95,7 @@ class DiffusionBackend(SampledBackend):
     mask_unsupported: bool = False
     canonical_focal: Optional[float] = None
     depth_prior: Any = None
+    external_priors: tuple = ()
     latent_channels: int
     latent_stride: int
 

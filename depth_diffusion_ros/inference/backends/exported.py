@@ -178,6 +178,7 @@ class ExportedDiffusionBackend(DiffusionBackend):
                 self.depth_prior = RowMedianDepth.from_json(json.dumps(meta["depth_prior"]), f"{head.path}: ddr.depth_prior")
             except ValueError as exc:
                 raise BackendError(str(exc)) from exc
+        self.external_priors = tuple(config.get("external_priors") or ()) if self.mode == "completion" else ()
         self.latent_channels = int(meta["latent_channels"])
         self.latent_stride = int(meta["latent_stride"])
 

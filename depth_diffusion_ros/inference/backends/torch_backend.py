@@ -106,6 +106,7 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
         cfg = self.model.config
         self.scheduler = SchedulerSpec.from_config(cfg)
         self.mode, self.mask_unsupported = cfg.mode, bool(cfg.mask_unsupported)
+        self.external_priors = tuple(cfg.external_priors) if cfg.mode == "completion" else ()
         self.latent_channels, self.latent_stride = int(cfg.latent_channels), int(cfg.latent_stride)
         if compile:
             self.model.denoiser = self._torch.compile(self.model.denoiser)
@@ -127,8 +128,9 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
         with self._context():
             if self.mode != "completion":
                 return self.model.encode_condition(self._tensor(feed["rgb"]), None, None)
+            priors = self._tensor(feed["priors"]) if "priors" in feed else None
             return self.model.encode_condition(self._tensor(feed["rgb"]), self._tensor(feed["sparse_depth"]),
-                                               self._tensor(feed["valid_mask"]))
+                                               self._tensor(feed["valid_mask"]), priors)
 
     def repeat(self, cond: Any, n: int) -> Any:
         return cond.repeat_interleave(n, dim=0)

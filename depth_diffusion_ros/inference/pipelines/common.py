@@ -35,8 +35,9 @@ class DepthOutput:
 
 def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
                         sparse_depth: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """A DiffusionDepth backend on one frame: pad to its size divisor, sample every ensemble
-    member from the seeded noise, aggregate, crop back.
+    """A DiffusionDepth backend on one frame: pad to its size divisor (with the model's classical
+    fills of the sparse input when it takes them), sample every ensemble member from the seeded
+    noise, aggregate, crop back.
 
     rgb (H, W, 3) uint8; sparse_depth (H, W) float32 m, 0 = missing, or None (monocular: zeros).
     Returns (depth (H, W) m, uncertainty (H, W) m | None). BackendError when a static graph
@@ -50,6 +51,8 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
     sparse_p, _ = frames.pad_to_multiple(np.asarray(sparse, np.float32), backend.size_divisor)
     sparse_t, valid_t = frames.sparse_to_tensor_layout(sparse_p)
     feed = {"rgb": frames.rgb_to_tensor_layout(rgb_p), "sparse_depth": sparse_t, "valid_mask": valid_t}
+    if backend.external_priors:
+        feed["priors"] = classical_priors(backend.external_priors, sparse, backend.size_divisor)
     noise = frames.make_noise((backend.ensemble_size,) + backend.latent_shape(H, W), backend.seed)
     members = sample_members(backend, feed, noise, backend.num_inference_steps)
     depth, unc = aggregate_depth_members(members)
@@ -57,6 +60,15 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
     if unc is not None:
         unc = np.ascontiguousarray(frames.crop_padding(unc, pads), np.float32)
     return depth, unc
+
+
+def classical_priors(names: tuple, sparse_depth: np.ndarray, size_divisor: int) -> np.ndarray:
+    """The model's classical fills of the frame's sparse depth, computed at the frame's size and
+    padded as the sparse depth is (0 = none): (1, K, Hp, Wp) float32 metres."""
+    from depth_diffusion_ros.baselines.fills import prior_fills
+
+    fills = prior_fills(names, sparse_depth)
+    return np.stack([frames.pad_to_multiple(f, size_divisor)[0] for f in fills])[None].astype(np.float32)
 
 
 def checked_depth(depth: Any, shape: tuple[int, int], backend: Any) -> np.ndarray:
