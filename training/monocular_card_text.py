@@ -43,6 +43,25 @@ def _beats(kitti: Dict[str, Any], shipped: str) -> str:
     return "Shipped model: " + "; ".join(out) + "."
 
 
+def _missing_and_best(scores: Dict[str, Any], labels: Dict[str, str], shipped: str) -> str:
+    """Which configured rows were not trained (so not in the tables) and which row scored best."""
+    out = []
+    missing = [lbl for lbl in labels if lbl not in scores]
+    if missing:
+        out.append("Not trained for this card (no `runs/<config>/final`), so absent from the tables: "
+                   + ", ".join(f"{lbl} (`{labels[lbl]}`)" for lbl in missing) + ".")
+    rows = {k: v for k, v in scores.items() if k != REFERENCE and "validation" in v}
+    if rows:
+        best = min(rows, key=lambda k: rows[k]["validation"]["mean"]["abs_rel"])
+        if best != shipped:
+            out.append(f"Lowest validation abs_rel: {best} ({rows[best]['validation']['mean']['abs_rel']:.3f}); "
+                       f"the shipped weights are the better DiffusionDepth run "
+                       f"({rows[shipped]['validation']['mean']['abs_rel']:.3f}): `depth_estimation_node`'s backends "
+                       "(torch, ONNX Runtime, TensorRT) run DiffusionDepth; DenseDepth has no node backend or "
+                       "ONNX export yet.")
+    return " ".join(out)
+
+
 def model_card(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], export: Dict[str, Any], machine: str,
                date: str, labels: Dict[str, str], shipped: str) -> str:
     """MODEL_CARD.md (markdown) for the shipped monocular DiffusionDepth (table row ``shipped``)."""
@@ -97,6 +116,8 @@ def model_card(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], export: 
         "budget); the MobileNet row has the same data and loss over 24 epochs (the paper's decoder width), "
         "the DiffusionDepth rows 120 epochs. "
         "Configs: " + ", ".join(f"`training/configs/{c}.yaml`" for c in labels.values()) + ".",
+        "",
+        _missing_and_best(scores, labels, shipped),
         "",
         "Figure (`docs/figures/monocular_kitti.png`): raw 0001/5 - image, each model, the KITTI ground truth.",
         "",
