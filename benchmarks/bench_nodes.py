@@ -4,7 +4,8 @@ Three tables:
 
 1. per-stage latency in-process (no DDS): Image -> ndarray, ndarray -> Image, LiDAR projection,
    IP-Basic, PointCloud2 packing, colormap (median / p90 over ``--repeats``);
-2. end-to-end latency of ``depth_completion_node`` (backend ip_basic, a separate process): from
+2. end-to-end latency of ``depth_completion_node`` (backend ip_basic, or the ``--node-param``
+   settings, e.g. ``--node-param backend=onnxruntime``; a separate process): from
    publishing image + camera_info + sparse_depth to receiving ``depth/image`` (and
    ``depth/points`` when subscribed), one frame at a time, ``--frames`` frames;
 3. throughput when the frames are published at ``--rate`` Hz for ``--duration`` seconds: frames
@@ -181,8 +182,9 @@ def _ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tuple[float, float, float, float, int, float]:
-    bench = Bench(frame, {"reliability": "reliable"}, subscribe_points)
+def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool,
+               node_params: dict | None = None) -> tuple[float, float, float, float, int, float]:
+    bench = Bench(frame, dict(node_params or {}, reliability="reliable"), subscribe_points)
     try:
         for _ in range(20):  # warm-up until the first answer (discovery both ways)
             key, _ = bench.publish()
@@ -206,8 +208,9 @@ def end_to_end(frame: KittiFrame, n_frames: int, subscribe_points: bool) -> tupl
         bench.close()
 
 
-def throughput(frame: KittiFrame, rate: float, duration: float, reliability: str) -> dict:
-    bench = Bench(frame, {"reliability": reliability}, subscribe_points=False)
+def throughput(frame: KittiFrame, rate: float, duration: float, reliability: str,
+               node_params: dict | None = None) -> dict:
+    bench = Bench(frame, dict(node_params or {}, reliability=reliability), subscribe_points=False)
     try:
         for _ in range(20):
             key, _ = bench.publish()
@@ -239,6 +242,19 @@ def throughput(frame: KittiFrame, rate: float, duration: float, reliability: str
         bench.close()
 
 
+def parse_node_params(items: list[str]) -> dict:
+    """{name: value} from NAME=VALUE strings (values parsed as YAML scalars); ValueError names a bad item."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--node-param {item!r}: expected NAME=VALUE")
+        out[name] = yaml.safe_load(value) if value else ""
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kitti_raw_depth_completion_torch_kitti")
@@ -250,8 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="node input QoS of the throughput run(s)")
     parser.add_argument("--tables", default="1,2,3", help="comma-separated tables to run (1 stages, 2 end-to-end, "
                         "3 throughput)")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a depth_completion_node parameter for tables 2 and 3 (repeatable), e.g. "
+                             "backend=onnxruntime; values are read as YAML (numbers, true/false)")
     args = parser.parse_args(argv)
     tables = {t.strip() for t in args.tables.split(",")}
+    node_params = parse_node_params(args.node_param)
     # the allocator setting of the nodes (run_node), for this process too: the stages and the client
     # see what a node sees. DDR_MALLOC_TUNING=0 leaves glibc's defaults here and in the node process.
     tuned = keep_frame_memory()
@@ -267,12 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name:<45} | {med * 1e3:6.1f} | {p90 * 1e3:5.1f} | {low * 1e3:5.1f} |")
 
     if "2" in tables:
-        print(f"\n2) depth_completion_node end-to-end latency, publish -> receive, {args.frames} frames (ms)")
+        print(f"\n2) depth_completion_node end-to-end latency, publish -> receive, {args.frames} frames (ms); "
+              f"node parameters {node_params or {'backend': 'ip_basic'}}")
         print("| outputs subscribed | depth/image median | p90 | depth/points median | p90 | unanswered | "
               "node page faults / frame |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for with_points in (False, True):
-            d50, d90, p50, p90, missing, faults = end_to_end(frame, args.frames, with_points)
+            d50, d90, p50, p90, missing, faults = end_to_end(frame, args.frames, with_points, node_params)
             label = "depth/image + depth/points" if with_points else "depth/image"
             print(f"| {label} | {d50 * 1e3:.1f} | {d90 * 1e3:.1f} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} | {missing} | {faults:.0f} |")
 
@@ -282,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
               "node mean latency ms | node peak RSS MB | node page faults / frame |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         modes = ["best_effort", "reliable"] if args.reliability == "both" else [args.reliability]
-        results = [throughput(frame, args.rate, args.duration, m) for m in modes]
+        results = [throughput(frame, args.rate, args.duration, m, node_params) for m in modes]
         for r in results:
             lost = r["in"] - r["out"] - r["node_drops"]
             print(f"| {r['reliability']} | {r['rate']:.1f} | {r['in']} | {r['out']} | {r['out_hz']:.1f} | "

@@ -102,9 +102,10 @@ def test_scaled_projection_consistent():
     intr = Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5, width=640, height=480)
     small = intr.scaled(160, 120)
     x, y, z = 0.7, -0.3, 4.0
-    u = intr.fx * x / z + intr.cx
-    us = small.fx * x / z + small.cx
+    u, v = intr.fx * x / z + intr.cx, intr.fy * y / z + intr.cy
+    us, vs = small.fx * x / z + small.cx, small.fy * y / z + small.cy
     assert us == pytest.approx((u + 0.5) / 4 - 0.5)
+    assert vs == pytest.approx((v + 0.5) / 4 - 0.5)
 
 
 # ---------------------------------------------------------------- codecs

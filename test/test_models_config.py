@@ -81,11 +81,19 @@ def test_ddim_fields_are_declared_once():
     ({"num_inference_steps": 30, "num_train_timesteps": 20}, "num_inference_steps=30"),
     ({"beta_start": 0.5, "beta_end": 0.1}, "beta_start=0.5, beta_end=0.1"),
     ({"clip_sample_range": 0.0}, "clip_sample_range=0.0"),
-    ({"prediction_type": "v_prediction"}, "prediction_type='v_prediction'"),
+    ({"prediction_type": "x0"}, "prediction_type='x0'"),
 ])
 def test_ddim_validation_is_shared(cls, bad, match):
     with pytest.raises(ConfigError, match=f"invalid {cls.__name__}: .*{match}"):
         cls(**bad)
+
+
+def test_prediction_types_each_architecture_trains():
+    # DiffusionDepth trains epsilon, sample and v_prediction; DSR-Diff's trainer only epsilon.
+    for kind in ("epsilon", "sample", "v_prediction"):
+        assert DiffusionDepthConfig(prediction_type=kind).prediction_type == kind
+    with pytest.raises(ConfigError, match="prediction_type='v_prediction': must be one of \\('epsilon',\\)"):
+        DSRDiffConfig(prediction_type="v_prediction")
 
 
 def test_problems_are_all_named_at_once():

@@ -29,6 +29,11 @@ from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
 from depth_diffusion_ros.runtime.metadata import read_ddr_metadata
 from depth_diffusion_ros.runtime.onnx_fp16 import is_fp16_file
 
+#: The shipped default completion model: its torch checkpoint folder and, inside it, its ONNX
+#: export (the ``model_path`` the learned completion backends use when none is given).
+DEFAULT_COMPLETION_CHECKPOINT = Path(__file__).resolve().parents[2] / "weights" / "diffusion_depth_kitti"
+DEFAULT_COMPLETION_EXPORT = DEFAULT_COMPLETION_CHECKPOINT / "onnx"
+
 STEP_FILES = ("encoder.onnx", "step.onnx", "decoder.onnx")
 STEP_GRAPHS = ("encoder", "step", "decoder")
 EXPORT_FORMS = ("auto", "step", "unrolled")
@@ -57,13 +62,14 @@ def refuse_torch_checkpoint(path: Path) -> None:
         )
 
 
-def find_diffusion_depth_files(model_path: Union[str, Path], export_form: str, steps: Optional[int],
+def find_diffusion_depth_files(model_path: Union[str, Path, None], export_form: str, steps: Optional[int],
                                ensemble: int) -> tuple[str, Any]:
-    """("step", (encoder, step, decoder) paths) or ("unrolled", path) for a model directory or file.
+    """("step", (encoder, step, decoder) paths) or ("unrolled", path) for a model directory or file
+    (None / "": the shipped model's export, :data:`DEFAULT_COMPLETION_EXPORT`).
 
     Raises BackendError naming the path when nothing fits the request.
     """
-    p = Path(model_path)
+    p = Path(model_path) if model_path else DEFAULT_COMPLETION_EXPORT
     if export_form not in EXPORT_FORMS:
         raise BackendError(f"export_form={export_form!r}: use one of {EXPORT_FORMS}")
     if not p.exists():

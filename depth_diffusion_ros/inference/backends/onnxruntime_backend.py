@@ -29,7 +29,8 @@ class OnnxRuntimeDiffusionDepthBackend(ExportedDiffusionBackend):
 
     Args:
         model_path: export directory (``encoder.onnx``/``step.onnx``/``decoder.onnx`` and/or
-            ``sampler_<N>steps_e<E>.onnx``) or one of those files.
+            ``sampler_<N>steps_e<E>.onnx``) or one of those files; None = the shipped completion
+            model's export (``weights/diffusion_depth_kitti/onnx``).
         num_inference_steps: DDIM steps (None: the model's configured default). The unrolled
             form must have been exported for exactly this number.
         ensemble_size: diffusion samples per frame; > 1 gives ``uncertainty`` (std, metres).
@@ -43,8 +44,8 @@ class OnnxRuntimeDiffusionDepthBackend(ExportedDiffusionBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
-                 seed: int = 0, export_form: str = "auto", **session_options: Any) -> None:
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None,
+                 ensemble_size: int = 1, seed: int = 0, export_form: str = "auto", **session_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
         options = SessionOptions(**session_options)
         self.providers = options.resolved_providers()

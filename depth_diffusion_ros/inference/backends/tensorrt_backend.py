@@ -72,7 +72,8 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
     """DiffusionDepth completion with TensorRT engines built (and cached) from the ONNX export.
 
     Args:
-        model_path: ONNX export directory or file (as for the onnxruntime backend).
+        model_path: ONNX export directory or file (as for the onnxruntime backend; None = the
+            shipped completion model's export).
         num_inference_steps, ensemble_size, seed, export_form: as OnnxRuntimeDiffusionDepthBackend.
         use_cuda_graph: replay the denoising step as a CUDA graph.
         **engine_options: :class:`EngineSet` (engine_cache_dir, precision, force_engine_update,
@@ -83,8 +84,9 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
 
     name = "tensorrt"
 
-    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
-                 seed: int = 0, export_form: str = "auto", use_cuda_graph: bool = True, **engine_options: Any) -> None:
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None,
+                 ensemble_size: int = 1, seed: int = 0, export_form: str = "auto", use_cuda_graph: bool = True,
+                 **engine_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
         self.engines = EngineSet(**engine_options)
         form, files = find_diffusion_depth_files(model_path, export_form, num_inference_steps, sampling.ensemble_size)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
 from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
 from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
@@ -70,7 +71,8 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model).
 
     Args:
-        model_path: checkpoint directory (or its ``model.safetensors``).
+        model_path: checkpoint directory (or its ``model.safetensors``); None = the shipped
+            completion model (``weights/diffusion_depth_kitti``).
         model: an in-memory DiffusionDepth instead of ``model_path`` (training-time evaluation;
             its train/eval mode is left to the caller).
         num_inference_steps: DDIM steps (default: the checkpoint config's, 20 for the paper).
@@ -97,7 +99,7 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
         model: Any = None,
     ) -> None:
         if model is None and not model_path:
-            raise BackendError("the torch backend needs model_path (a DiffusionDepth checkpoint directory)")
+            model_path = DEFAULT_COMPLETION_CHECKPOINT
         self._load("completion", "diffusion_depth", model_path, model, device,
                    SamplingOptions(num_inference_steps, ensemble_size, seed))
         if fp16 and self.device.type != "cuda":
