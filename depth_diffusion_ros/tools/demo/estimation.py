@@ -96,7 +96,8 @@ def _replay_row(out: Path, dataset: str, bag: Path, label: str, backend: str, mo
 def run_monocular(out: Path, bags: Path, weights_dir: Path, frame_timeout: float = 300.0) -> tuple[list[dict], list[str]]:
     """Replay every monocular model (ONNX Runtime) and the row-median reference on the monocular bags.
 
-    Returns (rows: one per (dataset, model) plus a "validation mean" row per model, skip reasons).
+    Returns (rows: one per (dataset, model) plus a "mean of the N sets" row per model, each set
+    weighing the same as in the model card's ``validation_sets``; skip reasons).
     """
     models = monocular_models(weights_dir)
     if not models:
@@ -113,6 +114,6 @@ def run_monocular(out: Path, bags: Path, weights_dir: Path, frame_timeout: float
     for label, _, _ in runs:
         done = [r for r in rows if r["model"] == label and r.get("abs_rel") is not None]
         if len(done) == len(datasets):
-            rows.append({"dataset": "validation mean", "model": label, "frames": str(sum(int(r["frames"]) for r in done)),
+            rows.append({"dataset": f"mean of the {len(done)} sets", "model": label, "frames": str(sum(int(r["frames"]) for r in done)),
                          **{k: sum(r[k] for r in done) / len(done) for k, _, _ in TABLE_COLUMNS}})
     return rows, []
