@@ -5,8 +5,8 @@ The shipped default DiffusionDepth completion model is exported at 96x320 with t
 copies are run with ONNX Runtime's CPU provider against the fp32 graphs on the real KITTI frame.
 ONNX Runtime runs fp16 graphs on CPU, falling back to fp32 kernels behind casts where it has no
 fp16 one, so the numbers measure the fp16 rounding of weights and of the tensors between
-operators, not TensorRT's fp16 kernels. Measured (2-core CI CPU, ORT 1.31, onnxconverter-common
-1.16.0), through the completion pipeline with 2 DDIM steps: step form max 4.8 mm / mean 1.4 mm,
+operators, not TensorRT's fp16 kernels. Measured on the former demo weights (2-core CI CPU, ORT 1.31,
+onnxconverter-common 1.16.0), through the completion pipeline with 2 DDIM steps: step form max 4.8 mm / mean 1.4 mm,
 unrolled sampler max 4.6 mm / mean 1.4 mm, on depths of 5.8-11.5 m; the tolerances below (2 cm
 max, 5 mm mean) keep about 4x of margin.
 """
