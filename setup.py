@@ -1,7 +1,8 @@
 """ament_python build for depth_diffusion_ros.
 
 Installs only the ``depth_diffusion_ros`` package (not ``training/``), its launch and config
-files, the shipped demo weights and the ament resource marker. ``colcon build`` on a ROS 2
+files, the shipped weights (with the default completion model's ONNX export in
+``weights/diffusion_depth_kitti/onnx/``) and the ament resource marker. ``colcon build`` on a ROS 2
 Humble/Jazzy/Kilted install and ``pip install -e .`` in a virtual environment both use it.
 """
 from glob import glob
@@ -22,7 +23,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*/*", "weights/*/onnx/*"]},
+    package_data={PACKAGE: ["weights/*/*", "weights/*/onnx/*"]},  # onnx/: the shipped exports
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -1,6 +1,6 @@
 """A tiny stand-in model for the trainer tests only (the trainer is model-agnostic: it needs
 ``training_losses(batch) -> dict`` and, for evaluation, ``sample(...)``). Real DiffusionDepth
-training is exercised by the demo-weights benchmark and the model's own tests."""
+training is exercised by ``python -m training.kitti_completion`` and the model's own tests."""
 from __future__ import annotations
 
 import torch

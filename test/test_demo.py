@@ -134,11 +134,15 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     once under OUTPUT/onnx_cache and reused while the checkpoint hash matches."""
     from depth_diffusion_ros.tools.demo import WEIGHTS_DIR, checkpoint_sha256
 
-    ckpt = WEIGHTS_DIR / "diffusion_depth_kitti_demo"
+    from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
+
+    ckpt = DEFAULT_COMPLETION_CHECKPOINT
+    assert ckpt.parent == WEIGHTS_DIR
     if not (ckpt / "model.safetensors").is_file():
         pytest.skip("no shipped DiffusionDepth weights")
+    label = f"onnxruntime:{ckpt.name}"
     default = {c.label: c for c in discover_backends()}
-    ort = default["onnxruntime:diffusion_depth_kitti_demo"]
+    ort = default[label]
     assert ort.skip is None and ort.export_from == ckpt
     out = tmp_path / "demo"
     argv = ["demo", "--output", str(out), "--backends", "onnxruntime", "--frames", "1", "--no-kitti", "--no-sr"]
@@ -151,9 +155,9 @@ def test_demo_runs_shipped_diffusion_depth_through_onnxruntime_with_cached_expor
     meta = json.loads((export_dir / "export.json").read_text())
     assert meta["model_sha256"] == checkpoint_sha256(ckpt) and (meta["height"], meta["width"]) == (512, 768)
     row = next(line for line in text.splitlines() if line.startswith("middlebury"))
-    assert "onnxruntime:diffusion_depth_kitti_demo" in row
-    report = json.loads((out / "middlebury/onnxruntime_diffusion_depth_kitti_demo/report.json").read_text())
-    preds = read_topic(out / "middlebury/onnxruntime_diffusion_depth_kitti_demo/output_bag", "/depth/image")
+    assert label in row
+    report = json.loads((out / f"middlebury/onnxruntime_{ckpt.name}/report.json").read_text())
+    preds = read_topic(out / f"middlebury/onnxruntime_{ckpt.name}/output_bag", "/depth/image")
     gts = read_topic(out / "bags/middlebury", "/middlebury/camera/depth_gt")
     expected = to_kitti_units(depth_metrics(bag_io.depth_msg_to_array(preds[0]), bag_io.depth_msg_to_array(gts[0])))
     assert report["frames"][0]["rmse_mm"] == pytest.approx(expected["rmse_mm"], rel=1e-6)

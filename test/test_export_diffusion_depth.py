@@ -1,7 +1,7 @@
 """DiffusionDepth -> ONNX (step and unrolled forms) checked against torch on a real KITTI frame.
 
 A small config keeps the test fast on 2 CPU cores; the export code is the same for the shipped
-model (the CLI export of the demo weights is exercised in test_export_cli).
+model (the CLI export of the shipped weights is exercised in test_export_cli).
 """
 from __future__ import annotations
 

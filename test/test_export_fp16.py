@@ -1,12 +1,12 @@
 """fp16 ONNX copies (``export --fp16-onnx``, runtime/onnx_fp16.py): what TensorRT 11 builds fp16
 engines from. Real graphs, real converter (onnxconverter-common), real ONNX Runtime sessions.
 
-The shipped DiffusionDepth demo weights are exported at 96x320 with the command, and the fp16
+The shipped default DiffusionDepth completion model is exported at 96x320 with the command, and the fp16
 copies are run with ONNX Runtime's CPU provider against the fp32 graphs on the real KITTI frame.
 ONNX Runtime runs fp16 graphs on CPU, falling back to fp32 kernels behind casts where it has no
 fp16 one, so the numbers measure the fp16 rounding of weights and of the tensors between
-operators, not TensorRT's fp16 kernels. Measured (2-core CI CPU, ORT 1.31, onnxconverter-common
-1.16.0), through the completion pipeline with 2 DDIM steps: step form max 4.8 mm / mean 1.4 mm,
+operators, not TensorRT's fp16 kernels. Measured on the former demo weights (2-core CI CPU, ORT 1.31,
+onnxconverter-common 1.16.0), through the completion pipeline with 2 DDIM steps: step form max 4.8 mm / mean 1.4 mm,
 unrolled sampler max 4.6 mm / mean 1.4 mm, on depths of 5.8-11.5 m; the tolerances below (2 cm
 max, 5 mm mean) keep about 4x of margin.
 """
@@ -40,7 +40,7 @@ GRAPHS = ("encoder.onnx", "step.onnx", "decoder.onnx", f"sampler_{STEPS}steps_e1
 
 @pytest.fixture(scope="module")
 def shipped_export(tmp_path_factory):
-    """``depth-diffusion-ros export --fp16-onnx`` of the shipped demo weights (the default checkpoint);
+    """``depth-diffusion-ros export --fp16-onnx`` of the shipped default completion model (the default checkpoint);
     ``--no-check``: the fp32 graphs' parity with torch is test_export_cli's and
     test_export_diffusion_depth's job, the fp16 copies are compared with the fp32 graphs here."""
     out = tmp_path_factory.mktemp("fp16") / "onnx"

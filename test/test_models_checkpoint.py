@@ -1,16 +1,17 @@
 """Checkpoints of every architecture (DiffusionDepth, DSR-Diff, DenseDepth): safetensors +
-config.yaml round trip, the one tensor hash, strict loading and named errors; the shipped
-DiffusionDepth demo (written before ``architecture:`` existed) still loads."""
+config.yaml round trip, the one tensor hash, strict loading and named errors; a checkpoint
+written before ``architecture:`` and ``prediction_type`` existed still loads; the shipped default
+completion model loads with its hash verified."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
 from depth_diffusion_ros.models.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -129,7 +130,7 @@ def test_yaml_round_trip_and_unknown_keys(tmp_path):
     assert DiffusionDepthConfig.from_yaml(cfg.to_yaml()) == cfg  # YAML text works too
 
 
-KITTI_DEMO = Path(__file__).resolve().parents[1] / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_demo"
+SHIPPED = DEFAULT_COMPLETION_CHECKPOINT  # the shipped default completion model
 DSR_TINY = dict(channels=8, num_heads=2, dfe_blocks=1, cfe_blocks=1, fusion_blocks=1, guidance_dim=16,
                 ggn_channels=8, ggn_downsamples=1, grn_hidden=32, grn_layers=2, feature_stride=4,
                 scales=[2, 4], num_inference_steps=2)
@@ -202,15 +203,18 @@ def test_stored_config_tolerates_fields_added_since(saved):
     assert load_checkpoint(ckpt).config == model.config
 
 
-def test_shipped_diffusion_depth_demo_loads_unchanged():
-    """Written before ``architecture:`` and ``prediction_type`` existed; loads as DiffusionDepth with
-    its stored hash verified."""
-    assert "architecture" not in yaml.safe_load((KITTI_DEMO / CONFIG_NAME).read_text())
+def test_shipped_default_completion_model_loads_unchanged():
+    """The shipped default completion model loads as DiffusionDepth in completion mode, with its
+    stored hash verified and its config.yaml the config stored in the weights file."""
+    data = yaml.safe_load((SHIPPED / CONFIG_NAME).read_text())
+    assert data["architecture"] == "diffusion_depth"
     from safetensors import safe_open
 
-    with safe_open(str(KITTI_DEMO / WEIGHTS_NAME), "pt") as f:
+    with safe_open(str(SHIPPED / WEIGHTS_NAME), "pt") as f:
         meta = f.metadata()
-    assert "prediction_type" not in json.loads(meta["config"])
-    model = load_checkpoint(KITTI_DEMO)
+    model = load_checkpoint(SHIPPED)
     assert isinstance(model, DiffusionDepth) and model.config.mode == "completion"
+    assert model.config.external_priors  # the pipeline computes its priors input
     assert tensors_sha256(model.state_dict()) == meta["sha256"]
+    stored = json.loads(meta["config"])
+    assert {k: stored[k] for k in stored if k in data} == {k: data[k] for k in stored if k in data}

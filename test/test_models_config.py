@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
 from depth_diffusion_ros.models.checkpoint import read_checkpoint_config
 from depth_diffusion_ros.models.config import DiffusionDepthConfig
 from depth_diffusion_ros.models.config_base import ConfigError, DDIMConfig, ModelConfig
@@ -102,7 +103,7 @@ def test_problems_are_all_named_at_once():
     assert all(word in str(info.value) for word in ("stage", "depth_noise_prob", "beta_schedule"))
 
 
-@pytest.mark.parametrize("name", ["diffusion_depth_kitti_demo", "dsr_diff_demo"])
+@pytest.mark.parametrize("name", [DEFAULT_COMPLETION_CHECKPOINT.name, "dsr_diff_demo"])
 def test_shipped_config_yaml_files_load_unchanged(name):
     path = WEIGHTS / name / "config.yaml"
     data = yaml.safe_load(path.read_text())
@@ -121,7 +122,8 @@ def test_torch_free_modules_import_without_torch():
         "from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig\n"
         "from depth_diffusion_ros.models.checkpoint import read_checkpoint_config\n"
         f"assert read_checkpoint_config({str(WEIGHTS / 'dsr_diff_demo')!r}).scales == [4, 8, 16]\n"
-        f"assert read_checkpoint_config({str(WEIGHTS / 'diffusion_depth_kitti_demo')!r}).mode == 'completion'\n"
+        "from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT\n"
+        "assert read_checkpoint_config(DEFAULT_COMPLETION_CHECKPOINT).mode == 'completion'\n"
         "assert ddim_timestep_pairs(2, 1000) == [(500, 0), (0, -500)]\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )

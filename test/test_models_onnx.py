@@ -43,7 +43,7 @@ def _export_and_run(module, args, names, path):
 
 @pytest.mark.parametrize("extra", [
     {},
-    # the shipped demo weights' layout: two priors (scan-line fill: static column shifts) + masking
+    # the former demo weights' layout: two priors (scan-line fill: static column shifts) + masking
     {"prior_scanline_gap": 8, "prior_levels": 3, "mask_unsupported": True},
 ], ids=["pull_push_prior", "two_priors_masked"])
 def test_graph_parts_export_to_onnx_opset17_with_parity(tmp_path, extra):

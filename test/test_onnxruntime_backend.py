@@ -64,7 +64,7 @@ def test_ensemble_uncertainty_and_monocular_input(export, frame):
 
 
 def test_model_without_monocular_branch_refuses_frames_without_lidar(tmp_path, shared_data, frame):
-    """mask_unsupported (the shipped demo weights' setting): both runtimes refuse a frame without
+    """mask_unsupported (a model whose monocular branch is untrained): both runtimes refuse a frame without
     LiDAR by name instead of publishing an empty image, and leave unreachable pixels at 0."""
     _, ckpt, onnx_dir = build_small_export(tmp_path, shared_data, forms=("step",), mask_unsupported=True,
                                            prior_scanline_gap=8, prior_levels=3)

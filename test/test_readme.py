@@ -161,7 +161,10 @@ def _check_what_the_commands_made(work: Path, text: str) -> None:
                for name in ("replay", "replay_onnx", "replay_export")}
     assert all(r["n_frames"] == 2 and not r["errors"] for r in reports.values()), reports
     # item 1: the torch checkpoint was exported for ONNX Runtime (and said so)
-    assert reports["replay_onnx"]["meta"]["model_export"]["checkpoint"].endswith("diffusion_depth_kitti_demo")
+    from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
+
+    shipped = Path(reports["replay_onnx"]["meta"]["model_export"]["checkpoint"])
+    assert shipped.parts[-3:] == DEFAULT_COMPLETION_CHECKPOINT.parts[-3:], shipped  # the README's --model-path
     assert "is a torch checkpoint" in text
     # item 3: the default export fits KITTI frames (1242x375 and 1224x370, padded to 1248x384)
     assert json.loads((out / "onnx" / "export.json").read_text())["width"] == 1248

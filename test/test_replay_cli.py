@@ -15,6 +15,7 @@ import pytest
 
 from depth_diffusion_ros.cli import main as cli_main
 from depth_diffusion_ros.evaluation.report import load_report
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
 from depth_diffusion_ros.tools import bag_io
 from depth_diffusion_ros.tools.kitti_to_bag import convert, discover_kitti
 from depth_diffusion_ros.tools.onnx_cache import checkpoint_sha256
@@ -23,7 +24,7 @@ from depth_diffusion_ros.tools.replay.cli import parse_param
 from depth_diffusion_ros.tools.replay.scoring import PER_SEGMENT
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = REPO / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_demo"
+WEIGHTS = DEFAULT_COMPLETION_CHECKPOINT  # the shipped default completion model (a torch checkpoint folder)
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,64 @@ def test_completion_node_without_torch_answers_with_depth(export, kitti_raw_dir,
 
 
 @pytest.mark.ros
+def test_completion_node_without_torch_runs_the_shipped_export_on_a_native_kitti_frame(kitti_raw_dir, no_torch_env,
+                                                                                     monkeypatch):
+    """``backend: onnxruntime`` with ``model_path: ""``: the node, torch blocked, runs the shipped
+    default model's export (``weights/diffusion_depth_kitti/onnx``) on the real KITTI frame at its
+    native 1242x375, publishes a dense finite depth image, and it is what the in-process pipeline
+    over the same default backend gives for the same frame."""
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_EXPORT
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDiffusionDepthBackend
+    from depth_diffusion_ros.inference.pipelines import CompletionPipeline
+    from depth_diffusion_ros.ros import depth_from_image
+    from node_harness import KittiFrame, NodeProcess, RosClient
+
+    assert (DEFAULT_COMPLETION_EXPORT / "export.json").is_file(), f"no shipped export in {DEFAULT_COMPLETION_EXPORT}"
+    env, marker = no_torch_env
+    for k in ("PYTHONPATH", "DDR_TORCH_MARKER"):
+        monkeypatch.setenv(k, env[k])
+    frame = KittiFrame(kitti_raw_dir)
+    assert frame.rgb.shape == (375, 1242, 3)
+    proc = NodeProcess("depth_diffusion_ros.nodes.depth_completion_node", {
+        "backend": "onnxruntime", "model_path": "", "providers": ["CPUExecutionProvider"],
+        "input": "sparse_depth", "reliability": "reliable", "sync_slop": 0.05,
+    })
+    client = RosClient("torch_free_shipped_client")
+    try:
+        pub_image = client.publisher(Image, "image")
+        pub_info = client.publisher(CameraInfo, "camera_info")
+        pub_sparse = client.publisher(Image, "sparse_depth")
+        depth = client.subscribe(Image, "depth/image")
+        client.wait_matched([pub_image, pub_info, pub_sparse], [depth], timeout=120)
+        sparse_msg = None
+        for i in range(8):  # repeat until discovery has settled both ways and a frame is answered
+            t = 100.0 + i
+            sparse_msg = frame.sparse_image(t)
+            pub_image.publish(frame.image(t))
+            pub_info.publish(frame.camera_info(t))
+            pub_sparse.publish(sparse_msg)
+            try:
+                client.wait_for(lambda: depth.messages, timeout=40.0, what="depth/image")
+                break
+            except AssertionError:
+                continue
+        assert depth.messages, f"no depth/image; node log:\n{proc.log()[-3000:]}"
+        d = depth_from_image(depth.messages[0])
+        assert not marker.exists(), "the node tried to import torch"
+        assert "model_path not found" not in proc.log()
+    finally:
+        client.destroy()
+        proc.cleanup()
+    assert d.shape == (375, 1242) and np.isfinite(d).all() and (d > 0).all(), "not a dense finite depth image"
+    monkeypatch.delenv("DDR_TORCH_MARKER")
+    sparse = depth_from_image(sparse_msg)  # what the node decoded (NaN / 0 = no return)
+    ref = CompletionPipeline(OnnxRuntimeDiffusionDepthBackend())(frame.rgb, np.nan_to_num(sparse, nan=0.0))
+    np.testing.assert_allclose(d, ref.depth, atol=1e-4)
+
+
+@pytest.mark.ros
 def test_node_with_missing_model_fails_once_with_the_file_named(tmp_path, no_torch_env, monkeypatch):
     from node_harness import NodeProcess
 

@@ -96,7 +96,8 @@ def test_evaluate_model_reports_frames_and_figure(tmp_path, kitti_raw_dir):
     assert model.training  # train/eval mode restored
 
 
-@pytest.mark.parametrize("name", ["kitti_eigen_swinl.yaml", "nyu_swinl.yaml", "kitti_dc_swinl.yaml", "kitti_demo_cpu.yaml"])
+@pytest.mark.parametrize("name", ["kitti_eigen_swinl.yaml", "nyu_swinl.yaml", "kitti_dc_swinl.yaml",
+                                  "kitti_completion_v2.yaml"])
 def test_shipped_configs_are_valid(name):
     from depth_diffusion_ros.models.config import DiffusionDepthConfig
     from training.train import load_config

@@ -2,7 +2,7 @@
 
 The model here is a tiny stand-in (test/_training_standin.py): the trainer only needs
 ``training_losses`` and ``sample``; training DiffusionDepth itself is too slow for a unit test on
-this 2-core CPU (the demo weights were trained with the same trainer, see their model card).
+this 2-core CPU (the shipped completion model was trained with the same trainer, see its model card).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 datasets/ (KITTI DC / Eigen / object / file lists, NYU-Depth-v2), transforms (paired
 augmentation), trainer (model-agnostic, DDP), train (CLI), evaluate (protocols + CLI),
-kitti_demo / sr_demo (the shipped demo weights), configs/ (YAML). The losses live with the models
+kitti_completion (the shipped default completion model, weights/diffusion_depth_kitti), sr_demo (the
+shipped DSR-Diff demo weights), configs/ (YAML). The losses live with the models
 (:mod:`depth_diffusion_ros.models.losses`). Imports depth_diffusion_ros, never the other way
 round.
 """

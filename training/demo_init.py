@@ -7,8 +7,8 @@ and ``sigmoid(gate) ~ 1`` where the prior exists (with two priors, "prior" is th
 selection :func:`depth_diffusion_ros.models.prior.select_scanline`, softened)
 (see ``depth_diffusion_ros.models.depth_latent.DepthDecoder``). Training then learns only the
 correction, the usual zero-initialised residual branch (e.g. ReZero, Bachlechner et al. 2020;
-ControlNet's zero convolutions, Zhang et al. 2023). Used for the shipped demo weights, whose
-CPU training budget is a few hundred steps.
+ControlNet's zero convolutions, Zhang et al. 2023). Used for the shipped default completion model
+(``training/configs/kitti_completion_v2.yaml``), trained on a CPU budget.
 """
 from __future__ import annotations
 

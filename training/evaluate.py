@@ -12,7 +12,7 @@ Protocols:
 
 CLI::
 
-    python -m training.evaluate --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti_demo \
+    python -m training.evaluate --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti \
         --data '{type: kitti_object, root: ../shared/data/kitti_object_kuixu, ids: ["000001"], gt_source: heldout}' \
         --protocol kitti_dc --steps 20
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -216,13 +217,15 @@ def make_evaluator(dataset, protocol: str, num_inference_steps: Optional[int] = 
 def main(argv: Optional[List[str]] = None) -> int:
     import yaml
 
+    from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
     from training.datasets import build_dataset
 
+    shipped = Path(os.path.relpath(DEFAULT_COMPLETION_CHECKPOINT))  # the shipped default completion model
     p = argparse.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example (the held-out KITTI object frame, against 10 % of its LiDAR points):\n"
-               "  python -m training.evaluate --checkpoint depth_diffusion_ros/weights/diffusion_depth_kitti_demo \\\n"
+               f"  python -m training.evaluate --checkpoint {shipped} \\\n"
                "      --data '{type: kitti_object, root: ../shared/data/kitti_object_kuixu, ids: [\"000001\"], "
                "gt_source: heldout, holdout_space: points}' \\\n      --protocol kitti_dc --baselines")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.yaml)")

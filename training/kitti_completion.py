@@ -29,9 +29,11 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "training" / "configs" / "kitti_completion_v2.yaml"
-WEIGHTS = REPO / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti"
+WEIGHTS = DEFAULT_COMPLETION_CHECKPOINT  # depth_diffusion_ros/weights/diffusion_depth_kitti
 PRETRAINED_MODEL = "tf_mobilenetv3_small_100"
 
 #: Epochs of the ablation runs. The main schedule keeps its learning rate constant until epoch

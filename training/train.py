@@ -1,4 +1,4 @@
-"""Training CLI: ``python -m training.train --config training/configs/kitti_demo_cpu.yaml``.
+"""Training CLI: ``python -m training.train --config training/configs/kitti_completion_v2.yaml``.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node 8 [--nnodes N --node_rank R
 --rdzv_endpoint HOST:PORT] -m training.train --config ...`` (DDP; see :mod:`training.trainer`).

@@ -84,7 +84,7 @@ class DiffusionDepthConfig(DDIMConfig):
             log(scan-line / pull-push) at initialisation.
         mask_unsupported: completion only: output 0 (published as NaN: "no estimate") where no
             LiDAR return is within the prior's reach, instead of the monocular branch's guess.
-            For weights whose monocular branch is untrained (the shipped demo weights). With no
+            For weights whose monocular branch is untrained (e.g. a short CPU training run). With no
             LiDAR at all the whole output is 0.
         lidar_dropout: training probability of dropping a sample's whole LiDAR input, so the same
             weights also work monocularly (fallback when LiDAR is missing at run time).

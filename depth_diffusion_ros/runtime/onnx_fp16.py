@@ -22,7 +22,7 @@ A workaround for onnxconverter-common 1.16.0: it leaves ``Cast(to=FLOAT)`` nodes
 marks their outputs float16, an invalid graph (microsoft/onnxconverter-common issues #320 and
 #331, fix proposed in PR #328). Those Cast nodes are passed in ``node_block_list``, so the library
 keeps them in fp32 and casts their outputs to fp16 itself; ``onnx.checker`` with
-``full_check=True`` (type inference) then checks the result. Measured on the shipped
+``full_check=True`` (type inference) then checks the result. Measured on the former shipped
 DiffusionDepth demo weights at 96x320 (ONNX Runtime CPU, real KITTI frame, completion pipeline,
 2 DDIM steps): the fp16 graphs differ from the fp32 graphs by at most 4.8 mm of depth (mean
 1.4 mm; depths 5.8-11.5 m) — ``test/test_export_fp16.py`` checks it.

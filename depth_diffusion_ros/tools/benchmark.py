@@ -42,8 +42,8 @@ DEFAULT_RUNTIMES = ("torch", "ort-step", "ort-unrolled")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="KITTI size only, 1 and 5 steps, 1 repeat")
-    parser.add_argument("--checkpoint", default="", help="DiffusionDepth checkpoint dir ('' = shipped demo "
-                        "weights if present, else the default config with random weights: same compute)")
+    parser.add_argument("--checkpoint", default="", help="DiffusionDepth checkpoint dir ('' = the shipped "
+                        "default model if present, else the default config with random weights: same compute)")
     parser.add_argument("--resolutions", default="kitti,nyu",
                         help="comma list of kitti (1216x352), nyu (640x480) or WxH sizes (multiples of 32)")
     parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="comma list of DDIM step counts")
@@ -195,7 +195,10 @@ def _run_worker(spec: dict) -> dict:
 
 # ----------------------------------------------------------------------------- main
 def default_checkpoint() -> str:
-    p = Path(__file__).resolve().parents[1] / "weights" / "diffusion_depth_kitti_demo"
+    """The shipped default completion model's folder, or "" when its weights are not there."""
+    from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
+
+    p = DEFAULT_COMPLETION_CHECKPOINT
     return str(p) if (p / "model.safetensors").is_file() else ""
 
 

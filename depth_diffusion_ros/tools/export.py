@@ -2,7 +2,7 @@
 
 Examples::
 
-    depth-diffusion-ros export --output out/onnx/kitti                 # shipped demo weights, KITTI frames
+    depth-diffusion-ros export --output out/onnx/kitti                 # shipped default model, KITTI frames
     depth-diffusion-ros export --checkpoint DIR --output DIR2 --frame-size 640x480   # another camera
     depth-diffusion-ros export ... --form unrolled --steps 10          # whole loop, 10 steps
     depth-diffusion-ros export ... --form both --ensemble-size 4 --dynamic
@@ -40,8 +40,10 @@ import os
 import sys
 from pathlib import Path
 
+from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_CHECKPOINTS = {"diffusion_depth": WEIGHTS / "diffusion_depth_kitti_demo", "dsr_diff": WEIGHTS / "dsr_diff_demo"}
+DEFAULT_CHECKPOINTS = {"diffusion_depth": DEFAULT_COMPLETION_CHECKPOINT, "dsr_diff": WEIGHTS / "dsr_diff_demo"}
 DEFAULT_DATA_DIR = os.environ.get("DDR_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
@@ -49,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=("diffusion_depth", "dsr_diff"), default="diffusion_depth",
                         help="which model the checkpoint holds")
     parser.add_argument("--checkpoint", default="",
-                        help="checkpoint directory (model.safetensors + config.yaml); '' = the shipped demo weights")
+                        help="checkpoint directory (model.safetensors + config.yaml); '' = the shipped weights "
+                             "(weights/diffusion_depth_kitti or weights/dsr_diff_demo)")
     parser.add_argument("--output", required=True, help="output directory for the .onnx files")
     parser.add_argument("--frame-size", default=None, metavar="WxH",
                         help="camera image size the graphs are for (default 1242x375 KITTI; 640x480 for dsr_diff), "

@@ -30,7 +30,7 @@ while the checkpoint's tensor hash matches; the torch backend runs as a referenc
 (same weights, same noise: the two rows must agree). Prints the completion table, the
 super-resolution table and where the outputs went
 (``OUTPUT/<dataset>/<backend>/report.json``, figures, output bags; ``OUTPUT/summary.json``), and
-an RMSE table per frame for the multi-frame KITTI bags (which frames the demo weights held out).
+an RMSE table per frame for the multi-frame KITTI bags (which frames the shipped model held out).
 
 Modules: :mod:`.data` (the bags and the shared data folders), :mod:`.backends` (backend
 discovery, the ONNX export cache), :mod:`.completion` and :mod:`.super_resolution` (the two

@@ -52,8 +52,8 @@ def _print_completion(rows: list[dict[str, Any]], choices: list[BackendChoice]) 
     if per_frame:
         print()
         print("RMSE [mm] per KITTI frame (frame = position in the bag; KITTI object: 0 = 000000, 1 = 000001). "
-              "The shipped DiffusionDepth demo weights were trained on object 000000 and raw camera 3; "
-              "object 000001 and the kitti_dc frame (camera 2) are held out (see its MODEL_CARD.md)")
+              "The shipped DiffusionDepth model was trained on object 000000 (and the KITTI raw sequence); "
+              "object 000001 and the kitti_dc frame (raw drive 0001) are held out (see its MODEL_CARD.md)")
         print(per_frame)
     skipped_backends = [f"{c.label} ({c.skip})" for c in choices if c.skip]
     if skipped_backends:
