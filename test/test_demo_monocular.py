@@ -14,7 +14,7 @@ from depth_diffusion_ros.tools.demo.backends import WEIGHTS_DIR
 def test_the_monocular_weights_are_in_the_monocular_table_not_the_completion_table():
     models = monocular_models(WEIGHTS_DIR)
     assert [m.name for m in models] == ["diffusion_depth_kitti_monocular"]
-    assert "not a monocular model" in monocular_problem(WEIGHTS_DIR / "diffusion_depth_kitti_demo")
+    assert "not a monocular model" in monocular_problem(WEIGHTS_DIR / "diffusion_depth_kitti")
     labels = {c.label: c for c in discover_backends()}
     assert "torch:diffusion_depth_kitti_monocular" not in labels
     assert "monocular table" in labels["weights:diffusion_depth_kitti_monocular"].skip
