@@ -49,6 +49,12 @@ def camera_topic_arguments() -> list:
             DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info")]
 
 
+def camera_remappings() -> list:
+    """``image`` and ``camera_info`` remapped to the ``image_topic`` and ``camera_info_topic``
+    arguments (see :func:`camera_topic_arguments`)."""
+    return [("image", LaunchConfiguration("image_topic")), ("camera_info", LaunchConfiguration("camera_info_topic"))]
+
+
 def depth_node(executable: str, remappings: list, parameters: dict | None = None, condition=None) -> Node:
     """A node of this package named after its executable (so the YAML keys match), in the
     ``namespace`` argument; parameters are ``params_file``, then ``use_sim_time``, then
@@ -88,8 +94,9 @@ def _arguments(params_yaml: str, backend: str, backend_help: str, use_sim_time: 
 
 
 def launch_description(*, params_yaml: str, backend: str, backend_help: str, use_sim_time: str, fixed_frame: str,
-                       nodes: list, evaluation_remappings: list, evaluation_parameters: dict | None = None,
-                       rviz_remappings: list = (), after_backend: list = (), topics: list = ()) -> LaunchDescription:
+                       nodes: list, evaluation_remappings: list | None = None,
+                       evaluation_parameters: dict | None = None, rviz_remappings: list | None = None,
+                       after_backend: list = (), topics: list = ()) -> LaunchDescription:
     """One scenario: its arguments, the Fast DDS profile, its nodes, evaluation and RViz.
 
     Arguments, in this order: ``namespace``, ``params_file`` (default ``config/<params_yaml>``),
@@ -103,8 +110,16 @@ def launch_description(*, params_yaml: str, backend: str, backend_help: str, use
     argument for every process started after it; ``nodes``; depth_evaluation_node with
     ``evaluation_remappings`` and ``report_path`` (+ ``evaluation_parameters``) when
     ``evaluate:=true``; RViz with ``config/depth_diffusion.rviz`` in the namespace, its
-    ``image`` / ``points`` remapped by ``rviz_remappings``, when ``rviz:=true``.
+    ``image`` / ``points`` remapped by ``rviz_remappings``, when ``rviz:=true``. Without
+    ``evaluation_remappings`` the evaluation reads ``depth_gt`` from the ``depth_gt_topic``
+    argument and ``camera_info`` from ``camera_info_topic``; without ``rviz_remappings`` RViz shows
+    ``image_topic`` (the scenarios whose inputs are topic arguments).
     """
+    if evaluation_remappings is None:
+        evaluation_remappings = [("depth_gt", LaunchConfiguration("depth_gt_topic")),
+                                 ("camera_info", LaunchConfiguration("camera_info_topic"))]
+    if rviz_remappings is None:
+        rviz_remappings = [("image", LaunchConfiguration("image_topic"))]
     arguments = _arguments(params_yaml, backend, backend_help, use_sim_time, fixed_frame,
                            list(after_backend), list(topics))
     profile = [SetEnvironmentVariable(FASTDDS_PROFILE_VARIABLE, LaunchConfiguration("fastdds_profile"))]

@@ -30,10 +30,8 @@ ESTIMATION_BACKENDS = "onnxruntime | torch | tensorrt | row_median"
 
 
 def generate_launch_description():
-    camera_info = LaunchConfiguration("camera_info_topic")
     estimation = depth_pipeline.depth_node(
-        "depth_estimation_node",
-        [("image", LaunchConfiguration("image_topic")), ("camera_info", camera_info)],
+        "depth_estimation_node", depth_pipeline.camera_remappings(),
         {"backend": LaunchConfiguration("backend"), "model_path": LaunchConfiguration("model_path")})
     return depth_pipeline.launch_description(
         params_yaml="estimation.yaml", backend="onnxruntime", backend_help=ESTIMATION_BACKENDS,
@@ -46,6 +44,4 @@ def generate_launch_description():
                 DeclareLaunchArgument("depth_gt_topic", default_value="/kitti/camera_color_left/depth_gt",
                                       description="ground-truth depth for evaluate:=true")],
         nodes=[estimation],
-        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
-        evaluation_parameters={"crop": "garg", "max_depth": 80.0},
-        rviz_remappings=[("image", LaunchConfiguration("image_topic"))])
+        evaluation_parameters={"crop": "garg", "max_depth": 80.0})

@@ -24,11 +24,9 @@ _spec.loader.exec_module(depth_pipeline)
 
 
 def generate_launch_description():
-    camera_info = LaunchConfiguration("camera_info_topic")
     completion = depth_pipeline.depth_node(
         "depth_completion_node",
-        [("image", LaunchConfiguration("image_topic")), ("camera_info", camera_info),
-         ("sparse_depth", LaunchConfiguration("sparse_depth_topic"))],
+        depth_pipeline.camera_remappings() + [("sparse_depth", LaunchConfiguration("sparse_depth_topic"))],
         {"backend": LaunchConfiguration("backend"), "input": "sparse_depth"})
     return depth_pipeline.launch_description(
         params_yaml="nyu.yaml", backend="ip_basic", backend_help=depth_pipeline.COMPLETION_BACKENDS,
@@ -37,6 +35,4 @@ def generate_launch_description():
             DeclareLaunchArgument("sparse_depth_topic", default_value="/camera/sparse_depth"),
             DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth/image_rect_raw",
                                   description="ground-truth depth for evaluate:=true")],
-        nodes=[completion],
-        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
-        rviz_remappings=[("image", LaunchConfiguration("image_topic"))])
+        nodes=[completion])

@@ -30,12 +30,11 @@ SUPER_RESOLUTION_BACKENDS = "torch | guided_filter | joint_bilateral | bicubic |
 
 
 def generate_launch_description():
-    camera_info = LaunchConfiguration("camera_info_topic")
     super_resolution = depth_pipeline.depth_node(
         "depth_super_resolution_node",
-        [("image", LaunchConfiguration("image_topic")), ("camera_info", camera_info),
-         ("depth_lr", LaunchConfiguration("depth_lr_topic")),
-         ("depth_lr/camera_info", LaunchConfiguration("depth_lr_camera_info_topic"))],
+        depth_pipeline.camera_remappings() + [
+            ("depth_lr", LaunchConfiguration("depth_lr_topic")),
+            ("depth_lr/camera_info", LaunchConfiguration("depth_lr_camera_info_topic"))],
         {"backend": LaunchConfiguration("backend"), "model_path": LaunchConfiguration("model_path")})
     return depth_pipeline.launch_description(
         params_yaml="super_resolution.yaml", backend="torch", backend_help=SUPER_RESOLUTION_BACKENDS,
@@ -48,6 +47,4 @@ def generate_launch_description():
             DeclareLaunchArgument("depth_lr_camera_info_topic", default_value="/camera/depth/camera_info"),
             DeclareLaunchArgument("depth_gt_topic", default_value="/camera/depth_gt/image",
                                   description="ground-truth depth at the colour resolution for evaluate:=true")],
-        nodes=[super_resolution],
-        evaluation_remappings=[("depth_gt", LaunchConfiguration("depth_gt_topic")), ("camera_info", camera_info)],
-        rviz_remappings=[("image", LaunchConfiguration("image_topic"))])
+        nodes=[super_resolution])

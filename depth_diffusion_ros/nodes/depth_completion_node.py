@@ -53,12 +53,9 @@ from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionP
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
-from depth_diffusion_ros.nodes.depth_node import DepthNode
-from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
+from depth_diffusion_ros.nodes.depth_node import DepthNode, depth_node_parameters
 from depth_diffusion_ros.nodes.parameters import (
-    COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
-    LEARNED_UNSET,
     ParameterError,
     ParamSpec,
     learned_backend_parameter_specs,
@@ -79,10 +76,10 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "nearest": (),
     **LEARNED_BACKEND_OPTIONS,
 }
-_UNSET: dict[str, Any] = dict(LEARNED_UNSET)
 
 #: Every parameter this node declares (the config/launch tests read this table).
-PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_specs() + (
+PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
+    *transform_parameter_specs(),
     ParamSpec("input", "sparse_depth", "sparse input: sparse_depth (an Image) or points (a PointCloud2 "
               "projected with T_camera_lidar)", read_only=True, choices=INPUT_CHOICES),
     ParamSpec("backend", "ip_basic", "completion backend", read_only=True,
@@ -112,7 +109,7 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + transform_parameter_spec
               read_only=True, choices=tuple(SUPER_RESOLUTION_BACKENDS)),
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
-) + OUTPUT_PARAMETERS
+)
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +118,7 @@ def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     Only the parameters listed for ``backend`` in :data:`BACKEND_OPTIONS` and not at their unset
     value are included.
     """
-    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+    return select_backend_options(BACKEND_OPTIONS, backend, params)
 
 
 def make_pipeline(p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

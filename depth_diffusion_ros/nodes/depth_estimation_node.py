@@ -44,14 +44,11 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.inference.backends import ESTIMATION_BACKENDS, make_estimation_backend
 from depth_diffusion_ros.inference.pipelines import EstimationPipeline
-from depth_diffusion_ros.nodes.depth_node import DepthNode
+from depth_diffusion_ros.nodes.depth_node import DepthNode, depth_node_parameters
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import image_intrinsics
-from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
 from depth_diffusion_ros.nodes.parameters import (
-    COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
-    LEARNED_UNSET,
     ParameterError,
     ParamSpec,
     learned_backend_parameter_specs,
@@ -69,10 +66,9 @@ _SHIPPED_FILES = {"torch": "", "onnxruntime": "onnx", "tensorrt": "onnx", "row_m
 #: backend name -> node parameters passed to ``make_estimation_backend`` (same names); a parameter
 #: at its unset value is not passed (the backend's default applies).
 BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {"row_median": ("model_path",), **LEARNED_BACKEND_OPTIONS}
-_UNSET: dict[str, Any] = dict(LEARNED_UNSET)
 
 #: Every parameter this node declares (the config/launch tests and the README tables read it).
-PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
+PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("backend", "onnxruntime", "estimation backend: a monocular DiffusionDepth model (torch, onnxruntime, "
               "tensorrt) or the row-median reference (row_median)", read_only=True,
               choices=tuple(ESTIMATION_BACKENDS)),
@@ -93,13 +89,13 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
               "input)", read_only=True, range=(0, 16384)),
     ParamSpec("resize_back", True, "publish depth at the input size (nearest neighbour) instead of the "
               "processing size", read_only=True),
-) + OUTPUT_PARAMETERS
+)
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     """Keyword options for ``make_estimation_backend(backend, **options)`` from node parameters
     (``model_path`` '' = the shipped weights' file for ``backend``)."""
-    options = select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+    options = select_backend_options(BACKEND_OPTIONS, backend, params)
     if not options.get("model_path") and backend in _SHIPPED_FILES:
         options["model_path"] = str(SHIPPED_WEIGHTS / _SHIPPED_FILES[backend])
     return options

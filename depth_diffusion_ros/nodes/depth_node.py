@@ -8,8 +8,14 @@ from rclpy.node import Node
 from depth_diffusion_ros.inference.pipelines import DepthOutput
 from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
 from depth_diffusion_ros.nodes.inputs import SyncedInputs
-from depth_diffusion_ros.nodes.outputs import DepthOutputs
-from depth_diffusion_ros.nodes.parameters import ParamSpec, declare_parameters
+from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs
+from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParamSpec, declare_parameters
+
+
+def depth_node_parameters(*own: ParamSpec) -> tuple[ParamSpec, ...]:
+    """Every parameter a depth node declares: the common ones (inputs, QoS, sync, diagnostics),
+    the node's ``own``, then the dense-depth outputs'."""
+    return COMMON_PARAMETERS + own + OUTPUT_PARAMETERS
 
 
 class DepthNode(Node):

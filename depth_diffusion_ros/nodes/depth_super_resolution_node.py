@@ -49,12 +49,9 @@ from depth_diffusion_ros.inference.backends import SUPER_RESOLUTION_BACKENDS, ma
 from depth_diffusion_ros.inference.pipelines import SuperResolutionPipeline
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
-from depth_diffusion_ros.nodes.depth_node import DepthNode
-from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS
+from depth_diffusion_ros.nodes.depth_node import DepthNode, depth_node_parameters
 from depth_diffusion_ros.nodes.parameters import (
-    COMMON_PARAMETERS,
     LEARNED_BACKEND_OPTIONS,
-    LEARNED_UNSET,
     ParameterError,
     ParamSpec,
     learned_backend_parameter_specs,
@@ -73,10 +70,12 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "joint_bilateral": ("diameter", "sigma_color", "sigma_space"),
     **LEARNED_BACKEND_OPTIONS,
 }
-_UNSET: dict[str, Any] = {**LEARNED_UNSET, "radius": 0, "sigma_space": 0.0}
+#: The parameters of the classical backends whose value means "unset" (the learned backends' are
+#: :data:`~depth_diffusion_ros.nodes.parameters.LEARNED_UNSET`).
+_UNSET: dict[str, Any] = {"radius": 0, "sigma_space": 0.0}
 
 #: Every parameter this node declares (the config/launch tests read this table).
-PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
+PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("backend", "guided_filter", "super-resolution backend", read_only=True,
               choices=tuple(SUPER_RESOLUTION_BACKENDS)),
     *learned_backend_parameter_specs(
@@ -103,12 +102,12 @@ PARAMETERS: tuple[ParamSpec, ...] = COMMON_PARAMETERS + (
     ParamSpec("intrinsics_tolerance", 0.5, "pixels the depth camera's intrinsics may differ from the colour "
               "camera's (rescaled to the LR size) before depth_lr is re-rendered", read_only=True,
               range=(0.0, 1000.0)),
-) + OUTPUT_PARAMETERS
+)
 
 
 def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     """Keyword options for ``make_super_resolution_backend(backend, **options)`` from parameters."""
-    return select_backend_options(BACKEND_OPTIONS, _UNSET, backend, params)
+    return select_backend_options(BACKEND_OPTIONS, backend, params, _UNSET)
 
 
 class DepthSuperResolutionNode(DepthNode):

@@ -288,9 +288,11 @@ def learned_backend_parameter_specs(model_path: str, num_inference_steps: str, e
     )
 
 
-def select_backend_options(table: Mapping[str, Sequence[str]], unset: Mapping[str, Any], backend: str,
-                           params: Mapping[str, Any]) -> dict[str, Any]:
+def select_backend_options(table: Mapping[str, Sequence[str]], backend: str, params: Mapping[str, Any],
+                           unset: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Keyword options for a backend from node parameters: the names ``table[backend]`` lists,
-    left out while at their ``unset`` value (so the backend's own default applies)."""
+    left out while at their "unset" value (so the backend's own default applies): the learned
+    backends' (:data:`LEARNED_UNSET`), then the node's own ``unset`` values."""
+    unset = {**LEARNED_UNSET, **(unset or {})}
     return {name: params[name] for name in table.get(backend, ())
             if not (name in unset and params[name] == unset[name])}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import array
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import Image
@@ -101,6 +101,15 @@ def image_to_array(msg: Image) -> np.ndarray:
     return arr
 
 
+def _array_in(msg: Image, encodings: Sequence[str], refusal: str) -> np.ndarray:
+    """:func:`image_to_array` of ``msg`` when its encoding is one of ``encodings``; otherwise
+    InputError ``bad_encoding``: ``refusal`` (formatted with the encoding) and the ones expected."""
+    if msg.encoding not in encodings:
+        raise InputError(f"{refusal.format(msg.encoding)}; expected one of {', '.join(encodings)}",
+                         reason="bad_encoding")
+    return image_to_array(msg)
+
+
 def rgb_from_image(msg: Image) -> np.ndarray:
     """Colour image as (H, W, 3) uint8 in RGB order (rgb8, bgr8 or mono8 input).
 
@@ -108,13 +117,7 @@ def rgb_from_image(msg: Image) -> np.ndarray:
         InputError: a depth or unsupported encoding (reason ``bad_encoding``), or the
             layout errors of :func:`image_to_array`.
     """
-    if msg.encoding not in COLOUR_ENCODINGS:
-        raise InputError(
-            f"image encoding {msg.encoding!r} is not a colour encoding; expected one of "
-            f"{', '.join(COLOUR_ENCODINGS)}",
-            reason="bad_encoding",
-        )
-    arr = image_to_array(msg)
+    arr = _array_in(msg, COLOUR_ENCODINGS, "image encoding {!r} is not a colour encoding")
     if msg.encoding == "rgb8":
         return arr
     if msg.encoding == "bgr8":
@@ -131,13 +134,7 @@ def depth_from_image(msg: Image) -> np.ndarray:
         InputError: any other encoding (reason ``bad_encoding``), or the layout errors of
             :func:`image_to_array`.
     """
-    if msg.encoding not in DEPTH_ENCODINGS:
-        raise InputError(
-            f"depth image encoding {msg.encoding!r} is not supported; expected one of "
-            f"{', '.join(DEPTH_ENCODINGS)}",
-            reason="bad_encoding",
-        )
-    arr = image_to_array(msg)
+    arr = _array_in(msg, DEPTH_ENCODINGS, "depth image encoding {!r} is not supported")
     if msg.encoding == "32FC1":  # same result as decode_depth, selected on the bits (~3x faster)
         return nan_invalid_depth(arr, fill=0.0)
     return decode_depth(arr, msg.encoding)

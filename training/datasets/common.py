@@ -40,19 +40,24 @@ class DatasetError(ValueError):
     """A dataset cannot be built or a file cannot be read; the message names the path."""
 
 
+def _imread(path: str | Path, flags: int, what: str) -> np.ndarray:
+    """``cv2.imread(path, flags)``; DatasetError naming the ``what`` file when it is missing or not decodable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{what} file not found: {path}")
+    arr = cv2.imread(str(path), flags)
+    if arr is None:
+        raise DatasetError(f"cannot decode {what} file: {path}")
+    return arr
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read a colour image file as (H, W, 3) uint8 RGB.
 
     Raises:
         DatasetError: the file is missing or not a decodable image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"image file not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DatasetError(f"cannot decode image file: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_uint16_png(path: str | Path) -> np.ndarray:
@@ -62,11 +67,7 @@ def read_uint16_png(path: str | Path) -> np.ndarray:
         DatasetError: missing file, not decodable, or not single-channel uint16.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"depth file not found: {path}")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise DatasetError(f"cannot decode depth file: {path}")
+    arr = _imread(path, cv2.IMREAD_UNCHANGED, "depth")
     if arr.dtype != np.uint16 or arr.ndim != 2:
         raise DatasetError(
             f"depth file {path} is {arr.dtype} with shape {arr.shape}; expected a single-channel uint16 PNG"

@@ -1,4 +1,5 @@
-"""What every pipeline returns, and the padded DiffusionDepth run the frame pipelines share."""
+"""What every pipeline returns, and what the frame pipelines share: the processing size, the padded
+DiffusionDepth run, the resize back to the input size."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +8,10 @@ from typing import Any, Optional
 import numpy as np
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+from depth_diffusion_ros.geometry.resample import resize_depth_nearest
 from depth_diffusion_ros.inference import frames
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend
-from depth_diffusion_ros.inference.errors import BackendError
+from depth_diffusion_ros.inference.errors import BackendError, FrameError
 from depth_diffusion_ros.inference.sampler import aggregate_depth_members, sample_members
 
 
@@ -83,3 +85,47 @@ def checked_depth(depth: Any, shape: tuple[int, int], backend: Any) -> np.ndarra
 def backend_label(backend: Any) -> str:
     """The backend's name for messages (its class name when it has none)."""
     return str(getattr(backend, "name", type(backend).__name__))
+
+
+
+class FramePipeline:
+    """What the frame pipelines (completion, estimation) share: the backend, the processing size
+    and the resize back to the input size.
+
+    processing_size: (width, height) the backend runs at, or None (the input size, or what the
+        subclass chooses).
+    resize_back: return depth at the input size (nearest neighbour: no value invented between an
+        estimate and an empty pixel) instead of the processing size.
+    Raises ValueError for a processing size that is not two positive integers.
+    """
+
+    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None,
+                 resize_back: bool = False) -> None:
+        if processing_size is not None:
+            w, h = (int(v) for v in processing_size)
+            if w <= 0 or h <= 0:
+                raise ValueError(f"processing_size must be two positive integers (width, height), got {processing_size}")
+            processing_size = (w, h)
+        self.backend = backend
+        self.processing_size = processing_size
+        self.resize_back = bool(resize_back)
+        self.name = backend_label(backend)
+
+    @staticmethod
+    def _input_size(rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int]:
+        """(width, height) of ``rgb``; FrameError ``size_mismatch`` when ``intrinsics`` are for another size."""
+        h, w = rgb.shape[:2]
+        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
+            raise FrameError(f"image is {w}x{h} but its intrinsics are for {intrinsics.width}x{intrinsics.height}",
+                             "size_mismatch")
+        return w, h
+
+    def _finish(self, depth: np.ndarray, unc: Optional[np.ndarray], proc: Optional[Intrinsics],
+                rgb_proc: np.ndarray, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> DepthOutput:
+        """The frame's output at the processing size (``proc``, ``rgb_proc``), or with
+        ``resize_back`` at the input size (``rgb``, ``intrinsics``)."""
+        if not self.resize_back or depth.shape == rgb.shape[:2]:
+            return DepthOutput(depth, unc, proc, rgb_proc)
+        h, w = rgb.shape[:2]
+        unc = None if unc is None else resize_depth_nearest(unc, w, h)
+        return DepthOutput(resize_depth_nearest(depth, w, h), unc, intrinsics, rgb)

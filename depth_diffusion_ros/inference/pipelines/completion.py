@@ -14,12 +14,13 @@ import numpy as np
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.geometry.resample import resample_sparse_depth, resize_depth_nearest, resize_rgb
+from depth_diffusion_ros.geometry.resample import resample_sparse_depth, resize_rgb
 from depth_diffusion_ros.inference.backends.base import CompletionModel, DiffusionBackend
 from depth_diffusion_ros.inference.errors import BackendError, FrameError
 from depth_diffusion_ros.inference.frames import check_rgb, crop_padding, pad_to_multiple
 from depth_diffusion_ros.inference.pipelines.common import (
     DepthOutput,
+    FramePipeline,
     backend_label,
     checked_depth,
     run_diffusion_depth,
@@ -37,55 +38,12 @@ def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
     return np.where(keep, d, np.float32(0.0))
 
 
-class _FramePipeline:
-    """Processing size and resize-back of the completion pipeline.
-
-    processing_size: (width, height) the backend runs at, or None for the input size.
-    resize_back: return depth at the input size (nearest neighbour: no value invented between an
-        estimate and an empty pixel) instead of the processing size.
-    Raises ValueError for a processing size that is not two positive integers.
-    """
-
-    def __init__(self, backend: Any, processing_size: Optional[tuple[int, int]] = None,
-                 resize_back: bool = False) -> None:
-        if processing_size is not None:
-            w, h = (int(v) for v in processing_size)
-            if w <= 0 or h <= 0:
-                raise ValueError(f"processing_size must be two positive integers (width, height), got {processing_size}")
-            processing_size = (w, h)
-        self.backend = backend
-        self.processing_size = processing_size
-        self.resize_back = bool(resize_back)
-        self.name = backend_label(backend)
-
-    def _target(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int, Optional[Intrinsics]]:
-        """(width, height, intrinsics) of the processing resolution for this frame."""
-        h, w = rgb.shape[:2]
-        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
-            raise FrameError(f"image is {w}x{h} but its intrinsics are for {intrinsics.width}x{intrinsics.height}",
-                             "size_mismatch")
-        if self.processing_size is None or self.processing_size == (w, h):
-            return w, h, intrinsics
-        if intrinsics is None:
-            raise FrameError("running at a processing size needs the camera intrinsics", "bad_frame")
-        pw, ph = self.processing_size
-        return pw, ph, intrinsics.scaled(pw, ph)
-
-    def _finish(self, depth: np.ndarray, unc: Optional[np.ndarray], proc: Optional[Intrinsics],
-                rgb_proc: np.ndarray, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> DepthOutput:
-        if not self.resize_back or depth.shape == rgb.shape[:2]:
-            return DepthOutput(depth, unc, proc, rgb_proc)
-        h, w = rgb.shape[:2]
-        unc = None if unc is None else resize_depth_nearest(unc, w, h)
-        return DepthOutput(resize_depth_nearest(depth, w, h), unc, intrinsics, rgb)
-
-
-class CompletionPipeline(_FramePipeline):
+class CompletionPipeline(FramePipeline):
     """Dense depth from an image and sparse depth (a depth image, or LiDAR points projected here).
 
     Args:
         backend: a classical completion backend (``complete``) or a DiffusionDepth backend.
-        processing_size, resize_back: see :class:`_FramePipeline`.
+        processing_size, resize_back: see :class:`~depth_diffusion_ros.inference.pipelines.common.FramePipeline`.
         min_depth, max_depth: sparse input outside this range (metres) is ignored: LiDAR returns
             are not projected, and sparse_depth pixels are treated as missing (so 1e30 m, 1e-7 m
             or denormal values never reach a backend).
@@ -97,6 +55,16 @@ class CompletionPipeline(_FramePipeline):
             raise BackendError(f"{backend_label(backend)!r} is not a depth completion backend")
         super().__init__(backend, processing_size, resize_back)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+
+    def _target(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int, Optional[Intrinsics]]:
+        """(width, height, intrinsics) of the processing resolution for this frame."""
+        w, h = self._input_size(rgb, intrinsics)
+        if self.processing_size is None or self.processing_size == (w, h):
+            return w, h, intrinsics
+        if intrinsics is None:
+            raise FrameError("running at a processing size needs the camera intrinsics", "bad_frame")
+        pw, ph = self.processing_size
+        return pw, ph, intrinsics.scaled(pw, ph)
 
     def __call__(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray] = None,
                  intrinsics: Optional[Intrinsics] = None, points: Optional[np.ndarray] = None,

@@ -19,12 +19,13 @@ from typing import Any, Optional, Protocol, runtime_checkable
 import numpy as np
 
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
-from depth_diffusion_ros.geometry.resample import resize_depth_nearest, resize_rgb
+from depth_diffusion_ros.geometry.resample import resize_rgb
 from depth_diffusion_ros.inference.backends.base import DiffusionBackend
 from depth_diffusion_ros.inference.errors import MONOCULAR_REFUSAL, BackendError, FrameError
 from depth_diffusion_ros.inference.frames import check_rgb, crop_padding, pad_to_multiple
 from depth_diffusion_ros.inference.pipelines.common import (
     DepthOutput,
+    FramePipeline,
     backend_label,
     checked_depth,
     run_diffusion_depth,
@@ -51,7 +52,7 @@ def canonical_size(intrinsics: Intrinsics, canonical_focal: float) -> tuple[int,
     return max(1, int(round(intrinsics.width * s))), max(1, int(round(intrinsics.height * s)))
 
 
-class EstimationPipeline:
+class EstimationPipeline(FramePipeline):
     """Monocular metric depth from an image alone.
 
     Args:
@@ -76,26 +77,15 @@ class EstimationPipeline:
                 raise BackendError(f"{backend.model_file}: {MONOCULAR_REFUSAL}")
         elif not isinstance(backend, MonocularModel):
             raise BackendError(f"backend {backend_label(backend)!r} cannot estimate depth from an image alone")
-        if processing_size is not None:
-            w, h = (int(v) for v in processing_size)
-            if w <= 0 or h <= 0:
-                raise ValueError(f"processing_size must be two positive integers (width, height), got {processing_size}")
-            processing_size = (w, h)
+        super().__init__(backend, processing_size, resize_back)
         focal = getattr(backend, "canonical_focal", None) if canonical_focal is None else canonical_focal
         if focal is not None and float(focal) < 0:
             raise ValueError(f"canonical_focal must be >= 0 pixels (0 = none), got {focal}")
-        self.backend = backend
-        self.processing_size = processing_size
-        self.resize_back = bool(resize_back)
         self.canonical_focal = float(focal) if focal else None
-        self.name = backend_label(backend)
 
     def _target(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int, Optional[Intrinsics]]:
         """(width, height, intrinsics) the backend runs this frame at."""
-        h, w = rgb.shape[:2]
-        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
-            raise FrameError(f"image is {w}x{h} but its intrinsics are for {intrinsics.width}x{intrinsics.height}",
-                             "size_mismatch")
+        w, h = self._input_size(rgb, intrinsics)
         if self.processing_size is None and self.canonical_focal is None:
             return w, h, intrinsics
         if intrinsics is None:
@@ -130,10 +120,7 @@ class EstimationPipeline:
             factor = np.float32(proc.fx / self.canonical_focal)  # de-canonicalise (1 up to rounding)
             depth = depth * factor
             unc = None if unc is None else unc * factor
-        if not self.resize_back or depth.shape == rgb.shape[:2]:
-            return DepthOutput(depth, unc, proc, rgb_proc)
-        unc = None if unc is None else resize_depth_nearest(unc, rgb.shape[1], rgb.shape[0])
-        return DepthOutput(resize_depth_nearest(depth, rgb.shape[1], rgb.shape[0]), unc, intrinsics, rgb)
+        return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
 
     def _estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> np.ndarray:
         """A one-shot backend, padded to its ``size_divisor``."""
