@@ -69,14 +69,21 @@ def onnxruntime_rows(model, rgb, sparse, threads: int, repeats: int, export_dir:
     sp, _ = frames.pad_to_multiple(sparse, model.size_divisor)
     s_t, v_t = frames.sparse_to_tensor_layout(sp)
     inputs = {"rgb": frames.rgb_to_tensor_layout(padded), "sparse_depth": s_t, "valid_mask": v_t}
+    rows = []
+    names = tuple(model.config.external_priors)
+    if names:  # the classical fills the pipeline computes beside the graphs
+        from depth_diffusion_ros.inference.pipelines.common import classical_priors
+
+        inputs["priors"] = classical_priors(names, sparse, model.size_divisor)
+        rows.append({"what": "DiffusionDepth priors", "setting": f"classical fills {', '.join(names)}",
+                     "ms": median_ms(lambda: classical_priors(names, sparse, model.size_divisor), repeats)})
     export_diffusion_depth(model, export_dir, H, W, forms=("step", "unrolled"), num_inference_steps=1, inputs=inputs)
     opts = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
-    rows = []
     unrolled = OnnxRuntimeDiffusionDepthBackend(export_dir, num_inference_steps=1, export_form="unrolled", **opts)
     graph = unrolled.sampler_graph
     noise = frames.make_noise((1,) + unrolled.latent_shape(H, W), 0)
     feed = dict(inputs, noise=noise)
-    rows.append({"what": "DiffusionDepth, ONNX Runtime", "setting": f"{unrolled_file_name(1, 1)} alone ({W}x{H})",
+    rows.append({"what": "DiffusionDepth, ONNX Runtime", "setting": f"{unrolled_file_name(1, 1)} alone ({W}x{H}, priors given)",
                  "ms": median_ms(lambda: graph.run(feed), repeats)})
     pipe = CompletionPipeline(unrolled)
     rows.append({"what": "DiffusionDepth, ONNX Runtime", "setting": "CompletionPipeline, unrolled graph, 1 step",

@@ -244,6 +244,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=str(WEIGHTS), help="weights folder to write")
     p.add_argument("--skip-train", action="store_true", help="score the runs already there")
     p.add_argument("--no-ablations", action="store_true", help="train and score the main run only")
+    p.add_argument("--train", dest="to_train", action="append", choices=["main", *VARIANTS], default=None,
+                   help="train only these runs (repeatable); the others are scored as they are")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = ["main"] + ([] if args.no_ablations else list(VARIANTS))
@@ -253,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         cfg = load_config(args.config, args.overrides + (VARIANTS[name][0] if name in VARIANTS else []))
         summary_path = dirs[name] / "run_summary.json"
-        if not args.skip_train:
+        if not args.skip_train and (args.to_train is None or name in args.to_train):
             ensure_pretrained(cfg)
             train_run(cfg, dirs[name])
         summaries[name] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
@@ -262,6 +264,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for fname in ("model.safetensors", "config.yaml"):
         shutil.copyfile(dirs["main"] / "final" / fname, out / fname)
         os.chmod(out / fname, 0o644)
+    # the ImageNet file the run started from, relative to the repository (not this machine's path)
+    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace(f"{REPO}/", ""))
     models = {"main": load_checkpoint(out, architecture="diffusion_depth")}
     for name in names[1:]:
         models[name] = load_checkpoint(dirs[name] / "final", architecture="diffusion_depth")
