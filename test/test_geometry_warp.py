@@ -130,3 +130,17 @@ def test_bad_inputs_are_refused():
         forward_warp_depth(plane(1.0), np.diag([2.0, 1, 1, 1]), K)
     with pytest.raises(ValueError, match="min_depth"):
         forward_warp_depth(plane(1.0), np.eye(4), K, min_depth=0.0)
+
+
+def test_fill_cracks_closes_one_pixel_cracks_but_not_disocclusions():
+    # moving 1 m towards a wall at 10 m magnifies by 10/9: a crack every ~9 px without the fill
+    warped, valid = forward_warp_depth(plane(10.0), translation(z=-1.0), K)
+    inner = (slice(6, -6), slice(6, -6))
+    assert valid[inner].mean() < 0.9
+    warped, valid = forward_warp_depth(plane(10.0), translation(z=-1.0), K, fill_cracks=True)
+    assert valid[inner].all() and np.all(warped[inner] == 9.0)
+    # the 5 px disocclusion strip of the lateral-shift box stays empty
+    d = plane(10.0)
+    d[10:20, 30:40] = 5.0
+    _, valid = forward_warp_depth(d, translation(x=-0.5), K, fill_cracks=True)
+    assert not valid[10:20, 30:35].any()

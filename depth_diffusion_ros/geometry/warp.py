@@ -30,6 +30,7 @@ def forward_warp_indices(
     intrinsics: Intrinsics,
     target_intrinsics: Optional[Intrinsics] = None,
     min_depth: float = 1e-3,
+    fill_cracks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The z-buffered forward warp of ``depth`` as source indices: which source pixel each
     target pixel shows, and its depth there.
@@ -43,6 +44,10 @@ def forward_warp_indices(
         target_intrinsics: of the target image; None = ``intrinsics``.
         min_depth: points nearer than this in the target camera (metres; behind it included)
             are dropped.
+        fill_cracks: fill one-pixel holes inside a continuous surface (the cracks a magnifying
+            motion leaves between splatted pixels): a hole whose left and right (then: upper and
+            lower) neighbours are both warped and within 5 % of each other in depth takes the
+            nearer neighbour's source pixel and depth. Wider holes (disocclusions) stay empty.
 
     Returns:
         ``(source_index, warped_depth)``: (Ht, Wt) int64 flat index into ``depth`` (-1 = no
@@ -97,7 +102,28 @@ def forward_warp_indices(
     np.not_equal(lin[1:], lin[:-1], out=first[1:])
     index.reshape(-1)[lin[first]] = src[first]
     warped.reshape(-1)[lin[first]] = zc[first].astype(np.float32)
+    if fill_cracks:
+        _fill_cracks(index, warped, axis=1)
+        _fill_cracks(index, warped, axis=0)
     return index, warped
+
+
+def _fill_cracks(index: np.ndarray, warped: np.ndarray, axis: int, rel: float = 0.05) -> None:
+    """In place: one-pixel holes between two similar warped depths along ``axis`` take the
+    nearer neighbour (see ``fill_cracks``)."""
+    if index.shape[axis] < 3:
+        return
+    core = (slice(None), slice(1, -1)) if axis == 1 else (slice(1, -1), slice(None))
+    lo = (slice(None), slice(None, -2)) if axis == 1 else (slice(None, -2), slice(None))
+    hi = (slice(None), slice(2, None)) if axis == 1 else (slice(2, None), slice(None))
+    za, zb = warped[lo].copy(), warped[hi].copy()
+    ia, ib = index[lo].copy(), index[hi].copy()
+    hole = (index[core] < 0) & (ia >= 0) & (ib >= 0) & (np.abs(za - zb) <= rel * np.minimum(za, zb))
+    if not hole.any():
+        return
+    take_a = za <= zb
+    index[core][hole] = np.where(take_a, ia, ib)[hole]
+    warped[core][hole] = np.where(take_a, za, zb)[hole]
 
 
 def forward_warp_depth(
@@ -106,6 +132,7 @@ def forward_warp_depth(
     intrinsics: Intrinsics,
     target_intrinsics: Optional[Intrinsics] = None,
     min_depth: float = 1e-3,
+    fill_cracks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Forward-warp a depth map into another camera pose with z-buffering (nearest surface wins).
 
@@ -121,7 +148,8 @@ def forward_warp_depth(
     Raises:
         ValueError: as :func:`forward_warp_indices`.
     """
-    index, warped = forward_warp_indices(depth, T_target_source, intrinsics, target_intrinsics, min_depth)
+    index, warped = forward_warp_indices(depth, T_target_source, intrinsics, target_intrinsics, min_depth,
+                                         fill_cracks)
     return warped, index >= 0
 
 

@@ -27,12 +27,16 @@ class DepthOutput:
     intrinsics: the intrinsics of ``depth`` (rescaled when the pipeline ran at a processing
         size and did not resize back), or None when none were given.
     rgb: (H, W, 3) uint8, the guidance image at the size of ``depth`` (colours of a point cloud).
+    sparse_depth: (H, W) float32 metres (0 = none), the sparse input the backend saw, at the size
+        of ``depth``; set by the completion pipeline (None when it resized back or for other
+        pipelines). The temporal filter compares the warped previous depth against it.
     """
 
     depth: np.ndarray
     uncertainty: Optional[np.ndarray]
     intrinsics: Optional[Intrinsics]
     rgb: np.ndarray
+    sparse_depth: Optional[np.ndarray] = None
 
 
 def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,

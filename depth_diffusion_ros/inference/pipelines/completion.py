@@ -76,6 +76,8 @@ class CompletionPipeline(FramePipeline):
         ``T_camera_points`` (4x4 camera <- points; identity when None), projected with the
         intrinsics at the processing size. intrinsics: of ``rgb`` (needed for points and for a
         processing size).
+        Returns the DepthOutput with ``sparse_depth`` = the sparse input at the processing size
+        (when the output is at that size).
         Raises FrameError: bad shapes (``bad_frame`` / ``size_mismatch``), no sparse input or no
         valid sparse pixel (``empty_sparse_depth``); BackendError from the backend.
         """
@@ -87,7 +89,10 @@ class CompletionPipeline(FramePipeline):
             depth, unc = run_diffusion_depth(self.backend, rgb_proc, sparse)
         else:
             depth, unc = self._complete(rgb_proc, sparse), None
-        return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
+        out = self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
+        if out.depth.shape == sparse.shape:
+            out.sparse_depth = sparse
+        return out
 
     def _complete(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         """A non-diffusion backend, padded to its ``size_divisor`` (1 unless it declares one)."""
