@@ -33,6 +33,18 @@ is :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`'s job, o
 ``cascade_scale`` > 0 :class:`~depth_diffusion_ros.inference.pipelines.CascadePipeline`'s
 (completion at 1/cascade_scale, then super-resolution by ``cascade_backend``).
 
+Temporal filter (``temporal`` true): the output of each frame goes through
+:class:`~depth_diffusion_ros.inference.temporal.TemporalFilter`, with its state kept per camera
+frame id (the CameraInfo's ``frame_id``, else the image's). The previous filtered depth is
+blended in where it agrees with the current single-frame depth and LiDAR; elsewhere the
+single-frame depth is kept and ``depth/uncertainty`` (then published for every backend) is
+raised. A gap longer than ``temporal_max_gap`` seconds, a backward time jump, or another image
+size or intrinsics resets the state, with an info log line naming the reason (also at the first
+frame of each frame id). Ego-motion: the node assumes a static camera — the previous depth
+is used in place (``T_prev_to_curr`` = identity), as no tf lookup of the camera's motion is made
+(tf2_ros is not a dependency of this package); on a moving camera the filter still falls back
+to single-frame depth wherever the scene moved by more than the agreement band.
+
 A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
 from __future__ import annotations
@@ -50,6 +62,7 @@ from depth_diffusion_ros.inference.backends import (
     make_super_resolution_backend,
 )
 from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline
+from depth_diffusion_ros.inference.temporal import TemporalFilter
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
@@ -109,6 +122,11 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
               read_only=True, choices=tuple(SUPER_RESOLUTION_BACKENDS)),
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
+    ParamSpec("temporal", False, "blend the previous output (static camera assumed) where it agrees with the "
+              "current frame; publishes depth/uncertainty", read_only=True),
+    ParamSpec("temporal_max_gap", 0.5, "temporal: a longer gap between frames of one camera (seconds) resets "
+              "the state, as do a backward time jump and a changed size or intrinsics", read_only=True,
+              range=(1e-3, 3600.0)),
 )
 
 
@@ -163,13 +181,16 @@ class DepthCompletionNode(DepthNode):
         if p["input"] == "points":
             self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
         self.pipeline, options = make_pipeline(p)
+        self.temporal: Optional[TemporalFilter] = TemporalFilter(max_gap=p["temporal_max_gap"]) if p["temporal"] \
+            else None
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.start_io(
             "depth completion", {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
             {"backend": p["backend"], "input": p["input"]},
             f"backend {p['backend']} {options}, input {p['input']}, processing size "
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
-            + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else ""),
+            + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else "")
+            + (f", temporal (max gap {p['temporal_max_gap']:g} s, static camera)" if p["temporal"] else ""),
         )
 
     def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
@@ -194,7 +215,18 @@ class DepthCompletionNode(DepthNode):
             sparse = depth_from_image(sparse_msg)
             timer.mark("inputs")
             output = self.pipeline(rgb, sparse, intrinsics)
+        if self.temporal is not None:
+            output = self._temporal(output, image, camera_info)
         self.publish(timer, output, image.header, camera_info)
+
+    def _temporal(self, output: Any, image: Image, camera_info: CameraInfo) -> Any:
+        """The temporal filter on one frame's output (static camera), logging a reset."""
+        frame_id = camera_info.header.frame_id or image.header.frame_id
+        stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
+        result = self.temporal(output, frame_id, stamp)
+        if result.reset is not None:
+            self.get_logger().info(f"temporal state reset: {result.reset}")
+        return result.output
 
 
 def main(args: Optional[list[str]] = None) -> int:
