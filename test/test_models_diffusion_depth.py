@@ -337,3 +337,29 @@ def test_external_priors_are_the_two_priors_the_decoder_selects_from():
         v2_config(average_prior=False, external_priors=("linear",)).validate()
     with pytest.raises(ConfigError, match="unknown classical fill 'cubic'"):
         v2_config(average_prior=False, external_priors=("linear", "cubic")).validate()
+
+
+def test_regression_ablation_is_evaluated_with_its_external_priors():
+    """training.evaluate's ModuleBackend (the regression ablation's path) gives the model the same
+    classical fills its backends give (it was once scored with the in-graph prior instead)."""
+    import numpy as np
+
+    from depth_diffusion_ros.baselines.fills import prior_fills
+    from training.evaluate import ModuleBackend
+
+    torch.manual_seed(0)
+    names = ("ip_basic_gaussian", "linear_hull")
+    m = DiffusionDepth(v2_config(average_prior=False, external_priors=names, regression=True)).eval()
+    b = make_batch(1, density=0.2)
+    rgb = (b["rgb"][0].permute(1, 2, 0).numpy() * 127.5 + 127.5).clip(0, 255).astype(np.uint8)
+    sparse = b["sparse_depth"][0, 0].numpy()
+    got = ModuleBackend(m).complete(rgb, sparse)
+    from depth_diffusion_ros.inference import frames
+
+    s_t, v_t = (torch.from_numpy(a) for a in frames.sparse_to_tensor_layout(sparse))
+    rgb_t = torch.from_numpy(frames.rgb_to_tensor_layout(rgb))
+    with torch.no_grad():
+        want = m.sample(rgb_t, s_t, v_t, priors=torch.from_numpy(prior_fills(names, sparse)[None]))[0, 0].numpy()
+        without = m.sample(rgb_t, s_t, v_t)[0, 0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - without).max() > 1e-3

@@ -80,7 +80,9 @@ def sample_frame(sample: Dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.nda
 class ModuleBackend:
     """A completion backend over any torch module with the trainer's evaluation API
     ``sample(rgb, sparse_depth, valid_mask) -> depth`` (B,1,H,W) metres and an optional
-    ``size_divisor`` (training stand-ins; DiffusionDepth runs through its own backend)."""
+    ``size_divisor`` (training stand-ins and the DiffusionDepth regression ablation; a diffusion
+    DiffusionDepth runs through its own backend). A model with ``config.external_priors`` gets
+    those classical fills of the sparse depth as ``priors=``, as its backends give them."""
 
     name = "torch-module"
 
@@ -94,8 +96,14 @@ class ModuleBackend:
 
         device = next(self.model.parameters()).device
         sparse, valid = frames.sparse_to_tensor_layout(sparse_depth)
+        kwargs = {}
+        names = tuple(getattr(getattr(self.model, "config", None), "external_priors", ()) or ())
+        if names:
+            from depth_diffusion_ros.baselines.fills import prior_fills
+
+            kwargs["priors"] = torch.from_numpy(prior_fills(names, sparse_depth)[None]).to(device)
         depth = self.model.sample(*(torch.from_numpy(a).to(device)
-                                    for a in (frames.rgb_to_tensor_layout(rgb), sparse, valid)))
+                                    for a in (frames.rgb_to_tensor_layout(rgb), sparse, valid)), **kwargs)
         return depth[0, 0].float().cpu().numpy()
 
 
