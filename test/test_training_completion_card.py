@@ -7,7 +7,7 @@ pytest.importorskip("torch")
 
 from depth_diffusion_ros.models.config import DiffusionDepthConfig  # noqa: E402
 from training.completion_card import (  # noqa: E402
-    ablation_table, accuracy_table, best_peer, sparsification_table, verdicts)
+    ablation_table, accuracy_table, best_peer, diffusion_verdict, sparsification_table, verdicts)
 from training.completion_card_text import card_text  # noqa: E402
 
 
@@ -61,9 +61,21 @@ def test_tables_carry_peers_ratios_and_ablation_rows():
 def test_card_text_names_the_model_split_and_what_was_tried():
     c = DiffusionDepthConfig(external_priors=("ip_basic_gaussian", "linear_hull"), uncertainty_head=True,
                              prediction_type="v_prediction", timestep_spacing="trailing", num_inference_steps=1)
-    tables = {k: f"<{k}>" for k in ("accuracy", "ablation", "sparsification", "verdicts", "speed")}
+    tables = {k: f"<{k}>" for k in ("accuracy", "ablation", "diffusion", "sparsification", "verdicts", "speed")}
     text = card_text(c, _results(), tables, {"params_m": 1.5, "size_mb": 6.0, "machine": "x86_64 CPU",
                                             "torch": "2"})
     for needle in ("ip_basic_gaussian", "v_prediction", "**1 inference step(s)**", "crop 256x576",
                    "for 50 epochs", "Four runs.", "<ablation>", "3300 optimiser steps, wall 40 min"):
         assert needle in text, needle
+
+
+def test_diffusion_verdict_compares_settings_and_the_regressor_at_the_same_budget():
+    results = _results()
+    for rows, matched in zip(results["scores"]["sets"].values(), (2860, 940)):
+        rows["ablation: main run at the ablation budget"] = _row(matched, 500)
+        rows["DiffusionDepth, 4 steps"] = dict(rows["DiffusionDepth, 1 step"])
+    text = diffusion_verdict(results)
+    # regressor 2900/2860 and 950/940: +1.4 % and +1.1 %, mean +1.2 %; the step rows are equal
+    assert "at most 0.0%" in text and "+1.2%" in text and "does not help measurably" in text
+    results["scores"]["sets"]["moving"]["DiffusionDepth, 4 steps"]["rmse_mm"] = 2500
+    assert "diffusion helps measurably" in diffusion_verdict(results)

@@ -95,6 +95,8 @@ shipped weights (the full schedule).
 
 {tables['ablation']}
 
+{tables['diffusion']}
+
 ## Is the uncertainty informative? (RMSE sparsification, `evaluation.uncertainty`)
 Pixels removed most-uncertain first; AUSE = area between that curve and the oracle's (the
 truly worst first), AURG = area between a random order and the curve (Poggi et al., CVPR 2020),

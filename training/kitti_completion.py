@@ -18,9 +18,9 @@ The ONNX Runtime speed table comes from ``depth-diffusion-ros benchmark`` (see t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -234,7 +234,7 @@ def run_dirs(cfg: dict) -> Dict[str, Path]:
 def main(argv: Optional[List[str]] = None) -> int:
     import logging
 
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint, save_checkpoint
     from training.completion_card import write_card
     from training.train import load_config
 
@@ -261,11 +261,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         summaries[name] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the main run's final weights, re-saved without the ImageNet file the run started from (the
+    # weights hold those tensors; the path was this machine's): same tensors, same hash
+    shipped = load_checkpoint(dirs["main"] / "final", architecture="diffusion_depth")
+    shipped.config = dataclasses.replace(shipped.config, pretrained_path=None)
+    save_checkpoint(shipped, out)
     for fname in ("model.safetensors", "config.yaml"):
-        shutil.copyfile(dirs["main"] / "final" / fname, out / fname)
         os.chmod(out / fname, 0o644)
-    # the ImageNet file the run started from, relative to the repository (not this machine's path)
-    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace(f"{REPO}/", ""))
     models = {"main": load_checkpoint(out, architecture="diffusion_depth")}
     for name in names[1:]:
         models[name] = load_checkpoint(dirs[name] / "final", architecture="diffusion_depth")
