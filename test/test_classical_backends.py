@@ -82,6 +82,26 @@ def test_super_resolution_backends_by_name(name, shared_data):
     assert err.value.reason == "scale_out_of_range"
 
 
+def test_super_resolution_ignores_depth_lr_outside_min_max_depth(shared_data):
+    """1e30 m, 1e-7 m and denormal LR depths are holes (filled like any), not depths; a depth_lr
+    with nothing in range is refused by name."""
+    root = shared_data / "nyu_depth_v2_metric3d"
+    gt = cv2.imread(str(root / "depth" / "sync_depth_00050.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
+    rgb = cv2.cvtColor(cv2.imread(str(root / "rgb" / "rgb_00050.jpg")), cv2.COLOR_BGR2RGB)
+    lr = cv2.resize(gt, (160, 120), interpolation=cv2.INTER_NEAREST)
+    bad = lr.copy()
+    bad[10, 10], bad[50, 80], bad[100, 20] = 1e30, 1e-7, np.float32(1e-42)
+    holes = lr.copy()
+    holes[10, 10] = holes[50, 80] = holes[100, 20] = 0.0
+    pipeline = SuperResolutionPipeline(make_super_resolution_backend("bicubic"), min_depth=0.01, max_depth=100.0)
+    out = pipeline(rgb, bad).depth
+    assert np.array_equal(out, pipeline(rgb, holes).depth)
+    assert np.nanmax(out) < 100.0
+    with pytest.raises(FrameError, match="outside min_depth..max_depth 0.01..100 m") as err:
+        pipeline(rgb, np.full_like(lr, 1e30))
+    assert err.value.reason == "empty_depth_lr"
+
+
 def test_super_resolution_backend_options():
     b = make_super_resolution_backend("guided_filter", radius=3, eps=0.05)
     assert (b.radius, b.eps) == (3, 0.05)

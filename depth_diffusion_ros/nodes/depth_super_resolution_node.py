@@ -102,6 +102,10 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("intrinsics_tolerance", 0.5, "pixels the depth camera's intrinsics may differ from the colour "
               "camera's (rescaled to the LR size) before depth_lr is re-rendered", read_only=True,
               range=(0.0, 1000.0)),
+    ParamSpec("min_depth", 0.01, "nearest depth_lr value used (metres); nearer ones (and denormals) are holes",
+              read_only=True, range=(0.0, 1000.0)),
+    ParamSpec("max_depth", 100.0, "farthest depth_lr value used (metres); farther ones are holes",
+              read_only=True, range=(0.0, 1.0e6)),
 )
 
 
@@ -126,7 +130,8 @@ class DepthSuperResolutionNode(DepthNode):
             backend = make_super_resolution_backend(p["backend"], **options)
         except (ValueError, TypeError) as exc:
             raise ParameterError(f"backend {p['backend']!r} rejected options {options}: {exc}") from exc
-        self.pipeline = SuperResolutionPipeline(backend, p["max_scale"], p["intrinsics_tolerance"])
+        self.pipeline = SuperResolutionPipeline(backend, p["max_scale"], p["intrinsics_tolerance"],
+                                                min_depth=p["min_depth"], max_depth=p["max_depth"])
         scales = f"x{self.pipeline.min_scale}..x{self.pipeline.max_scale}"
         topics: dict[str, type] = {"image": Image, "camera_info": CameraInfo, "depth_lr": Image}
         if p["use_depth_camera_info"]:

@@ -19,8 +19,8 @@ from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
 from depth_diffusion_ros.geometry.resample import downsample_sparse_depth, resize_depth_nearest
 from depth_diffusion_ros.inference.errors import BackendError, FrameError
 from depth_diffusion_ros.inference.frames import check_rgb
-from depth_diffusion_ros.inference.pipelines.common import DepthOutput
-from depth_diffusion_ros.inference.pipelines.completion import CompletionPipeline, depth_in_range
+from depth_diffusion_ros.inference.pipelines.common import DepthOutput, depth_in_range
+from depth_diffusion_ros.inference.pipelines.completion import CompletionPipeline
 from depth_diffusion_ros.inference.pipelines.super_resolution import SuperResolutionPipeline
 
 

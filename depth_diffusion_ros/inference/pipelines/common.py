@@ -133,3 +133,14 @@ class FramePipeline:
         h, w = rgb.shape[:2]
         unc = None if unc is None else resize_depth_nearest(unc, w, h)
         return DepthOutput(resize_depth_nearest(depth, w, h), unc, intrinsics, rgb)
+
+
+def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """(H, W) float32 metres with every value outside [min_depth, max_depth] (and NaN, inf) set to
+    0 = missing; ``depth`` itself is not changed."""
+    d = np.asarray(depth, np.float32)
+    with np.errstate(invalid="ignore"):
+        keep = (d >= min_depth) & (d <= max_depth)
+    if keep.all():
+        return d
+    return np.where(keep, d, np.float32(0.0))

@@ -23,19 +23,9 @@ from depth_diffusion_ros.inference.pipelines.common import (
     FramePipeline,
     backend_label,
     checked_depth,
+    depth_in_range,
     run_diffusion_depth,
 )
-
-
-def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """(H, W) float32 metres with every value outside [min_depth, max_depth] (and NaN, inf) set to
-    0 = missing; ``depth`` itself is not changed."""
-    d = np.asarray(depth, np.float32)
-    with np.errstate(invalid="ignore"):
-        keep = (d >= min_depth) & (d <= max_depth)
-    if keep.all():
-        return d
-    return np.where(keep, d, np.float32(0.0))
 
 
 class CompletionPipeline(FramePipeline):

@@ -16,7 +16,7 @@ from depth_diffusion_ros.geometry.resample import resample_sparse_depth, super_r
 from depth_diffusion_ros.inference import frames
 from depth_diffusion_ros.inference.backends.base import GuidedSuperResolutionBackend, UpsamplingModel
 from depth_diffusion_ros.inference.errors import BackendError, FrameError
-from depth_diffusion_ros.inference.pipelines.common import DepthOutput, backend_label, checked_depth
+from depth_diffusion_ros.inference.pipelines.common import DepthOutput, backend_label, checked_depth, depth_in_range
 from depth_diffusion_ros.inference.sampler import aggregate_ensemble
 
 
@@ -29,11 +29,14 @@ class SuperResolutionPipeline:
             range ``min_scale..max_scale``).
         intrinsics_tolerance: pixels the depth camera's intrinsics may differ from the colour
             camera's (rescaled to the LR size) before the LR depth is re-rendered.
+        min_depth, max_depth: ``depth_lr`` values outside this range (metres; e.g. 1e30 m, 1e-7 m,
+            denormals) are missing pixels, filled like any hole.
     Attributes:
         min_scale, max_scale: the accepted range of integer scales.
     """
 
-    def __init__(self, backend: Any, max_scale: int = 16, intrinsics_tolerance: float = 0.5) -> None:
+    def __init__(self, backend: Any, max_scale: int = 16, intrinsics_tolerance: float = 0.5,
+                 min_depth: float = 0.0, max_depth: float = float("inf")) -> None:
         if isinstance(backend, GuidedSuperResolutionBackend):
             self.min_scale, self.max_scale = int(backend.min_scale), int(backend.max_scale)
         elif isinstance(backend, UpsamplingModel):
@@ -43,6 +46,7 @@ class SuperResolutionPipeline:
         self.backend = backend
         self.name = backend_label(backend)
         self.intrinsics_tolerance = float(intrinsics_tolerance)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
 
     def scale(self, width: int, height: int, width_lr: int, height_lr: int) -> int:
         """The integer scale of a frame; FrameError (``bad_scale`` / ``scale_out_of_range``)."""
@@ -67,9 +71,11 @@ class SuperResolutionPipeline:
             raise FrameError(f"depth_lr must be (h, w), got shape {depth_lr.shape}")
         H, W = rgb.shape[:2]
         self.scale(W, H, depth_lr.shape[1], depth_lr.shape[0])
-        depth_lr = self._registered(depth_lr, intrinsics, depth_intrinsics)
+        depth_lr = self._registered(depth_in_range(depth_lr, self.min_depth, self.max_depth), intrinsics,
+                                    depth_intrinsics)
         if not np.any(depth_lr > 0):
-            raise FrameError("depth_lr has no valid pixel (all 0/NaN)", "empty_depth_lr")
+            raise FrameError(f"depth_lr has no valid pixel (all 0/NaN or outside min_depth..max_depth "
+                             f"{self.min_depth:g}..{self.max_depth:g} m)", "empty_depth_lr")
         if isinstance(self.backend, GuidedSuperResolutionBackend):
             depth, unc = self._sample(rgb, depth_lr)
         else:
