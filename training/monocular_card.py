@@ -8,8 +8,8 @@
 2. scores them (:mod:`training.monocular`): the KITTI models and the row-median reference on the
    held-out KITTI frames (Eigen protocol), GMAC and CPU time per 1242x375 frame for 1, 2 and 5
    DDIM steps, the comparison figure; the indoor model, the reference and FastDepth on NYU;
-3. ships the better of the two ImageNet-started DiffusionDepth runs (:data:`SHIPPED_CANDIDATES`, by
-   abs_rel over the validation frames) to ``depth_diffusion_ros/weights/diffusion_depth_kitti_monocular``:
+3. ships the best of the DiffusionDepth runs (:data:`SHIPPED_CANDIDATES`: ImageNet-started, relative
+   to the row prior, random initialisation; by abs_rel over the validation frames) to ``depth_diffusion_ros/weights/diffusion_depth_kitti_monocular``:
    the checkpoint, its ONNX export (``onnx/``: step form, static 640x192 = the padded canonical size
    of a 1242x375 KITTI frame; checked against torch on the real raw frame), the row-median
    reference fitted on the same training frames and ``MODEL_CARD.md`` with every number above.
@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "depth_diffusion_ros" / "weights" / "diffusion_depth_kitti_monocular"
 #: the runs the shipped weights are chosen from (the lower validation abs_rel)
-SHIPPED_CANDIDATES = ("kitti_monocular_diffusion", "kitti_monocular_diffusion_prior")
+SHIPPED_CANDIDATES = ("kitti_monocular_diffusion", "kitti_monocular_diffusion_prior",
+                      "kitti_monocular_diffusion_scratch")
 #: table label -> training config (training/configs/<name>.yaml; run in runs/<name>)
 KITTI_MODELS = {
     "DiffusionDepth, ImageNet MobileNetV3-S": "kitti_monocular_diffusion",

@@ -73,8 +73,11 @@ def model_card(kitti: Dict[str, Any], indoor: Optional[Dict[str, Any]], export: 
         "Monocular metric depth from one camera image: DiffusionDepth (Duan et al., arXiv 2303.05021) at a "
         "size this CPU trains - d = 16 latent at stride 8, self-diffusion training, DDIM (v-prediction, "
         "trailing timesteps: 1 step from t = T-1 by default), an uncertainty head, and decoder skips of the "
-        "image encoder, MobileNetV3-Small started from ImageNet (`../shared/pretrained`, converted by "
-        "`training.pretrained`). Canonical focal length 360.77 px (half KITTI's): `depth_estimation_node` "
+        "image encoder, MobileNetV3-Small "
+        + ("from random initialisation (it scored better on the validation frames than the runs started "
+           "from ImageNet, `../shared/pretrained`: see the tables)" if "random init" in shipped else
+           "started from ImageNet (`../shared/pretrained`, converted by `training.pretrained`)")
+        + ". Canonical focal length 360.77 px (half KITTI's): `depth_estimation_node` "
         "resizes every image to it, so the depth stays metric on other cameras (Metric3D's canonical camera)."
         + (" The network predicts depth relative to the row-median ground-plane prior (ours: 10 x depth / "
            "prior, the prior stored with the weights; the pipeline multiplies it back for the camera at hand)."
