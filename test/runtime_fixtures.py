@@ -8,6 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The ``__init__.py`` of the stand-in torch / torchvision / timm packages of the torch-free tests:
+#: importing them raises ImportError and appends to the file ``$DDR_TORCH_MARKER`` names.
+BLOCKER = """
+import os
+marker = os.environ.get("DDR_TORCH_MARKER")
+if marker:
+    with open(marker, "a") as f:
+        f.write("torch import attempted\\n")
+raise ImportError("torch is blocked in this test (torch-free deployment)")
+"""
+
+
+def write_torch_blocker(root: Path) -> tuple[Path, Path]:
+    """Stand-in ``torch``, ``torchvision`` and ``timm`` packages under ``root/block`` that refuse to
+    import (put the folder first on PYTHONPATH); returns (that folder, the marker file path)."""
+    block = Path(root) / "block"
+    for name in ("torch", "torchvision", "timm"):
+        (block / name).mkdir(parents=True)
+        (block / name / "__init__.py").write_text(BLOCKER)
+    return block, Path(root) / "torch_marker.txt"
+
 H, W = 96, 320
 STEPS = 3
 

@@ -24,30 +24,19 @@ from depth_diffusion_ros.nodes.depth_estimation_node import SHIPPED_WEIGHTS
 from depth_diffusion_ros.ros import array_to_image, depth_from_image
 
 from node_harness import DepthNodeRig, KittiFrame, NodeProcess, diagnostic_values
+from runtime_fixtures import write_torch_blocker
 
 pytestmark = pytest.mark.ros
 
 MODULE = "depth_diffusion_ros.nodes.depth_estimation_node"
-BLOCKER = """
-import os
-marker = os.environ.get("DDR_TORCH_MARKER")
-if marker:
-    with open(marker, "a") as f:
-        f.write("torch import attempted\\n")
-raise ImportError("torch is blocked in this test (torch-free deployment)")
-"""
 _stamps = itertools.count(300)
 
 
 @pytest.fixture(scope="module")
 def no_torch(tmp_path_factory):
-    root = tmp_path_factory.mktemp("no_torch")
-    for name in ("torch", "torchvision", "timm"):
-        (root / "block" / name).mkdir(parents=True)
-        (root / "block" / name / "__init__.py").write_text(BLOCKER)
-    marker = root / "torch_marker.txt"
+    block, marker = write_torch_blocker(tmp_path_factory.mktemp("no_torch"))
     old = {k: os.environ.get(k) for k in ("PYTHONPATH", "DDR_TORCH_MARKER")}
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(root / "block")] + ([old["PYTHONPATH"]] if old["PYTHONPATH"] else []))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(block)] + ([old["PYTHONPATH"]] if old["PYTHONPATH"] else []))
     os.environ["DDR_TORCH_MARKER"] = str(marker)
     yield marker
     for k, v in old.items():

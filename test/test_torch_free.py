@@ -19,16 +19,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from runtime_fixtures import build_small_export, kitti_frame  # noqa: E402
+from runtime_fixtures import build_small_export, kitti_frame, write_torch_blocker  # noqa: E402
 
-BLOCKER = """
-import os
-marker = os.environ.get("DDR_TORCH_MARKER")
-if marker:
-    with open(marker, "a") as f:
-        f.write("torch import attempted\\n")
-raise ImportError("torch is blocked in this test (torch-free deployment)")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +33,7 @@ def export(tmp_path_factory, shared_data):
 
 @pytest.fixture
 def no_torch_env(tmp_path):
-    block = tmp_path / "block"
-    for name in ("torch", "torchvision", "timm"):
-        (block / name).mkdir(parents=True)
-        (block / name / "__init__.py").write_text(BLOCKER)
-    marker = tmp_path / "torch_marker.txt"
+    block, marker = write_torch_blocker(tmp_path)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(block)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
                DDR_TORCH_MARKER=str(marker))
     return env, marker
