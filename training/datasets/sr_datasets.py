@@ -316,18 +316,43 @@ def kitti_frames(root: str | Path, cameras: Sequence[int] = (2, 3), max_depth: f
     return FrameList(frames, names)
 
 
+#: SUN3D frames (per fragment, in order) of the training set; 38-39 are a gap, 40-49 held out.
+SUN3D_TRAIN_FRAMES = (0, 38)
+SUN3D_HELD_OUT_FRAMES = (40, 50)
+
+
+def sun3d_sr_frames(root: str | Path, frame_range: Sequence[int], every: int = 1) -> FrameList:
+    """SUN3D frames ``frame_range`` = (start, stop) of each fragment (see
+    :data:`SUN3D_TRAIN_FRAMES`), through the RGB-D folder loader; depth > 10 m dropped."""
+    from training.datasets.sun3d import sun3d_frames
+
+    ds = sun3d_frames(root, frames=slice(int(frame_range[0]), int(frame_range[1])), every=every)
+    frames, names = [], []
+    for i in range(len(ds)):
+        f = ds.load_frame(i)
+        gt = np.asarray(f["gt_depth"], np.float32).copy()
+        gt[gt > 10.0] = 0.0
+        frames.append({"rgb": f["rgb"], "gt_depth": gt, "K": f["K"]})
+        names.append(ds.sample_name(i))
+    return FrameList(frames, names)
+
+
 def shared_data_sources(shared: str | Path, nyu_names: Sequence[str] = ("rgb_00000", "rgb_00050"),
                         middlebury_columns: Sequence[float] = (0.0, 0.6), kitti: bool = True,
-                        marigold: bool = True) -> dict:
+                        marigold: bool = True, sun3d: Optional[Sequence[int]] = None, sun3d_every: int = 1) -> dict:
     """The demo training sources from ``../shared/data`` (name -> FrameList).
 
-    Held out by default (benchmark frames): NYU ``rgb_00100`` and Middlebury columns 60-100 %.
+    Held out by default (benchmark frames): NYU ``rgb_00100`` and Middlebury columns 60-100 %;
+    ``sun3d`` = (start, stop) frames of each SUN3D fragment to add (None: no SUN3D; the
+    shipped weights use :data:`SUN3D_TRAIN_FRAMES`, holding back 40-49).
     """
     shared = Path(shared)
     out = {
         "nyu": nyu_frames(shared / "nyu_depth_v2_metric3d", names=nyu_names),
         "middlebury": MiddleburyStereo(shared / "middlebury2014_motorcycle_skimage", column_range=middlebury_columns),
     }
+    if sun3d is not None:
+        out["sun3d"] = sun3d_sr_frames(shared / "sun3d_rgbd_3dmatch", sun3d, sun3d_every)
     if kitti:
         out["kitti"] = kitti_frames(shared / "kitti_raw_depth_completion_torch_kitti")
     if marigold:
@@ -338,10 +363,12 @@ def shared_data_sources(shared: str | Path, nyu_names: Sequence[str] = ("rgb_000
 # ----------------------------------------------------------------------------- samples
 
 
-def make_sr_sample(rgb: np.ndarray, gt_depth: np.ndarray, scale: int, min_valid_fraction: float = 0.5) -> dict:
-    """One CDSR sample from an HR frame (H, W multiples of ``scale``): LR by bicubic
-    downsampling of the GT, holes filled (see module docstring). Returns torch tensors."""
-    lr = bicubic_downsample_depth(gt_depth, scale, min_valid_fraction)
+def make_sr_sample(rgb: np.ndarray, gt_depth: np.ndarray, scale: int, min_valid_fraction: float = 0.5,
+                   depth_lr: Optional[np.ndarray] = None) -> dict:
+    """One CDSR sample from an HR frame (H, W multiples of ``scale``): LR ``depth_lr`` when given
+    (a degradation of :mod:`depth_diffusion_ros.geometry.degradation`), else bicubic
+    downsampling of the GT; holes filled (see module docstring). Returns torch tensors."""
+    lr = bicubic_downsample_depth(gt_depth, scale, min_valid_fraction) if depth_lr is None else depth_lr
     if not (lr > 0).any():
         raise DatasetError("the low-resolution depth has no valid pixel")
     filled, mask = fill_depth_holes(lr)
@@ -379,7 +406,8 @@ class SRPatchDataset(Dataset):
     def __init__(self, sources: dict, crop_size: int = 128, scales: Sequence[int] = (4, 8, 16),
                  batch_size: int = 8, length: int = 8000, weights: Optional[dict] = None,
                  min_gt_fraction: float = 0.3, hflip: bool = True, channel_swap_prob: float = 0.25,
-                 edge_bias: float = 0.0, edge_threshold: float = 0.05):
+                 edge_bias: float = 0.0, edge_threshold: float = 0.05, degradations: Optional[dict] = None,
+                 strength_range: Sequence[float] = (0.5, 1.5)):
         if not sources:
             raise DatasetError("SRPatchDataset: no sources")
         self.scales = [int(s) for s in scales]
@@ -410,7 +438,31 @@ class SRPatchDataset(Dataset):
         self.crop_size, self.batch_size, self.length = int(crop_size), int(batch_size), int(length)
         self.min_gt_fraction, self.hflip, self.channel_swap_prob = min_gt_fraction, hflip, channel_swap_prob
         self.edge_bias = float(edge_bias)
+        self.degradations = self._degradation_p(degradations)
+        self.strength_range = (float(strength_range[0]), float(strength_range[1]))
         self._reads = 0
+
+    @staticmethod
+    def _degradation_p(degradations: Optional[dict]) -> list:
+        """[(kind, probability)] from {kind: weight} (None: bicubic only, the CDSR protocol)."""
+        from depth_diffusion_ros.geometry.degradation import DEGRADATIONS
+
+        weights = {"bicubic": 1.0} if not degradations else {k: float(v) for k, v in degradations.items()}
+        unknown = sorted(set(weights) - set(DEGRADATIONS))
+        if unknown or any(v < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+            raise DatasetError(f"degradations must map {list(DEGRADATIONS)} to weights >= 0 with a positive sum, "
+                               f"got {degradations}")
+        total = sum(weights.values())
+        return [(k, v / total) for k, v in weights.items()]
+
+    def degrade(self, rgb: np.ndarray, gt: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+        """LR depth of one crop by a degradation drawn with the configured weights."""
+        from depth_diffusion_ros.geometry.degradation import degrade_depth
+
+        kinds = [k for k, _ in self.degradations]
+        kind = kinds[int(rng.choice(len(kinds), p=[p for _, p in self.degradations]))]
+        strength = float(rng.uniform(*self.strength_range))
+        return degrade_depth(gt, rgb, scale, kind, rng, strength)
 
     def __len__(self) -> int:
         return self.length
@@ -446,7 +498,11 @@ class SRPatchDataset(Dataset):
             im, g = im[:, ::-1], g[:, ::-1]
         if self.channel_swap_prob > 0 and rng.random() < self.channel_swap_prob:
             im = im[..., rng.permutation(3)]
-        sample = make_sr_sample(np.ascontiguousarray(im), np.ascontiguousarray(g), scale)
+        im, g = np.ascontiguousarray(im), np.ascontiguousarray(g)
+        lr = self.degrade(im, g, scale, rng)
+        if not (lr > 0).any():
+            lr = None  # (a crop whose degradation left nothing) the bicubic LR instead
+        sample = make_sr_sample(im, g, scale, depth_lr=lr)
         sample["scale"] = torch.tensor(scale)
         return sample
 
@@ -454,17 +510,9 @@ class SRPatchDataset(Dataset):
 def depth_edges(depth: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     """(N, 2) row/col of depth discontinuities: valid pixels whose depth differs from the right
     or lower valid neighbour by more than ``threshold`` (relative)."""
-    d = np.asarray(depth, np.float32)
-    v = d > 0
-    edge = np.zeros(d.shape, bool)
-    for a, b, va, vb, sl in (
-        (d[:, :-1], d[:, 1:], v[:, :-1], v[:, 1:], (slice(None), slice(0, -1))),
-        (d[:-1], d[1:], v[:-1], v[1:], (slice(0, -1), slice(None))),
-    ):
-        both = va & vb
-        rel = np.abs(a - b) / np.maximum(np.minimum(a, b), 1e-6)
-        edge[sl] |= both & (rel > threshold)
-    return np.argwhere(edge)
+    from depth_diffusion_ros.geometry.degradation import depth_discontinuities
+
+    return np.argwhere(depth_discontinuities(depth, threshold, both_sides=False))
 
 
 def build_sr_patch_dataset(root: str | Path, crop_size: int = 128, scales: Sequence[int] = (4, 8, 16),
@@ -472,12 +520,15 @@ def build_sr_patch_dataset(root: str | Path, crop_size: int = 128, scales: Seque
                            nyu_names: Sequence[str] = ("rgb_00000", "rgb_00050"),
                            middlebury_columns: Sequence[float] = (0.0, 0.6), kitti: bool = True,
                            marigold: bool = True, min_gt_fraction: float = 0.3,
-                           edge_bias: float = 0.0) -> SRPatchDataset:
+                           edge_bias: float = 0.0, sun3d: Optional[Sequence[int]] = None, sun3d_every: int = 1,
+                           degradations: Optional[dict] = None,
+                           strength_range: Sequence[float] = (0.5, 1.5)) -> SRPatchDataset:
     """Training-config entry point (``type: training.datasets.sr_datasets:build_sr_patch_dataset``):
-    :class:`SRPatchDataset` over :func:`shared_data_sources` of ``root`` (the shared data folder)."""
-    sources = shared_data_sources(root, nyu_names, middlebury_columns, kitti, marigold)
+    :class:`SRPatchDataset` over :func:`shared_data_sources` of ``root`` (the shared data folder),
+    LR inputs by ``degradations`` ({kind: weight} of :data:`~depth_diffusion_ros.geometry.degradation.DEGRADATIONS`)."""
+    sources = shared_data_sources(root, nyu_names, middlebury_columns, kitti, marigold, sun3d, sun3d_every)
     return SRPatchDataset(sources, crop_size, scales, batch_size, length, weights, min_gt_fraction,
-                          edge_bias=edge_bias)
+                          edge_bias=edge_bias, degradations=degradations, strength_range=strength_range)
 
 
 def build_cdsr_patch_dataset(root: str | Path, dataset: str = "nyu", crop_size: int = 256,

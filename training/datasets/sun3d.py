@@ -6,7 +6,8 @@ Layout (Zeng et al., 3DMatch toolbox)::
     <root>/<fragment>/frame-NNNNNN.color.png         RGB 8-bit
     <root>/<fragment>/frame-NNNNNN.depth.png         uint16 millimetres, 0 = invalid, registered to colour
 
-Depth is dense (about 87 % valid) and plain millimetres. The frames are returned as
+Depth is dense (about 87 % valid) and plain millimetres. It is one case of the generic RGB-D
+folder layout, read by :func:`training.datasets.rgbd_folder.rgbd_folder_frames`; the frames are
 :class:`~training.datasets.nyu.NyuFileList` entries (same encoding, same sample dict).
 """
 from __future__ import annotations
@@ -14,38 +15,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import numpy as np
-
 from training.datasets.common import DatasetError
-from training.datasets.nyu import NyuEntry, NyuFileList
+from training.datasets.nyu import NyuFileList
+from training.datasets.rgbd_folder import read_intrinsics, rgbd_folder_frames
 
-
-def read_intrinsics(path: Union[str, Path]) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) of a 3DMatch ``camera-intrinsics.txt``; DatasetError naming the file."""
-    try:
-        K = np.loadtxt(str(path), dtype=np.float64).reshape(3, 3)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: expected a 3x3 intrinsics matrix ({exc})") from exc
-    return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+__all__ = ["read_intrinsics", "sun3d_frames"]
 
 
 def sun3d_frames(root: Union[str, Path], fragments: Optional[Sequence[str]] = None, every: int = 1,
-                 **kwargs) -> NyuFileList:
-    """Every ``every``-th frame of the given fragments (all ``fragment-*`` folders when None).
+                 frames: Optional[slice] = None, **kwargs) -> NyuFileList:
+    """Every ``every``-th frame of the given fragments (all ``fragment-*`` folders when None);
+    ``frames`` slices each fragment's frame list first (e.g. ``slice(0, 38)``).
 
     Raises DatasetError for a missing root, intrinsics or depth file, or no frame.
     """
     root = Path(root)
-    K = read_intrinsics(root / "camera-intrinsics.txt")
+    if not (root / "camera-intrinsics.txt").is_file():
+        raise DatasetError(f"{root / 'camera-intrinsics.txt'}: expected a 3x3 intrinsics matrix (file missing)")
     names = fragments or sorted(p.name for p in root.glob("fragment-*") if p.is_dir())
-    entries = []
     for name in names:
         colours = sorted((root / name).glob("frame-*.color.png"))
         if not colours:
             raise DatasetError(f"{root / name}: no frame-*.color.png")
-        for rgb in colours[::max(1, int(every))]:
+        for rgb in colours:
             depth = rgb.with_name(rgb.name.replace(".color.png", ".depth.png"))
             if not depth.is_file():
                 raise DatasetError(f"{depth} missing (the depth of {rgb.name})")
-            entries.append(NyuEntry(rgb, depth, K, 1000.0))
-    return NyuFileList(entries, **kwargs)
+    return rgbd_folder_frames(root, sequences=names, every=every, frames=frames, **kwargs)

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from depth_diffusion_ros.geometry.degradation import block_average_depth  # noqa: F401 - re-exported for the demo
 from depth_diffusion_ros.geometry.intrinsics import Intrinsics
 from depth_diffusion_ros.tools.bag_io import (
     CAMERA_INFO,
@@ -90,24 +91,6 @@ def write_motorcycle_bag(path: Path, n_frames: int = 3, n_rows: int = 64, col_st
             bag.write(f"{base}/sparse_depth", t, make_depth_image(sparse, t, frame_id))
             bag.write(f"{base}/image_raw", t, make_image(rgb, "rgb8", t, frame_id))
     return path
-
-
-def block_average_depth(depth: np.ndarray, scale: int) -> np.ndarray:
-    """Low-resolution depth: the mean of the valid (> 0, finite) pixels of each ``scale`` x ``scale``
-    block; 0 where a block has none.
-
-    depth: (H, W) metres with H, W multiples of ``scale``. Returns (H/scale, W/scale) float32.
-    The LR pixel (i, j) covers HR pixels [i*s, (i+1)*s), so its intrinsics are
-    ``Intrinsics.scaled(W/s, H/s)`` (pixel-centre convention). Raises ValueError otherwise.
-    """
-    h, w = depth.shape
-    if scale < 1 or h % scale or w % scale:
-        raise ValueError(f"depth {w}x{h} is not a multiple of the scale {scale}")
-    valid = np.isfinite(depth) & (depth > 0)
-    blocks = np.where(valid, depth, 0.0).astype(np.float64).reshape(h // scale, scale, w // scale, scale)
-    count = valid.reshape(h // scale, scale, w // scale, scale).sum(axis=(1, 3))
-    total = blocks.sum(axis=(1, 3))
-    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
 
 
 def nyu_frames(folder: Path) -> list[tuple[np.ndarray, np.ndarray, Intrinsics]]:
