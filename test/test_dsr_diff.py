@@ -307,3 +307,33 @@ def test_stage1_rmse_term():
     assert set(losses) == {"loss", "l1", "rmse"}
     assert torch.isclose(losses["loss"].detach(), losses["l1"] + 0.5 * losses["rmse"])
     assert float(losses["rmse"]) >= float(losses["l1"])  # RMSE >= mean absolute error
+
+
+def test_channel_softmax_equals_torch_softmax():
+    from depth_diffusion_ros.models.dsr_diff_blocks import channel_softmax
+
+    x = 20.0 * torch.randn(2, 10, 5, 7)
+    torch.testing.assert_close(channel_softmax(x), torch.softmax(x, dim=1), rtol=1e-6, atol=1e-7)
+
+
+def test_fast_options_keep_shapes_scales_and_the_bilinear_start():
+    """guidance_input pool, head_kernel 1, upsample_mode bilinear (design choice 10): one model
+    for x2..x8 here; at initialisation the output is ~ the bilinear upsampling."""
+    m = tiny(guidance_input="pool", head_kernel=1, upsample_mode="bilinear").eval()
+    assert m.dsrn.head[-1].kernel_size == (1, 1) and m.grn.cond_encoder.features[0].in_channels == 5
+    for s in (2, 4, 8):
+        bt = batch(b=1, s=s)
+        with torch.no_grad():
+            out = m.sample(bt["rgb"], bt["depth_lr"], bt["valid_mask_lr"])
+        assert out.shape == (1, 1, 32, 48)
+    bt = batch(b=1, s=4)
+    d_n = bt["depth_lr"] / 4.0
+    with torch.no_grad():
+        out = m.decode(torch.zeros(1, 16), bt["rgb"], d_n, bt["valid_mask_lr"])
+    bil = F.interpolate(d_n, size=(32, 48), mode="bilinear", align_corners=False)
+    assert float((out - bil).abs().max()) < 0.1 * float(d_n.max() - d_n.min())
+    losses = tiny(guidance_input="pool", head_kernel=1, upsample_mode="bilinear").train().training_losses(batch())
+    assert torch.isfinite(losses["loss"])
+    for bad in ({"guidance_input": "crop"}, {"head_kernel": 5}, {"upsample_mode": "nearest"}):
+        with pytest.raises(Exception, match=next(iter(bad))):
+            DSRDiffConfig(**{**TINY, **bad}).validate()

@@ -67,6 +67,15 @@ Design choices the paper leaves open (also listed in the demo model card)
    side (a median), which RMSE, the CDSR metric, punishes; ``rmse_weight`` adds the batch RMSE
    of the normalised depth to the stage-1 loss (and to stage 2's reconstruction term). The demo
    uses 1.0; 0 is the paper's loss.
+10. **CPU cost at 640x480** (the shipped weights: <= 100 ms in ONNX Runtime, 2 threads): what
+   costs there is not the transformer groups at H/4 but the full-resolution glue. Measured on
+   random weights of the demo widths (x8, 2 threads, quiet 2-core CPU): 151 ms as first built;
+   the candidate softmax as exp / sum instead of ONNX ``Softmax`` over channels (same values)
+   107 ms; the guidance encoders on H/4 inputs (``guidance_input: pool``: area-averaged colour,
+   LR depth resized to H/4, instead of a full-resolution bicubic and a x4 pixel unshuffle) 97 ms;
+   plus a 1x1 last head convolution (``head_kernel: 1``) and a bilinear base upsampling
+   (``upsample_mode: bilinear``; ONNX Runtime's cubic Resize alone took ~25 ms) 72 ms. The
+   paper-setting config keeps the defaults (unshuffle, 3x3, bicubic).
 """
 from __future__ import annotations
 
@@ -204,19 +213,26 @@ class DSRDiff(nn.Module):
         scale = depth_normaliser(depth_lr, valid_mask_lr)
         return depth_lr / scale, valid_mask_lr, scale
 
-    def encode_condition(self, rgb: torch.Tensor, depth_lr_n: torch.Tensor, valid_mask_lr: torch.Tensor) -> torch.Tensor:
-        """GRN condition c (B,G) from HR colour and the *normalised* LR depth + mask."""
-        size = (rgb.shape[-2], rgb.shape[-1])
+    def _guidance_inputs(self, rgb, depth_lr_n, valid_mask_lr, depth_hr_n=None) -> list:
+        """The guidance encoders' inputs: [rgb, (HR depth,) LR depth up, LR mask up] at the HR size,
+        or at (H/4, W/4) with colour and HR depth area-averaged (``guidance_input: pool``)."""
+        H, W = rgb.shape[-2], rgb.shape[-1]
+        pooled = self.config.guidance_input == "pool"
+        size = (H // 4, W // 4) if pooled else (H, W)
         up = F.interpolate(depth_lr_n, size=size, mode="bicubic", align_corners=False)
         mask_up = F.interpolate(valid_mask_lr, size=size, mode="bilinear", align_corners=False)
-        return self.grn.cond_encoder(torch.cat([rgb, up, mask_up], dim=1))
+        if pooled:
+            rgb = F.avg_pool2d(rgb, 4)
+            depth_hr_n = None if depth_hr_n is None else F.avg_pool2d(depth_hr_n, 4)
+        return [rgb, up, mask_up] if depth_hr_n is None else [rgb, depth_hr_n, up, mask_up]
+
+    def encode_condition(self, rgb: torch.Tensor, depth_lr_n: torch.Tensor, valid_mask_lr: torch.Tensor) -> torch.Tensor:
+        """GRN condition c (B,G) from HR colour and the *normalised* LR depth + mask."""
+        return self.grn.cond_encoder(torch.cat(self._guidance_inputs(rgb, depth_lr_n, valid_mask_lr), dim=1))
 
     def generate_guidance(self, rgb, depth_hr_n, depth_lr_n, valid_mask_lr) -> torch.Tensor:
         """GGN guidance z (B,G) from normalised HR depth, HR colour and normalised LR depth."""
-        size = (rgb.shape[-2], rgb.shape[-1])
-        up = F.interpolate(depth_lr_n, size=size, mode="bicubic", align_corners=False)
-        mask_up = F.interpolate(valid_mask_lr, size=size, mode="bilinear", align_corners=False)
-        return self.ggn(rgb, depth_hr_n, up, mask_up)
+        return self.ggn(*self._guidance_inputs(rgb, depth_lr_n, valid_mask_lr, depth_hr_n))
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One GRN pass: noise_pred (B,G) for guidance latents z_t (B,G) at ``timestep``."""

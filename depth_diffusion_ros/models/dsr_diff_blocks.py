@@ -174,12 +174,18 @@ class GuidanceEncoder(nn.Module):
     (B, in_channels, H, W) -> (B, guidance_dim): pixel unshuffle x4, conv, ``downsamples``
     x [ResBlock, stride-2 conv], ResBlock, global average pool, two-layer MLP.
     DSR-Diff Sec. 3.2 ("extracting and compressing" the inputs into compact guidance).
-    H and W must be multiples of 4.
+    H and W must be multiples of 4. ``pooled_input``: the caller gives the inputs at (H/4, W/4)
+    (area-averaged colour, depth resized from LR), no pixel unshuffle: the same receptive field
+    for a fraction of the cost at 640x480 (no full-resolution bicubic, no unshuffle transpose).
     """
 
-    def __init__(self, in_channels: int, channels: int, downsamples: int, out_dim: int, normalise: bool):
+    def __init__(self, in_channels: int, channels: int, downsamples: int, out_dim: int, normalise: bool,
+                 pooled_input: bool = False):
         super().__init__()
-        layers = [nn.PixelUnshuffle(4), nn.Conv2d(in_channels * 16, channels, 3, padding=1), nn.LeakyReLU(0.1)]
+        if pooled_input:  # the inputs arrive at H/4 already (DSRDiffConfig.guidance_input "pool")
+            layers = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.1)]
+        else:
+            layers = [nn.PixelUnshuffle(4), nn.Conv2d(in_channels * 16, channels, 3, padding=1), nn.LeakyReLU(0.1)]
         for _ in range(downsamples):
             layers += [ResBlock(channels), nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.LeakyReLU(0.1)]
         layers.append(ResBlock(channels))
@@ -203,7 +209,8 @@ class GuidanceGenerationNetwork(nn.Module):
 
     def __init__(self, config: DSRDiffConfig):
         super().__init__()
-        self.encoder = GuidanceEncoder(6, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, True)
+        self.encoder = GuidanceEncoder(6, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, True,
+                                       config.guidance_input == "pool")
 
     def forward(self, rgb, depth_hr, depth_up, mask_up) -> torch.Tensor:
         return self.encoder(torch.cat([rgb, depth_hr, depth_up, mask_up], dim=1))
@@ -242,7 +249,8 @@ class GuidanceRecoveryNetwork(nn.Module):
 
     def __init__(self, config: DSRDiffConfig):
         super().__init__()
-        self.cond_encoder = GuidanceEncoder(5, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, False)
+        self.cond_encoder = GuidanceEncoder(5, config.ggn_channels, config.ggn_downsamples, config.guidance_dim, False,
+                                            config.guidance_input == "pool")
         self.denoiser = GuidanceDenoiser(config.guidance_dim, config.grn_hidden, config.grn_layers)
 
 
@@ -260,6 +268,14 @@ def depth_candidates(depth_lr: torch.Tensor, size: tuple, depth_up: torch.Tensor
 
 
 NUM_CANDIDATES = 10
+
+
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the channel axis of (B,K,H,W) as exp / sum: the same values as
+    ``torch.softmax(logits, 1)``, but element-wise ops and one reduction in ONNX (ONNX Runtime's
+    Softmax over axis 1 of an NCHW tensor transposes it, ~4x slower at 640x480)."""
+    e = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    return e / e.sum(dim=1, keepdim=True)
 
 
 class DepthSuperResolutionNetwork(nn.Module):
@@ -287,8 +303,11 @@ class DepthSuperResolutionNetwork(nn.Module):
         self.ffm = FeatureFusionModule(c)
         self.up_depth_embed = nn.Conv2d(s * s, c, 3, padding=1)
         self.fusion = GuidedGroup(c, config.fusion_blocks, heads, exp, g)
+        k = int(config.head_kernel)
+        self.upsample_mode = config.upsample_mode
         self.head = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, (NUM_CANDIDATES + 1) * s * s, 3, padding=1)
+            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c, (NUM_CANDIDATES + 1) * s * s, k, padding=k // 2),
         )
         self.shuffle = nn.PixelShuffle(s) if s > 1 else nn.Identity()
         self.unshuffle = nn.PixelUnshuffle(s) if s > 1 else nn.Identity()
@@ -300,12 +319,12 @@ class DepthSuperResolutionNetwork(nn.Module):
 
     def forward(self, rgb, depth_lr, mask_lr, guidance) -> torch.Tensor:
         size = (rgb.shape[-2], rgb.shape[-1])
-        depth_up = F.interpolate(depth_lr, size=size, mode="bicubic", align_corners=False)
+        depth_up = F.interpolate(depth_lr, size=size, mode=self.upsample_mode, align_corners=False)
         f_depth = self.dfe(self.depth_embed(torch.cat([depth_lr, mask_lr], dim=1)), guidance)
         f_colour = self.cfe(self.colour_embed(self.unshuffle(rgb)), guidance)
         fused = self.ffm(f_colour, f_depth) + self.up_depth_embed(self.unshuffle(depth_up))
         fused = self.fusion(fused, guidance)
         out = self.shuffle(self.head(fused))
-        weights = torch.softmax(out[:, :NUM_CANDIDATES], dim=1)
+        weights = channel_softmax(out[:, :NUM_CANDIDATES])
         cands = depth_candidates(depth_lr, size, depth_up)
         return (weights * cands).sum(dim=1, keepdim=True) + self.residual_scale * out[:, NUM_CANDIDATES:]

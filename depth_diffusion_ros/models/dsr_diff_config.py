@@ -33,8 +33,16 @@ class DSRDiffConfig(DDIMConfig):
         guidance_dim: length of the compact guidance vector z (the "latent space" of the GRN).
         ggn_channels / ggn_downsamples: width and number of stride-2 stages of the guidance
             encoders (GGN and the GRN's condition encoder), after a stride-4 pixel unshuffle.
+        guidance_input: "unshuffle" (the encoders see the HR-size inputs through a x4 pixel
+            unshuffle) or "pool" (they see them at H/4: colour and HR depth area-averaged, LR
+            depth resized to H/4; cheaper at 640x480, design choice 10).
         grn_hidden / grn_layers: width and depth of the GRN's MLP denoiser.
         residual_scale: factor on the DSRN head's residual channel (normalised depth units).
+        head_kernel: kernel size (3 or 1) of the DSRN head's last convolution (the one that
+            predicts the candidate weights for every sub-pixel; 1 is ~9x cheaper).
+        upsample_mode: "bicubic" or "bilinear": the DSRN's base upsampling of the LR depth (the
+            first candidate and the residual's base; bilinear is much cheaper in ONNX Runtime
+            at 640x480).
     Diffusion (GRN, DDIM through ``models/ddim.py``): the fields of
         :class:`~depth_diffusion_ros.models.config_base.DDIMConfig`, with
         ``num_inference_steps`` 4 by default.
@@ -60,9 +68,12 @@ class DSRDiffConfig(DDIMConfig):
     guidance_dim: int = 64
     ggn_channels: int = 32
     ggn_downsamples: int = 2
+    guidance_input: str = "unshuffle"
     grn_hidden: int = 128
     grn_layers: int = 4
     residual_scale: float = 0.01
+    head_kernel: int = 3
+    upsample_mode: str = "bicubic"
     num_inference_steps: int = 4  # DDIMConfig's field, a shorter default for the GRN
     scales: list = field(default_factory=lambda: [4, 8, 16])
     stage: int = 1
@@ -93,6 +104,12 @@ class DSRDiffConfig(DDIMConfig):
             out.append(f"feature_stride must be 1, 2 or 4, got {self.feature_stride}")
         if not self.scales or min(self.scales) < 1:
             out.append(f"scales must be positive integers, got {self.scales}")
+        if self.guidance_input not in ("unshuffle", "pool"):
+            out.append(f"guidance_input must be 'unshuffle' or 'pool', got {self.guidance_input!r}")
+        if self.head_kernel not in (1, 3):
+            out.append(f"head_kernel must be 1 or 3, got {self.head_kernel}")
+        if self.upsample_mode not in ("bicubic", "bilinear"):
+            out.append(f"upsample_mode must be 'bicubic' or 'bilinear', got {self.upsample_mode!r}")
         if self.stage not in (1, 2):
             out.append(f"stage must be 1 or 2, got {self.stage}")
         lo_hi = self.depth_noise_sigma
