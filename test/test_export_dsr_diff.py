@@ -172,3 +172,24 @@ def test_onnxruntime_sr_runs_where_torch_cannot_be_imported(sr_export, nyu_pair,
     b = make_super_resolution_backend("onnxruntime", model_path=str(out), providers=["cpu"], seed=2)
     ref = SuperResolutionPipeline(b)(rgb, lr)
     np.testing.assert_allclose(np.load(tmp_path / "depth.npy"), ref.depth, atol=1e-6)
+
+
+def test_sr_onnx_export_cache_exports_once_per_size_and_refuses_untrained_scales(sr_export, nyu_pair, tmp_path):
+    """tools.onnx_cache.sr_onnx_export_for: one graph per scale for a frame size, reused while the
+    checkpoint hash is the same; the folder is the onnxruntime backend's model_path."""
+    from depth_diffusion_ros.tools.onnx_cache import sr_onnx_export_for, sr_padded_size
+
+    _, ckpt, _, _ = sr_export
+    calls = []
+    folder, reused = sr_onnx_export_for(ckpt, tmp_path, H, W, [4, 8], on_export=calls.append)
+    assert not reused and calls == [folder] and folder.name == f"sr_{W}x{H}"
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["dsr_diff_x4_4steps.onnx", "dsr_diff_x8_4steps.onnx"]
+    again, reused = sr_onnx_export_for(ckpt, tmp_path, H, W, [8], on_export=calls.append)
+    assert reused and again == folder and len(calls) == 1
+    rgb, gt, _ = nyu_pair
+    lr = gt[::8, ::8]
+    out = SuperResolutionPipeline(make_super_resolution_backend("onnxruntime", model_path=str(folder)))(rgb, lr)
+    assert out.depth.shape == (H, W)
+    with pytest.raises(ValueError, match=r"outside the trained range x4\.\.x16"):
+        sr_onnx_export_for(ckpt, tmp_path, H, W, [2])
+    assert sr_padded_size(480, 640, 8, 4) == (480, 640) and sr_padded_size(500, 741, 8, 4) == (496, 736)

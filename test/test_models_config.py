@@ -121,7 +121,7 @@ def test_torch_free_modules_import_without_torch():
         "from depth_diffusion_ros.models.ddim_schedule import ddim_timestep_pairs\n"
         "from depth_diffusion_ros.models.dsr_diff_config import DSRDiffConfig\n"
         "from depth_diffusion_ros.models.checkpoint import read_checkpoint_config\n"
-        f"assert read_checkpoint_config({str(WEIGHTS / 'dsr_diff_demo')!r}).scales == [4, 8, 16]\n"
+        f"assert read_checkpoint_config({str(WEIGHTS / 'dsr_diff_demo')!r}).scales == [2, 4, 8, 16]\n"
         "from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT\n"
         "assert read_checkpoint_config(DEFAULT_COMPLETION_CHECKPOINT).mode == 'completion'\n"
         "assert ddim_timestep_pairs(2, 1000) == [(500, 0), (0, -500)]\n"

@@ -143,7 +143,7 @@ def test_rows_and_columns_scale_differ(rig):
 def test_scale_beyond_trained_range(rig):
     t = next_stamp()
     rig.publish(*rig.messages(t, depth=np.full((15, 20), 2.0, np.float32)))
-    rig.expect_drop("scale_out_of_range", r"scale x32 .* is outside the backend's range x4..x16")
+    rig.expect_drop("scale_out_of_range", r"scale x32 .* is outside the backend's range x2..x16")
     rig.send_good()
 
 
@@ -221,7 +221,7 @@ def test_diagnostics_and_clean_shutdown(rig):
     last = rig.diag.messages[-1]
     assert last.status[0].name == "depth_super_resolution_node: depth super-resolution"
     vals = diagnostic_values(last)
-    assert vals["backend"] == "torch" and vals["scales"] == "x4..x16"
+    assert vals["backend"] == "torch" and vals["scales"] == "x2..x16"
     assert int(vals["drops_total"]) >= 10  # every bad frame above was counted
     code = rig.proc.stop(signal.SIGTERM, timeout=20)
     assert code == 0, rig.proc.log()

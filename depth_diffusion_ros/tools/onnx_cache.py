@@ -167,3 +167,65 @@ def onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterab
                 f.unlink()
     export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
     return target, False
+
+
+def sr_padded_size(height: int, width: int, scale: int, size_divisor: int) -> Size:
+    """(H, W) a DSR-Diff graph sees for an HR frame of (height, width) at ``scale``: the LR map
+    padded until the HR size is a multiple of ``size_divisor`` (as
+    :func:`~depth_diffusion_ros.inference.frames.prepare_sr_inputs` pads it)."""
+    def pad(n_lr: int) -> int:
+        p = 0
+        while ((n_lr + p) * scale) % size_divisor:
+            p += 1
+        return (n_lr + p) * scale
+
+    return pad(int(height) // scale), pad(int(width) // scale)
+
+
+def sr_onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, height: int, width: int,
+                       scales: Iterable[int], on_export: Optional[Callable[[Path], None]] = None) -> tuple[Path, bool]:
+    """The ONNX export of a DSR-Diff checkpoint for HR frames of (height, width): one
+    ``dsr_diff_x<s>_<N>steps.onnx`` per scale (the folder the ``onnxruntime`` super-resolution
+    backend takes as ``model_path``), made once and cached in
+    ``<cache_dir>/<sha16>/sr_<W>x<H>``; reused while its ``export.json`` records the same
+    ``model_sha256`` and the graphs of all ``scales`` are there. Each graph is checked against
+    torch (:func:`depth_diffusion_ros.export.dsr_diff.export_dsr_diff`, random inputs).
+
+    Returns (export directory, reused). Raises ValueError for a scale outside the checkpoint's
+    trained range, ExportError, CheckpointError.
+    """
+    from depth_diffusion_ros.models.checkpoint import read_checkpoint_config
+
+    checkpoint = Path(checkpoint)
+    cfg = read_checkpoint_config(checkpoint, architecture="dsr_diff")
+    scales = sorted({int(s) for s in scales})
+    bad = [s for s in scales if not cfg.min_scale <= s <= cfg.max_scale]
+    if bad:
+        raise ValueError(f"{checkpoint}: scales {bad} are outside the trained range x{cfg.min_scale}..x{cfg.max_scale}")
+    sha = checkpoint_sha256(checkpoint)
+    target = Path(cache_dir) / sha[:16] / f"sr_{int(width)}x{int(height)}"
+    from depth_diffusion_ros.inference.backends.exported import sr_file_name
+
+    names = [sr_file_name(s, cfg.num_inference_steps) for s in scales]
+    meta = target / "export.json"
+    try:
+        ok = json.loads(meta.read_text()).get("model_sha256") == sha if meta.is_file() else False
+    except (OSError, ValueError):
+        ok = False
+    if ok and all((target / n).is_file() for n in names):
+        return target, True
+    if on_export is not None:
+        on_export(target)
+    import torch
+
+    from depth_diffusion_ros.export.dsr_diff import export_dsr_diff
+    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model = load_checkpoint(checkpoint, architecture="dsr_diff").eval()
+    target.mkdir(parents=True, exist_ok=True)
+    for s in scales:
+        h, w = sr_padded_size(height, width, s, model.size_divisor)
+        export_dsr_diff(model, target, h, w, s, check=True)
+    meta.write_text(json.dumps({"model_sha256": sha, "scales": scales, "height": int(height), "width": int(width)}))
+    return target, False

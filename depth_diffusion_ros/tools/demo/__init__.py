@@ -15,9 +15,11 @@
    multiple of 8) and, with the shared data, the NYU Depth V2 frames of
    ``nyu_depth_v2_metric3d``, with ``depth_lr`` = the GT block-averaged over 8x8 valid pixels
    (:func:`block_average_depth`), replayed through depth_super_resolution_node
-   (``replay --pipeline super_resolution``) for bicubic, guided_filter, joint_bilateral and torch
-   (the shipped DSR-Diff demo weights; skipped with the reason when they do not load), scored
-   against the full-resolution GT and printed as a second table.
+   (``replay --pipeline super_resolution``) for bicubic, guided_filter, joint_bilateral and
+   onnxruntime (the shipped DSR-Diff weights, exported once per frame size into
+   ``OUTPUT/onnx_cache`` by :func:`~depth_diffusion_ros.tools.onnx_cache.sr_onnx_export_for`;
+   skipped with the reason when they cannot be exported or do not load), scored against the
+   full-resolution GT and printed as a second table.
 
 Every completion backend that can run here is replayed on the same bags through the real nodes
 (``depth-diffusion-ros replay``): the classical ones always, learned ones when shipped

@@ -17,7 +17,7 @@ CLASSICAL: dict[str, tuple[str, dict]] = {
     "linear": ("linear", {}),
     "nearest": ("nearest", {}),
 }
-SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral", "torch")
+SR_BACKENDS = ("bicubic", "guided_filter", "joint_bilateral")
 
 
 def select_choices(choices: list["BackendChoice"], only: Optional[list[str]]) -> list["BackendChoice"]:
@@ -40,17 +40,21 @@ class BackendChoice:
     export_from: Optional[Path] = None  # checkpoint to export to ONNX (per frame size) before replay
 
 
+SR_LEARNED = "onnxruntime:dsr_diff_demo"
+
+
 def sr_backend_choices(weights_dir: Path = WEIGHTS_DIR, only: Optional[list[str]] = None) -> list[BackendChoice]:
-    """Super-resolution backends of the demo: the classical ones, and ``torch`` with the shipped
-    DSR-Diff weights (``weights_dir/dsr_diff_demo``) when torch and the weights are there."""
-    choices = [BackendChoice(b, b, {}) for b in SR_BACKENDS if b != "torch"]
+    """Super-resolution backends of the demo: the classical ones, and the shipped DSR-Diff
+    weights (``weights_dir/dsr_diff_demo``) through ONNX Runtime (``export_from``: exported once
+    per frame size into the demo's ONNX cache, which needs torch) when torch and the weights are there."""
+    choices = [BackendChoice(b, b, {}) for b in SR_BACKENDS]
     model = weights_dir / "dsr_diff_demo"
     if importlib.util.find_spec("torch") is None:
-        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip="torch is not installed here"))
+        choices.append(BackendChoice(SR_LEARNED, "onnxruntime", {}, skip="torch (to export the weights) is not installed here"))
     elif not (model / "model.safetensors").is_file():
-        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {}, skip=f"no DSR-Diff weights in {model}"))
+        choices.append(BackendChoice(SR_LEARNED, "onnxruntime", {}, skip=f"no DSR-Diff weights in {model}"))
     else:
-        choices.append(BackendChoice("torch:dsr_diff_demo", "torch", {"model_path": str(model)}))
+        choices.append(BackendChoice(SR_LEARNED, "onnxruntime", {}, export_from=model))
     return select_choices(choices, only)
 
 

@@ -1,15 +1,19 @@
 """The demo's super-resolution section: bags with ``depth_lr`` = the GT block-averaged by
 :data:`~depth_diffusion_ros.tools.demo.data.SR_SCALE`, replayed through
-depth_super_resolution_node for each backend, as table rows."""
+depth_super_resolution_node for each backend, as table rows. The shipped DSR-Diff weights run
+through ONNX Runtime: exported once per frame size into ``OUTPUT/onnx_cache`` (as the completion
+model), reused while the checkpoint hash is the same."""
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 from depth_diffusion_ros.evaluation.report import TABLE_COLUMNS
 from depth_diffusion_ros.tools.bag_io import BagError
 from depth_diffusion_ros.tools.demo.backends import BackendChoice, sr_backend_choices
+from depth_diffusion_ros.tools.onnx_cache import sr_onnx_export_for
 from depth_diffusion_ros.tools.demo.data import (
     SR_SCALE,
     bag_size,
@@ -52,6 +56,23 @@ def _sr_datasets(args: argparse.Namespace, bags: Path) -> list[tuple[str, Path]]
     return datasets
 
 
+def _sr_onnx_model_path(choice: BackendChoice, dataset: str, bag: Path, out: Path) -> str:
+    """The ONNX export of ``choice.export_from`` for the HR size of ``bag`` at :data:`SR_SCALE`,
+    made once into ``out/onnx_cache`` (:func:`~depth_diffusion_ros.tools.onnx_cache.sr_onnx_export_for`)."""
+    t0 = time.perf_counter()
+    w, h = (int(v) for v in bag_size(bag).split("x"))
+
+    def announce(target: Path) -> None:
+        print(f"{dataset} / {choice.label}: exporting {choice.export_from} to ONNX for {w}x{h} x{SR_SCALE} -> "
+              f"{target} (one-off, a few seconds) ...", flush=True)
+
+    folder, reused = sr_onnx_export_for(choice.export_from, out / "onnx_cache", h, w, [SR_SCALE],  # type: ignore[arg-type]
+                                        on_export=announce)
+    print(f"{dataset} / {choice.label}: ONNX export {folder} "
+          + ("(cached, same checkpoint hash)" if reused else f"(exported in {time.perf_counter() - t0:.1f} s)"))
+    return str(folder)
+
+
 def _sr_row(dataset: str, choice: BackendChoice, bag: Path, result: Any) -> dict[str, Any]:
     """Table row of a finished replay: the mean (RMSE/MAE also in cm), the HR size, frames."""
     rep = result.report
@@ -75,14 +96,22 @@ def _replay_sr(args: argparse.Namespace, out: Path, dataset: str, bag: Path, cho
     from depth_diffusion_ros.tools.replay import ReplayError, ReplayOptions, replay
 
     target = out / dataset / choice.label.replace(":", "_")
+    options = dict(choice.options)
+    if choice.export_from is not None:
+        try:
+            options["model_path"] = _sr_onnx_model_path(choice, dataset, bag, out)
+        except Exception as exc:  # noqa: BLE001 - an export failure skips the learned row, with its reason
+            print(f"skipping super-resolution backend {choice.label}: cannot export {choice.export_from}: {exc}")
+            skipped.append(f"{choice.label} (cannot export {choice.export_from}: {exc})")
+            return None
     try:
         result = replay(ReplayOptions(
-            bag=bag, output=target, backend=choice.backend, node_params=dict(choice.options),
+            bag=bag, output=target, backend=choice.backend, node_params=options,
             pipeline="super_resolution", frame_timeout=args.frame_timeout, progress=True,
             label=f"{dataset} {choice.label}", max_figures=10, overwrite=True,
         ))
     except (ReplayError, BagError) as exc:
-        if choice.backend == "torch":  # the learned backend could not start: say why, go on
+        if choice.export_from is not None or choice.backend == "torch":  # the learned backend could not start
             print(f"skipping super-resolution backend {choice.label}: {exc}")
             skipped.append(f"{choice.label} ({exc})")
             return None
