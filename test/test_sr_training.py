@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["model.channels=8", "model.dfe_blocks=1", "model.fusion_blocks=1", "model.guidance_dim=16",
          "model.ggn_channels=8", "model.grn_hidden=32", "model.grn_layers=1", "data.train.crop_size=64",
          "data.train.batch_size=2", "train.batch_size=2", "train.max_steps=3", "data.train.length=6",
-         "train.log_every=1", "train.ckpt_every_steps=null", "train.warmup_steps=1"]
+         "train.log_every=1", "train.ckpt_every_steps=null", "train.warmup_steps=1",
+         "data.train.sun3d=[0, 2]"]  # 2 SUN3D frames per fragment (the configs: 0-37)
 
 
 def test_sr_demo_two_stages_through_the_trainer(tmp_path, shared_data):
@@ -33,7 +34,8 @@ def test_sr_demo_two_stages_through_the_trainer(tmp_path, shared_data):
     changed = {k for k in final if not torch.equal(final[k], stage1[k])}
     assert changed and all(k.startswith("grn.") for k in changed)  # stage 2 trains the GRN only
     model = load_checkpoint(tmp_path / "weights")
-    assert model.config.scales == [4, 8, 16] and model.config.channels == 8
+    assert model.config.scales == [2, 4, 8, 16] and model.config.channels == 8
+    assert model.config.guidance_input == "pool" and model.config.upsample_mode == "bilinear"
     assert load_checkpoint(tmp_path / "s1" / "final").config.stage == 1  # the trainer writes checkpoints too
     lines = (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()
     assert any('"diff_l1"' in line and '"rec_l1"' in line for line in lines)
