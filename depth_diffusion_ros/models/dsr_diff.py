@@ -36,8 +36,8 @@ Design choices the paper leaves open (also listed in the demo model card)
    to metres. LR holes are filled with the nearest valid value and a validity mask is an input.
 2. **One network for all integer scales**: the DFE runs at the LR resolution and the FFM
    upsamples depth features bilinearly to the working resolution in one step, so one set of
-   weights serves every integer scale in its trained range (the demo: x4..x16, trained on x4, x8,
-   x16 at once); the paper trains one network per scale.
+   weights serves every integer scale in its trained range (the shipped weights: x2..x16, trained
+   on x2, x4, x8, x16 at once); the paper trains one network per scale.
 3. **Working resolution**: the CFE / fusion / reconstruction groups run at H/``feature_stride``
    (pixel unshuffle in, pixel shuffle out), which keeps CPU cost low. The bicubic LR depth at the
    working resolution is also embedded and added after the FFM (the network learns a residual).

@@ -8,7 +8,7 @@ the super-resolution backend chosen by ``backend`` (``bicubic``, ``guided_filter
 image's resolution in the colour camera frame.
 
 The scale factor is ``image width / depth_lr width`` and must be an integer, the same for rows
-and columns; learned backends accept only their trained range (DSR-Diff demo: x4..x16). A frame
+and columns; learned backends accept only their trained range (the shipped DSR-Diff weights: x2..x16). A frame
 with another scale is dropped with a message naming both sizes (reason ``bad_scale`` or
 ``scale_out_of_range``).
 
