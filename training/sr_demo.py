@@ -9,7 +9,8 @@ Stage 1 (DSR-Diff Sec. 3.5) trains GGN + DSRN with the shared trainer
 freezes GGN and DSRN and trains the GRN. The result is saved with
 :func:`depth_diffusion_ros.models.checkpoint.save_checkpoint` (``model.safetensors`` with the
 weights' sha256 and the training summary in its metadata, plus ``config.yaml``). Score it with
-``benchmarks/bench_super_resolution.py``.
+``benchmarks/bench_super_resolution.py`` (writes ``results.json`` beside the weights), then
+``python -m training.sr_card`` rewrites the model card and prints the README block.
 """
 from __future__ import annotations
 
