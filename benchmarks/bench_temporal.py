@@ -11,12 +11,16 @@ Runtime, its default steps), single-frame and + :class:`~depth_diffusion_ros.inf
   median and p90 in mm; RMSE / MAE (mm) against the 10 % held-out LiDAR of each frame
   (``geometry.sampling.holdout_mask``, seed 0, frame number as index: the split of
   ``training.kitti_completion.validation_sets``), mean over frames.
-* **moving block** (frames 44-51): RMSE / MAE only. The shared sequence has no oxts poses (no
-  timestamps either), so there is no ego-motion for the warp: the temporal rows there assume a
-  static camera, as the node does without tf — they show what that assumption costs while the
-  car crawls, not the filter with ego-motion.
+* **moving blocks** (frames 0-11, the car drives at about 2 m/s; frames 44-51, it crawls at
+  0.3-0.8 m/s): RMSE / MAE only.
 
-Also the ms per frame of the method and of the filter. Prints a Markdown table.
+Two temporal modes: the static-camera assumption (``T_prev_to_curr`` = identity, the node's
+``temporal_ego_motion: static``) and the ego-motion from LiDAR odometry (KISS-ICP on the whole
+raw scans, :class:`~depth_diffusion_ros.geometry.odometry.LidarOdometry`, converted into the
+camera with the calibration's T_camera_lidar; the node's ``lidar_odometry``). The shared sequence
+has no oxts poses, so there is no ground-truth motion to compare with.
+
+Also the ms per frame of the method and of the filter (+ the odometry). Prints a Markdown table.
 
     .venv/bin/python benchmarks/bench_temporal.py [--onnx depth_diffusion_ros/weights/diffusion_depth_kitti/onnx] [--threads 2]
 """
@@ -35,11 +39,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BLOCKS = {"moving 44-51": tuple(range(44, 52)), "static 52-65": tuple(range(52, 66))}
+BLOCKS = {"moving 0-11": tuple(range(0, 12)), "moving 44-51": tuple(range(44, 52)),
+          "static 52-65": tuple(range(52, 66))}
 
 
 def load_block(seq: Path, frames) -> list[dict]:
-    """Per frame: rgb, sparse input, held-out gt (m), intrinsics, frame number."""
+    """Per frame: rgb, sparse input, held-out gt (m), intrinsics, frame number, the whole raw
+    scan (N, 3) in the LiDAR frame and T_camera_lidar (4, 4)."""
     from depth_diffusion_ros.geometry.intrinsics import Intrinsics
     from training.datasets.kitti_raw import KittiRawSequence
     from training.evaluate import sample_frame
@@ -50,27 +56,39 @@ def load_block(seq: Path, frames) -> list[dict]:
         sample = ds[i]
         rgb, sparse, gt = sample_frame(sample)
         K = np.asarray(sample["K"], np.float64)  # noqa: N806
-        out.append({"n": n, "rgb": rgb, "sparse": sparse, "gt": gt,
+        files = ds.frames[i]
+        scan = np.fromfile(files.lidar_bin, np.float32).reshape(-1, 4)[:, :3]
+        out.append({"n": n, "rgb": rgb, "sparse": sparse, "gt": gt, "scan": scan,
+                    "T_camera_lidar": files.calibration.T_camera_lidar,
                     "K": Intrinsics.from_matrix(K, rgb.shape[1], rgb.shape[0])})
     return out
 
 
-def run_method(pipeline, frames) -> tuple[list, list, float, float]:
-    """(single-frame depths, temporal depths, ms per frame of the pipeline, of the filter)."""
+def run_method(pipeline, frames) -> tuple[dict, dict]:
+    """Depths per mode (single-frame, static, odometry) and ms per frame of each mode."""
+    from depth_diffusion_ros.geometry.odometry import LidarOdometry, lidar_motion_in_camera
     from depth_diffusion_ros.inference.temporal import TemporalFilter
 
-    filt = TemporalFilter()
-    single, temporal, t_pipe, t_filt = [], [], 0.0, 0.0
+    static, moving, odometry = TemporalFilter(), TemporalFilter(), LidarOdometry()
+    depths = {"single": [], "static": [], "odometry": []}
+    ms = dict.fromkeys(depths, 0.0)
     for f in frames:
         t0 = time.perf_counter()
         out = pipeline(f["rgb"], f["sparse"], f["K"])
         t1 = time.perf_counter()
-        res = filt(out, "camera", 0.1 * f["n"])
+        res = static(out, "camera", 0.1 * f["n"])
         t2 = time.perf_counter()
-        t_pipe, t_filt = t_pipe + t1 - t0, t_filt + t2 - t1
-        single.append(out.depth)
-        temporal.append(res.output.depth)
-    return single, temporal, 1000 * t_pipe / len(frames), 1000 * t_filt / len(frames)
+        lidar_motion = odometry.update(f["scan"])
+        motion = None if lidar_motion is None else lidar_motion_in_camera(lidar_motion, f["T_camera_lidar"])
+        res_odo = moving(out, "camera", 0.1 * f["n"], motion)
+        t3 = time.perf_counter()
+        ms["single"] += t1 - t0
+        ms["static"] += t2 - t0
+        ms["odometry"] += t3 - t2 + t1 - t0
+        depths["single"].append(out.depth)
+        depths["static"].append(res.output.depth)
+        depths["odometry"].append(res_odo.output.depth)
+    return depths, {k: 1000 * v / len(frames) for k, v in ms.items()}
 
 
 def scores(depths, frames, stability: bool) -> dict:
@@ -105,21 +123,20 @@ def main(argv=None) -> int:
         methods["DiffusionDepth (ONNX Runtime)"] = CompletionPipeline(backend)
     seq = args.shared / "kitti_raw_2011_09_26_sequence"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-          f"frames 0.1 s apart, TemporalFilter defaults, no ego-motion (static camera)\n")
+          f"frames 0.1 s apart, TemporalFilter defaults; ego-motion: static camera or KISS-ICP LiDAR odometry\n")
     print("| block | method | mode | std median mm | std p90 mm | RMSE mm | MAE mm | ms/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for block, numbers in BLOCKS.items():
         frames = load_block(seq, numbers)
         static = block.startswith("static")
         for name, pipeline in methods.items():
-            single, temporal, ms_pipe, ms_filt = run_method(pipeline, frames)
-            for mode, depths, ms in (("single-frame", single, ms_pipe),
-                                     ("temporal" if static else "temporal (static-camera assumption)",
-                                      temporal, ms_pipe + ms_filt)):
-                r = scores(depths, frames, static)
+            depths, ms = run_method(pipeline, frames)
+            for key, mode in (("single", "single-frame"), ("static", "temporal, static camera"),
+                              ("odometry", "temporal, LiDAR odometry")):
+                r = scores(depths[key], frames, static)
                 std = (f"{r['std_median_mm']:.1f} | {r['std_p90_mm']:.1f}" if static else "- | -")
-                print(f"| {block} | {name} | {mode} | {std} | {r['rmse_mm']:.0f} | {r['mae_mm']:.0f} | {ms:.0f} |",
-                      flush=True)
+                print(f"| {block} | {name} | {mode} | {std} | {r['rmse_mm']:.0f} | {r['mae_mm']:.0f} "
+                      f"| {ms[key]:.0f} |", flush=True)
             if static:
                 print(f"<!-- {block}: stability over {r['n_pixels']} pixels seen by the LiDAR in all frames -->")
     return 0

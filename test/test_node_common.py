@@ -141,3 +141,9 @@ def test_keep_frame_memory_reuses_frame_buffers_without_page_faults():
     off = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, DDR_MALLOC_TUNING="0"), check=True).stdout.split()
     assert off[0] == "False"
+
+
+def test_lidar_odometry_needs_points_input(ctx):
+    overrides = [Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="lidar_odometry")]
+    with pytest.raises(ParameterError, match="lidar_odometry needs input 'points'.*got input 'sparse_depth'"):
+        dcn.DepthCompletionNode(context=ctx, parameter_overrides=overrides)

@@ -1,7 +1,8 @@
 """replay with depth_completion_node's ``temporal`` on: frames go through the node one at a time in
 recorded order, the filter's state starts fresh for each replayed bag, and on the static part of
 the real KITTI raw sequence (frames 52-57, the car stands still) the published depth varies less
-from frame to frame than without it."""
+from frame to frame than without it. With ``temporal_ego_motion: lidar_odometry`` on the moving
+part (frames 0-5, about 2 m/s) the node warps the previous depth by the scans' motion."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,21 +17,27 @@ from test_replay import read_topic, stamp
 
 pytestmark = pytest.mark.ros
 STATIC_FRAMES = slice(52, 58)
+MOVING_FRAMES = slice(0, 6)
 
 
-@pytest.fixture(scope="module")
-def static_bag(tmp_path_factory, shared_data) -> Path:
-    sequence = discover_kitti(shared_data / "kitti_raw_2011_09_26_sequence" / "2011_09_26"
-                              / "2011_09_26_drive_unknown_sync")
-    sequence.frames = sequence.frames[STATIC_FRAMES]
-    out = tmp_path_factory.mktemp("temporal_bag") / "static"
+def sequence_bag(root: Path, frames: slice) -> Path:
+    sequence = discover_kitti(root / "kitti_raw_2011_09_26_sequence" / "2011_09_26" / "2011_09_26_drive_unknown_sync")
+    sequence.frames = sequence.frames[frames]
+    out = root / f"bag_{frames.start}_{frames.stop}"
     convert(sequence, out)
     return out
 
 
-def run(bag: Path, out: Path, temporal: bool) -> tuple[dict, list[np.ndarray], list[int]]:
+@pytest.fixture(scope="module")
+def static_bag(tmp_path_factory, shared_data) -> Path:
+    root = tmp_path_factory.mktemp("temporal_bag")
+    (root / "kitti_raw_2011_09_26_sequence").symlink_to(shared_data / "kitti_raw_2011_09_26_sequence")
+    return sequence_bag(root, STATIC_FRAMES)
+
+
+def run(bag: Path, out: Path, temporal: bool, **params) -> tuple[dict, list[np.ndarray], list[int]]:
     result = replay(ReplayOptions(bag=bag, output=out, backend="ip_basic", progress=False, figures=False,
-                                  node_params={"temporal": temporal, "temporal_max_gap": 0.5}))
+                                  node_params={"temporal": temporal, "temporal_max_gap": 0.5, **params}))
     msgs = read_topic(out / "output_bag", "/depth/image")
     return result.report, [bag_io.depth_msg_to_array(m) for m in msgs], [stamp(m) for m in msgs]
 
@@ -73,3 +80,15 @@ def test_static_scene_is_steadier_with_temporal(runs):
     assert frame_to_frame_change(temporal) < 0.8 * frame_to_frame_change(single)
     # steadier without being worse against the held-out LiDAR points (within 5 %)
     assert temporal_report["mean"]["rmse_mm"] <= 1.05 * single_report["mean"]["rmse_mm"]
+
+
+def test_lidar_odometry_warps_on_a_moving_car(static_bag, tmp_path):
+    bag = sequence_bag(static_bag.parent, MOVING_FRAMES)
+    single_report, single, _ = run(bag, tmp_path / "single", False)
+    static_report, static, _ = run(bag, tmp_path / "static", True)
+    odo_report, odometry, _ = run(bag, tmp_path / "odometry", True, temporal_ego_motion="lidar_odometry")
+    assert odo_report["n_frames"] == 6 and odo_report["skipped"] == {}
+    np.testing.assert_array_equal(odometry[0], single[0])  # no previous frame yet
+    # from the second frame on, the previous depth is warped by the motion: not the static result
+    assert all(not np.array_equal(o, s) for o, s in zip(odometry[1:], static[1:]))
+    assert odo_report["mean"]["rmse_mm"] <= 1.05 * single_report["mean"]["rmse_mm"]

@@ -40,10 +40,14 @@ blended in where it agrees with the current single-frame depth and LiDAR; elsewh
 single-frame depth is kept and ``depth/uncertainty`` (then published for every backend) is
 raised. A gap longer than ``temporal_max_gap`` seconds, a backward time jump, or another image
 size or intrinsics resets the state, with an info log line naming the reason (also at the first
-frame of each frame id). Ego-motion: the node assumes a static camera — the previous depth
-is used in place (``T_prev_to_curr`` = identity), as no tf lookup of the camera's motion is made
-(tf2_ros is not a dependency of this package); on a moving camera the filter still falls back
-to single-frame depth wherever the scene moved by more than the agreement band.
+frame of each frame id). Ego-motion (``temporal_ego_motion``): ``static`` (default) assumes a
+static camera — the previous depth is used in place (``T_prev_to_curr`` = identity); on a moving
+camera the filter then falls back to single-frame depth wherever the scene moved by more than the
+agreement band. ``lidar_odometry`` (``input: points`` only) estimates the motion between
+consecutive scans with KISS-ICP (:class:`~depth_diffusion_ros.geometry.odometry.LidarOdometry`,
+one map per LiDAR frame id, started afresh whenever the filter's state resets) and warps the
+previous depth by it into the current camera. No tf lookup of the camera's motion is made
+(tf2_ros is not a dependency of this package).
 
 A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
@@ -54,6 +58,7 @@ from typing import Any, Optional
 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from depth_diffusion_ros.geometry.odometry import LidarOdometry, lidar_motion_in_camera
 from depth_diffusion_ros.inference.backends import (
     COMPLETION_BACKENDS,
     LEARNED_BACKENDS,
@@ -122,8 +127,11 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
               read_only=True, choices=tuple(SUPER_RESOLUTION_BACKENDS)),
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
-    ParamSpec("temporal", False, "blend the previous output (static camera assumed) where it agrees with the "
-              "current frame; publishes depth/uncertainty", read_only=True),
+    ParamSpec("temporal", False, "blend the previous output (warped by temporal_ego_motion) where it agrees "
+              "with the current frame; publishes depth/uncertainty", read_only=True),
+    ParamSpec("temporal_ego_motion", "static", "temporal: the camera's motion between frames: static (identity) "
+              "or lidar_odometry (KISS-ICP on consecutive scans; input points only)", read_only=True,
+              choices=("static", "lidar_odometry")),
     ParamSpec("temporal_max_gap", 0.5, "temporal: a longer gap between frames of one camera (seconds) resets "
               "the state, as do a backward time jump and a changed size or intrinsics", read_only=True,
               range=(1e-3, 3600.0)),
@@ -183,6 +191,12 @@ class DepthCompletionNode(DepthNode):
         self.pipeline, options = make_pipeline(p)
         self.temporal: Optional[TemporalFilter] = TemporalFilter(max_gap=p["temporal_max_gap"]) if p["temporal"] \
             else None
+        if p["temporal_ego_motion"] == "lidar_odometry" and p["input"] != "points":
+            raise ParameterError("parameter 'temporal_ego_motion' lidar_odometry needs input 'points' (the LiDAR "
+                                 f"scans it registers), got input {p['input']!r}")
+        #: LiDAR frame id -> its odometry (temporal with lidar_odometry only)
+        self.odometry: Optional[dict[str, LidarOdometry]] = {} if (
+            p["temporal"] and p["temporal_ego_motion"] == "lidar_odometry") else None
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.start_io(
             "depth completion", {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
@@ -190,7 +204,9 @@ class DepthCompletionNode(DepthNode):
             f"backend {p['backend']} {options}, input {p['input']}, processing size "
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
             + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else "")
-            + (f", temporal (max gap {p['temporal_max_gap']:g} s, static camera)" if p["temporal"] else ""),
+            + (f", temporal (max gap {p['temporal_max_gap']:g} s, "
+               + ("static camera)" if self.odometry is None else "ego-motion from LiDAR odometry)")
+               if p["temporal"] else ""),
         )
 
     def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
@@ -199,6 +215,7 @@ class DepthCompletionNode(DepthNode):
         timer = StageTimer()
         intrinsics = image_intrinsics(image, camera_info)
         rgb = rgb_from_image(image)
+        lidar = None  # (LiDAR frame id, its points, T_camera_lidar, motion since its previous scan)
         if self.params["input"] == "points":
             xyz = pointcloud2_to_xyz(sparse_msg)
             if xyz.shape[0] == 0:
@@ -208,6 +225,8 @@ class DepthCompletionNode(DepthNode):
                 )
             T = self.extrinsics.lookup(camera_info.header.frame_id, sparse_msg.header.frame_id,  # noqa: N806
                                        sparse_msg.header.stamp)
+            if self.odometry is not None:
+                lidar = (sparse_msg.header.frame_id, xyz, T, self._lidar_motion(sparse_msg.header.frame_id, xyz))
             timer.mark("inputs")
             output = self.pipeline(rgb, intrinsics=intrinsics, points=xyz, T_camera_points=T)
         else:
@@ -216,16 +235,38 @@ class DepthCompletionNode(DepthNode):
             timer.mark("inputs")
             output = self.pipeline(rgb, sparse, intrinsics)
         if self.temporal is not None:
-            output = self._temporal(output, image, camera_info)
+            output = self._temporal(output, image, camera_info, lidar)
         self.publish(timer, output, image.header, camera_info)
 
-    def _temporal(self, output: Any, image: Image, camera_info: CameraInfo) -> Any:
-        """The temporal filter on one frame's output (static camera), logging a reset."""
+    def _lidar_motion(self, lidar_frame_id: str, xyz: Any) -> Optional[Any]:
+        """The scan's motion since the previous one of ``lidar_frame_id`` (LiDAR frame), or None
+        for a LiDAR's first scan (lidar_odometry only). The ICP runs on every scan, so its map
+        follows the frames the temporal filter then resets on too."""
+        odometry = self.odometry.get(lidar_frame_id)
+        if odometry is None:
+            odometry = self.odometry[lidar_frame_id] = LidarOdometry(max_range=self.params["max_depth"])
+        try:
+            return odometry.update(xyz)
+        except ValueError as exc:  # too few points to register: this frame assumes a static camera
+            odometry.reset()
+            self.health.count("odometry_failures", f"LiDAR odometry on {lidar_frame_id!r}: {exc}; static camera "
+                              "assumed for this frame, odometry restarted")
+            return None
+
+    def _temporal(self, output: Any, image: Image, camera_info: CameraInfo, lidar: Optional[tuple]) -> Any:
+        """The temporal filter on one frame's output, logging a reset. ``lidar`` (lidar_odometry:
+        frame id, points, T_camera_lidar, motion or None) warps the previous depth by the scans'
+        motion; None = static camera. A reset also restarts that LiDAR's odometry from this scan
+        (the motion across a gap or a time jump is not to be trusted)."""
         frame_id = camera_info.header.frame_id or image.header.frame_id
         stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
-        result = self.temporal(output, frame_id, stamp)
+        motion = None if lidar is None or lidar[3] is None else lidar_motion_in_camera(lidar[3], lidar[2])
+        result = self.temporal(output, frame_id, stamp, motion)
         if result.reset is not None:
             self.get_logger().info(f"temporal state reset: {result.reset}")
+            if lidar is not None and self.odometry[lidar[0]].frames > 1:
+                self.odometry[lidar[0]].reset()
+                self.odometry[lidar[0]].update(lidar[1])
         return result.output
 
 
