@@ -50,6 +50,8 @@ ARCHITECTURES: Dict[str, Tuple[str, str]] = {
                  "depth_diffusion_ros.models.dsr_diff:DSRDiff"),
     "densedepth": ("depth_diffusion_ros.models.densedepth:DenseDepthConfig",
                    "depth_diffusion_ros.models.densedepth:DenseDepth"),
+    "iid_rdepth": ("depth_diffusion_ros.models.iid_rdepth_config:IIDRDepthConfig",
+                   "depth_diffusion_ros.models.iid_rdepth:IIDRDepth"),
 }
 _RESERVED_METADATA = ("format", "architecture", "config", "sha256", "canonical_focal", "depth_prior")
 
