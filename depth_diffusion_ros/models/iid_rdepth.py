@@ -137,9 +137,14 @@ class DepthHead(nn.Module):
 
 
 def load_frozen_encoder(encoder: TimmBackbone, checkpoint: str) -> Optional[float]:
-    """Copy the ``backbone`` of a DiffusionDepth checkpoint into ``encoder``; its canonical focal."""
+    """Copy the ``backbone`` of a DiffusionDepth checkpoint (a directory) into ``encoder`` and
+    return its canonical focal; a file is loaded as backbone weights (no canonical focal)."""
+    from depth_diffusion_ros.models.backbone import load_backbone_weights
     from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
+    if not Path(checkpoint).is_dir():
+        load_backbone_weights(encoder.body, checkpoint)
+        return None
     source = load_checkpoint(Path(checkpoint), architecture="diffusion_depth")
     encoder.load_state_dict(source.backbone.state_dict(), strict=True)
     return source.canonical_focal
@@ -159,10 +164,11 @@ class IIDRDepth(nn.Module):
         config.validate()
         self.config = config
         self.restoration = config.variant == "iid_rdepth"
+        self.completion = False  # monocular: the DiffusionDepth export and backends read this
         self.size_divisor = config.size_divisor
         self.latent_stride = s = config.feature_stride
         self.normalizer = LogDepthNormalizer(config.min_depth, config.max_depth)
-        self.encoder = TimmBackbone(config.backbone, None, min_stride=min(config.low_strides))
+        self.encoder = TimmBackbone(config.backbone, None, min_stride=min(config.low_strides), **config.backbone_kwargs)
         self.canonical_focal = load_frozen_encoder(self.encoder, config.pretrained_path) \
             if config.pretrained_path else None
         self.encoder.requires_grad_(False)
@@ -319,8 +325,10 @@ class IIDRDepth(nn.Module):
         return outs
 
     def sample(self, rgb: torch.Tensor, rgb_aux: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
-               num_inference_steps: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Depth (B,1,H,W) metres for rgb (B,3,H,W) in [0,1] (and the optional auxiliary view)."""
+               num_inference_steps: Optional[int] = None, generator: Optional[torch.Generator] = None,
+               full_output: bool = True) -> torch.Tensor:
+        """Depth (B,1,H,W) metres for rgb (B,3,H,W) in [0,1] (and the optional auxiliary view);
+        ``full_output`` as DiffusionDepth.sample's (no uncertainty head here: always depth only)."""
         cond = self.encode_condition(rgb, rgb_aux=rgb_aux)
         if noise is None:
             shape = (rgb.shape[0],) + self.latent_shape(rgb.shape[-2], rgb.shape[-1])
@@ -363,9 +371,3 @@ class IIDRDepth(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         enc = sum(p.numel() for p in self.encoder.parameters())
         return {"total": total, "trainable": total - enc, "frozen_encoder": enc}
-
-    def freeze_lipschitz(self, frozen: bool = True) -> None:
-        """Store the Lipschitz-scaled weights as constants (export: no SVD in the graph)."""
-        if isinstance(self.transform, InvertibleTransform):
-            self.transform.freeze(frozen)
-

@@ -6,7 +6,7 @@ of the InvT-IndDiffusion decoder, and the auxiliary-view low-level feature enhan
   ``torch.linalg.matrix_norm(ord=2)``) whenever ``k * sigma_max > bound``. A k x k convolution
   with zero padding is that matrix applied to the k*k shifted copies of the input stacked, whose
   norm is at most k times the input's, so ``||conv(x) - conv(y)|| <= bound * ||x - y||`` exactly
-  (no power-iteration estimate that could undershoot). :meth:`freeze` stores the scaled weight
+  (no power-iteration estimate that could undershoot). In eval mode the scaled weight is cached
   (export: no SVD in the graph).
 * :class:`InvertibleResidualBlock` (i-ResNet, Behrmann et al., ICML 2019): ``y = x + g(x)`` with
   ``Lip(g) <= c < 1`` (two Lipschitz convolutions of bound sqrt(c) around an ELU, 1-Lipschitz),
@@ -40,22 +40,27 @@ class LipschitzConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(cout))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self._frozen: Optional[torch.Tensor] = None
+        self._cache: Optional[tuple] = None
 
     def norm_bound(self) -> torch.Tensor:
         """``k * sigma_max(W reshaped)``: an upper bound of the raw convolution's operator norm."""
         w = self.weight.reshape(self.weight.shape[0], -1)
         return self.kernel * torch.linalg.matrix_norm(w, ord=2)
 
-    def scaled_weight(self) -> torch.Tensor:
-        """The weight used: scaled down so that the operator norm is <= ``bound``."""
-        if self._frozen is not None:
-            return self._frozen
+    def compute_scaled_weight(self) -> torch.Tensor:
+        """The weight scaled down so that the operator norm is <= ``bound`` (differentiable)."""
         return self.weight * (self.bound / torch.clamp(self.norm_bound(), min=self.bound))
 
-    def freeze(self, frozen: bool = True) -> None:
-        """Store the scaled weight as a constant (for export), or go back to computing it."""
-        self._frozen = self.scaled_weight().detach() if frozen else None
+    def scaled_weight(self) -> torch.Tensor:
+        """The weight used: computed in training; in eval mode cached until the weight changes
+        (its version counter), so inference and an ONNX trace see a constant (no SVD)."""
+        if self.training:
+            return self.compute_scaled_weight()
+        key = (self.weight._version, self.weight.data_ptr())
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self.compute_scaled_weight().detach())
+        return self._cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.kernel // 2)
@@ -110,11 +115,6 @@ class InvertibleTransform(nn.Module):
             fwd *= 1.0 + block.coeff
             inv /= 1.0 - block.coeff
         return fwd, inv
-
-    def freeze(self, frozen: bool = True) -> None:
-        for m in self.modules():
-            if isinstance(m, LipschitzConv2d):
-                m.freeze(frozen)
 
 
 def window_gather(x: torch.Tensor, window: int) -> torch.Tensor:

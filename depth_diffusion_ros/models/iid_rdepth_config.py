@@ -23,9 +23,11 @@ class IIDRDepthConfig(DDIMConfig):
     """Hyper-parameters of :class:`~depth_diffusion_ros.models.iid_rdepth.IIDRDepth`.
 
     Frozen encoder:
-        backbone: timm name of the image encoder (must be the encoder checkpoint's).
-        pretrained_path: the monocular checkpoint (directory) whose ``backbone.*`` weights become
-            the frozen encoder; read at construction only (a saved IID-RDepth holds them itself).
+        backbone: timm name of the image encoder (must be the encoder checkpoint's);
+            backbone_kwargs: forwarded to timm (e.g. Swin's ``img_size``).
+        pretrained_path: the frozen encoder's weights, read at construction only (a saved
+            IID-RDepth holds them itself): a DiffusionDepth checkpoint directory (its
+            ``backbone.*``) or a backbone weights file (``training.pretrained``'s output).
         high_strides: encoder levels treated as high-level semantic features (restored).
         low_strides: encoder levels used as low-level (identity-connection) features.
     Restoration (``variant`` "iid_rdepth"; "baseline" is the plain decoder on the same features):
@@ -49,6 +51,7 @@ class IIDRDepthConfig(DDIMConfig):
     """
 
     backbone: str = "tf_mobilenetv3_small_100"
+    backbone_kwargs: dict = field(default_factory=dict)
     pretrained_path: Optional[str] = None
     high_strides: list = field(default_factory=lambda: [8, 16, 32])
     low_strides: list = field(default_factory=lambda: [2, 4])
