@@ -75,10 +75,6 @@ class _TorchModel:
             self.depth_prior = RowMedianDepth.from_json(prior, f"{self.model_file}: depth_prior")
 
 
-#: Architectures with the DiffusionDepth graph parts (encode_condition, ddim_step, decode).
-DIFFUSION_DEPTH_ARCHITECTURES = ("diffusion_depth", "iid_rdepth")
-
-
 class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model);
     also IID-RDepth (monocular, same graph parts; ``uses_aux`` with AV-LFE: a feed's
@@ -114,6 +110,8 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     ) -> None:
         if model is None and not model_path:
             model_path = DEFAULT_COMPLETION_CHECKPOINT
+        from depth_diffusion_ros.models.checkpoint import DIFFUSION_DEPTH_ARCHITECTURES
+
         self._load("completion", DIFFUSION_DEPTH_ARCHITECTURES, model_path, model, device,
                    SamplingOptions(num_inference_steps, ensemble_size, seed))
         if fp16 and self.device.type != "cuda":
