@@ -4,6 +4,8 @@ IID-RDepth + AV-LFE) on the same frames with the same schedule, score them, time
     .venv/bin/python -m training.iid_rdepth --config training/configs/iid_rdepth_kitti_cpu.yaml \\
         --out runs/iid_rdepth --ship depth_diffusion_ros/weights/iid_rdepth_kitti
     .venv/bin/python -m training.iid_rdepth --config training/configs/iid_rdepth_kitti_cpu.yaml \\
+        --out runs/iid_rdepth --skip-training --ship depth_diffusion_ros/weights/iid_rdepth_kitti  # rescore, ship
+    .venv/bin/python -m training.iid_rdepth --config training/configs/iid_rdepth_kitti_cpu.yaml \\
         --out runs/iid_rdepth --timing-only --speed-out depth_diffusion_ros/weights/iid_rdepth_kitti/speed.json
 
 Scoring is :func:`training.monocular.score_sets` (Eigen protocol, the monocular issue's
@@ -201,13 +203,19 @@ def time_rows(checkpoints: Dict[str, Path], data: Dict[str, Any], repeats: int =
 
 
 def ship(checkpoint: Path, dest: Path, results: Dict[str, Any], config_path: Path) -> None:
-    """Copy the chosen checkpoint to ``dest`` with results.json (the card is written by
-    ``training.iid_rdepth_card``)."""
+    """Copy the chosen checkpoint to ``dest`` with results.json, the training config and its
+    step-form ONNX export at 640x192 (``onnx/``, parity-checked on the real KITTI raw frame by
+    :func:`training.monocular_card.export_onnx`)."""
+    from training.monocular_card import export_onnx
+
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "config.yaml"):
         shutil.copy2(checkpoint / name, dest / name)
     (dest / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     shutil.copy2(config_path, dest / "training_config.yaml")
+    if (dest / "onnx").exists():
+        shutil.rmtree(dest / "onnx")
+    print(f"ONNX export: {export_onnx(dest, dest / 'onnx')}", flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -240,7 +248,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     speed_out.parent.mkdir(parents=True, exist_ok=True)
     speed_out.write_text(json.dumps(speed, indent=2) + "\n")
     if args.ship and not args.timing_only:
+        from training.iid_rdepth_card import write_card
+
         shutil.copy2(speed_out, Path(args.ship) / "speed.json")
+        print(write_card(Path(args.ship)))
     print(json.dumps(speed, indent=1))
     return 0
 
