@@ -44,6 +44,8 @@ from training.transforms import CanonicalFocal, RandomCrop, hflip
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("baseline", "iid_rdepth", "iid_rdepth_av_lfe")
+#: DDIM step counts the IID-RDepth row is also scored at (its config's 3 is the main row).
+STEP_ABLATION = (1, 5)
 
 
 # ----------------------------------------------------------------------------- data
@@ -147,18 +149,20 @@ def train_row(cfg: Dict[str, Any], row: str, frames: List[Dict[str, Any]], out: 
 
 
 # ----------------------------------------------------------------------------- scoring and timing
-def predictor(checkpoint: Path) -> tuple[Callable[..., np.ndarray], Any]:
+def predictor(checkpoint: Path, num_inference_steps: Optional[int] = None) -> tuple[Callable[..., np.ndarray], Any]:
     """(predict(rgb, intrinsics, aux=None) -> depth at the input size, the pipeline) of a checkpoint."""
     from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
     from depth_diffusion_ros.inference.pipelines import EstimationPipeline
 
-    pipeline = EstimationPipeline(TorchDiffusionDepthBackend(model_path=checkpoint), resize_back=True)
+    backend = TorchDiffusionDepthBackend(model_path=checkpoint, num_inference_steps=num_inference_steps)
+    pipeline = EstimationPipeline(backend, resize_back=True)
     return (lambda rgb, intr, aux=None: pipeline(rgb, intr, rgb_aux=aux).depth), pipeline
 
 
 def score_rows(checkpoints: Dict[str, Path], data: Dict[str, Any]) -> Dict[str, Any]:
     """{row: score_sets output} for the reference, every row (with the auxiliary views of the
-    sequence sets) and the AV-LFE row without any auxiliary view."""
+    sequence sets), the AV-LFE row without any auxiliary view and the IID-RDepth row at the
+    :data:`STEP_ABLATION` step counts."""
     sets = kitti_sets()
     seq_root = REPO / data["sequence_root"]
     aux = {name: sequence_aux(sets[name], seq_root) for name in ("sequence val", "sequence static")}
@@ -169,6 +173,9 @@ def score_rows(checkpoints: Dict[str, Path], data: Dict[str, Any]) -> Dict[str, 
         scores[row] = score_sets(predict, sets, aux_views=aux)
         if pipeline.uses_aux:
             scores[row + " (no image_aux)"] = score_sets(predict, sets)
+        if row == "iid_rdepth":
+            for n in STEP_ABLATION:
+                scores[f"{row} ({n} steps)"] = score_sets(predictor(path, n)[0], sets, aux_views=aux)
         print(f"{row}: validation abs_rel {scores[row]['validation']['mean']['abs_rel']:.3f}", flush=True)
     return scores
 
