@@ -129,11 +129,10 @@ def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None,
     """(``predict(rgb, intrinsics) -> depth`` at the input size, the pipeline) of a checkpoint."""
     from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
     from depth_diffusion_ros.inference.pipelines import EstimationPipeline
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
-    from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+    from depth_diffusion_ros.models.checkpoint import DIFFUSION_DEPTH_ARCHITECTURES, architecture_of, load_checkpoint
 
     model = load_checkpoint(checkpoint)
-    if isinstance(model, DiffusionDepth):
+    if architecture_of(model) in DIFFUSION_DEPTH_ARCHITECTURES:  # DiffusionDepth, IID-RDepth: the seeded sampler
         backend: Any = TorchDiffusionDepthBackend(model=model, num_inference_steps=num_inference_steps,
                                                   ensemble_size=ensemble_size)
     else:
