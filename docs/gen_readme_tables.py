@@ -178,6 +178,8 @@ BLOCKS = {b.name: b for b in (
     Block("nodes", "python benchmarks/bench_nodes.py", "about 3 min", _script("benchmarks/bench_nodes.py")),
     Block("completion_model", "python -m training.completion_card", "about 10 s (reads the weights' results.json)",
           _script("-m", "training.completion_card")),
+    Block("iid_rdepth", "python -m training.iid_rdepth_card", "about 5 s (reads the weights' results.json, speed.json)",
+          _script("-m", "training.iid_rdepth_card")),
     Block("completion_speed", "python benchmarks/bench_completion_v2.py", "about 5 min",
           _script("benchmarks/bench_completion_v2.py")),
     Block("runtime", "python benchmarks/bench_runtime.py", "about 15 min", _script("benchmarks/bench_runtime.py")),

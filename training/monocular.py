@@ -129,11 +129,10 @@ def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None,
     """(``predict(rgb, intrinsics) -> depth`` at the input size, the pipeline) of a checkpoint."""
     from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
     from depth_diffusion_ros.inference.pipelines import EstimationPipeline
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
-    from depth_diffusion_ros.models.diffusion_depth import DiffusionDepth
+    from depth_diffusion_ros.models.checkpoint import DIFFUSION_DEPTH_ARCHITECTURES, architecture_of, load_checkpoint
 
     model = load_checkpoint(checkpoint)
-    if isinstance(model, DiffusionDepth):
+    if architecture_of(model) in DIFFUSION_DEPTH_ARCHITECTURES:  # DiffusionDepth, IID-RDepth: the seeded sampler
         backend: Any = TorchDiffusionDepthBackend(model=model, num_inference_steps=num_inference_steps,
                                                   ensemble_size=ensemble_size)
     else:
@@ -143,10 +142,13 @@ def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None,
 
 
 def score_sets(predict: Predict, sets: Dict[str, Any], protocol: str = "kitti_eigen",
-               keep: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
+               keep: Optional[Dict[str, np.ndarray]] = None,
+               aux_views: Optional[Dict[str, Callable[[int], Optional[np.ndarray]]]] = None) -> Dict[str, Any]:
     """{set: {"mean": metrics, "n_frames"}, "validation": the mean over every frame of the
     VALIDATION_SETS, "validation_sets": the mean of their set means} of ``predict``.
-    ``keep``: filled with {set name: the prediction of its first frame} (for figures)."""
+    ``keep``: filled with {set name: the prediction of its first frame} (for figures).
+    ``aux_views``: {set name: frame index -> auxiliary view or None}; for those sets ``predict``
+    is called as ``predict(rgb, intrinsics, aux)`` (IID-RDepth's AV-LFE)."""
     proto = get_protocol(protocol)
     out: Dict[str, Any] = {}
     every: List[Dict[str, float]] = []
@@ -154,7 +156,10 @@ def score_sets(predict: Predict, sets: Dict[str, Any], protocol: str = "kitti_ei
         frames = []
         for i in range(len(ds)):
             f = ds.load_frame(i)
-            pred = predict(f["rgb"], frame_intrinsics(f))
+            if aux_views and name in aux_views:
+                pred = predict(f["rgb"], frame_intrinsics(f), aux_views[name](i))  # type: ignore[call-arg]
+            else:
+                pred = predict(f["rgb"], frame_intrinsics(f))
             if keep is not None and i == 0:
                 keep[name] = pred
             frames.append(score_frame(pred, f["gt_depth"], proto))

@@ -13,6 +13,10 @@
   pipeline aggregates them with the one ensemble rule,
   :func:`depth_diffusion_ros.inference.sampler.aggregate_depth_members`).
 
+An IID-RDepth checkpoint (architecture ``iid_rdepth``: the same graph parts) exports the same
+way; with AV-LFE the step form also has ``encoder_aux.onnx`` (rgb, sparse_depth, valid_mask,
+rgb_aux -> cond), the encoder the backends run when a frame comes with its auxiliary view.
+
 Each file is checked against torch right after export (:func:`check_parity`, default on a real
 KITTI/NYU frame chosen by the caller): a single network pass to ``atol_pass`` (1e-4), the whole
 sampling loop to ``atol_loop`` (1e-3 metres, plus 1e-4 relative because depth grows to 80 m).
@@ -41,7 +45,10 @@ from depth_diffusion_ros.export.onnx_export import (
     model_sha256,
     write_metadata,
 )
-from depth_diffusion_ros.inference.backends.exported import unrolled_file_name  # the name the backends look for
+from depth_diffusion_ros.inference.backends.exported import (  # the names the backends look for
+    AUX_ENCODER_FILE,
+    unrolled_file_name,
+)
 
 FORMS = ("step", "unrolled")
 
@@ -61,6 +68,16 @@ def _torch_modules() -> Any:
             if self.model.completion:
                 return self.model.encode_condition(rgb, sparse_depth, valid_mask, priors)
             return self.model.encode_condition(rgb, None, None)
+
+    class EncoderAuxGraph(nn.Module):
+        """rgb, sparse_depth, valid_mask, rgb_aux -> cond (IID-RDepth with AV-LFE)."""
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, rgb, sparse_depth, valid_mask, rgb_aux):
+            return self.model.encode_condition(rgb, rgb_aux=rgb_aux)
 
     class StepGraph(nn.Module):
         """latents, cond, timestep, prev_timestep -> prev_latents (DiffusionDepth.ddim_step)."""
@@ -107,7 +124,24 @@ def _torch_modules() -> Any:
                 latents = m.ddim_step(latents, tt, tp, cond)
             return m.decode(latents, cond)
 
-    return EncoderGraph, StepGraph, DecoderGraph, UnrolledSampler
+    return EncoderGraph, StepGraph, DecoderGraph, UnrolledSampler, EncoderAuxGraph
+
+
+def load_diffusion_depth_family(checkpoint: Any) -> Any:
+    """A checkpoint of one of :data:`~depth_diffusion_ros.models.checkpoint.DIFFUSION_DEPTH_ARCHITECTURES`
+    in eval mode; CheckpointError naming it for another architecture."""
+    from depth_diffusion_ros.models.checkpoint import (
+        DIFFUSION_DEPTH_ARCHITECTURES,
+        CheckpointError,
+        architecture_of,
+        load_checkpoint,
+        read_checkpoint_config,
+    )
+
+    name = architecture_of(read_checkpoint_config(checkpoint))
+    if name not in DIFFUSION_DEPTH_ARCHITECTURES:
+        raise CheckpointError(f"{checkpoint}: a {name} checkpoint, not one of {DIFFUSION_DEPTH_ARCHITECTURES}")
+    return load_checkpoint(checkpoint, architecture=name).eval()
 
 
 @dataclass
@@ -223,7 +257,7 @@ def _export_step_form(job: _Export) -> None:
     """encoder.onnx, step.onnx, decoder.onnx, each checked on one pass (the middle step)."""
     import torch
 
-    EncoderGraph, StepGraph, DecoderGraph, _ = _torch_modules()
+    EncoderGraph, StepGraph, DecoderGraph, _, EncoderAuxGraph = _torch_modules()
     m, t = job.model, job.tensors
     cond = m.encode_condition(t["rgb"], **_sparse_args(m, t))
     latent_shape = tuple(job.base_meta["latent_shape"])
@@ -235,6 +269,11 @@ def _export_step_form(job: _Export) -> None:
     image = ["rgb", "sparse_depth", "valid_mask"] + _priors_input(m)
     job.write("encoder.onnx", "encoder", EncoderGraph(m), tuple(t[k] for k in image), image, ["cond"],
               {"cond": cond}, job.axes(image + ["cond"], image, ["cond"]), {}, job.atol_pass, 0.0)
+    if getattr(m, "uses_aux", False):
+        names = ["rgb", "sparse_depth", "valid_mask", "rgb_aux"]
+        cond_aux = m.encode_condition(t["rgb"], rgb_aux=t["rgb_aux"])
+        job.write(AUX_ENCODER_FILE, "encoder_aux", EncoderAuxGraph(m), tuple(t[k] for k in names), names, ["cond"],
+                  {"cond": cond_aux}, job.axes(names + ["cond"], names, ["cond"]), {}, job.atol_pass, 0.0)
     job.write("step.onnx", "step", StepGraph(m), (latents, cond, tt, tp), ["latents", "cond", "timestep", "prev_timestep"],
               ["prev_latents"], {"prev_latents": prev},
               job.axes(["latents", "cond", "prev_latents"], [], ["latents", "cond", "prev_latents"]), {},
@@ -248,7 +287,7 @@ def _export_unrolled(job: _Export, steps: int, ensemble_size: int) -> None:
     """sampler_<N>steps_e<E>.onnx, checked member by member against the torch sampler."""
     import torch
 
-    _, _, _, UnrolledSampler = _torch_modules()
+    _, _, _, UnrolledSampler, _ = _torch_modules()
     m, t, E = job.model, job.tensors, int(ensemble_size)
     noise = torch.from_numpy(job.rng.standard_normal((E,) + tuple(job.base_meta["latent_shape"]), dtype=np.float32))
     ref = torch.cat([m.sample(t["rgb"], **_sparse_args(m, t), noise=noise[k:k + 1], num_inference_steps=steps,
@@ -318,6 +357,8 @@ def export_diffusion_depth(
             raise ValueError(f"inputs[{k!r}] has shape {tuple(feed[k].shape)}, expected {shape}")
         feed[k] = np.ascontiguousarray(feed[k], np.float32)
     feed = with_priors(model, feed)
+    if getattr(model, "uses_aux", False) and "rgb_aux" not in feed:
+        feed["rgb_aux"] = np.ascontiguousarray(np.roll(feed["rgb"], 4, axis=3))  # a stand-in second view
     sha = model_sha256(model)
     export_id = uuid.uuid4().hex
     latent_shape = tuple(model.latent_shape(height, width))

@@ -50,7 +50,12 @@ ARCHITECTURES: Dict[str, Tuple[str, str]] = {
                  "depth_diffusion_ros.models.dsr_diff:DSRDiff"),
     "densedepth": ("depth_diffusion_ros.models.densedepth:DenseDepthConfig",
                    "depth_diffusion_ros.models.densedepth:DenseDepth"),
+    "iid_rdepth": ("depth_diffusion_ros.models.iid_rdepth_config:IIDRDepthConfig",
+                   "depth_diffusion_ros.models.iid_rdepth:IIDRDepth"),
 }
+#: Architectures with the DiffusionDepth graph parts (encode_condition, ddim_step, decode): the
+#: DiffusionDepth backends, the step-form export and the ONNX cache run them.
+DIFFUSION_DEPTH_ARCHITECTURES = ("diffusion_depth", "iid_rdepth")
 _RESERVED_METADATA = ("format", "architecture", "config", "sha256", "canonical_focal", "depth_prior")
 
 

@@ -1,6 +1,7 @@
 """depth_estimation_node: RGB image + CameraInfo -> dense metric depth (monocular, no LiDAR).
 
-Joins ``image`` and ``camera_info`` by approximate time, runs a monocular DiffusionDepth model
+Joins ``image`` and ``camera_info`` (and ``image_aux``) by approximate time, runs a monocular
+DiffusionDepth or IID-RDepth model
 with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``; ``row_median``
 runs the row-median reference, a ground-plane prior every model must beat) and publishes
 metric depth in the camera frame: for a robot with only a camera.
@@ -17,6 +18,11 @@ Subscribed:
     ``camera_info`` (sensor_msgs/CameraInfo): intrinsics of ``image`` (P if rectified, else K;
     ``binning_x/y`` and ``roi`` applied as image_geometry does: see
     :mod:`depth_diffusion_ros.ros.camera_info` for what is refused, and why).
+    ``image_aux`` (sensor_msgs/Image, same size and encodings as ``image``), only with
+    ``use_image_aux``: a second view of the scene (the previous frame, a stereo partner), joined
+    with the other two by approximate time; an IID-RDepth model with AV-LFE enhances its
+    low-level features with it, any other model ignores it. Without ``use_image_aux`` the model
+    runs on the image alone.
 
 Published (header = the image's header; size = the input size, or the processing size with
 ``resize_back`` false):
@@ -89,6 +95,9 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
               "input)", read_only=True, range=(0, 16384)),
     ParamSpec("resize_back", True, "publish depth at the input size (nearest neighbour) instead of the "
               "processing size", read_only=True),
+    ParamSpec("use_image_aux", False, "subscribe image_aux (a second view: previous frame or stereo partner, the "
+              "image's size) and synchronise it with image and camera_info; used by IID-RDepth's AV-LFE",
+              read_only=True),
 )
 
 
@@ -141,18 +150,28 @@ class DepthEstimationNode(DepthNode):
         focal = self.pipeline.canonical_focal
         size = f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else (
             f"canonical focal {focal:g} px" if focal else "= input")
-        self.start_io("monocular depth estimation", {"image": Image, "camera_info": CameraInfo},
-                      {"backend": p["backend"], "canonical_focal": f"{focal:g} px" if focal else "none"},
-                      f"backend {p['backend']} {options}, processing size {size}")
+        topics: dict[str, type] = {"image": Image, "camera_info": CameraInfo}
+        if p["use_image_aux"]:
+            topics["image_aux"] = Image
+            if not self.pipeline.uses_aux:
+                self.get_logger().warning("use_image_aux is set but the model has no auxiliary-view module (AV-LFE): "
+                                          "image_aux is synchronised and ignored")
+        aux = "used" if p["use_image_aux"] and self.pipeline.uses_aux else (
+            "ignored" if p["use_image_aux"] else "off")
+        self.start_io("monocular depth estimation", topics,
+                      {"backend": p["backend"], "canonical_focal": f"{focal:g} px" if focal else "none",
+                       "image_aux": aux},
+                      f"backend {p['backend']} {options}, processing size {size}, image_aux {aux}")
 
-    def on_frame(self, image: Image, camera_info: CameraInfo) -> None:
-        """Estimate depth for one synchronised image and publish the outputs."""
+    def on_frame(self, image: Image, camera_info: CameraInfo, image_aux: Optional[Image] = None) -> None:
+        """Estimate depth for one synchronised image (and auxiliary view) and publish the outputs."""
         self.health.frame_in()
         timer = StageTimer()
         intrinsics = image_intrinsics(image, camera_info)
         rgb = rgb_from_image(image)
+        rgb_aux = rgb_from_image(image_aux) if image_aux is not None and self.pipeline.uses_aux else None
         timer.mark("inputs")
-        output = self.pipeline(rgb, intrinsics)
+        output = self.pipeline(rgb, intrinsics, rgb_aux=rgb_aux)
         self.publish(timer, output, image.header, camera_info)
 
 

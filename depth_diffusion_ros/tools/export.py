@@ -123,11 +123,14 @@ def graph_size(args: argparse.Namespace, size_divisor: int) -> tuple[int, int, s
 
 def _export_diffusion_depth(args: argparse.Namespace) -> int:
     """DiffusionDepth: load, choose the size, export, check parity on a real frame, print."""
-    from depth_diffusion_ros.export.diffusion_depth import check_host_loop_parity, export_diffusion_depth
+    from depth_diffusion_ros.export.diffusion_depth import (
+        check_host_loop_parity,
+        export_diffusion_depth,
+        load_diffusion_depth_family,
+    )
     from depth_diffusion_ros.export.frames import FrameError, frame_for_size, tensor_inputs
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint, architecture="diffusion_depth").eval()
+    model = load_diffusion_depth_family(args.checkpoint)
     args.height, args.width, how = graph_size(args, int(model.config.size_divisor))
     forms = ("step", "unrolled") if args.form == "both" else (args.form,)
     print(f"exporting {args.checkpoint} ({', '.join(forms)} form) for {args.width}x{args.height} ({how}) "

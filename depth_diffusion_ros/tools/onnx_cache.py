@@ -43,13 +43,14 @@ def default_cache_dir() -> Path:
 
 
 def read_size_divisor(checkpoint: Path | str) -> int:
-    """``size_divisor`` of a DiffusionDepth checkpoint's config.yaml (frames are padded to it).
+    """``size_divisor`` of a DiffusionDepth (or IID-RDepth) checkpoint's config.yaml (frames are
+    padded to it).
 
-    Raises ConfigError / OSError for a missing or invalid config.
+    Raises CheckpointError for a missing or invalid config.
     """
-    from depth_diffusion_ros.models.config import DiffusionDepthConfig
+    from depth_diffusion_ros.models.checkpoint import read_checkpoint_config
 
-    return int(DiffusionDepthConfig.from_yaml(Path(checkpoint) / "config.yaml").size_divisor)
+    return int(read_checkpoint_config(Path(checkpoint)).size_divisor)
 
 
 def padded_size(height: int, width: int, size_divisor: int) -> Size:
@@ -156,11 +157,10 @@ def onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterab
         on_export(target)
     import torch
 
-    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth
-    from depth_diffusion_ros.models.checkpoint import load_checkpoint
+    from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth, load_diffusion_depth_family
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model = load_checkpoint(checkpoint, architecture="diffusion_depth").eval()
+    model = load_diffusion_depth_family(checkpoint)
     if target.exists():
         for f in target.glob("*"):
             if f.is_file():

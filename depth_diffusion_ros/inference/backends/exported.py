@@ -11,6 +11,9 @@ DiffusionDepth has two export forms (``model_path`` is the export directory or o
   DDIM loop — any ``num_inference_steps``;
 * ``unrolled``: ``sampler_<N>steps_e<E>.onnx``, the whole loop for fixed N steps and E members.
 
+An IID-RDepth export with AV-LFE adds :data:`AUX_ENCODER_FILE` to the step form (same export id):
+the backend then has ``uses_aux`` and runs it for a frame whose feed has ``rgb_aux``.
+
 DSR-Diff is exported as one ``dsr_diff_x<s>_<N>steps.onnx`` per scale.
 """
 from __future__ import annotations
@@ -35,6 +38,8 @@ DEFAULT_COMPLETION_CHECKPOINT = Path(__file__).resolve().parents[2] / "weights" 
 DEFAULT_COMPLETION_EXPORT = DEFAULT_COMPLETION_CHECKPOINT / "onnx"
 
 STEP_FILES = ("encoder.onnx", "step.onnx", "decoder.onnx")
+#: The step form's second encoder of an IID-RDepth export with AV-LFE (rgb, ..., rgb_aux -> cond).
+AUX_ENCODER_FILE = "encoder_aux.onnx"
 STEP_GRAPHS = ("encoder", "step", "decoder")
 EXPORT_FORMS = ("auto", "step", "unrolled")
 SR_GLOB = "dsr_diff_x*_*steps.onnx"
@@ -105,6 +110,12 @@ def find_diffusion_depth_files(model_path: Union[str, Path, None], export_form: 
         f"{p}: cannot choose a model: step-form files {'present' if have_step else 'missing'}, "
         f"unrolled graphs {[c.name for c in candidates] or 'none'}; set num_inference_steps"
     )
+
+
+def find_aux_encoder(step_files: Sequence[Path]) -> Optional[Path]:
+    """:data:`AUX_ENCODER_FILE` beside a step form's encoder, or None."""
+    path = Path(step_files[0]).parent / AUX_ENCODER_FILE
+    return path if path.is_file() else None
 
 
 def check_family(metas: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
@@ -192,8 +203,21 @@ class ExportedDiffusionBackend(DiffusionBackend):
     def model_sha256(self) -> Optional[str]:
         return self.meta.get("model_sha256")
 
+    def _use_aux_encoder(self, graph: Any, meta: Mapping[str, Any]) -> None:
+        """Adopt the step form's auxiliary-view encoder (role ``encoder_aux``, same export)."""
+        check_roles([(graph.path, meta)], ("encoder_aux",))
+        check_family([(self.model_file, self.meta), (graph.path, meta)])
+        self.encoder_aux = graph
+
+    @property
+    def uses_aux(self) -> bool:
+        """True with an auxiliary-view encoder (IID-RDepth AV-LFE export)."""
+        return getattr(self, "encoder_aux", None) is not None
+
     def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
-        return self.encoder.run(feed)["cond"]
+        if "rgb_aux" in feed and self.uses_aux:
+            return self.encoder_aux.run(feed)["cond"]
+        return self.encoder.run({k: v for k, v in feed.items() if k != "rgb_aux"})["cond"]
 
     def step(self, latents: Any, cond: Any, timestep: int, prev_timestep: int) -> Any:
         feed = {"latents": latents, "cond": cond, "timestep": np.array([timestep], np.int64),

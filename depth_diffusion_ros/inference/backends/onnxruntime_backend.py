@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 from depth_diffusion_ros.inference.backends.exported import (
     ExportedDiffusionBackend,
     ExportedSuperResolutionBackend,
+    find_aux_encoder,
     find_diffusion_depth_files,
     find_sr_models,
 )
@@ -57,6 +58,10 @@ class OnnxRuntimeDiffusionDepthBackend(ExportedDiffusionBackend):
         else:
             graphs = [options.open(files, "sampler", self.providers, io_binding=False)]
         self._use_graphs(form, graphs, [g.meta for g in graphs], sampling)
+        aux = find_aux_encoder(files) if form == "step" else None
+        if aux is not None:  # IID-RDepth with AV-LFE: the encoder for frames with image_aux
+            graph = options.open(aux, "encoder_aux", self.providers, io_binding=None)
+            self._use_aux_encoder(graph, graph.meta)
 
 
 class OnnxRuntimeDSRDiffBackend(ExportedSuperResolutionBackend):

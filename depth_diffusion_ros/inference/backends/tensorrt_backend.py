@@ -21,6 +21,7 @@ import numpy as np
 from depth_diffusion_ros.inference.backends.exported import (
     ExportedDiffusionBackend,
     ExportedSuperResolutionBackend,
+    find_aux_encoder,
     find_diffusion_depth_files,
     find_sr_models,
 )
@@ -94,6 +95,10 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
         metas = [read_ddr_metadata(f) for f in onnx_files]
         graphs = [self.engines.graph(f, meta) for f, meta in zip(onnx_files, metas)]
         self._use_graphs(form, graphs, metas, sampling)
+        aux = find_aux_encoder(onnx_files) if form == "step" else None
+        if aux is not None:  # IID-RDepth with AV-LFE: the encoder for frames with image_aux
+            meta = read_ddr_metadata(aux)
+            self._use_aux_encoder(self.engines.graph(aux, meta), meta)
         self.loop = DeviceStepLoop(self.step_graph, use_cuda_graph=use_cuda_graph) if form == "step" else None
 
     @property

@@ -30,7 +30,7 @@ class _TorchModel:
     """Loading shared by the torch backends: PyTorch, the device, the checkpoint's model (of one
     architecture) and the sampling settings resolved against its config."""
 
-    def _load(self, what: str, architecture: str, model_path: Union[str, Path, None], model: Any, device: str,
+    def _load(self, what: str, architecture: Union[str, tuple], model_path: Union[str, Path, None], model: Any, device: str,
               sampling: SamplingOptions) -> None:
         try:
             import torch
@@ -48,12 +48,20 @@ class _TorchModel:
                 raise BackendError(f"device={device!r} is not a torch device: {exc}") from exc
             if self.device.type == "cuda" and not torch.cuda.is_available():
                 raise BackendError(f"device={device!r} requested but CUDA is not available")
-            from depth_diffusion_ros.models.checkpoint import CheckpointError, load_checkpoint
+            from depth_diffusion_ros.models.checkpoint import (
+                CheckpointError,
+                architecture_of,
+                load_checkpoint,
+                read_checkpoint_config,
+            )
 
             path = Path(model_path)
             self.model_file = str(path.parent if path.suffix == ".safetensors" else path)
+            names = (architecture,) if isinstance(architecture, str) else tuple(architecture)
             try:
-                self.model = load_checkpoint(path, map_location=self.device, architecture=architecture)
+                found = architecture_of(read_checkpoint_config(path)) if len(names) > 1 else names[0]
+                self.model = load_checkpoint(path, map_location=self.device,
+                                             architecture=found if found in names else names[0])
             except CheckpointError as exc:
                 raise BackendError(str(exc)) from exc
         cfg = self.model.config
@@ -68,7 +76,9 @@ class _TorchModel:
 
 
 class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
-    """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model).
+    """DiffusionDepth in PyTorch (depth completion, or monocular depth for a monocular model);
+    also IID-RDepth (monocular, same graph parts; ``uses_aux`` with AV-LFE: a feed's
+    ``rgb_aux`` reaches its encoder).
 
     Args:
         model_path: checkpoint directory (or its ``model.safetensors``); None = the shipped
@@ -100,7 +110,9 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     ) -> None:
         if model is None and not model_path:
             model_path = DEFAULT_COMPLETION_CHECKPOINT
-        self._load("completion", "diffusion_depth", model_path, model, device,
+        from depth_diffusion_ros.models.checkpoint import DIFFUSION_DEPTH_ARCHITECTURES
+
+        self._load("completion", DIFFUSION_DEPTH_ARCHITECTURES, model_path, model, device,
                    SamplingOptions(num_inference_steps, ensemble_size, seed))
         if fp16 and self.device.type != "cuda":
             raise BackendError("fp16=True needs a CUDA device (CPU float16 convolutions are not supported)")
@@ -110,6 +122,7 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
         self.mode, self.mask_unsupported = cfg.mode, bool(cfg.mask_unsupported)
         self.external_priors = tuple(cfg.external_priors) if cfg.mode == "completion" else ()
         self.latent_channels, self.latent_stride = int(cfg.latent_channels), int(cfg.latent_stride)
+        self.uses_aux = bool(getattr(self.model, "uses_aux", False))
         if compile:
             self.model.denoiser = self._torch.compile(self.model.denoiser)
         LOG.info("torch backend: %s (%s, %s, stride %d) on %s, %d steps, ensemble %d", self.model_file,
@@ -129,6 +142,8 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
     def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
         with self._context():
             if self.mode != "completion":
+                if self.uses_aux and "rgb_aux" in feed:
+                    return self.model.encode_condition(self._tensor(feed["rgb"]), rgb_aux=self._tensor(feed["rgb_aux"]))
                 return self.model.encode_condition(self._tensor(feed["rgb"]), None, None)
             priors = self._tensor(feed["priors"]) if "priors" in feed else None
             return self.model.encode_condition(self._tensor(feed["rgb"]), self._tensor(feed["sparse_depth"]),

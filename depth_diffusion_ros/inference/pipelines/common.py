@@ -39,13 +39,15 @@ class DepthOutput:
     sparse_depth: Optional[np.ndarray] = None
 
 
-def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
-                        sparse_depth: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray, sparse_depth: Optional[np.ndarray],
+                        rgb_aux: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """A DiffusionDepth backend on one frame: pad to its size divisor (with the model's classical
     fills of the sparse input when it takes them), sample every ensemble member from the seeded
     noise, aggregate, crop back.
 
-    rgb (H, W, 3) uint8; sparse_depth (H, W) float32 m, 0 = missing, or None (monocular: zeros).
+    rgb (H, W, 3) uint8; sparse_depth (H, W) float32 m, 0 = missing, or None (monocular: zeros);
+    rgb_aux (H, W, 3) uint8: an auxiliary view (IID-RDepth's AV-LFE) for a backend with
+    ``uses_aux``, padded as rgb and fed as ``rgb_aux``; ignored by the others.
     Returns (depth (H, W) m, uncertainty (H, W) m | None). BackendError when a static graph
     cannot take the padded size.
     """
@@ -57,6 +59,8 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray,
     sparse_p, _ = frames.pad_to_multiple(np.asarray(sparse, np.float32), backend.size_divisor)
     sparse_t, valid_t = frames.sparse_to_tensor_layout(sparse_p)
     feed = {"rgb": frames.rgb_to_tensor_layout(rgb_p), "sparse_depth": sparse_t, "valid_mask": valid_t}
+    if rgb_aux is not None and getattr(backend, "uses_aux", False):
+        feed["rgb_aux"] = frames.rgb_to_tensor_layout(frames.pad_to_multiple(rgb_aux, backend.size_divisor)[0])
     if backend.external_priors:
         feed["priors"] = classical_priors(backend.external_priors, sparse, backend.size_divisor)
     noise = frames.make_noise((backend.ensemble_size,) + backend.latent_shape(H, W), backend.seed)

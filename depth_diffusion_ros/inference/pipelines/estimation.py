@@ -94,9 +94,17 @@ class EstimationPipeline(FramePipeline):
         pw, ph = self.processing_size or canonical_size(intrinsics, self.canonical_focal)
         return pw, ph, intrinsics.scaled(pw, ph)
 
-    def __call__(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None) -> DepthOutput:
+    @property
+    def uses_aux(self) -> bool:
+        """True when the backend takes an auxiliary view (IID-RDepth with AV-LFE)."""
+        return bool(getattr(self.backend, "uses_aux", False))
+
+    def __call__(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
+                 rgb_aux: Optional[np.ndarray] = None) -> DepthOutput:
         """Estimate depth for one (H, W, 3) uint8 image; ``intrinsics`` (of ``rgb``) are needed
-        with a canonical focal length or a processing size.
+        with a canonical focal length or a processing size. ``rgb_aux``: an optional second view
+        of the same size (the previous frame, a stereo partner), resized as ``rgb`` and used by
+        a backend with ``uses_aux`` (IID-RDepth's AV-LFE), ignored otherwise.
 
         Returns depth (and uncertainty) in metres at the processing size, or at the input size
         with ``resize_back``. Raises FrameError for a bad image or missing intrinsics;
@@ -105,8 +113,15 @@ class EstimationPipeline(FramePipeline):
         rgb = check_rgb(rgb)
         w, h, proc = self._target(rgb, intrinsics)
         rgb_proc = resize_rgb(rgb, w, h)
+        aux_proc = None
+        if rgb_aux is not None and self.uses_aux:
+            rgb_aux = check_rgb(rgb_aux)
+            if rgb_aux.shape != rgb.shape:
+                raise FrameError(f"image_aux {rgb_aux.shape[1]}x{rgb_aux.shape[0]} is not the size of the image "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]}", "bad_frame")
+            aux_proc = resize_rgb(rgb_aux, w, h)
         if isinstance(self.backend, DiffusionBackend):
-            depth, unc = run_diffusion_depth(self.backend, rgb_proc, None)
+            depth, unc = run_diffusion_depth(self.backend, rgb_proc, None, aux_proc)
         else:
             depth, unc = self._estimate(rgb_proc, proc), None
         prior = getattr(self.backend, "depth_prior", None)

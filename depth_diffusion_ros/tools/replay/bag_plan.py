@@ -43,6 +43,7 @@ class Topics:
     tf_static: Optional[str] = None
     depth_lr: Optional[str] = None  # super-resolution input (low-resolution depth image)
     depth_lr_camera_info: Optional[str] = None  # its CameraInfo (optional)
+    image_aux: Optional[str] = None  # estimation: the auxiliary view (IID-RDepth AV-LFE; optional)
 
     def roles(self) -> dict[str, str]:
         """topic -> role for the topics present."""
@@ -51,7 +52,7 @@ class Topics:
 
 _EXPECTED = {"image": IMAGE, "camera_info": CAMERA_INFO, "points": POINTCLOUD2, "sparse_depth": IMAGE,
              "depth_gt": IMAGE, "points_holdout": POINTCLOUD2, "tf_static": TF_MESSAGE,
-             "depth_lr": IMAGE, "depth_lr_camera_info": CAMERA_INFO}
+             "depth_lr": IMAGE, "depth_lr_camera_info": CAMERA_INFO, "image_aux": IMAGE}
 
 
 def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dict[str, Optional[str]]] = None,
@@ -62,7 +63,8 @@ def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dic
     user. Defaults: names containing ``image_raw``/``image_rect``/``image`` (image), ``camera_info``,
     PointCloud2 topics (points; ``*_holdout`` for held-out points), ``sparse_depth``, ``depth_gt``
     or ``groundtruth``, ``/tf_static``; for ``pipeline="super_resolution"``: ``depth_lr`` (an Image
-    topic whose name contains ``depth_lr``) and ``depth_lr/camera_info`` (optional).
+    topic whose name contains ``depth_lr``) and ``depth_lr/camera_info`` (optional); for
+    ``pipeline="estimation"``: ``image_aux`` (optional; an Image topic whose name contains it).
 
     Raises:
         ReplayError: a needed topic is missing or has the wrong type; the message lists the bag's
@@ -95,7 +97,9 @@ def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dic
                               f"named *depth_lr*, or --depth-lr-topic); topics: {listing}")
         depth_lr_info = pick("depth_lr_camera_info", [t for t in of_type(CAMERA_INFO) if t == f"{depth_lr}/camera_info"
                                                        or t == f"{depth_lr.rsplit('/', 1)[0]}/depth_lr_camera_info"])
-    colour = [t for t in images if t not in (gt, sparse, depth_lr) and "depth" not in t]
+    aux_candidates = [t for t in images if "image_aux" in t]
+    image_aux = pick("image_aux", aux_candidates) if pipeline == "estimation" else None
+    colour = [t for t in images if t not in (gt, sparse, depth_lr) and "depth" not in t and t not in aux_candidates]
     colour.sort(key=lambda t: (0 if t.endswith(("image_raw", "image_rect_color", "image_rect")) else 1, t))
     image = pick("image", colour)
     if image is None:
@@ -111,7 +115,7 @@ def detect_topics(available: dict[str, tuple[str, int]], overrides: Optional[dic
     tf = pick("tf_static", [t for t in of_type(TF_MESSAGE) if t.endswith("tf_static")])
     if pipeline == "completion" and points is None and sparse is None:
         raise ReplayError(f"the bag has neither LiDAR points (PointCloud2) nor a sparse depth image; topics: {listing}")
-    return Topics(image, camera_info, points, sparse, gt, holdout, tf, depth_lr, depth_lr_info)
+    return Topics(image, camera_info, points, sparse, gt, holdout, tf, depth_lr, depth_lr_info, image_aux)
 
 
 @dataclass

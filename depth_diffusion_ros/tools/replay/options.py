@@ -43,7 +43,7 @@ RECORDED_TOPICS: dict[str, str] = {
 }
 #: Bag roles that have a ``--ROLE-topic`` option.
 TOPIC_ROLES = ("image", "camera_info", "points", "sparse_depth", "depth_gt", "points_holdout", "depth_lr",
-               "depth_lr_camera_info")
+               "depth_lr_camera_info", "image_aux")
 
 
 #: What replay writes into its output folder (``--overwrite`` removes these, nothing else).

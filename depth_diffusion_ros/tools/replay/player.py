@@ -148,6 +148,8 @@ class Player:
         elif run.mode == "sparse_depth":
             self._publish(topics.sparse_depth, msgs.get("sparse_depth", []))
         elif run.mode == "estimation":  # the node sees no LiDAR; every point of the scan scores it
+            if topics.image_aux:  # the auxiliary view (IID-RDepth AV-LFE), before the image
+                self._publish(topics.image_aux, msgs.get("image_aux", []))
             if run.opts.evaluate and run.gt_source == "points":
                 for m in msgs.get("points", []):
                     held_raw = m.rawdata

@@ -34,7 +34,10 @@ def publish_types(run: RunPlan) -> dict[str, str]:
             publish[topics.depth_lr_camera_info] = CAMERA_INFO  # type: ignore[index]
     elif run.mode == "sparse_depth":
         publish[topics.sparse_depth] = IMAGE  # type: ignore[index]
-    elif run.mode != "estimation":
+    elif run.mode == "estimation":
+        if topics.image_aux:
+            publish[topics.image_aux] = IMAGE
+    else:
         publish[topics.points] = POINTCLOUD2  # type: ignore[index]
     if run.opts.evaluate:
         if run.gt_source == "depth":
@@ -60,6 +63,8 @@ def remaps(run: RunPlan) -> dict[str, dict[str, str]]:
         out[COMPLETION_NODE]["points"] = topics.points  # type: ignore[assignment]
     elif run.mode == "sparse_depth":
         out[COMPLETION_NODE]["sparse_depth"] = topics.sparse_depth  # type: ignore[assignment]
+    elif run.mode == "estimation" and topics.image_aux:
+        out[ESTIMATION_NODE]["image_aux"] = topics.image_aux
     return out
 
 
@@ -77,6 +82,8 @@ def wire_parameters(run: RunPlan) -> None:
     for name in run.node_names + [EVAL_NODE]:
         run.params[name].update({"reliability": "reliable", "output_reliability": "reliable"})
     run.params[EVAL_NODE].update({"ground_truth": run.gt_source or "depth", "report_path": ""})
+    if run.mode == "estimation" and run.topics.image_aux:  # the bag has an auxiliary view: subscribe it
+        run.main_params.setdefault("use_image_aux", True)
     if run.mode == "estimation":  # monocular depth: the Eigen protocol (Garg crop, 80 m cap) unless set
         run.params[EVAL_NODE].setdefault("crop", "garg")
         run.params[EVAL_NODE].setdefault("max_depth", 80.0)
