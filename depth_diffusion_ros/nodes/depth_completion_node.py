@@ -67,11 +67,10 @@ from depth_diffusion_ros.inference.backends import (
     make_super_resolution_backend,
 )
 from depth_diffusion_ros.inference.pipelines import CascadePipeline, CompletionPipeline
-from depth_diffusion_ros.inference.temporal import TemporalFilter
 from depth_diffusion_ros.nodes.extrinsics import LidarExtrinsics, transform_parameter_specs
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import check_registered, image_intrinsics
-from depth_diffusion_ros.nodes.depth_node import DepthNode, depth_node_parameters
+from depth_diffusion_ros.nodes.depth_node import TEMPORAL_PARAMETERS, DepthNode, depth_node_parameters
 from depth_diffusion_ros.nodes.parameters import (
     LEARNED_BACKEND_OPTIONS,
     ParameterError,
@@ -127,14 +126,10 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
               read_only=True, choices=tuple(SUPER_RESOLUTION_BACKENDS)),
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
-    ParamSpec("temporal", False, "blend the previous output (warped by temporal_ego_motion) where it agrees "
-              "with the current frame; publishes depth/uncertainty", read_only=True),
+    *TEMPORAL_PARAMETERS,
     ParamSpec("temporal_ego_motion", "static", "temporal: the camera's motion between frames: static (identity) "
               "or lidar_odometry (KISS-ICP on consecutive scans; input points only)", read_only=True,
               choices=("static", "lidar_odometry")),
-    ParamSpec("temporal_max_gap", 0.5, "temporal: a longer gap between frames of one camera (seconds) resets "
-              "the state, as do a backward time jump and a changed size or intrinsics", read_only=True,
-              range=(1e-3, 3600.0)),
 )
 
 
@@ -189,14 +184,13 @@ class DepthCompletionNode(DepthNode):
         if p["input"] == "points":
             self.extrinsics = LidarExtrinsics(self, p["T_camera_lidar"], p["use_tf"])
         self.pipeline, options = make_pipeline(p)
-        self.temporal: Optional[TemporalFilter] = TemporalFilter(max_gap=p["temporal_max_gap"]) if p["temporal"] \
-            else None
         if p["temporal_ego_motion"] == "lidar_odometry" and p["input"] != "points":
             raise ParameterError("parameter 'temporal_ego_motion' lidar_odometry needs input 'points' (the LiDAR "
                                  f"scans it registers), got input {p['input']!r}")
         #: LiDAR frame id -> its odometry (temporal with lidar_odometry only)
         self.odometry: Optional[dict[str, LidarOdometry]] = {} if (
             p["temporal"] and p["temporal_ego_motion"] == "lidar_odometry") else None
+        temporal = self.start_temporal("static camera" if self.odometry is None else "ego-motion from LiDAR odometry")
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.start_io(
             "depth completion", {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
@@ -204,9 +198,7 @@ class DepthCompletionNode(DepthNode):
             f"backend {p['backend']} {options}, input {p['input']}, processing size "
             + (f"{p['processing_width']}x{p['processing_height']}" if p["processing_width"] else "= input")
             + (f", cascade x{p['cascade_scale']} -> {p['cascade_backend']}" if p["cascade_scale"] else "")
-            + (f", temporal (max gap {p['temporal_max_gap']:g} s, "
-               + ("static camera)" if self.odometry is None else "ego-motion from LiDAR odometry)")
-               if p["temporal"] else ""),
+            + temporal,
         )
 
     def on_frame(self, image: Image, camera_info: CameraInfo, sparse_msg: Any) -> None:
@@ -258,16 +250,12 @@ class DepthCompletionNode(DepthNode):
         frame id, points, T_camera_lidar, motion or None) warps the previous depth by the scans'
         motion; None = static camera. A reset also restarts that LiDAR's odometry from this scan
         (the motion across a gap or a time jump is not to be trusted)."""
-        frame_id = camera_info.header.frame_id or image.header.frame_id
-        stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
         motion = None if lidar is None or lidar[3] is None else lidar_motion_in_camera(lidar[3], lidar[2])
-        result = self.temporal(output, frame_id, stamp, motion)
-        if result.reset is not None:
-            self.get_logger().info(f"temporal state reset: {result.reset}")
-            if lidar is not None and self.odometry[lidar[0]].frames > 1:
-                self.odometry[lidar[0]].reset()
-                self.odometry[lidar[0]].update(lidar[1])
-        return result.output
+        output, reset = self.apply_temporal(output, image, camera_info, motion)
+        if reset is not None and lidar is not None and self.odometry[lidar[0]].frames > 1:
+            self.odometry[lidar[0]].reset()
+            self.odometry[lidar[0]].update(lidar[1])
+        return output
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -39,6 +39,12 @@ Published (header = the image's header; size = the input size, or the processing
 Parameters: see :data:`PARAMETERS`; backend options as listed in :data:`BACKEND_OPTIONS`. The
 frame (canonical size, padding, the sampler, the ensemble) is
 :class:`~depth_diffusion_ros.inference.pipelines.EstimationPipeline`'s job.
+
+Temporal filter (``temporal`` true): as in depth_completion_node
+(:class:`~depth_diffusion_ros.inference.temporal.TemporalFilter`, state per camera frame id,
+resets on a gap, a backward jump or another size/intrinsics), with a static camera and without
+the LiDAR check (there is no LiDAR): the previous depth is blended in where it agrees with the
+current estimate.
 """
 from __future__ import annotations
 
@@ -50,7 +56,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.inference.backends import ESTIMATION_BACKENDS, make_estimation_backend
 from depth_diffusion_ros.inference.pipelines import EstimationPipeline
-from depth_diffusion_ros.nodes.depth_node import DepthNode, depth_node_parameters
+from depth_diffusion_ros.nodes.depth_node import TEMPORAL_PARAMETERS, DepthNode, depth_node_parameters
 from depth_diffusion_ros.nodes.health import StageTimer
 from depth_diffusion_ros.nodes.inputs import image_intrinsics
 from depth_diffusion_ros.nodes.parameters import (
@@ -98,6 +104,7 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("use_image_aux", False, "subscribe image_aux (a second view: previous frame or stereo partner, the "
               "image's size) and synchronise it with image and camera_info; used by IID-RDepth's AV-LFE",
               read_only=True),
+    *TEMPORAL_PARAMETERS,
 )
 
 
@@ -156,12 +163,13 @@ class DepthEstimationNode(DepthNode):
             if not self.pipeline.uses_aux:
                 self.get_logger().warning("use_image_aux is set but the model has no auxiliary-view module (AV-LFE): "
                                           "image_aux is synchronised and ignored")
+        temporal = self.start_temporal()
         aux = "used" if p["use_image_aux"] and self.pipeline.uses_aux else (
             "ignored" if p["use_image_aux"] else "off")
         self.start_io("monocular depth estimation", topics,
                       {"backend": p["backend"], "canonical_focal": f"{focal:g} px" if focal else "none",
                        "image_aux": aux},
-                      f"backend {p['backend']} {options}, processing size {size}, image_aux {aux}")
+                      f"backend {p['backend']} {options}, processing size {size}, image_aux {aux}{temporal}")
 
     def on_frame(self, image: Image, camera_info: CameraInfo, image_aux: Optional[Image] = None) -> None:
         """Estimate depth for one synchronised image (and auxiliary view) and publish the outputs."""
@@ -172,6 +180,8 @@ class DepthEstimationNode(DepthNode):
         rgb_aux = rgb_from_image(image_aux) if image_aux is not None and self.pipeline.uses_aux else None
         timer.mark("inputs")
         output = self.pipeline(rgb, intrinsics, rgb_aux=rgb_aux)
+        if self.temporal is not None:
+            output, _ = self.apply_temporal(output, image, camera_info)
         self.publish(timer, output, image.header, camera_info)
 
 

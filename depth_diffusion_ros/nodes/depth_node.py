@@ -1,15 +1,27 @@
 """The base class of the depth nodes (completion, estimation, super-resolution): parameters, pipeline, I/O."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from rclpy.node import Node
 
 from depth_diffusion_ros.inference.pipelines import DepthOutput
+from depth_diffusion_ros.inference.temporal import TemporalFilter
 from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
 from depth_diffusion_ros.nodes.inputs import SyncedInputs
 from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs
 from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParamSpec, declare_parameters
+
+
+#: The temporal filter's parameters (completion and estimation nodes).
+TEMPORAL_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("temporal", False, "blend the previous output (moved by the camera's ego-motion: temporal_ego_motion "
+              "where the node has it, else a static camera) where it agrees with the current frame; publishes "
+              "depth/uncertainty", read_only=True),
+    ParamSpec("temporal_max_gap", 0.5, "temporal: a longer gap between frames of one camera (seconds) resets "
+              "the state, as do a backward time jump and a changed size or intrinsics", read_only=True,
+              range=(1e-3, 3600.0)),
+)
 
 
 def depth_node_parameters(*own: ParamSpec) -> tuple[ParamSpec, ...]:
@@ -38,6 +50,26 @@ class DepthNode(Node):
         self.outputs = DepthOutputs(self, self.params)
         self.inputs = SyncedInputs(self, topics, self.on_frame, self.health, self.params)
         self.get_logger().info(description)
+
+    def start_temporal(self, ego_motion: str = "static camera") -> str:
+        """``self.temporal``: the temporal filter (``temporal`` true) or None; returns the start-up
+        log's words for it ('' when off)."""
+        p = self.params
+        self.temporal: Optional[TemporalFilter] = TemporalFilter(max_gap=p["temporal_max_gap"]) if p["temporal"] \
+            else None
+        return f", temporal (max gap {p['temporal_max_gap']:g} s, {ego_motion})" if p["temporal"] else ""
+
+    def apply_temporal(self, output: DepthOutput, image: Any, camera_info: Any,
+                       motion: Optional[Any] = None) -> tuple[DepthOutput, Optional[str]]:
+        """The temporal filter on one frame's output, its state kept per camera frame id (the
+        CameraInfo's, else the image's); ``motion`` (4, 4) previous -> current camera, None =
+        static. Returns the filtered output and the reason the state was reset (logged), or None."""
+        frame_id = camera_info.header.frame_id or image.header.frame_id
+        stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
+        result = self.temporal(output, frame_id, stamp, motion)
+        if result.reset is not None:
+            self.get_logger().info(f"temporal state reset: {result.reset}")
+        return result.output, result.reset
 
     def on_frame(self, *messages: Any) -> None:  # pragma: no cover - the subclasses' job
         raise NotImplementedError
