@@ -147,3 +147,90 @@ def test_lidar_odometry_needs_points_input(ctx):
     overrides = [Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="lidar_odometry")]
     with pytest.raises(ParameterError, match="lidar_odometry needs input 'points'.*got input 'sparse_depth'"):
         dcn.DepthCompletionNode(context=ctx, parameter_overrides=overrides)
+
+
+class _FakeTf2:
+    """A FAKE tf2_ros (tf2_ros cannot be installed here): a Buffer whose lookup_transform_full
+    returns a fixed camera motion (or raises), recording its arguments; on a real ROS install the
+    node's TfEgoMotion calls the real one with the same arguments."""
+
+    def __init__(self, translation_z: float, fail: bool = False) -> None:
+        from geometry_msgs.msg import TransformStamped
+
+        fake = self
+        self.calls = []
+
+        class Buffer:
+            def lookup_transform_full(self, target, target_time, source, source_time, fixed):
+                fake.calls.append((target, target_time.nanoseconds, source, source_time.nanoseconds, fixed))
+                if fail:
+                    raise RuntimeError("Lookup would require extrapolation into the past")
+                tf = TransformStamped()
+                tf.transform.translation.z = translation_z
+                tf.transform.rotation.w = 1.0
+                return tf
+
+        self.Buffer = Buffer
+        self.TransformListener = lambda buffer, node: None
+
+
+def _frame_messages(t: float):
+    from sensor_msgs.msg import CameraInfo, Image
+
+    image, info = Image(), CameraInfo()
+    image.header.frame_id = info.header.frame_id = "cam"
+    image.header.stamp.sec, image.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+    return image, info
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_temporal_ego_motion_from_tf_with_a_fake_tf2(ctx, monkeypatch, fail):
+    from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+    from depth_diffusion_ros.inference.pipelines import DepthOutput
+    from depth_diffusion_ros.inference.temporal import TemporalFilter
+
+    fake = _FakeTf2(-0.5, fail=fail)
+    monkeypatch.setitem(sys.modules, "tf2_ros", fake)
+    node = dcn.DepthCompletionNode(context=ctx, parameter_overrides=[
+        Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="tf"),
+        Parameter("temporal_fixed_frame", value="odom")])
+    try:
+        K = Intrinsics(40.0, 40.0, 32.0, 24.0, 64, 48)  # noqa: N806
+        rng = np.random.default_rng(0)
+        outs = [DepthOutput(rng.uniform(4.0, 6.0, (48, 64)).astype(np.float32), None, K,
+                            np.zeros((48, 64, 3), np.uint8)) for _ in range(2)]
+        first, _ = node.apply_temporal(outs[0], *_frame_messages(10.0))
+        second, reset = node.apply_temporal(outs[1], *_frame_messages(10.1))
+        assert reset is None
+        # the lookup: camera at the current stamp <- camera at the previous one, through odom
+        assert fake.calls == [("cam", 10_100_000_000, "cam", 10_000_000_000, "odom")]
+        reference = TemporalFilter(max_gap=0.5)
+        reference(outs[0], "cam", 10.0)
+        motion = None if fail else np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -0.5], [0, 0, 0, 1]], float)
+        expected = reference(outs[1], "cam", 10.1, motion).output
+        np.testing.assert_array_equal(second.depth, expected.depth)
+        if fail:  # counted, and that frame assumed a static camera
+            assert node.health.counters["tf_ego_motion_failures"] == 1
+        else:
+            assert "tf_ego_motion_failures" not in node.health.counters
+            static = TemporalFilter(max_gap=0.5)
+            static(outs[0], "cam", 10.0)
+            assert not np.array_equal(second.depth, static(outs[1], "cam", 10.1).output.depth)
+    finally:
+        node.destroy_node()
+
+
+def test_tf_ego_motion_without_tf2_and_lidar_odometry_without_lidar_are_refused(ctx, shared_data):
+    import importlib.util
+
+    from depth_diffusion_ros.nodes import depth_estimation_node as den
+
+    if importlib.util.find_spec("tf2_ros") is None:
+        with pytest.raises(ParameterError, match="'temporal_ego_motion' is tf but tf2_ros cannot be imported"):
+            dcn.DepthCompletionNode(context=ctx, parameter_overrides=[
+                Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="tf")])
+    with pytest.raises(ParameterError, match="lidar_odometry needs LiDAR scans: depth_estimation_node has none"):
+        den.DepthEstimationNode(context=ctx, parameter_overrides=[
+            Parameter("backend", value="row_median"),
+            Parameter("model_path", value=str(den.SHIPPED_WEIGHTS / "row_median_reference.json")),
+            Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="lidar_odometry")])

@@ -43,11 +43,13 @@ size or intrinsics resets the state, with an info log line naming the reason (al
 frame of each frame id). Ego-motion (``temporal_ego_motion``): ``static`` (default) assumes a
 static camera — the previous depth is used in place (``T_prev_to_curr`` = identity); on a moving
 camera the filter then falls back to single-frame depth wherever the scene moved by more than the
-agreement band. ``lidar_odometry`` (``input: points`` only) estimates the motion between
-consecutive scans with KISS-ICP (:class:`~depth_diffusion_ros.geometry.odometry.LidarOdometry`,
-one map per LiDAR frame id, started afresh whenever the filter's state resets) and warps the
-previous depth by it into the current camera. No tf lookup of the camera's motion is made
-(tf2_ros is not a dependency of this package).
+agreement band. ``tf`` looks the camera frame's motion between the two stamps up in tf2,
+relative to ``temporal_fixed_frame`` (odom; :class:`~depth_diffusion_ros.nodes.extrinsics.TfEgoMotion`;
+needs tf2_ros; a failed lookup is counted and that frame assumes a static camera).
+``lidar_odometry`` (``input: points`` only) estimates the motion between consecutive scans with
+KISS-ICP (:class:`~depth_diffusion_ros.geometry.odometry.LidarOdometry`, one map per LiDAR frame
+id, started afresh whenever the filter's state resets) and warps the previous depth by it into
+the current camera.
 
 A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
@@ -127,9 +129,6 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
     *TEMPORAL_PARAMETERS,
-    ParamSpec("temporal_ego_motion", "static", "temporal: the camera's motion between frames: static (identity) "
-              "or lidar_odometry (KISS-ICP on consecutive scans; input points only)", read_only=True,
-              choices=("static", "lidar_odometry")),
 )
 
 

@@ -42,8 +42,9 @@ frame (canonical size, padding, the sampler, the ensemble) is
 
 Temporal filter (``temporal`` true): as in depth_completion_node
 (:class:`~depth_diffusion_ros.inference.temporal.TemporalFilter`, state per camera frame id,
-resets on a gap, a backward jump or another size/intrinsics), with a static camera and without
-the LiDAR check (there is no LiDAR): the previous depth is blended in where it agrees with the
+resets on a gap, a backward jump or another size/intrinsics), without the LiDAR check (there is
+no LiDAR): the previous depth, moved by ``temporal_ego_motion`` (static, or tf: the camera
+frame's motion relative to ``temporal_fixed_frame``), is blended in where it agrees with the
 current estimate.
 """
 from __future__ import annotations
@@ -163,6 +164,9 @@ class DepthEstimationNode(DepthNode):
             if not self.pipeline.uses_aux:
                 self.get_logger().warning("use_image_aux is set but the model has no auxiliary-view module (AV-LFE): "
                                           "image_aux is synchronised and ignored")
+        if p["temporal_ego_motion"] == "lidar_odometry":
+            raise ParameterError("parameter 'temporal_ego_motion' lidar_odometry needs LiDAR scans: "
+                                 "depth_estimation_node has none (use static or tf)")
         temporal = self.start_temporal()
         aux = "used" if p["use_image_aux"] and self.pipeline.uses_aux else (
             "ignored" if p["use_image_aux"] else "off")

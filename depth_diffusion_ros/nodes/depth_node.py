@@ -9,18 +9,26 @@ from depth_diffusion_ros.inference.pipelines import DepthOutput
 from depth_diffusion_ros.inference.temporal import TemporalFilter
 from depth_diffusion_ros.nodes.health import NodeHealth, StageTimer
 from depth_diffusion_ros.nodes.inputs import SyncedInputs
+from depth_diffusion_ros.nodes.extrinsics import TfEgoMotion
 from depth_diffusion_ros.nodes.outputs import OUTPUT_PARAMETERS, DepthOutputs
 from depth_diffusion_ros.nodes.parameters import COMMON_PARAMETERS, ParamSpec, declare_parameters
+from depth_diffusion_ros.ros import InputError
 
 
-#: The temporal filter's parameters (completion and estimation nodes).
+#: The temporal filter's parameters (completion and estimation nodes; lidar_odometry is the
+#: completion node's, with input points).
 TEMPORAL_PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("temporal", False, "blend the previous output (moved by the camera's ego-motion: temporal_ego_motion "
-              "where the node has it, else a static camera) where it agrees with the current frame; publishes "
-              "depth/uncertainty", read_only=True),
+    ParamSpec("temporal", False, "blend the previous output, moved by temporal_ego_motion, where it agrees with the "
+              "current frame; publishes depth/uncertainty", read_only=True),
     ParamSpec("temporal_max_gap", 0.5, "temporal: a longer gap between frames of one camera (seconds) resets "
               "the state, as do a backward time jump and a changed size or intrinsics", read_only=True,
               range=(1e-3, 3600.0)),
+    ParamSpec("temporal_ego_motion", "static", "temporal: the camera's motion between frames: static (identity), "
+              "tf (the camera frame's motion relative to temporal_fixed_frame in tf2; needs tf2_ros) or "
+              "lidar_odometry (KISS-ICP on consecutive scans; depth_completion_node with input points)",
+              read_only=True, choices=("static", "tf", "lidar_odometry")),
+    ParamSpec("temporal_fixed_frame", "odom", "temporal_ego_motion tf: the world-fixed frame of the lookup",
+              read_only=True),
 )
 
 
@@ -52,11 +60,17 @@ class DepthNode(Node):
         self.get_logger().info(description)
 
     def start_temporal(self, ego_motion: str = "static camera") -> str:
-        """``self.temporal``: the temporal filter (``temporal`` true) or None; returns the start-up
-        log's words for it ('' when off)."""
+        """``self.temporal``: the temporal filter (``temporal`` true) or None, and with
+        ``temporal_ego_motion`` tf its tf2 lookup; returns the start-up log's words for it ('' when
+        off). Raises ParameterError: tf without tf2_ros."""
         p = self.params
         self.temporal: Optional[TemporalFilter] = TemporalFilter(max_gap=p["temporal_max_gap"]) if p["temporal"] \
             else None
+        self.tf_ego_motion: Optional[TfEgoMotion] = None
+        self._last_stamps: dict[str, Any] = {}  # camera frame id -> the previous frame's stamp (tf only)
+        if p["temporal"] and p["temporal_ego_motion"] == "tf":
+            self.tf_ego_motion = TfEgoMotion(self, p["temporal_fixed_frame"])
+            ego_motion = f"ego-motion from tf relative to {p['temporal_fixed_frame']!r}"
         return f", temporal (max gap {p['temporal_max_gap']:g} s, {ego_motion})" if p["temporal"] else ""
 
     def apply_temporal(self, output: DepthOutput, image: Any, camera_info: Any,
@@ -66,10 +80,25 @@ class DepthNode(Node):
         static. Returns the filtered output and the reason the state was reset (logged), or None."""
         frame_id = camera_info.header.frame_id or image.header.frame_id
         stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
+        if self.tf_ego_motion is not None:
+            motion = self._tf_motion(frame_id, image.header.stamp)
         result = self.temporal(output, frame_id, stamp, motion)
         if result.reset is not None:
             self.get_logger().info(f"temporal state reset: {result.reset}")
         return result.output, result.reset
+
+    def _tf_motion(self, frame_id: str, stamp: Any) -> Optional[Any]:
+        """tf2's camera motion since this camera's previous frame; None (static for this frame,
+        counted as ``tf_ego_motion_failures`` with a log) for the first frame or when tf2 has none."""
+        prev = self._last_stamps.get(frame_id)
+        self._last_stamps[frame_id] = stamp
+        if prev is None:
+            return None
+        try:
+            return self.tf_ego_motion.motion(frame_id, prev, stamp)
+        except InputError as exc:
+            self.health.count("tf_ego_motion_failures", f"{exc}; static camera assumed for this frame")
+            return None
 
     def on_frame(self, *messages: Any) -> None:  # pragma: no cover - the subclasses' job
         raise NotImplementedError

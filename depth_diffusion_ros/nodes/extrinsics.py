@@ -97,3 +97,49 @@ def transform_parameter_specs(default: Sequence[float] = ()) -> tuple[ParamSpec,
                   "T_camera_lidar parameter; needs tf2_ros", read_only=True),
     )
 
+
+
+class TfEgoMotion:
+    """The camera's motion between two frames from tf2, through a fixed frame (odometry).
+
+    ``motion(camera_frame, prev_stamp, stamp)`` is the (4, 4) transform taking points from the
+    camera at ``prev_stamp`` to the camera at ``stamp``: tf2's ``lookup_transform_full(target =
+    camera at stamp, source = camera at prev_stamp, fixed_frame)``, the time-travel lookup of
+    the tf2 tutorials (REP 105: ``odom`` is continuous, so it is the usual fixed frame).
+
+    Args:
+        node: the node the tf2 listener attaches to.
+        fixed_frame: a frame fixed in the world (``odom``, ``map``).
+    Raises:
+        ParameterError: tf2_ros cannot be imported (names the parameter to change).
+    """
+
+    def __init__(self, node: Node, fixed_frame: str) -> None:
+        try:
+            import tf2_ros  # noqa: PLC0415 - optional, only on full ROS installs
+        except ImportError as exc:
+            raise ParameterError(
+                f"parameter 'temporal_ego_motion' is tf but tf2_ros cannot be imported here ({exc}); use static "
+                "or (with input points) lidar_odometry"
+            ) from exc
+        if not fixed_frame:
+            raise ParameterError("parameter 'temporal_fixed_frame' is empty: give a frame fixed in the world (odom)")
+        self.fixed_frame = fixed_frame
+        self.buffer = tf2_ros.Buffer()
+        self.listener = tf2_ros.TransformListener(self.buffer, node)
+
+    def motion(self, camera_frame: str, prev_stamp: Any, stamp: Any) -> np.ndarray:
+        """(4, 4) previous camera -> current camera (metres).
+
+        Raises:
+            InputError (reason ``tf_unavailable``): tf2 cannot give the transform (message named).
+        """
+        from rclpy.time import Time  # noqa: PLC0415
+
+        try:
+            tf = self.buffer.lookup_transform_full(camera_frame, Time.from_msg(stamp), camera_frame,
+                                                   Time.from_msg(prev_stamp), self.fixed_frame)
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+            raise InputError(f"no motion of {camera_frame!r} relative to {self.fixed_frame!r} in tf2: {exc}",
+                             reason="tf_unavailable") from exc
+        return transform_msg_to_matrix(tf.transform)
