@@ -206,7 +206,7 @@ class DepthCompletionNode(DepthNode):
         timer = StageTimer()
         intrinsics = image_intrinsics(image, camera_info)
         rgb = rgb_from_image(image)
-        lidar = None  # (LiDAR frame id, its points, T_camera_lidar, motion since its previous scan)
+        motion = None  # lidar_odometry: previous camera -> current camera
         if self.params["input"] == "points":
             xyz = pointcloud2_to_xyz(sparse_msg)
             if xyz.shape[0] == 0:
@@ -217,7 +217,8 @@ class DepthCompletionNode(DepthNode):
             T = self.extrinsics.lookup(camera_info.header.frame_id, sparse_msg.header.frame_id,  # noqa: N806
                                        sparse_msg.header.stamp)
             if self.odometry is not None:
-                lidar = (sparse_msg.header.frame_id, xyz, T, self._lidar_motion(sparse_msg.header.frame_id, xyz))
+                lidar_motion = self._lidar_motion(sparse_msg.header.frame_id, xyz)
+                motion = None if lidar_motion is None else lidar_motion_in_camera(lidar_motion, T)
             timer.mark("inputs")
             output = self.pipeline(rgb, intrinsics=intrinsics, points=xyz, T_camera_points=T)
         else:
@@ -226,7 +227,9 @@ class DepthCompletionNode(DepthNode):
             timer.mark("inputs")
             output = self.pipeline(rgb, sparse, intrinsics)
         if self.temporal is not None:
-            output = self._temporal(output, image, camera_info, lidar)
+            output, reset = self.apply_temporal(output, image, camera_info, motion)
+            if reset is not None and self.odometry is not None:
+                self._restart_odometry(sparse_msg.header.frame_id, xyz)
         self.publish(timer, output, image.header, camera_info)
 
     def _lidar_motion(self, lidar_frame_id: str, xyz: Any) -> Optional[Any]:
@@ -244,17 +247,13 @@ class DepthCompletionNode(DepthNode):
                               "assumed for this frame, odometry restarted")
             return None
 
-    def _temporal(self, output: Any, image: Image, camera_info: CameraInfo, lidar: Optional[tuple]) -> Any:
-        """The temporal filter on one frame's output, logging a reset. ``lidar`` (lidar_odometry:
-        frame id, points, T_camera_lidar, motion or None) warps the previous depth by the scans'
-        motion; None = static camera. A reset also restarts that LiDAR's odometry from this scan
-        (the motion across a gap or a time jump is not to be trusted)."""
-        motion = None if lidar is None or lidar[3] is None else lidar_motion_in_camera(lidar[3], lidar[2])
-        output, reset = self.apply_temporal(output, image, camera_info, motion)
-        if reset is not None and lidar is not None and self.odometry[lidar[0]].frames > 1:
-            self.odometry[lidar[0]].reset()
-            self.odometry[lidar[0]].update(lidar[1])
-        return output
+    def _restart_odometry(self, lidar_frame_id: str, xyz: Any) -> None:
+        """After a reset of the temporal state, that LiDAR's map starts again from this scan (the
+        motion across a gap or a time jump is not to be trusted); a fresh map is left as it is."""
+        odometry = self.odometry[lidar_frame_id]
+        if odometry.frames > 1:
+            odometry.reset()
+            odometry.update(xyz)
 
 
 def main(args: Optional[list[str]] = None) -> int:
