@@ -83,3 +83,44 @@ def estimate(backend, rgb):
     from depth_diffusion_ros.inference.pipelines import EstimationPipeline
 
     return EstimationPipeline(backend)(rgb)
+
+
+#: the canonical focal length of the KITTI monocular models (pixels): a 1242x375 KITTI frame at
+#: 721.54 px runs at 621x188, padded to 640x192
+KITTI_CANONICAL_FOCAL = 360.76885
+DENSEDEPTH_H, DENSEDEPTH_W = 192, 640
+
+
+def small_densedepth():
+    """A seeded small monocular DenseDepth (MobileNetV3-Small 0.5 encoder, decoder width 0.25;
+    351 k parameters), trained for 0 steps, with the KITTI canonical focal length. Its output
+    layer is scaled (x60, bias 5) so that the reciprocal output spreads over about 7-37 m on a
+    KITTI frame: left at its initialisation it is ~0 everywhere, i.e. a constant max_depth, and
+    every comparison of two runtimes would be vacuous."""
+    import torch
+
+    from depth_diffusion_ros.models.densedepth import DenseDepth, DenseDepthConfig
+
+    torch.manual_seed(0)
+    model = DenseDepth(DenseDepthConfig(encoder="mobilenetv3_small_050", decoder_width=0.25, min_depth=0.5,
+                                        max_depth=88.0)).eval()
+    with torch.no_grad():
+        model.conv3.weight.mul_(60.0)
+        model.conv3.bias.fill_(5.0)
+    model.canonical_focal = KITTI_CANONICAL_FOCAL  # stored with the weights by save_checkpoint
+    return model
+
+
+def build_small_densedepth_export(root: Path, shared_data: Path):
+    """:func:`small_densedepth` saved as a checkpoint (root/ckpt) and exported for the padded
+    canonical size of a KITTI frame (root/onnx, 640x192), the parity check on the real KITTI
+    frame. Returns (model, checkpoint dir, onnx dir)."""
+    from depth_diffusion_ros.export.densedepth import export_densedepth
+    from depth_diffusion_ros.export.frames import frame_for_size, tensor_inputs
+    from depth_diffusion_ros.models.checkpoint import save_checkpoint
+
+    model = small_densedepth()
+    ckpt = save_checkpoint(model, Path(root) / "ckpt")
+    rgb = tensor_inputs(*frame_for_size(shared_data, DENSEDEPTH_H, DENSEDEPTH_W, "kitti"))["rgb"]
+    export_densedepth(model, Path(root) / "onnx", DENSEDEPTH_H, DENSEDEPTH_W, rgb=rgb)
+    return model, Path(ckpt), Path(root) / "onnx"

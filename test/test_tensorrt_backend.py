@@ -152,3 +152,35 @@ def test_int8_on_tensorrt_11_is_refused_at_start(export, tmp_path, fake_cuda):
     with pytest.raises(BackendError, match="precision 'int8' needs TensorRT 10: .* Q/DQ nodes"):
         TensorRTDiffusionDepthBackend(onnx_dir, engine_cache_dir=tmp_path, precision="int8",
                                       trt=fake_tensorrt.make_fake_tensorrt(11), cuda=fake_cuda)
+
+
+def test_densedepth_engine_through_fake_tensorrt_equals_onnxruntime(tmp_path, shared_data, fake_cuda):
+    """FAKE TensorRT: a DenseDepth export (one graph) through backend "tensorrt" of the estimation
+    node (dispatched by the model family): one engine, cached on the next start, the same depth
+    as ONNX Runtime through the estimation pipeline on the real KITTI frame; ensemble_size 2 refused."""
+    from depth_diffusion_ros.export.frames import load_kitti_frame
+    from depth_diffusion_ros.geometry.intrinsics import Intrinsics
+    from depth_diffusion_ros.inference.backends import make_estimation_backend
+    from depth_diffusion_ros.inference.backends.tensorrt_backend import TensorRTDenseDepthBackend
+    from depth_diffusion_ros.inference.pipelines import EstimationPipeline
+    from runtime_fixtures import build_small_densedepth_export
+
+    _, _, onnx_dir = build_small_densedepth_export(tmp_path / "densedepth", shared_data)
+    rgb, _ = load_kitti_frame(shared_data)
+    intr = Intrinsics(fx=721.5377, fy=721.5377, cx=609.5593, cy=172.854, width=1242, height=375)
+    cache = tmp_path / "engines"
+    n0 = fake_tensorrt.BUILD_COUNT
+    options = dict(model_path=str(onnx_dir), ensemble_size=1, seed=0, engine_cache_dir=str(cache), precision="fp16",
+                   trt=fake_tensorrt, cuda=fake_cuda)
+    b = make_estimation_backend("tensorrt", **options)
+    assert isinstance(b, TensorRTDenseDepthBackend) and fake_tensorrt.BUILD_COUNT == n0 + 1
+    assert [p.name.split(".")[0] for p in cache.glob("*.engine")] == ["densedepth"]
+    assert b.input_hw == (192, 640) and b.canonical_focal == pytest.approx(360.76885)
+    got = EstimationPipeline(b, resize_back=True)(rgb, intr)
+    ref = EstimationPipeline(make_estimation_backend("onnxruntime", model_path=str(onnx_dir)), resize_back=True)(rgb, intr)
+    assert got.depth.shape == (375, 1242) and got.uncertainty is None
+    np.testing.assert_allclose(got.depth, ref.depth, atol=1e-4, rtol=1e-5)  # the fake runs the fp32 graph
+    again = make_estimation_backend("tensorrt", **options)
+    assert fake_tensorrt.BUILD_COUNT == n0 + 1 and not any(r.built for r in again.engine_results)
+    with pytest.raises(BackendError, match="ensemble_size=2 is not possible"):
+        make_estimation_backend("tensorrt", **dict(options, ensemble_size=2))

@@ -110,24 +110,12 @@ def fit_row_median(datasets: List[Any]) -> RowMedianDepth:
     return RowMedianDepth.fit(pairs)
 
 
-class TorchEstimator:
-    """A one-shot torch model (DenseDepth) as a :class:`~depth_diffusion_ros.inference.pipelines.MonocularModel`."""
-
-    def __init__(self, model: torch.nn.Module, name: str = "torch") -> None:
-        self.model, self.name = model.eval(), name
-        self.size_divisor = int(getattr(model, "size_divisor", 32))
-        self.canonical_focal = getattr(model, "canonical_focal", None)
-
-    def estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / 255.0)
-        with torch.no_grad():
-            return self.model.sample(x)[0, 0].float().numpy()
-
-
 def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
                     canonical_focal: Optional[float] = None) -> tuple[Predict, Any]:
-    """(``predict(rgb, intrinsics) -> depth`` at the input size, the pipeline) of a checkpoint."""
-    from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
+    """(``predict(rgb, intrinsics) -> depth`` at the input size, the pipeline) of a checkpoint:
+    the node's backends (a DiffusionDepth-family one, or for DenseDepth the one-shot
+    :class:`~depth_diffusion_ros.inference.backends.torch_backend.TorchDenseDepthBackend`)."""
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDenseDepthBackend, TorchDiffusionDepthBackend
     from depth_diffusion_ros.inference.pipelines import EstimationPipeline
     from depth_diffusion_ros.models.checkpoint import DIFFUSION_DEPTH_ARCHITECTURES, architecture_of, load_checkpoint
 
@@ -135,8 +123,8 @@ def model_predictor(checkpoint: Path, num_inference_steps: Optional[int] = None,
     if architecture_of(model) in DIFFUSION_DEPTH_ARCHITECTURES:  # DiffusionDepth, IID-RDepth: the seeded sampler
         backend: Any = TorchDiffusionDepthBackend(model=model, num_inference_steps=num_inference_steps,
                                                   ensemble_size=ensemble_size)
-    else:
-        backend = TorchEstimator(model)
+    else:  # DenseDepth: one pass, no steps or ensemble
+        backend = TorchDenseDepthBackend(model=model.eval())
     pipeline = EstimationPipeline(backend, resize_back=True, canonical_focal=canonical_focal)
     return (lambda rgb, intr: pipeline(rgb, intr).depth), pipeline
 

@@ -29,20 +29,21 @@ model's output is a ratio to).
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from depth_diffusion_ros.export.onnx_export import (
+from depth_diffusion_ros.export.onnx_export import (  # noqa: F401 - ExportedGraph, ExportReport: their old home
     DEFAULT_OPSET,
+    ExportedGraph,
     ExportError,
-    check_parity,
-    export_onnx,
+    ExportReport,
+    export_checked,
     model_sha256,
+    write_export_json,
     write_metadata,
 )
 from depth_diffusion_ros.inference.backends.exported import (  # the names the backends look for
@@ -144,26 +145,6 @@ def load_diffusion_depth_family(checkpoint: Any) -> Any:
     return load_checkpoint(checkpoint, architecture=name).eval()
 
 
-@dataclass
-class ExportedGraph:
-    """One written file: path, role, parity errors vs torch, export seconds."""
-
-    path: Path
-    graph: str
-    max_abs_error: dict = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-@dataclass
-class ExportReport:
-    """Everything :func:`export_diffusion_depth` wrote."""
-
-    out_dir: Path
-    graphs: list = field(default_factory=list)
-    model_sha256: str = ""
-    export_id: str = ""
-
-
 def example_inputs(model: Any, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random stand-in inputs (rgb in [0,1], 5 % sparse depth in [2, 60] m) for shape tracing."""
     rng = np.random.default_rng(seed)
@@ -198,21 +179,10 @@ class _Export:
               atol: float, rtol: float) -> None:
         """Export one graph (role ``graph``) to ``file_name``, check it against torch's ``expected``
         outputs, record it in the report."""
-        path = self.out_dir / file_name
-        t0 = time.perf_counter()
-        # in eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper left in
-        # training mode would flip the model inside it (BatchNorm batch statistics) to training too
-        module.eval()
-        export_onnx(module, args, path, in_names, out_names, dynamic_axes=axes, opset=self.opset,
-                    dynamo=self.dynamo, metadata=dict(self.base_meta, graph=graph, **meta))
-        seconds = time.perf_counter() - t0
-        errors: dict = {}
-        if self.check:
-            np_in = {n: (a.numpy() if hasattr(a, "numpy") else a) for n, a in zip(in_names, args)}
-            rep = check_parity(path, np_in, {k: v.numpy() for k, v in expected.items()}, atol=atol, rtol=rtol)
-            errors = rep.max_abs
-            write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol, "parity_rtol": rtol})
-        self.report.graphs.append(ExportedGraph(path, graph, errors, seconds))
+        self.report.graphs.append(export_checked(
+            module, args, self.out_dir / file_name, in_names, out_names, expected, graph,
+            dict(self.base_meta, **meta), check=self.check, atol=atol, rtol=rtol, dynamic_axes=axes,
+            opset=self.opset, dynamo=self.dynamo))
 
     def axes(self, batch: Sequence[str], image: Sequence[str], latent: Sequence[str]) -> Optional[dict]:
         """dynamic_axes of a graph (None for a static export)."""
@@ -389,11 +359,7 @@ def export_diffusion_depth(
         err = check_host_loop_parity(model, out_dir, other, num_inference_steps=2, atol=atol_loop, rtol=rtol_loop)
         for g in job.report.graphs:
             write_metadata(g.path, {"parity_other_size": [height + d, width + 2 * d], "parity_other_size_error": err})
-    (out_dir / "export.json").write_text(json.dumps({
-        "model_sha256": sha, "export_id": export_id, "height": height, "width": width,
-        "graphs": [{"file": g.path.name, "graph": g.graph, "max_abs_error": g.max_abs_error,
-                    "export_seconds": round(g.seconds, 2)} for g in job.report.graphs],
-    }, indent=2) + "\n")
+    write_export_json(job.report, height, width)
     return job.report
 
 

@@ -1,7 +1,7 @@
 """torch -> ONNX export with named inputs/outputs, metadata and a parity check.
 
-The model-specific exporters (:mod:`depth_diffusion_ros.export.diffusion_depth`) are built on
-the three functions here:
+The model-specific exporters (:mod:`depth_diffusion_ros.export.diffusion_depth`,
+:mod:`depth_diffusion_ros.export.densedepth`) are built on the functions here:
 
 * :func:`export_onnx` runs ``torch.onnx.export`` (opset 17 by default, the opset TensorRT 10's
   ONNX parser handles fully) with named inputs and outputs, static shapes unless
@@ -10,6 +10,8 @@ the three functions here:
   with torch's outputs; :class:`ParityError` names the output and the error when it is off.
 * :func:`write_metadata` stores our ``ddr.*`` keys (read back, without onnx or torch, by
   :func:`depth_diffusion_ros.runtime.metadata.read_metadata`).
+* :func:`export_checked` is the three in a row for one graph (export, parity, the errors in the
+  metadata); :func:`write_export_json` writes the ``export.json`` summary of an export folder.
 
 Exporter choice (measured on the 2-core CI CPU, torch 2.15): the TorchScript exporter
 (``dynamo=False``) writes opset 17 directly and takes ~0.2 s for a small module; the
@@ -21,6 +23,8 @@ torch is imported inside the functions only: importing this module does not need
 """
 from __future__ import annotations
 
+import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,3 +213,63 @@ def check_parity(
                 f"values (max abs error {report.max_abs[name]:.3g}, tolerance atol={atol:g} rtol={rtol:g})"
             )
     return report
+
+
+@dataclass
+class ExportedGraph:
+    """One written file: path, role, parity errors vs torch, export seconds."""
+
+    path: Path
+    graph: str
+    max_abs_error: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class ExportReport:
+    """Everything one export call wrote (its graphs, the weights' hash, the export id)."""
+
+    out_dir: Path
+    graphs: list = field(default_factory=list)
+    model_sha256: str = ""
+    export_id: str = ""
+
+
+def export_checked(module: Any, args: Sequence[Any], path: str | Path, input_names: Sequence[str],
+                   output_names: Sequence[str], expected: Mapping[str, Any], graph: str,
+                   metadata: Mapping[str, Any], check: bool = True, atol: float = 1e-4, rtol: float = 0.0,
+                   **export_options: Any) -> ExportedGraph:
+    """:func:`export_onnx` of one graph (role ``graph``, stored as ``ddr.graph``) in eval mode,
+    then, with ``check``, :func:`check_parity` of the file on ``args`` against torch's
+    ``expected`` outputs ({name: tensor}), the errors and tolerances added to its metadata.
+
+    export_options: ``dynamic_axes``, ``opset``, ``dynamo`` of :func:`export_onnx`.
+    Returns the :class:`ExportedGraph`. Raises ExportError / ParityError naming the file.
+    """
+    path = Path(path)
+    t0 = time.perf_counter()
+    # in eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper left in
+    # training mode would flip the model inside it (BatchNorm batch statistics) to training too
+    module.eval()
+    export_onnx(module, args, path, input_names, output_names, metadata=dict(metadata, graph=graph), **export_options)
+    seconds = time.perf_counter() - t0
+    errors: dict = {}
+    if check:
+        np_in = {n: (a.numpy() if hasattr(a, "numpy") else a) for n, a in zip(input_names, args)}
+        ref = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in expected.items()}
+        errors = check_parity(path, np_in, ref, atol=atol, rtol=rtol).max_abs
+        write_metadata(path, {"parity_max_abs_error": errors, "parity_atol": atol, "parity_rtol": rtol})
+    return ExportedGraph(path, graph, errors, seconds)
+
+
+def write_export_json(report: ExportReport, height: int, width: int, **extra: Any) -> Path:
+    """``export.json`` in ``report.out_dir``: model_sha256, export_id, height, width, each graph's
+    file, role, parity error and export seconds (+ ``extra``); what the ONNX cache reads back."""
+    path = Path(report.out_dir) / "export.json"
+    path.write_text(json.dumps({
+        "model_sha256": report.model_sha256, "export_id": report.export_id, "height": height, "width": width,
+        **extra,
+        "graphs": [{"file": g.path.name, "graph": g.graph, "max_abs_error": g.max_abs_error,
+                    "export_seconds": round(g.seconds, 2)} for g in report.graphs],
+    }, indent=2) + "\n")
+    return path

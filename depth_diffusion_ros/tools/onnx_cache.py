@@ -1,4 +1,4 @@
-"""The ONNX export cache: a DiffusionDepth torch checkpoint exported once per padded frame size.
+"""The ONNX export cache: a DiffusionDepth (or DenseDepth) torch checkpoint exported once per padded frame size.
 
 ``replay`` and ``demo`` run a torch checkpoint (``model.safetensors`` + ``config.yaml``) through
 the ONNX Runtime or TensorRT backend by exporting it here first (the nodes themselves stay
@@ -7,7 +7,8 @@ torch-free and refuse a torch checkpoint with the ``depth-diffusion-ros export``
 Cache layout: ``<cache_dir>/<first 16 hex digits of the checkpoint's tensor SHA-256>/<W>x<H>``
 (one static step-form export per padded frame size; ``.../dynamic`` when several sizes are
 needed at once). An entry is reused while its ``export.json`` records the same ``model_sha256``
-and its three graphs (encoder, step, decoder) are there; otherwise it is exported again.
+and its graphs are there (encoder, step, decoder; a DenseDepth checkpoint's one ``densedepth.onnx``);
+otherwise it is exported again.
 
 Padding rule (the pipelines' :func:`~depth_diffusion_ros.inference.frames.pad_to_multiple`):
 a frame is padded at the bottom and right up to the next multiple of the model config's
@@ -43,13 +44,18 @@ def default_cache_dir() -> Path:
 
 
 def read_size_divisor(checkpoint: Path | str) -> int:
-    """``size_divisor`` of a DiffusionDepth (or IID-RDepth) checkpoint's config.yaml (frames are
-    padded to it).
+    """``size_divisor`` of a DiffusionDepth (or IID-RDepth) checkpoint's config.yaml, or of a
+    DenseDepth's model class (32; imports torch) (frames are padded to it).
 
     Raises CheckpointError for a missing or invalid config.
     """
+    from depth_diffusion_ros.inference.backends.exported import checkpoint_architecture
     from depth_diffusion_ros.models.checkpoint import read_checkpoint_config
 
+    if checkpoint_architecture(Path(checkpoint)) == "densedepth":
+        from depth_diffusion_ros.models.densedepth import DenseDepth
+
+        return int(DenseDepth.size_divisor)
     return int(read_checkpoint_config(Path(checkpoint)).size_divisor)
 
 
@@ -126,9 +132,9 @@ def cache_entry(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterable[S
     return root / "dynamic", min(sizes), True
 
 
-def _reusable(target: Path, sha: str) -> bool:
+def _reusable(target: Path, sha: str, files: Iterable[str] = STEP_FILES) -> bool:
     meta = target / "export.json"
-    if not (meta.is_file() and all((target / f).is_file() for f in STEP_FILES)):
+    if not (meta.is_file() and all((target / f).is_file() for f in files)):
         return False
     try:
         return json.loads(meta.read_text()).get("model_sha256") == sha
@@ -139,7 +145,9 @@ def _reusable(target: Path, sha: str) -> bool:
 def onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterable[Size],
                     on_export: Optional[Callable[[Path], None]] = None) -> tuple[Path, bool]:
     """The step-form ONNX export (encoder / step / decoder for the host DDIM loop) of a
-    DiffusionDepth checkpoint for frames padded to ``sizes``, made once and cached.
+    DiffusionDepth checkpoint, or the ``densedepth.onnx`` of a DenseDepth one
+    (:func:`depth_diffusion_ros.export.densedepth.export_densedepth`), for frames padded to
+    ``sizes``, made once and cached.
 
     One size -> a static export for it; several -> a dynamic one (see the module docstring).
     ``on_export(target)`` is called just before a new export starts (for a progress line: it
@@ -148,10 +156,13 @@ def onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterab
 
     Returns (export directory, reused). Raises ExportError, ValueError, CheckpointError.
     """
+    from depth_diffusion_ros.inference.backends.exported import DENSEDEPTH_FILE, checkpoint_architecture
+
     checkpoint = Path(checkpoint)
     target, (h, w), dynamic = cache_entry(checkpoint, cache_dir, sizes)
     sha = checkpoint_sha256(checkpoint)
-    if _reusable(target, sha):
+    densedepth = checkpoint_architecture(checkpoint) == "densedepth"
+    if _reusable(target, sha, (DENSEDEPTH_FILE,) if densedepth else STEP_FILES):
         return target, True
     if on_export is not None:
         on_export(target)
@@ -159,13 +170,18 @@ def onnx_export_for(checkpoint: Path | str, cache_dir: Path | str, sizes: Iterab
 
     from depth_diffusion_ros.export.diffusion_depth import export_diffusion_depth, load_diffusion_depth_family
 
+    from depth_diffusion_ros.export.densedepth import export_densedepth, load_densedepth
+
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model = load_diffusion_depth_family(checkpoint)
+    model = load_densedepth(checkpoint) if densedepth else load_diffusion_depth_family(checkpoint)
     if target.exists():
         for f in target.glob("*"):
             if f.is_file():
                 f.unlink()
-    export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
+    if densedepth:
+        export_densedepth(model, target, h, w, dynamic=dynamic, check=True)
+    else:
+        export_diffusion_depth(model, target, h, w, forms=("step",), dynamic=dynamic, check=True)
     return target, False
 
 

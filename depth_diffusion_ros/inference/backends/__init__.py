@@ -3,7 +3,10 @@
 ``make_completion_backend("onnxruntime", model_path=...)`` imports only the ONNX Runtime module,
 so nodes using onnxruntime or tensorrt run without torch installed. The learned backends of
 depth completion and monocular estimation are the same DiffusionDepth runners (a completion
-model, or a monocular one); the pipelines decide what a frame gives them.
+model, or a monocular one); the pipelines decide what a frame gives them. For monocular
+estimation the learned backend names also run DenseDepth, a one-shot regressor: the family is
+chosen by what ``model_path`` holds (:func:`~depth_diffusion_ros.inference.backends.exported.model_family`:
+a DenseDepth export or checkpoint -> :data:`DENSEDEPTH_BACKENDS`).
 """
 from __future__ import annotations
 
@@ -27,6 +30,12 @@ COMPLETION_BACKENDS: dict[str, str] = {
 }
 #: monocular depth estimation: image only (the row-median reference as the classical peer)
 ESTIMATION_BACKENDS: dict[str, str] = {"row_median": f"{_PKG}.classical:RowMedianBackend", **_DIFFUSION_DEPTH}
+#: the learned estimation backends for a DenseDepth ``model_path`` (same names, one-shot runners)
+DENSEDEPTH_BACKENDS: dict[str, str] = {
+    "torch": f"{_PKG}.torch_backend:TorchDenseDepthBackend",
+    "onnxruntime": f"{_PKG}.onnxruntime_backend:OnnxRuntimeDenseDepthBackend",
+    "tensorrt": f"{_PKG}.tensorrt_backend:TensorRTDenseDepthBackend",
+}
 SUPER_RESOLUTION_BACKENDS: dict[str, str] = {
     "bicubic": f"{_PKG}.classical:BicubicBackend",
     "guided_filter": f"{_PKG}.classical:GuidedFilterBackend",
@@ -56,7 +65,14 @@ def make_completion_backend(name: str, **options: Any) -> Any:
 
 
 def make_estimation_backend(name: str, **options: Any) -> Any:
-    """A monocular depth estimation backend by name (see ESTIMATION_BACKENDS)."""
+    """A monocular depth estimation backend by name (see ESTIMATION_BACKENDS); a learned one
+    (torch, onnxruntime, tensorrt) runs the model family of ``options["model_path"]``: DenseDepth
+    (:data:`DENSEDEPTH_BACKENDS`) or the DiffusionDepth family."""
+    if name in DENSEDEPTH_BACKENDS:
+        from depth_diffusion_ros.inference.backends.exported import model_family
+
+        if model_family(options.get("model_path")) == "densedepth":
+            return _load(DENSEDEPTH_BACKENDS, "estimation", name)(**options)
     return _load(ESTIMATION_BACKENDS, "estimation", name)(**options)
 
 
@@ -68,6 +84,7 @@ def make_super_resolution_backend(name: str, **options: Any) -> Any:
 __all__ = [
     "BackendError",
     "COMPLETION_BACKENDS",
+    "DENSEDEPTH_BACKENDS",
     "ESTIMATION_BACKENDS",
     "SUPER_RESOLUTION_BACKENDS",
     "LEARNED_BACKENDS",

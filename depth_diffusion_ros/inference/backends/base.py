@@ -1,7 +1,7 @@
 """What a backend offers the pipelines (:mod:`depth_diffusion_ros.inference.pipelines`).
 
 A backend runs one model on tensors or arrays at the size it is given; the pipelines own the
-frame (processing size, padding, the DDIM loop, the ensemble). Four kinds:
+frame (processing size, padding, the DDIM loop, the ensemble). Five kinds:
 
 * classical completion (IP-Basic, nearest fill): ``complete(rgb, sparse_depth) -> depth``;
 * classical super-resolution (bicubic, guided filter, joint bilateral):
@@ -9,13 +9,17 @@ frame (processing size, padding, the DDIM loop, the ensemble). Four kinds:
 * learned DiffusionDepth (torch, onnxruntime, tensorrt): a :class:`DiffusionBackend`, the model
   in parts for the pipeline's DDIM loop (:func:`~depth_diffusion_ros.inference.sampler.sample_members`);
 * learned DSR-Diff (torch, onnxruntime, tensorrt): a :class:`GuidedSuperResolutionBackend`,
-  ``sample(inputs, noise)`` for one guidance sample (the GRN's short DDIM loop runs inside).
+  ``sample(inputs, noise)`` for one guidance sample (the GRN's short DDIM loop runs inside);
+* learned one-shot monocular regressors (DenseDepth; torch, onnxruntime, tensorrt): a
+  :class:`OneShotBackend`, ``estimate(rgb, intrinsics) -> depth`` (one network pass: no DDIM
+  steps, no ensemble, no uncertainty).
 
 Backends are looked up by name in :mod:`depth_diffusion_ros.inference.backends` and imported
 lazily: asking for ``onnxruntime`` never imports torch.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -23,6 +27,8 @@ import numpy as np
 from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
 from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
+
+LOG = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -47,6 +53,25 @@ class UpsamplingModel(Protocol):
         ...
 
 
+class StaticInput:
+    """A backend whose graph may be exported for one input size: ``input_hw`` ((H, W); None
+    entries = any) and ``model_file`` (named in errors)."""
+
+    model_file: str = ""
+    input_hw: tuple = (None, None)
+
+    def check_input_size(self, height: int, width: int, frame_hw: tuple[int, int]) -> None:
+        """BackendError when a static graph cannot take the padded (height, width) input of a
+        frame of ``frame_hw`` (H, W) pixels."""
+        want = tuple(self.input_hw)
+        if any(s is not None and s != v for s, v in zip(want, (height, width))):
+            h, w = frame_hw
+            raise BackendError(
+                f"{self.model_file}: exported for {want[1]}x{want[0]} (WxH) input, got a {w}x{h} frame "
+                f"(padded to {width}x{height}); export again with --height {height} --width {width} or resize"
+            )
+
+
 class SampledBackend:
     """A learned backend's sampling settings (``sampling``) and where its model came from
     (``model_file``, named in errors); the pipelines read ``num_inference_steps`` (resolved
@@ -65,7 +90,7 @@ class SampledBackend:
         return int(self.sampling.seed)
 
 
-class DiffusionBackend(SampledBackend):
+class DiffusionBackend(StaticInput, SampledBackend):
     """A DiffusionDepth model in the parts the pipeline's DDIM loop calls.
 
     Subclasses (torch, ONNX Runtime, TensorRT) set in their constructor the
@@ -88,7 +113,6 @@ class DiffusionBackend(SampledBackend):
     name = "diffusion"
     form = "step"
     batch_capacity: Optional[int] = None
-    input_hw: tuple = (None, None)
     scheduler: SchedulerSpec
     size_divisor: int
     mode: str = "completion"
@@ -108,17 +132,6 @@ class DiffusionBackend(SampledBackend):
         """(C, H/s, W/s): the initial noise of one member for a (padded) H x W input."""
         s = int(self.latent_stride)
         return (int(self.latent_channels), int(height) // s, int(width) // s)
-
-    def check_input_size(self, height: int, width: int, frame_hw: tuple[int, int]) -> None:
-        """BackendError when a static graph cannot take the padded (height, width) input of a
-        frame of ``frame_hw`` (H, W) pixels."""
-        want = tuple(self.input_hw)
-        if any(s is not None and s != v for s, v in zip(want, (height, width))):
-            h, w = frame_hw
-            raise BackendError(
-                f"{self.model_file}: exported for {want[1]}x{want[0]} (WxH) input, got a {w}x{h} frame "
-                f"(padded to {width}x{height}); export again with --height {height} --width {width} or resize"
-            )
 
     # the parts; ``Any`` values may be device tensors the backend keeps between calls
     def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
@@ -166,4 +179,55 @@ class GuidedSuperResolutionBackend(SampledBackend):
 
     def sample(self, inputs: SRInputs, noise: np.ndarray) -> np.ndarray:
         """Depth (1, 1, Hp, Wp) float32 metres of the padded frame for guidance noise (1, G)."""
+        raise NotImplementedError
+
+
+#: What a one-shot regressor's name is in its messages (DenseDepth is the one such model here).
+ONE_SHOT = "a one-shot regressor (one network pass: no diffusion)"
+
+
+class OneShotBackend(StaticInput):
+    """A one-shot monocular regressor (DenseDepth) as an
+    :class:`~depth_diffusion_ros.inference.pipelines.MonocularModel`: one network pass per frame.
+
+    The learned backends' sampling options mean nothing to it, and are handled explicitly
+    (:meth:`_check_request`): ``ensemble_size`` > 1 is refused (every member would be the same
+    deterministic map, so an ensemble would cost E passes for no spread: there is no uncertainty
+    to publish), ``num_inference_steps`` is ignored with a logged warning (there are no DDIM
+    steps), ``seed`` is unused (nothing is random). It has no ``num_inference_steps`` attribute.
+
+    Subclasses set ``name``, ``model_file``, ``size_divisor``, ``canonical_focal`` (pixels, or
+    None), optionally ``input_hw`` (a static graph), and implement :meth:`_run`.
+    """
+
+    size_divisor: int = 32
+    canonical_focal: Optional[float] = None
+    depth_prior: Any = None  # a one-shot model predicts metres directly
+
+    @staticmethod
+    def _check_request(model: Any, num_inference_steps: Optional[int], ensemble_size: int) -> None:
+        """BackendError for ``ensemble_size`` != 1 (naming ``model`` and why); a warning for a set
+        ``num_inference_steps`` (ignored)."""
+        if int(ensemble_size) != 1:
+            raise BackendError(
+                f"{model}: ensemble_size={ensemble_size} is not possible: DenseDepth is {ONE_SHOT}, so "
+                "every ensemble member would be the same map and there is no spread to publish on "
+                "depth/uncertainty; use ensemble_size 1")
+        if num_inference_steps is not None:
+            LOG.warning("%s: num_inference_steps=%s ignored: DenseDepth is %s and has no DDIM steps", model,
+                        num_inference_steps, ONE_SHOT)
+
+    def estimate(self, rgb: np.ndarray, intrinsics: Any = None) -> np.ndarray:
+        """rgb (H, W, 3) uint8, H and W multiples of ``size_divisor`` (the pipeline pads) ->
+        depth (H, W) float32 metres in the model's [min_depth, max_depth]. ``intrinsics`` are
+        not used (the pipeline brings the frame to the canonical focal length first).
+        Raises BackendError for a size a static graph was not exported for."""
+        from depth_diffusion_ros.inference.frames import rgb_to_tensor_layout
+
+        h, w = rgb.shape[:2]
+        self.check_input_size(h, w, (h, w))
+        return np.asarray(self._run(rgb_to_tensor_layout(rgb)), np.float32)[0, 0]
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb (1, 3, H, W) float32 in [0, 1] -> depth (1, 1, H, W) metres."""
         raise NotImplementedError

@@ -15,6 +15,10 @@ An IID-RDepth export with AV-LFE adds :data:`AUX_ENCODER_FILE` to the step form 
 the backend then has ``uses_aux`` and runs it for a frame whose feed has ``rgb_aux``.
 
 DSR-Diff is exported as one ``dsr_diff_x<s>_<N>steps.onnx`` per scale.
+
+DenseDepth (a one-shot monocular regressor) is exported as one :data:`DENSEDEPTH_FILE`
+(role :data:`DENSEDEPTH_GRAPH`): rgb -> metric depth; :func:`model_family` tells the
+estimation backends' factory which family a ``model_path`` holds.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from depth_diffusion_ros.baselines.row_median import RowMedianDepth
-from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend, OneShotBackend
 from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
 from depth_diffusion_ros.inference.sampler import SamplingOptions, SchedulerSpec
@@ -43,6 +47,9 @@ AUX_ENCODER_FILE = "encoder_aux.onnx"
 STEP_GRAPHS = ("encoder", "step", "decoder")
 EXPORT_FORMS = ("auto", "step", "unrolled")
 SR_GLOB = "dsr_diff_x*_*steps.onnx"
+#: The one graph of a DenseDepth export (rgb (1,3,H,W) [0,1] -> depth (1,1,H,W) metres) and its role.
+DENSEDEPTH_FILE = "densedepth.onnx"
+DENSEDEPTH_GRAPH = "densedepth"
 
 
 def unrolled_file_name(num_inference_steps: int, ensemble_size: int = 1) -> str:
@@ -67,6 +74,54 @@ def refuse_torch_checkpoint(path: Path) -> None:
         )
 
 
+def checkpoint_architecture(path: Path) -> Optional[str]:
+    """``architecture:`` of a torch checkpoint folder's config.yaml (YAML only: no torch, no
+    config class), or None when ``path`` is not a checkpoint folder or the file does not say."""
+    config = path / "config.yaml"
+    if not (path.is_dir() and config.is_file() and (path / "model.safetensors").is_file()):
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the loader names the file and the problem
+    return data.get("architecture") if isinstance(data, dict) else None
+
+
+def model_family(model_path: Union[str, Path, None]) -> str:
+    """"densedepth" when ``model_path`` is a DenseDepth export (a folder with
+    :data:`DENSEDEPTH_FILE`, or that file) or a DenseDepth torch checkpoint (config.yaml
+    ``architecture: densedepth``), else "diffusion_depth" (the DiffusionDepth family, also for
+    '' / None = the shipped weights and for a path that does not exist: its backend names it).
+    Reads file names and YAML only (torch-free)."""
+    if not model_path:
+        return "diffusion_depth"
+    p = Path(model_path)
+    if p.name == DENSEDEPTH_FILE or (p.is_dir() and (p / DENSEDEPTH_FILE).is_file()) \
+            or checkpoint_architecture(p) == "densedepth":
+        return "densedepth"
+    return "diffusion_depth"
+
+
+def find_densedepth_file(model_path: Union[str, Path, None]) -> Path:
+    """The :data:`DENSEDEPTH_FILE` of a DenseDepth export folder (or that file itself).
+
+    Raises BackendError naming the path when it is missing, a torch checkpoint (with the export
+    command), or holds no DenseDepth graph."""
+    if not model_path:
+        raise BackendError("a DenseDepth backend needs model_path (there are no shipped DenseDepth weights)")
+    p = Path(model_path)
+    if not p.exists():
+        raise BackendError(f"model_path not found: {p}")
+    refuse_torch_checkpoint(p)
+    path = p / DENSEDEPTH_FILE if p.is_dir() else p
+    if not path.is_file():
+        raise BackendError(f"{p}: no DenseDepth graph ({DENSEDEPTH_FILE}); export the checkpoint with "
+                           "`depth-diffusion-ros export --checkpoint CKPT --output DIR`")
+    return path
+
+
 def find_diffusion_depth_files(model_path: Union[str, Path, None], export_form: str, steps: Optional[int],
                                ensemble: int) -> tuple[str, Any]:
     """("step", (encoder, step, decoder) paths) or ("unrolled", path) for a model directory or file
@@ -87,6 +142,9 @@ def find_diffusion_depth_files(model_path: Union[str, Path, None], export_form: 
             if export_form == "step":
                 raise BackendError(f"{p}: export_form 'step' needs the export directory with {STEP_FILES}")
             return "unrolled", p
+    if (p / DENSEDEPTH_FILE).is_file():
+        raise BackendError(f"{p}: a DenseDepth export ({DENSEDEPTH_FILE}: a monocular one-shot regressor), not "
+                           "DiffusionDepth: run it with depth_estimation_node (EstimationPipeline)")
     step_files = tuple(p / f for f in STEP_FILES)
     have_step = all(f.is_file() for f in step_files)
     if export_form in ("auto", "step") and have_step:
@@ -187,8 +245,7 @@ class ExportedDiffusionBackend(DiffusionBackend):
         self.size_divisor = int(meta.get("size_divisor", 1) or 1)
         self.mode = str(config.get("mode", "completion"))
         self.mask_unsupported = bool(config.get("mask_unsupported", False))
-        focal = meta.get("canonical_focal")
-        self.canonical_focal = float(focal) if focal else None
+        self.canonical_focal = meta_canonical_focal(meta)
         self.depth_prior = None
         if meta.get("depth_prior"):
             try:
@@ -233,6 +290,39 @@ class ExportedDiffusionBackend(DiffusionBackend):
     def sample_unrolled(self, feed: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
         out = self.sampler_graph.run(dict(feed, noise=np.ascontiguousarray(noise, np.float32)))
         return self.sampler_graph.to_numpy(out["depth"])
+
+
+def meta_canonical_focal(meta: Mapping[str, Any]) -> Optional[float]:
+    """The ``ddr.canonical_focal`` of an exported graph (pixels), or None."""
+    focal = meta.get("canonical_focal")
+    return float(focal) if focal else None
+
+
+class ExportedDenseDepthBackend(OneShotBackend):
+    """DenseDepth over its one exported graph (an ONNX Runtime session or a TensorRT engine).
+
+    A subclass builds the graph runner (``run(feed) -> {name: value}``, ``to_numpy(value)``,
+    ``static_shape(name)``, ``path``) and calls :meth:`_use_graph`.
+    """
+
+    name = "exported"
+
+    def _use_graph(self, graph: Any, meta: Mapping[str, Any]) -> None:
+        """Adopt the graph (its ``ddr.graph`` must be :data:`DENSEDEPTH_GRAPH`, BackendError
+        otherwise); size divisor, static size and canonical focal from its metadata."""
+        check_roles([(graph.path, meta)], (DENSEDEPTH_GRAPH,))
+        self.graph, self.meta = graph, dict(meta)
+        self.model_file = graph.path
+        self.input_hw = tuple(graph.static_shape("rgb")[2:])
+        self.size_divisor = int(meta.get("size_divisor", 32) or 32)
+        self.canonical_focal = meta_canonical_focal(meta)
+
+    @property
+    def model_sha256(self) -> Optional[str]:
+        return self.meta.get("model_sha256")
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        return self.graph.to_numpy(self.graph.run({"rgb": rgb})["depth"])
 
 
 def find_sr_models(model_path: Union[str, Path], num_inference_steps: Optional[int]) -> tuple[dict, int]:

@@ -1,4 +1,4 @@
-"""ONNX Runtime backends (no torch): DiffusionDepth and DSR-Diff from their ONNX export.
+"""ONNX Runtime backends (no torch): DiffusionDepth, DSR-Diff and DenseDepth from their ONNX export.
 
 See :mod:`~depth_diffusion_ros.inference.backends.exported` for the export forms and the checks
 made before the first frame, and :mod:`~depth_diffusion_ros.runtime.onnx_session` for providers
@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from depth_diffusion_ros.inference.backends.exported import (
+    DENSEDEPTH_GRAPH,
+    ExportedDenseDepthBackend,
     ExportedDiffusionBackend,
     ExportedSuperResolutionBackend,
     find_aux_encoder,
+    find_densedepth_file,
     find_diffusion_depth_files,
     find_sr_models,
 )
@@ -85,3 +88,29 @@ class OnnxRuntimeDSRDiffBackend(ExportedSuperResolutionBackend):
         graphs = {scale: options.open(path, "sr_sampler", self.providers, io_binding=False)
                   for scale, (path, _) in found.items()}
         self._use_graphs(graphs, next(iter(found.values()))[1], steps, sampling)
+
+
+class OnnxRuntimeDenseDepthBackend(ExportedDenseDepthBackend):
+    """DenseDepth monocular depth with ONNX Runtime, torch-free: one run of ``densedepth.onnx``
+    per frame (``depth-diffusion-ros export`` of a DenseDepth checkpoint).
+
+    Args:
+        model_path: the export directory (with ``densedepth.onnx``) or that file.
+        num_inference_steps: ignored with a logged warning (a one-shot regressor has no DDIM steps).
+        ensemble_size: must be 1 (BackendError otherwise). seed: unused.
+        **session_options: as :class:`OnnxRuntimeDiffusionDepthBackend`.
+    Raises BackendError naming the file for a missing graph, a torch checkpoint (with the export
+    command), a graph of another role, or ensemble_size != 1.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None,
+                 ensemble_size: int = 1, seed: int = 0, **session_options: Any) -> None:
+        self._check_request(model_path, num_inference_steps, ensemble_size)
+        options = SessionOptions(**session_options)
+        self.providers = options.resolved_providers()
+        graph = options.open(find_densedepth_file(model_path), DENSEDEPTH_GRAPH, self.providers, io_binding=False)
+        self._use_graph(graph, graph.meta)
+        LOG.info("onnxruntime DenseDepth backend: %s (%s, one-shot)", self.model_file,
+                 [provider_name(p) for p in self.providers])

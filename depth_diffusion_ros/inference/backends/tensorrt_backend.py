@@ -1,7 +1,7 @@
 """TensorRT backends (no torch): engines built (and cached) from the ONNX export, run on a stream.
 
 Start-up: for each ONNX graph of the export (``encoder``/``step``/``decoder``, an unrolled
-``sampler`` or the DSR-Diff ``sr_sampler`` per scale)
+``sampler``, the DSR-Diff ``sr_sampler`` per scale or the one ``densedepth`` graph)
 :func:`~depth_diffusion_ros.runtime.tensorrt_engine.get_or_build_engine` returns a cached engine
 keyed by ONNX hash, precision, TensorRT version and GPU name (rebuilt when any differs or
 ``force_engine_update`` is set). TensorRT 10 and 11 both work: on 11 (strongly typed, no
@@ -19,9 +19,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from depth_diffusion_ros.inference.backends.exported import (
+    ExportedDenseDepthBackend,
     ExportedDiffusionBackend,
     ExportedSuperResolutionBackend,
     find_aux_encoder,
+    find_densedepth_file,
     find_diffusion_depth_files,
     find_sr_models,
 )
@@ -69,7 +71,18 @@ class EngineSet:
         return TensorRTGraph(res.engine_path, self.trt, self.cuda, meta)
 
 
-class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
+class _Engines:
+    """What the TensorRT backends share: their :class:`EngineSet` (``self.engines``)."""
+
+    engines: EngineSet
+
+    @property
+    def engine_results(self) -> list:
+        """The engine cache results (path, built or cached, why) of this backend's graphs."""
+        return self.engines.results
+
+
+class TensorRTDiffusionDepthBackend(_Engines, ExportedDiffusionBackend):
     """DiffusionDepth completion with TensorRT engines built (and cached) from the ONNX export.
 
     Args:
@@ -101,17 +114,12 @@ class TensorRTDiffusionDepthBackend(ExportedDiffusionBackend):
             self._use_aux_encoder(self.engines.graph(aux, meta), meta)
         self.loop = DeviceStepLoop(self.step_graph, use_cuda_graph=use_cuda_graph) if form == "step" else None
 
-    @property
-    def engine_results(self) -> list:
-        """The engine cache results (path, built or cached, why) of this backend's graphs."""
-        return self.engines.results
-
     def run_steps(self, latents: np.ndarray, cond: Any, pairs: Sequence[tuple[int, int]]) -> Any:
         """All DDIM steps on the GPU (latents stay in device memory; see DeviceStepLoop)."""
         return self.loop(latents, cond, pairs)
 
 
-class TensorRTDSRDiffBackend(ExportedSuperResolutionBackend):
+class TensorRTDSRDiffBackend(_Engines, ExportedSuperResolutionBackend):
     """DSR-Diff super-resolution with TensorRT engines built (and cached) from the ONNX export;
     one engine per exported scale.
 
@@ -131,6 +139,27 @@ class TensorRTDSRDiffBackend(ExportedSuperResolutionBackend):
         graphs = {scale: self.engines.graph(path, meta) for scale, (path, meta) in found.items()}
         self._use_graphs(graphs, next(iter(found.values()))[1], steps, sampling)
 
-    @property
-    def engine_results(self) -> list:
-        return self.engines.results
+
+class TensorRTDenseDepthBackend(_Engines, ExportedDenseDepthBackend):
+    """DenseDepth monocular depth with one TensorRT engine built (and cached) from ``densedepth.onnx``.
+
+    Args:
+        model_path: the DenseDepth export directory or its ``densedepth.onnx``.
+        num_inference_steps, ensemble_size, seed: as
+            :class:`~depth_diffusion_ros.inference.backends.onnxruntime_backend.OnnxRuntimeDenseDepthBackend`
+            (steps ignored with a warning, ensemble_size must be 1, seed unused).
+        **engine_options: :class:`EngineSet` (engine_cache_dir, precision, force_engine_update,
+            workspace_mb, dla_core, trt, cuda).
+    Raises BackendError naming the file for a missing/mismatched ONNX or engine, ensemble_size
+    != 1, or when TensorRT / cuda-python are not installed.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None,
+                 ensemble_size: int = 1, seed: int = 0, **engine_options: Any) -> None:
+        self._check_request(model_path, num_inference_steps, ensemble_size)
+        path = find_densedepth_file(model_path)
+        self.engines = EngineSet(**engine_options)
+        meta = read_ddr_metadata(path)
+        self._use_graph(self.engines.graph(path, meta), meta)

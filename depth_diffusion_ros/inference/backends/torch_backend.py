@@ -1,4 +1,4 @@
-"""PyTorch backends (the reference): DiffusionDepth and DSR-Diff from a checkpoint or a module.
+"""PyTorch backends (the reference): DiffusionDepth, DSR-Diff and DenseDepth from a checkpoint or a module.
 
 Checkpoints are directories written by :func:`depth_diffusion_ros.models.checkpoint.save_checkpoint`
 (``model.safetensors`` + ``config.yaml``). The pipelines feed these backends exactly the arrays
@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend
+from depth_diffusion_ros.inference.backends.base import DiffusionBackend, GuidedSuperResolutionBackend, OneShotBackend
 from depth_diffusion_ros.inference.backends.exported import DEFAULT_COMPLETION_CHECKPOINT
 from depth_diffusion_ros.inference.errors import BackendError
 from depth_diffusion_ros.inference.frames import SRInputs
@@ -28,16 +28,16 @@ DEMO_SR_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "dsr_diff_de
 
 class _TorchModel:
     """Loading shared by the torch backends: PyTorch, the device, the checkpoint's model (of one
-    architecture) and the sampling settings resolved against its config."""
+    architecture) and the sampling settings resolved against its config (None: a one-shot model
+    has none)."""
 
     def _load(self, what: str, architecture: Union[str, tuple], model_path: Union[str, Path, None], model: Any, device: str,
-              sampling: SamplingOptions) -> None:
+              sampling: Optional[SamplingOptions]) -> None:
         try:
             import torch
         except ImportError as exc:  # pragma: no cover - requirements-torch.txt installs it
             raise BackendError(f"the torch {what} backend needs PyTorch: {exc}") from exc
         self._torch = torch
-        self.sampling = sampling
         if model is not None:
             self.model, self.device = model, next(model.parameters()).device
             self.model_file = f"<in-memory {type(model).__name__}>"
@@ -65,7 +65,9 @@ class _TorchModel:
             except CheckpointError as exc:
                 raise BackendError(str(exc)) from exc
         cfg = self.model.config
-        self.num_inference_steps = sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps, self.model_file)
+        if sampling is not None:
+            self.sampling = sampling
+            self.num_inference_steps = sampling.steps(cfg.num_inference_steps, cfg.num_train_timesteps, self.model_file)
         self.size_divisor = int(self.model.size_divisor)
         self.canonical_focal = getattr(self.model, "canonical_focal", None)  # models.checkpoint metadata
         prior = getattr(self.model, "depth_prior", None)
@@ -209,3 +211,38 @@ class TorchDSRDiffBackend(_TorchModel, GuidedSuperResolutionBackend):
                                          noise=torch.from_numpy(noise).to(self.device),
                                          num_inference_steps=self.num_inference_steps)
         return depth.float().cpu().numpy()
+
+
+class TorchDenseDepthBackend(_TorchModel, OneShotBackend):
+    """DenseDepth monocular depth in PyTorch (the reference for its ONNX export): one pass of
+    :meth:`DenseDepth.sample <depth_diffusion_ros.models.densedepth.DenseDepth.sample>` per frame
+    (the reciprocal output mapped back to metres as in training's evaluation).
+
+    Args:
+        model_path: DenseDepth checkpoint directory (or its ``model.safetensors``); there are no
+            shipped DenseDepth weights, so it is required unless ``model`` is given.
+        model: an in-memory DenseDepth instead (training-time scoring; its mode is left alone).
+        num_inference_steps: ignored with a logged warning (no DDIM steps; see :class:`OneShotBackend`).
+        ensemble_size: must be 1 (BackendError otherwise: no ensemble for a deterministic regressor).
+        device: "cpu", "cuda" or "cuda:N". seed: unused (nothing is random).
+    Raises BackendError naming the file for a missing/corrupt/mismatched checkpoint or one of
+    another architecture or mode, for ensemble_size != 1, and for a device that is not there.
+    """
+
+    name = "torch"
+
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None,
+                 ensemble_size: int = 1, device: str = "cpu", seed: int = 0, model: Any = None) -> None:
+        if model is None and not model_path:
+            raise BackendError("the torch DenseDepth backend needs model_path (a DenseDepth checkpoint folder)")
+        self._check_request(model_path or f"<in-memory {type(model).__name__}>", num_inference_steps, ensemble_size)
+        self._load("estimation", "densedepth", model_path, model, device, None)
+        if self.model.config.mode != "monocular":
+            raise BackendError(f"{self.model_file}: a DenseDepth in {self.model.config.mode!r} mode, not monocular")
+        LOG.info("torch backend: %s (DenseDepth %s, one-shot) on %s", self.model_file, self.model.config.encoder,
+                 self.device)
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            return self.model.sample(torch.from_numpy(rgb).to(self.device)).float().cpu().numpy()

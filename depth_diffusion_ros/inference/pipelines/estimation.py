@@ -34,8 +34,11 @@ from depth_diffusion_ros.inference.pipelines.common import (
 
 @runtime_checkable
 class MonocularModel(Protocol):
-    """A one-shot monocular method (a DenseDepth network, the row-median reference):
-    ``estimate(rgb, intrinsics) -> depth``; ``canonical_focal`` as :class:`DiffusionBackend`'s."""
+    """A one-shot monocular method (a DenseDepth network:
+    :class:`~depth_diffusion_ros.inference.backends.base.OneShotBackend`; the row-median
+    reference): ``estimate(rgb, intrinsics) -> depth``; ``canonical_focal`` as
+    :class:`DiffusionBackend`'s (the frame is brought to it before ``estimate`` and the depth
+    de-canonicalised after, exactly as for a DiffusionDepth model)."""
 
     name: str
     size_divisor: int
@@ -57,7 +60,8 @@ class EstimationPipeline(FramePipeline):
 
     Args:
         backend: a DiffusionDepth backend whose model runs without sparse depth (a monocular
-            model, or a completion model trained with LiDAR dropout), or a :class:`MonocularModel`.
+            model, or a completion model trained with LiDAR dropout), or a :class:`MonocularModel`
+            (a DenseDepth backend, the row-median reference).
         processing_size: (width, height) the backend runs at; None = the canonical size (with a
             canonical focal length) or the input size.
         resize_back: return depth at the input size (nearest neighbour) instead of the
@@ -138,7 +142,11 @@ class EstimationPipeline(FramePipeline):
         return self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
 
     def _estimate(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> np.ndarray:
-        """A one-shot backend, padded to its ``size_divisor``."""
+        """A one-shot backend, padded to its ``size_divisor`` (BackendError from a static graph of
+        another size, naming both sizes)."""
         rgb_p, pads = pad_to_multiple(rgb, int(self.backend.size_divisor))
+        check_size = getattr(self.backend, "check_input_size", None)
+        if check_size is not None:
+            check_size(rgb_p.shape[0], rgb_p.shape[1], rgb.shape[:2])
         depth = checked_depth(self.backend.estimate(rgb_p, intrinsics), rgb_p.shape[:2], self.backend)
         return np.ascontiguousarray(crop_padding(depth, pads), np.float32)
