@@ -84,3 +84,31 @@ def test_estimation_needs_something_to_score_against(tmp_path, shared_data):
     with pytest.raises(ReplayError, match="has no parameter 'input'"):
         replay(ReplayOptions(bag=bag, output=tmp_path / "bad", pipeline="estimation", backend="row_median",
                              node_params={"model_path": str(REFERENCE), "input": "points"}, progress=False))
+
+
+def test_densedepth_export_through_onnxruntime_scores_the_bag(bags, tmp_path, shared_data):
+    """A DenseDepth export (small, 0 training steps: plumbing) through backend onnxruntime: the
+    node's score of the bag is the estimation pipeline's on the same frame scored in-process
+    (training.monocular.score_sets, Eigen protocol); the checkpoint itself is exported by replay
+    into the ONNX cache for the padded canonical size and scores the same."""
+    pytest.importorskip("torch")
+    from depth_diffusion_ros.inference.backends.onnxruntime_backend import OnnxRuntimeDenseDepthBackend
+    from depth_diffusion_ros.inference.pipelines import EstimationPipeline
+    from runtime_fixtures import build_small_densedepth_export
+    from training.monocular import kitti_sets, score_sets
+
+    _, ckpt, onnx_dir = build_small_densedepth_export(tmp_path / "densedepth", shared_data)
+    report = replay(ReplayOptions(bag=bags["raw"], output=tmp_path / "out", pipeline="estimation",
+                                  backend="onnxruntime", node_params={"model_path": str(onnx_dir)},
+                                  progress=False)).report
+    assert report["meta"]["ground_truth"] == "depth" and report["n_frames"] == 1 and report["skipped"] == {}
+    pipeline = EstimationPipeline(OnnxRuntimeDenseDepthBackend(onnx_dir), resize_back=True)
+    ours = score_sets(lambda rgb, intr: pipeline(rgb, intr).depth, {"raw": kitti_sets()["raw 0001/5"]})["raw"]["mean"]
+    assert report["mean"]["abs_rel"] == pytest.approx(ours["abs_rel"], abs=2e-3)
+    assert report["mean"]["delta1"] == pytest.approx(ours["delta1"], abs=5e-3)
+    cached = replay(ReplayOptions(bag=bags["raw"], output=tmp_path / "out_ckpt", pipeline="estimation",
+                                  backend="onnxruntime", node_params={"model_path": str(ckpt)}, progress=False,
+                                  onnx_cache=tmp_path / "cache")).report
+    assert cached["meta"]["model_export"]["sizes"] == "640x192"  # the padded canonical size
+    assert (Path(cached["meta"]["model_export"]["onnx"]) / "densedepth.onnx").is_file()
+    assert cached["mean"]["abs_rel"] == pytest.approx(report["mean"]["abs_rel"], abs=1e-5)

@@ -1,10 +1,20 @@
 """depth_estimation_node: RGB image + CameraInfo -> dense metric depth (monocular, no LiDAR).
 
 Joins ``image`` and ``camera_info`` (and ``image_aux``) by approximate time, runs a monocular
-DiffusionDepth or IID-RDepth model
+DiffusionDepth, IID-RDepth or DenseDepth model
 with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``; ``row_median``
 runs the row-median reference, a ground-plane prior every model must beat) and publishes
 metric depth in the camera frame: for a robot with only a camera.
+
+The learned backends run the model family ``model_path`` holds
+(:func:`~depth_diffusion_ros.inference.backends.make_estimation_backend`): a DenseDepth export
+(``densedepth.onnx``, from ``depth-diffusion-ros export`` of a DenseDepth checkpoint) or
+checkpoint runs as a one-shot regressor (one network pass a frame,
+:class:`~depth_diffusion_ros.inference.backends.base.OneShotBackend`): ``num_inference_steps``
+is ignored with a logged warning (there are no DDIM steps), ``ensemble_size`` other than 1 stops
+the node with an error saying why (every member would be the same map), ``seed`` is unused, and
+``depth/uncertainty`` stays silent (advertised, nothing published: the model has no spread to
+report; with ``temporal`` the filter's own estimate is published as for every model).
 
 Metric scale across cameras: a monocular model reads depth from how large things look, which the
 focal length sets. Models trained on frames brought to one focal length (their
@@ -33,7 +43,7 @@ Published (header = the image's header; size = the input size, or the processing
     ``depth/colormap`` (Image rgb8, near = red), when ``publish_colormap`` and someone subscribes.
     ``depth/uncertainty`` (Image 32FC1, metres): the standard deviation over the diffusion
     ensemble (``ensemble_size`` > 1), combined with the model's own predicted one when it has an
-    uncertainty head, when someone subscribes.
+    uncertainty head, when someone subscribes; never for a DenseDepth model (above).
     ``diagnostics`` (diagnostic_msgs/DiagnosticArray).
 
 Parameters: see :data:`PARAMETERS`; backend options as listed in :data:`BACKEND_OPTIONS`. The
@@ -82,16 +92,18 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {"row_median": ("model_path",), **
 
 #: Every parameter this node declares (the config/launch tests and the README tables read it).
 PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
-    ParamSpec("backend", "onnxruntime", "estimation backend: a monocular DiffusionDepth model (torch, onnxruntime, "
-              "tensorrt) or the row-median reference (row_median)", read_only=True,
-              choices=tuple(ESTIMATION_BACKENDS)),
+    ParamSpec("backend", "onnxruntime", "estimation backend: a monocular DiffusionDepth or DenseDepth model (torch, "
+              "onnxruntime, tensorrt; the family model_path holds) or the row-median reference (row_median)",
+              read_only=True, choices=tuple(ESTIMATION_BACKENDS)),
     *learned_backend_parameter_specs(
         model_path="monocular model: ONNX export directory (onnxruntime, tensorrt), torch checkpoint (torch) or "
-                   "row_median_reference.json (row_median); '' = the shipped KITTI weights "
+                   "row_median_reference.json (row_median); a DenseDepth export (densedepth.onnx) or checkpoint "
+                   "runs as a one-shot regressor; '' = the shipped KITTI weights "
                    "(weights/diffusion_depth_kitti_monocular)",
-        num_inference_steps="DDIM steps; 0 = the model's default",
-        ensemble_size="diffusion samples per frame; > 1 also publishes their spread on depth/uncertainty",
-        seed="seed of the initial diffusion noise (same seed -> same depth for the same image)",
+        num_inference_steps="DDIM steps; 0 = the model's default; ignored (logged) by a DenseDepth model, which has none",
+        ensemble_size="diffusion samples per frame; > 1 also publishes their spread on depth/uncertainty; a DenseDepth "
+                      "model needs 1 (refused otherwise: one deterministic pass, no spread)",
+        seed="seed of the initial diffusion noise (same seed -> same depth for the same image); unused by DenseDepth",
     ),
     ParamSpec("canonical_focal", -1.0, "focal length (pixels) every image is resized to before the model runs: "
               "-1 = the model's own (stored with its weights), 0 = none (run at the input's focal length)",
