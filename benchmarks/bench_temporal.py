@@ -64,30 +64,47 @@ def load_block(seq: Path, frames) -> list[dict]:
     return out
 
 
+MODES = (("single", "single-frame"), ("static", "temporal, static camera"),
+         ("odometry", "temporal, LiDAR odometry"), ("prior_static", "temporal prior, static camera"),
+         ("prior_odometry", "temporal prior, LiDAR odometry"))
+
+
 def run_method(pipeline, frames) -> tuple[dict, dict]:
-    """Depths per mode (single-frame, static, odometry) and ms per frame of each mode."""
+    """Depths per mode and ms per frame of each mode: single-frame; the filter with a static
+    camera / with LiDAR odometry; and, for a pipeline that takes a prior depth (DiffusionDepth),
+    the filter whose previous depth also enters the model (``prior_depth``, issue 17), static /
+    odometry. The odometry runs once per frame and is shared by its modes."""
     from depth_diffusion_ros.geometry.odometry import LidarOdometry, lidar_motion_in_camera
     from depth_diffusion_ros.inference.temporal import TemporalFilter
 
-    static, moving, odometry = TemporalFilter(), TemporalFilter(), LidarOdometry()
-    depths = {"single": [], "static": [], "odometry": []}
-    ms = dict.fromkeys(depths, 0.0)
+    with_prior = getattr(pipeline, "takes_prior_depth", False)
+    keys = [k for k, _ in MODES if with_prior or not k.startswith("prior")]
+    filters = {k: TemporalFilter() for k in keys if k != "single"}
+    odometry = LidarOdometry()
+    depths = {k: [] for k in keys}
+    ms = dict.fromkeys(keys, 0.0)
     for f in frames:
+        stamp = 0.1 * f["n"]
         t0 = time.perf_counter()
         out = pipeline(f["rgb"], f["sparse"], f["K"])
-        t1 = time.perf_counter()
-        res = static(out, "camera", 0.1 * f["n"])
-        t2 = time.perf_counter()
+        single_ms = time.perf_counter() - t0
+        t0 = time.perf_counter()
         lidar_motion = odometry.update(f["scan"])
         motion = None if lidar_motion is None else lidar_motion_in_camera(lidar_motion, f["T_camera_lidar"])
-        res_odo = moving(out, "camera", 0.1 * f["n"], motion)
-        t3 = time.perf_counter()
-        ms["single"] += t1 - t0
-        ms["static"] += t2 - t0
-        ms["odometry"] += t3 - t2 + t1 - t0
+        odometry_ms = time.perf_counter() - t0
         depths["single"].append(out.depth)
-        depths["static"].append(res.output.depth)
-        depths["odometry"].append(res_odo.output.depth)
+        ms["single"] += single_ms
+        for key, filt in filters.items():
+            T = motion if key.endswith("odometry") else None  # noqa: N806
+            t0 = time.perf_counter()
+            cur, spent = out, single_ms
+            if key.startswith("prior"):
+                prior = filt.previous("camera", stamp, out.depth.shape, out.intrinsics, T)
+                if prior is not None:
+                    cur = pipeline(f["rgb"], f["sparse"], f["K"], prior_depth=prior)
+                    spent = 0.0
+            depths[key].append(filt(cur, "camera", stamp, T).output.depth)
+            ms[key] += time.perf_counter() - t0 + spent + (odometry_ms if key.endswith("odometry") else 0.0)
     return depths, {k: 1000 * v / len(frames) for k, v in ms.items()}
 
 
@@ -131,8 +148,7 @@ def main(argv=None) -> int:
         static = block.startswith("static")
         for name, pipeline in methods.items():
             depths, ms = run_method(pipeline, frames)
-            for key, mode in (("single", "single-frame"), ("static", "temporal, static camera"),
-                              ("odometry", "temporal, LiDAR odometry")):
+            for key, mode in ((k, m) for k, m in MODES if k in depths):
                 r = scores(depths[key], frames, static)
                 std = (f"{r['std_median_mm']:.1f} | {r['std_p90_mm']:.1f}" if static else "- | -")
                 print(f"| {block} | {name} | {mode} | {std} | {r['rmse_mm']:.0f} | {r['mae_mm']:.0f} "

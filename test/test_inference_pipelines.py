@@ -197,3 +197,30 @@ def test_uncertainty_head_members_give_an_uncertainty_for_one_sample_and_add_the
     assert d[0, 0] == 0 and u[0, 0] == 0
     plain_d, plain_u = aggregate_depth_members(members[:1, :1])
     assert plain_u is None
+
+
+def test_prior_depth_replaces_the_first_classical_fill_of_the_shipped_model(shared_data):
+    """CompletionPipeline's ``prior_depth`` (the temporal prior): given the model's own first fill
+    it changes nothing; another depth there moves the output towards it; refused where it cannot
+    apply."""
+    from depth_diffusion_ros.baselines.fills import prior_fills
+    from depth_diffusion_ros.inference.backends.torch_backend import TorchDiffusionDepthBackend
+    from depth_diffusion_ros.inference.errors import FrameError
+    from runtime_fixtures import kitti_frame
+
+    rgb, sparse = kitti_frame(shared_data, 160, 480)
+    pipe = CompletionPipeline(TorchDiffusionDepthBackend())
+    assert pipe.takes_prior_depth and pipe.output_geometry(rgb, None) == ((160, 480), None)
+    plain = pipe(rgb, sparse)
+    first = prior_fills(pipe.backend.external_priors, sparse)[0]
+    np.testing.assert_array_equal(pipe(rgb, sparse, prior_depth=first).depth, plain.depth)
+    farther = pipe(rgb, sparse, prior_depth=1.3 * plain.depth)
+    ratio = farther.depth[plain.depth > 0] / plain.depth[plain.depth > 0]
+    # it follows the prior it is given (partly: the per-pixel selection also weighs the second fill)
+    assert np.percentile(ratio, 10) > 1.01 and np.percentile(ratio, 90) < 1.3
+    with pytest.raises(FrameError, match=r"prior_depth has shape \(160, 479\), expected \(160, 480\)"):
+        pipe(rgb, sparse, prior_depth=first[:, 1:])
+    classical = CompletionPipeline(make_completion_backend("ip_basic"))
+    assert not classical.takes_prior_depth
+    with pytest.raises(BackendError, match="takes no prior depth"):
+        classical(rgb, sparse, prior_depth=first)

@@ -199,8 +199,8 @@ def test_temporal_ego_motion_from_tf_with_a_fake_tf2(ctx, monkeypatch, fail):
         rng = np.random.default_rng(0)
         outs = [DepthOutput(rng.uniform(4.0, 6.0, (48, 64)).astype(np.float32), None, K,
                             np.zeros((48, 64, 3), np.uint8)) for _ in range(2)]
-        first, _ = node.apply_temporal(outs[0], *_frame_messages(10.0))
-        second, reset = node.apply_temporal(outs[1], *_frame_messages(10.1))
+        first, _ = node.apply_temporal(outs[0], node.temporal_frame(*_frame_messages(10.0)))
+        second, reset = node.apply_temporal(outs[1], node.temporal_frame(*_frame_messages(10.1)))
         assert reset is None
         # the lookup: camera at the current stamp <- camera at the previous one, through odom
         assert fake.calls == [("cam", 10_100_000_000, "cam", 10_000_000_000, "odom")]
@@ -234,3 +234,12 @@ def test_tf_ego_motion_without_tf2_and_lidar_odometry_without_lidar_are_refused(
             Parameter("backend", value="row_median"),
             Parameter("model_path", value=str(den.SHIPPED_WEIGHTS / "row_median_reference.json")),
             Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="lidar_odometry")])
+
+
+def test_temporal_prior_is_refused_without_temporal_or_a_model_that_takes_priors(ctx):
+    with pytest.raises(ParameterError, match="'temporal_prior' needs 'temporal' true"):
+        dcn.DepthCompletionNode(context=ctx, parameter_overrides=[Parameter("temporal_prior", value=True)])
+    with pytest.raises(ParameterError, match="'temporal_prior' needs a DiffusionDepth completion model .* not backend "
+                                             "'ip_basic'"):
+        dcn.DepthCompletionNode(context=ctx, parameter_overrides=[
+            Parameter("temporal", value=True), Parameter("temporal_prior", value=True)])

@@ -169,3 +169,32 @@ def test_bad_arguments():
     f(out(scene()), "cam", 0.0)
     with pytest.raises(ValueError, match="rotation"):
         f(out(scene()), "cam", 0.1, T_prev_to_curr=np.diag([2.0, 1, 1, 1]))
+
+
+def test_previous_is_the_warped_state_or_none_where_the_frame_would_reset(monkeypatch):
+    import depth_diffusion_ros.inference.temporal as temporal
+    from depth_diffusion_ros.geometry.warp import forward_warp_depth
+
+    f = TemporalFilter(max_gap=0.5)
+    assert f.previous("cam", 0.0, (H, W), K) is None  # no state yet
+    f(out(scene()), "cam", 0.0)
+    np.testing.assert_array_equal(f.previous("cam", 0.1, (H, W), K), scene())  # identity: the state itself
+    for stamp, shape, k in ((0.7, (H, W), K), (-0.1, (H, W), K), (0.1, (H, W + 2), K),
+                            (0.1, (H, W), Intrinsics(70.0, 70.0, K.cx, K.cy, W, H))):
+        assert f.previous("cam", stamp, shape, k) is None  # gap, backward jump, size, intrinsics
+    assert f.previous("other", 0.1, (H, W), K) is None
+    # a known motion (1 m forward): the forward warp of the stored depth, computed once for the frame
+    calls = []
+    real = temporal.forward_warp_indices
+    monkeypatch.setattr(temporal, "forward_warp_indices", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    T = make_transform(np.eye(3), np.array([0.0, 0.0, -1.0]))  # noqa: N806
+    prior = f.previous("cam", 0.1, (H, W), K, T)
+    np.testing.assert_array_equal(prior, forward_warp_depth(scene(), T, K, fill_cracks=True)[0])
+    assert 8.9 < np.median(prior) < 9.1
+    prior[:] = 0  # a copy: the state is untouched
+    r = f(out(np.full((H, W), 9.0, np.float32)), "cam", 0.1, T_prev_to_curr=T)
+    assert len(calls) == 1  # the filter reused the warp of previous()
+    reference = TemporalFilter(max_gap=0.5)
+    reference(out(scene()), "cam", 0.0)
+    np.testing.assert_array_equal(r.output.depth, reference(out(np.full((H, W), 9.0, np.float32)), "cam", 0.1,
+                                                            T_prev_to_curr=T).output.depth)

@@ -95,9 +95,11 @@ class TemporalFilter:
         self.max_gap, self.agreement, self.lidar_agreement = float(max_gap), float(agreement), float(lidar_agreement)
         self.lidar_radius, self.max_weight, self.max_cameras = int(lidar_radius), float(max_weight), int(max_cameras)
         self._states: OrderedDict[str, _CameraState] = OrderedDict()
+        self._last_warp: Optional[tuple] = None  # (key, (depth, weight)) of the last warp (see previous)
 
     def reset(self, frame_id: Optional[str] = None) -> None:
         """Forget the state of ``frame_id`` (every frame id when None), e.g. between bags."""
+        self._last_warp = None
         if frame_id is None:
             self._states.clear()
         else:
@@ -149,12 +151,7 @@ class TemporalFilter:
             return TemporalResult(replace(output, uncertainty=unc), reason, np.zeros(cur.shape, bool))
 
         state = self._states[frame_id]
-        if T_prev_to_curr is None:
-            prev, w_prev = state.depth, state.weight
-        else:
-            index, prev = forward_warp_indices(state.depth, T_prev_to_curr, state.intrinsics, output.intrinsics,
-                                               fill_cracks=True)
-            w_prev = warp_values(state.weight, index)
+        prev, w_prev = self._warped(frame_id, stamp, state, output.intrinsics, T_prev_to_curr)
         have_prev = (prev > 0) & (cur > 0)
         diff = np.abs(prev - cur)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -180,8 +177,43 @@ class TemporalFilter:
         self._store(frame_id, stamp, cur, output.intrinsics, depth, weight)
         return TemporalResult(replace(output, depth=depth, uncertainty=unc), None, agree)
 
+    def previous(self, frame_id: str, stamp: float, shape: tuple[int, int], intrinsics: Optional[Intrinsics],
+                 T_prev_to_curr: Optional[np.ndarray] = None) -> Optional[np.ndarray]:  # noqa: N803
+        """The previous filtered depth of ``frame_id`` warped into the coming frame (``stamp`` s, depth
+        ``shape`` (H, W) at ``intrinsics``) by ``T_prev_to_curr`` (as in :meth:`__call__`; None =
+        identity): (H, W) float32 metres, 0 where no previous pixel lands (disocclusions, outside
+        the previous view). None when that frame will reset the state (:meth:`reset_reason`).
+
+        The temporal prior of depth completion (issue 17: the previous output enters the model as
+        a condition, :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`'s
+        ``prior_depth``). Does not change the state; the warp is kept for the :meth:`__call__` of
+        the same frame (same frame id, stamp and motion), so it runs once.
+        Raises FrameError: a non-identity motion without intrinsics (``bad_frame``).
+        """
+        if not math.isfinite(stamp) or self.reset_reason(frame_id, stamp, tuple(shape), intrinsics) is not None:
+            return None
+        if T_prev_to_curr is not None and intrinsics is None:
+            raise FrameError("temporal filter: warping by T_prev_to_curr needs the intrinsics", "bad_frame")
+        prev, _ = self._warped(frame_id, stamp, self._states[frame_id], intrinsics, T_prev_to_curr)
+        return prev.copy()
+
+    def _warped(self, frame_id: str, stamp: float, state: _CameraState, intrinsics: Optional[Intrinsics],
+                T: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        """(depth, weight) of ``state`` warped by T (None: as stored), the last warp reused when
+        it was for the same frame id, stamp and motion (a new state forgets it)."""
+        if T is None:
+            return state.depth, state.weight
+        key = (frame_id, float(stamp), intrinsics, np.asarray(T, np.float64).tobytes())
+        if self._last_warp is not None and self._last_warp[0] == key:
+            return self._last_warp[1]
+        index, prev = forward_warp_indices(state.depth, T, state.intrinsics, intrinsics, fill_cracks=True)
+        warped = (prev, warp_values(state.weight, index))
+        self._last_warp = (key, warped)
+        return warped
+
     def _store(self, frame_id: str, stamp: float, cur: np.ndarray, intrinsics: Optional[Intrinsics],
                depth: np.ndarray, weight: np.ndarray) -> None:
+        self._last_warp = None
         self._states[frame_id] = _CameraState(float(stamp), cur.shape, intrinsics, depth, weight)
         self._states.move_to_end(frame_id)
         while len(self._states) > self.max_cameras:

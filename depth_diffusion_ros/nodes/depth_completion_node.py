@@ -50,6 +50,12 @@ needs tf2_ros; a failed lookup is counted and that frame assumes a static camera
 KISS-ICP (:class:`~depth_diffusion_ros.geometry.odometry.LidarOdometry`, one map per LiDAR frame
 id, started afresh whenever the filter's state resets) and warps the previous depth by it into
 the current camera.
+Temporal prior (``temporal_prior`` true, with ``temporal``; DiffusionDepth backends): before the
+model runs, the filter's previous depth, warped the same way
+(:meth:`~depth_diffusion_ros.inference.temporal.TemporalFilter.previous`), replaces the model's
+first classical fill of the sparse depth wherever it lands (the pipeline's ``prior_depth``), so
+the model refines the depth of the previous frames with this scan; disoccluded pixels and the
+first frame after a reset keep the single-frame fill.
 
 A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
@@ -129,6 +135,9 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     ParamSpec("cascade_model_path", "", "cascade: model of a learned second stage; '' with torch = the shipped "
               "DSR-Diff demo weights", read_only=True),
     *TEMPORAL_PARAMETERS,
+    ParamSpec("temporal_prior", False, "temporal: the previous output, moved as for the blend, also replaces the "
+              "model's first classical fill of the sparse depth where it lands (DiffusionDepth backends)",
+              read_only=True),
 )
 
 
@@ -190,6 +199,9 @@ class DepthCompletionNode(DepthNode):
         self.odometry: Optional[dict[str, LidarOdometry]] = {} if (
             p["temporal"] and p["temporal_ego_motion"] == "lidar_odometry") else None
         temporal = self.start_temporal("static camera" if self.odometry is None else "ego-motion from LiDAR odometry")
+        if p["temporal_prior"]:
+            self._check_temporal_prior(p)
+            temporal += ", temporal prior into the model"
         sparse_type = PointCloud2 if p["input"] == "points" else Image
         self.start_io(
             "depth completion", {"image": Image, "camera_info": CameraInfo, p["input"]: sparse_type},
@@ -207,6 +219,7 @@ class DepthCompletionNode(DepthNode):
         intrinsics = image_intrinsics(image, camera_info)
         rgb = rgb_from_image(image)
         motion = None  # lidar_odometry: previous camera -> current camera
+        xyz, T = None, None  # noqa: N806
         if self.params["input"] == "points":
             xyz = pointcloud2_to_xyz(sparse_msg)
             if xyz.shape[0] == 0:
@@ -219,18 +232,31 @@ class DepthCompletionNode(DepthNode):
             if self.odometry is not None:
                 lidar_motion = self._lidar_motion(sparse_msg.header.frame_id, xyz)
                 motion = None if lidar_motion is None else lidar_motion_in_camera(lidar_motion, T)
-            timer.mark("inputs")
-            output = self.pipeline(rgb, intrinsics=intrinsics, points=xyz, T_camera_points=T)
+            sparse = None
         else:
             check_registered("sparse_depth", sparse_msg, image)
             sparse = depth_from_image(sparse_msg)
-            timer.mark("inputs")
-            output = self.pipeline(rgb, sparse, intrinsics)
-        if self.temporal is not None:
-            output, reset = self.apply_temporal(output, image, camera_info, motion)
+        frame = None if self.temporal is None else self.temporal_frame(image, camera_info, motion)
+        prior = {} if frame is None or not self.params["temporal_prior"] else {
+            "prior_depth": self.temporal.previous(frame[0], frame[1], *self.pipeline.output_geometry(rgb, intrinsics),
+                                                  frame[2])}
+        timer.mark("inputs")
+        output = self.pipeline(rgb, sparse, intrinsics, points=xyz, T_camera_points=T, **prior)
+        if frame is not None:
+            output, reset = self.apply_temporal(output, frame)
             if reset is not None and self.odometry is not None:
                 self._restart_odometry(sparse_msg.header.frame_id, xyz)
         self.publish(timer, output, image.header, camera_info)
+
+    def _check_temporal_prior(self, p: dict[str, Any]) -> None:
+        """temporal_prior needs temporal and a pipeline whose model takes a prior depth."""
+        if not p["temporal"]:
+            raise ParameterError("parameter 'temporal_prior' needs 'temporal' true (the prior is the filter's "
+                                 "previous depth)")
+        if not getattr(self.pipeline, "takes_prior_depth", False):
+            what = "a cascade" if p["cascade_scale"] else f"backend {p['backend']!r} with this model"
+            raise ParameterError(f"parameter 'temporal_prior' needs a DiffusionDepth completion model with classical "
+                                 f"fills as inputs, not {what}")
 
     def _lidar_motion(self, lidar_frame_id: str, xyz: Any) -> Optional[Any]:
         """The scan's motion since the previous one of ``lidar_frame_id`` (LiDAR frame), or None

@@ -197,7 +197,7 @@ class DepthEstimationNode(DepthNode):
         timer.mark("inputs")
         output = self.pipeline(rgb, intrinsics, rgb_aux=rgb_aux)
         if self.temporal is not None:
-            output, _ = self.apply_temporal(output, image, camera_info)
+            output, _ = self.apply_temporal(output, self.temporal_frame(image, camera_info))
         self.publish(timer, output, image.header, camera_info)
 
 

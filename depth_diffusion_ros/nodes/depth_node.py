@@ -73,16 +73,21 @@ class DepthNode(Node):
             ego_motion = f"ego-motion from tf relative to {p['temporal_fixed_frame']!r}"
         return f", temporal (max gap {p['temporal_max_gap']:g} s, {ego_motion})" if p["temporal"] else ""
 
-    def apply_temporal(self, output: DepthOutput, image: Any, camera_info: Any,
-                       motion: Optional[Any] = None) -> tuple[DepthOutput, Optional[str]]:
-        """The temporal filter on one frame's output, its state kept per camera frame id (the
-        CameraInfo's, else the image's); ``motion`` (4, 4) previous -> current camera, None =
-        static. Returns the filtered output and the reason the state was reset (logged), or None."""
+    def temporal_frame(self, image: Any, camera_info: Any, motion: Optional[Any] = None) -> tuple[str, float, Any]:
+        """(camera frame id, stamp in seconds, motion) of a frame for the temporal filter: the
+        state is kept per camera frame id (the CameraInfo's, else the image's); ``motion`` (4, 4)
+        previous -> current camera, None = static, is replaced by tf2's with ``temporal_ego_motion``
+        tf. Call it before the pipeline runs (the temporal prior needs the motion)."""
         frame_id = camera_info.header.frame_id or image.header.frame_id
         stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
         if self.tf_ego_motion is not None:
             motion = self._tf_motion(frame_id, image.header.stamp)
-        result = self.temporal(output, frame_id, stamp, motion)
+        return frame_id, stamp, motion
+
+    def apply_temporal(self, output: DepthOutput, frame: tuple[str, float, Any]) -> tuple[DepthOutput, Optional[str]]:
+        """The temporal filter on one frame's output (``frame`` from :meth:`temporal_frame`).
+        Returns the filtered output and the reason the state was reset (logged), or None."""
+        result = self.temporal(output, *frame)
         if result.reset is not None:
             self.get_logger().info(f"temporal state reset: {result.reset}")
         return result.output, result.reset

@@ -40,7 +40,8 @@ class DepthOutput:
 
 
 def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray, sparse_depth: Optional[np.ndarray],
-                        rgb_aux: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+                        rgb_aux: Optional[np.ndarray] = None,
+                        prior_depth: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """A DiffusionDepth backend on one frame: pad to its size divisor (with the model's classical
     fills of the sparse input when it takes them), sample every ensemble member from the seeded
     noise, aggregate, crop back.
@@ -48,6 +49,8 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray, sparse_depth
     rgb (H, W, 3) uint8; sparse_depth (H, W) float32 m, 0 = missing, or None (monocular: zeros);
     rgb_aux (H, W, 3) uint8: an auxiliary view (IID-RDepth's AV-LFE) for a backend with
     ``uses_aux``, padded as rgb and fed as ``rgb_aux``; ignored by the others.
+    prior_depth (H, W) float32 m, 0 = none: replaces the model's first classical fill where > 0
+    (the temporal prior, see CompletionPipeline); the caller checks the backend takes priors.
     Returns (depth (H, W) m, uncertainty (H, W) m | None). BackendError when a static graph
     cannot take the padded size.
     """
@@ -63,6 +66,9 @@ def run_diffusion_depth(backend: DiffusionBackend, rgb: np.ndarray, sparse_depth
         feed["rgb_aux"] = frames.rgb_to_tensor_layout(frames.pad_to_multiple(rgb_aux, backend.size_divisor)[0])
     if backend.external_priors:
         feed["priors"] = classical_priors(backend.external_priors, sparse, backend.size_divisor)
+        if prior_depth is not None:
+            given = frames.pad_to_multiple(np.asarray(prior_depth, np.float32), backend.size_divisor)[0]
+            feed["priors"][0, 0] = np.where(given > 0, given, feed["priors"][0, 0])
     noise = frames.make_noise((backend.ensemble_size,) + backend.latent_shape(H, W), backend.seed)
     members = sample_members(backend, feed, noise, backend.num_inference_steps)
     depth, unc = aggregate_depth_members(members)

@@ -46,6 +46,20 @@ class CompletionPipeline(FramePipeline):
         super().__init__(backend, processing_size, resize_back)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
 
+    @property
+    def takes_prior_depth(self) -> bool:
+        """Whether ``prior_depth`` can be given: a DiffusionDepth backend with classical fills
+        (``external_priors``) as inputs."""
+        return isinstance(self.backend, DiffusionBackend) and bool(getattr(self.backend, "external_priors", ()))
+
+    def output_geometry(self, rgb: np.ndarray,
+                        intrinsics: Optional[Intrinsics]) -> tuple[tuple[int, int], Optional[Intrinsics]]:
+        """((H, W), intrinsics) of the processing resolution of this frame: the size and camera
+        of the depth :meth:`__call__` returns (without ``resize_back``) and of a ``prior_depth``.
+        Raises FrameError as :meth:`__call__`."""
+        w, h, proc = self._target(rgb, intrinsics)
+        return (h, w), proc
+
     def _target(self, rgb: np.ndarray, intrinsics: Optional[Intrinsics]) -> tuple[int, int, Optional[Intrinsics]]:
         """(width, height, intrinsics) of the processing resolution for this frame."""
         w, h = self._input_size(rgb, intrinsics)
@@ -58,7 +72,8 @@ class CompletionPipeline(FramePipeline):
 
     def __call__(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray] = None,
                  intrinsics: Optional[Intrinsics] = None, points: Optional[np.ndarray] = None,
-                 T_camera_points: Optional[np.ndarray] = None) -> DepthOutput:  # noqa: N803
+                 T_camera_points: Optional[np.ndarray] = None,  # noqa: N803
+                 prior_depth: Optional[np.ndarray] = None) -> DepthOutput:
         """Complete one frame.
 
         rgb: (H, W, 3) uint8. Sparse input, one of: ``sparse_depth`` (H, W) float32 metres (0 or
@@ -66,23 +81,44 @@ class CompletionPipeline(FramePipeline):
         ``T_camera_points`` (4x4 camera <- points; identity when None), projected with the
         intrinsics at the processing size. intrinsics: of ``rgb`` (needed for points and for a
         processing size).
+        prior_depth: (H, W) float32 metres at the processing size (0 = none), or None: a depth map
+        from elsewhere that replaces the model's first classical fill of the sparse depth where
+        it is > 0 — the temporal prior of issue 17 (the previous output warped into this camera,
+        :meth:`~depth_diffusion_ros.inference.temporal.TemporalFilter.previous`): the model then
+        refines the previous frames' depth with this frame's LiDAR instead of a fill of this
+        scan alone. Only for a backend with ``takes_prior_depth``.
         Returns the DepthOutput with ``sparse_depth`` = the sparse input at the processing size
         (when the output is at that size).
         Raises FrameError: bad shapes (``bad_frame`` / ``size_mismatch``), no sparse input or no
-        valid sparse pixel (``empty_sparse_depth``); BackendError from the backend.
+        valid sparse pixel (``empty_sparse_depth``), a prior_depth of another size
+        (``size_mismatch``); BackendError from the backend, or for a prior_depth the backend
+        cannot take.
         """
         rgb = check_rgb(rgb)
         w, h, proc = self._target(rgb, intrinsics)
         sparse = self._sparse(rgb, sparse_depth, intrinsics, proc, points, T_camera_points)
         rgb_proc = resize_rgb(rgb, w, h)
+        if prior_depth is not None:
+            prior_depth = self._prior(prior_depth, (h, w))
         if isinstance(self.backend, DiffusionBackend):
-            depth, unc = run_diffusion_depth(self.backend, rgb_proc, sparse)
+            depth, unc = run_diffusion_depth(self.backend, rgb_proc, sparse, prior_depth=prior_depth)
         else:
             depth, unc = self._complete(rgb_proc, sparse), None
         out = self._finish(depth, unc, proc, rgb_proc, rgb, intrinsics)
         if out.depth.shape == sparse.shape:
             out.sparse_depth = sparse
         return out
+
+    def _prior(self, prior_depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """prior_depth checked: this backend takes one, the processing size; outside min/max_depth = none."""
+        if not self.takes_prior_depth:
+            raise BackendError(f"backend {backend_label(self.backend)!r} takes no prior depth (only a DiffusionDepth "
+                               "completion model with classical fills as inputs does)")
+        prior = np.asarray(prior_depth, np.float32)
+        if prior.shape != shape:
+            raise FrameError(f"prior_depth has shape {prior.shape}, expected {shape} (the processing size)",
+                             "size_mismatch")
+        return depth_in_range(prior, self.min_depth, self.max_depth)
 
     def _complete(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         """A non-diffusion backend, padded to its ``size_divisor`` (1 unless it declares one)."""
