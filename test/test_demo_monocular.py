@@ -13,7 +13,7 @@ from depth_diffusion_ros.tools.demo.backends import WEIGHTS_DIR
 
 def test_the_monocular_weights_are_in_the_monocular_table_not_the_completion_table():
     models = monocular_models(WEIGHTS_DIR)
-    assert [m.name for m in models] == ["diffusion_depth_kitti_monocular"]
+    assert [m.name for m in models] == ["diffusion_depth_kitti_monocular", "iid_rdepth_kitti"]
     assert "not a monocular model" in monocular_problem(WEIGHTS_DIR / "diffusion_depth_kitti")
     labels = {c.label: c for c in discover_backends()}
     assert "torch:diffusion_depth_kitti_monocular" not in labels
@@ -28,11 +28,15 @@ def test_demo_monocular_rows(shared_data: Path, tmp_path: Path, monkeypatch) -> 
     rows, skipped = run_monocular(tmp_path, tmp_path / "bags", WEIGHTS_DIR)
     assert skipped == []
     by = {(r["dataset"], r["model"]): r for r in rows}
-    model, ref = "onnxruntime:diffusion_depth_kitti_monocular", "row_median:diffusion_depth_kitti_monocular"
-    for dataset, frames in (("sequence val 44-51", "8"), ("raw 0001/5", "1"), ("object 000001", "1")):
-        for label in (model, ref):
+    models = ("onnxruntime:diffusion_depth_kitti_monocular", "onnxruntime:iid_rdepth_kitti")
+    ref = "row_median:diffusion_depth_kitti_monocular"
+    sets = ("sequence val 44-51", "raw 0001/5", "object 000001")
+    for dataset, frames in zip(sets, ("8", "1", "1")):
+        for label in models + (ref,):
             row = by[(dataset, label)]
             assert row["frames"] == frames and 0 < row["abs_rel"] < 1.0 and row["rmse_m"] > 0, row
-    mean = by[("mean of the 3 sets", model)]
-    assert mean["abs_rel"] == pytest.approx(sum(by[(d, model)]["abs_rel"] for d in
-                                                ("sequence val 44-51", "raw 0001/5", "object 000001")) / 3)
+    for model in models:
+        mean = by[("mean of the 3 sets", model)]
+        assert mean["abs_rel"] == pytest.approx(sum(by[(d, model)]["abs_rel"] for d in sets) / 3)
+    # the node's default, IID-RDepth, is at least 25 % below the reference on the mean of the sets
+    assert by[("mean of the 3 sets", models[1])]["abs_rel"] <= 0.75 * by[("mean of the 3 sets", ref)]["abs_rel"]

@@ -232,7 +232,7 @@ def test_tf_ego_motion_without_tf2_and_lidar_odometry_without_lidar_are_refused(
     with pytest.raises(ParameterError, match="lidar_odometry needs LiDAR scans: depth_estimation_node has none"):
         den.DepthEstimationNode(context=ctx, parameter_overrides=[
             Parameter("backend", value="row_median"),
-            Parameter("model_path", value=str(den.SHIPPED_WEIGHTS / "row_median_reference.json")),
+            Parameter("model_path", value=str(den.ROW_MEDIAN_REFERENCE)),
             Parameter("temporal", value=True), Parameter("temporal_ego_motion", value="lidar_odometry")])
 
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_diffusion_ros.baselines.row_median import RowMedianDepth
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, garg_crop_mask
-from depth_diffusion_ros.nodes.depth_estimation_node import SHIPPED_WEIGHTS
+from depth_diffusion_ros.nodes.depth_estimation_node import MONOCULAR_WEIGHTS, ROW_MEDIAN_REFERENCE, SHIPPED_WEIGHTS
 from depth_diffusion_ros.ros import array_to_image, depth_from_image
 
 from node_harness import DepthNodeRig, KittiFrame, NodeProcess, diagnostic_values
@@ -88,7 +88,7 @@ def test_shipped_weights_onnxruntime_without_torch_metric_across_scales(kitti_ra
         gt = rig.frame.gt
         valid = (gt > 0) & garg_crop_mask(*gt.shape)
         m = depth_metrics(full, gt, valid, max_depth=80.0)
-        ref = depth_metrics(RowMedianDepth.load(SHIPPED_WEIGHTS / "row_median_reference.json").predict(
+        ref = depth_metrics(RowMedianDepth.load(ROW_MEDIAN_REFERENCE).predict(
             rig.frame.intrinsics), gt, valid, max_depth=80.0)
         assert m["abs_rel"] < 0.35 and m["abs_rel"] <= ref["abs_rel"], (m, ref)
         info = rig.info.messages[-1]
@@ -138,9 +138,11 @@ def test_bad_parameters_stop_the_node_with_the_problem_named(params, message, no
         proc.cleanup()
 
 
-def test_shipped_weights_folder_is_complete_and_small():
-    files = {p.relative_to(SHIPPED_WEIGHTS).as_posix(): p.stat().st_size for p in SHIPPED_WEIGHTS.rglob("*") if p.is_file()}
-    for name in ("model.safetensors", "config.yaml", "MODEL_CARD.md", "row_median_reference.json",
-                 "onnx/encoder.onnx", "onnx/step.onnx", "onnx/decoder.onnx"):
+@pytest.mark.parametrize("folder, extra", [(SHIPPED_WEIGHTS, ("onnx/encoder_aux.onnx",)),
+                                           (MONOCULAR_WEIGHTS, ("row_median_reference.json",))])
+def test_shipped_weights_folders_are_complete_and_small(folder, extra):
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    for name in ("model.safetensors", "config.yaml", "MODEL_CARD.md",
+                 "onnx/encoder.onnx", "onnx/step.onnx", "onnx/decoder.onnx") + extra:
         assert name in files, name
     assert sum(files.values()) <= 20 * 2**20

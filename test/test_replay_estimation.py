@@ -11,7 +11,7 @@ import pytest
 from depth_diffusion_ros.baselines.row_median import RowMedianDepth
 from depth_diffusion_ros.evaluation.metrics import depth_metrics, garg_crop_mask
 from depth_diffusion_ros.geometry.projection import project_lidar_to_depth
-from depth_diffusion_ros.nodes.depth_estimation_node import SHIPPED_WEIGHTS
+from depth_diffusion_ros.nodes.depth_estimation_node import ROW_MEDIAN_REFERENCE, SHIPPED_WEIGHTS
 from depth_diffusion_ros.tools import bag_io
 from depth_diffusion_ros.tools.kitti_to_bag import convert, discover_kitti
 from depth_diffusion_ros.tools.replay import ReplayError, ReplayOptions, replay
@@ -19,7 +19,7 @@ from depth_diffusion_ros.tools.replay.bag_plan import plan_bag
 from test_replay import read_topic
 
 pytestmark = pytest.mark.ros
-REFERENCE = SHIPPED_WEIGHTS / "row_median_reference.json"
+REFERENCE = ROW_MEDIAN_REFERENCE
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 

@@ -4,7 +4,11 @@ Joins ``image`` and ``camera_info`` (and ``image_aux``) by approximate time, run
 DiffusionDepth, IID-RDepth or DenseDepth model
 with the backend chosen by ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``; ``row_median``
 runs the row-median reference, a ground-plane prior every model must beat) and publishes
-metric depth in the camera frame: for a robot with only a camera.
+metric depth in the camera frame: for a robot with only a camera. The default model
+(``model_path`` '') is the best shipped monocular one, IID-RDepth + AV-LFE
+(``weights/iid_rdepth_kitti``, built on the monocular DiffusionDepth's frozen encoder);
+``weights/diffusion_depth_kitti_monocular`` is the monocular DiffusionDepth alone (faster, less
+accurate: see the README's monocular table).
 
 The learned backends run the model family ``model_path`` holds
 (:func:`~depth_diffusion_ros.inference.backends.make_estimation_backend`): a DenseDepth export
@@ -81,10 +85,18 @@ from depth_diffusion_ros.nodes.process import run_node
 from depth_diffusion_ros.ros import rgb_from_image
 
 NODE_NAME = "depth_estimation_node"
-#: The shipped monocular weights: the checkpoint (torch), its ONNX export in ``onnx/``
-#: (onnxruntime, tensorrt) and the row-median reference fitted on the same training frames.
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "diffusion_depth_kitti_monocular"
-_SHIPPED_FILES = {"torch": "", "onnxruntime": "onnx", "tensorrt": "onnx", "row_median": "row_median_reference.json"}
+_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+#: The default learned model: the best shipped monocular weights (IID-RDepth + AV-LFE on the
+#: frozen encoder of the monocular DiffusionDepth; validation abs_rel 0.188, mean of the three
+#: validation sets 0.249 against 0.222 / 0.305 for the monocular DiffusionDepth alone): the
+#: checkpoint (torch) and its ONNX export in ``onnx/`` (onnxruntime, tensorrt).
+SHIPPED_WEIGHTS = _WEIGHTS / "iid_rdepth_kitti"
+#: The monocular DiffusionDepth (``model_path`` of this folder, or its ``onnx/``, runs it), with
+#: the row-median reference fitted on its training frames (the row_median backend's default).
+MONOCULAR_WEIGHTS = _WEIGHTS / "diffusion_depth_kitti_monocular"
+ROW_MEDIAN_REFERENCE = MONOCULAR_WEIGHTS / "row_median_reference.json"
+_SHIPPED_FILES = {"torch": SHIPPED_WEIGHTS, "onnxruntime": SHIPPED_WEIGHTS / "onnx",
+                  "tensorrt": SHIPPED_WEIGHTS / "onnx", "row_median": ROW_MEDIAN_REFERENCE}
 
 #: backend name -> node parameters passed to ``make_estimation_backend`` (same names); a parameter
 #: at its unset value is not passed (the backend's default applies).
@@ -98,8 +110,9 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     *learned_backend_parameter_specs(
         model_path="monocular model: ONNX export directory (onnxruntime, tensorrt), torch checkpoint (torch) or "
                    "row_median_reference.json (row_median); a DenseDepth export (densedepth.onnx) or checkpoint "
-                   "runs as a one-shot regressor; '' = the shipped KITTI weights "
-                   "(weights/diffusion_depth_kitti_monocular)",
+                   "runs as a one-shot regressor; '' = the best shipped KITTI weights "
+                   "(weights/iid_rdepth_kitti: IID-RDepth + AV-LFE; weights/diffusion_depth_kitti_monocular = the "
+                   "monocular DiffusionDepth; its row_median_reference.json for row_median)",
         num_inference_steps="DDIM steps; 0 = the model's default; ignored (logged) by a DenseDepth model, which has none",
         ensemble_size="diffusion samples per frame; > 1 also publishes their spread on depth/uncertainty; a DenseDepth "
                       "model needs 1 (refused otherwise: one deterministic pass, no spread)",
@@ -126,7 +139,7 @@ def backend_options(backend: str, params: dict[str, Any]) -> dict[str, Any]:
     (``model_path`` '' = the shipped weights' file for ``backend``)."""
     options = select_backend_options(BACKEND_OPTIONS, backend, params)
     if not options.get("model_path") and backend in _SHIPPED_FILES:
-        options["model_path"] = str(SHIPPED_WEIGHTS / _SHIPPED_FILES[backend])
+        options["model_path"] = str(_SHIPPED_FILES[backend])
     return options
 
 

@@ -30,7 +30,8 @@ TABLE_COLUMNS = [("abs_rel", "AbsRel", "{:.3f}"), ("rmse_m", "RMSE m", "{:.2f}")
 
 
 def monocular_problem(model_dir: Path) -> Optional[str]:
-    """Why ``model_dir`` is not a monocular checkpoint (``mode: monocular`` in its config.yaml), or None."""
+    """Why ``model_dir`` is not a monocular checkpoint (``mode: monocular`` in its config.yaml, or an
+    IID-RDepth one), or None."""
     import yaml
 
     config = model_dir / "config.yaml"
@@ -40,15 +41,18 @@ def monocular_problem(model_dir: Path) -> Optional[str]:
         data = yaml.safe_load(config.read_text())
     except (OSError, yaml.YAMLError) as exc:
         return f"unreadable {config}: {exc}"
+    if isinstance(data, dict) and data.get("architecture") == "iid_rdepth":
+        return None  # monocular by construction (no mode key)
     if not isinstance(data, dict) or data.get("mode") != "monocular":
         return f"not a monocular model ({config})"
-    if data.get("architecture") not in (None, "diffusion_depth"):
-        return f"a {data['architecture']} checkpoint: the estimation node runs DiffusionDepth models"
+    if data.get("architecture") not in (None, "diffusion_depth", "iid_rdepth"):
+        return f"a {data['architecture']} checkpoint: the demo's table runs the DiffusionDepth family"
     return None
 
 
 def monocular_models(weights_dir: Path) -> list[Path]:
-    """The monocular DiffusionDepth model folders of ``weights_dir``."""
+    """The monocular DiffusionDepth-family model folders of ``weights_dir`` (the monocular
+    DiffusionDepth, IID-RDepth)."""
     folders = sorted(d for d in weights_dir.glob("*") if d.is_dir()) if weights_dir.is_dir() else []
     return [d for d in folders if monocular_problem(d) is None]
 
@@ -107,7 +111,8 @@ def run_monocular(out: Path, bags: Path, weights_dir: Path, frame_timeout: float
     datasets = monocular_bags(bags)
     if not datasets:
         return [], ["no KITTI data found (set DDR_SHARED_DATA)"]
-    runs = [(f"row_median:{models[0].name}", "row_median", str(models[0] / REFERENCE_FILE))]
+    with_reference = [m for m in models if (m / REFERENCE_FILE).is_file()] or models
+    runs = [(f"row_median:{with_reference[0].name}", "row_median", str(with_reference[0] / REFERENCE_FILE))]
     runs += [(f"onnxruntime:{m.name}", "onnxruntime", str(m)) for m in models]
     rows = [_replay_row(out, d, bag, label, backend, path, frame_timeout)
             for label, backend, path in runs for d, bag, _ in datasets]
