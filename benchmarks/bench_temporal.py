@@ -66,14 +66,16 @@ def load_block(seq: Path, frames) -> list[dict]:
 
 MODES = (("single", "single-frame"), ("static", "temporal, static camera"),
          ("odometry", "temporal, LiDAR odometry"), ("prior_static", "temporal prior, static camera"),
-         ("prior_odometry", "temporal prior, LiDAR odometry"))
+         ("prior_odometry", "temporal prior, LiDAR odometry"),
+         ("prior_veto_static", "temporal prior + LiDAR veto, static camera"),
+         ("prior_veto_odometry", "temporal prior + LiDAR veto, LiDAR odometry"))
 
 
 def run_method(pipeline, frames) -> tuple[dict, dict]:
     """Depths per mode and ms per frame of each mode: single-frame; the filter with a static
     camera / with LiDAR odometry; and, for a pipeline that takes a prior depth (DiffusionDepth),
     the filter whose previous depth also enters the model (``prior_depth``, issue 17), static /
-    odometry. The odometry runs once per frame and is shared by its modes."""
+    odometry, without and with the LiDAR veto (the node's ``temporal_prior_lidar_veto``). The odometry runs once per frame and is shared by its modes."""
     from depth_diffusion_ros.geometry.odometry import LidarOdometry, lidar_motion_in_camera
     from depth_diffusion_ros.inference.temporal import TemporalFilter
 
@@ -99,7 +101,8 @@ def run_method(pipeline, frames) -> tuple[dict, dict]:
             t0 = time.perf_counter()
             cur, spent = out, single_ms
             if key.startswith("prior"):
-                prior = filt.previous("camera", stamp, out.depth.shape, out.intrinsics, T)
+                prior = filt.previous("camera", stamp, out.depth.shape, out.intrinsics, T,
+                                      f["sparse"] if "veto" in key else None)
                 if prior is not None:
                     cur = pipeline(f["rgb"], f["sparse"], f["K"], prior_depth=prior)
                     spent = 0.0

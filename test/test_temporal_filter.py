@@ -198,3 +198,15 @@ def test_previous_is_the_warped_state_or_none_where_the_frame_would_reset(monkey
     reference(out(scene()), "cam", 0.0)
     np.testing.assert_array_equal(r.output.depth, reference(out(np.full((H, W), 9.0, np.float32)), "cam", 0.1,
                                                             T_prev_to_curr=T).output.depth)
+
+
+def test_previous_with_the_sparse_depth_vetoes_near_a_disagreeing_return():
+    f = TemporalFilter(max_gap=0.5, lidar_radius=2)
+    f(out(scene()), "cam", 0.0)
+    sparse = np.zeros((H, W), np.float32)
+    sparse[10, 10] = 10.2  # agrees (2 %): kept
+    sparse[30, 40] = 9.0  # the 5 m box moved away here: vetoed with its 5x5 neighbourhood
+    prior = f.previous("cam", 0.1, (H, W), K, None, sparse)
+    assert (prior[28:33, 38:43] == 0).all() and (prior[27, 38:43] == 5.0).all() and prior[30, 43] == 5.0
+    assert prior[10, 10] == 10.0 and (prior > 0).sum() == H * W - 25
+    np.testing.assert_array_equal(f.previous("cam", 0.1, (H, W), K), scene())  # the state untouched

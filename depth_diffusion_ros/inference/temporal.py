@@ -156,17 +156,8 @@ class TemporalFilter:
         diff = np.abs(prev - cur)
         with np.errstate(divide="ignore", invalid="ignore"):
             agree = have_prev & (diff <= self.agreement * cur)
-        lidar_diff = np.zeros_like(cur)
-        sparse = output.sparse_depth
-        if sparse is not None and np.shape(sparse) == cur.shape:
-            s = np.asarray(sparse, np.float32)
-            hit = have_prev & (s > 0)
-            lidar_diff[hit] = np.abs(prev[hit] - s[hit])
-            veto = (hit & (lidar_diff > self.lidar_agreement * s)).astype(np.uint8)
-            if self.lidar_radius and veto.any():
-                k = 2 * self.lidar_radius + 1
-                veto = cv2.dilate(veto, np.ones((k, k), np.uint8))
-            agree &= veto == 0
+        veto, lidar_diff = self._lidar_veto(prev, output.sparse_depth, have_prev)
+        agree &= ~veto
 
         weight = np.where(agree, np.minimum(w_prev + 1.0, self.max_weight), 1.0).astype(np.float32)
         depth = np.where(agree, prev + (cur - prev) / weight, cur).astype(np.float32)
@@ -178,11 +169,15 @@ class TemporalFilter:
         return TemporalResult(replace(output, depth=depth, uncertainty=unc), None, agree)
 
     def previous(self, frame_id: str, stamp: float, shape: tuple[int, int], intrinsics: Optional[Intrinsics],
-                 T_prev_to_curr: Optional[np.ndarray] = None) -> Optional[np.ndarray]:  # noqa: N803
+                 T_prev_to_curr: Optional[np.ndarray] = None,  # noqa: N803
+                 sparse_depth: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """The previous filtered depth of ``frame_id`` warped into the coming frame (``stamp`` s, depth
         ``shape`` (H, W) at ``intrinsics``) by ``T_prev_to_curr`` (as in :meth:`__call__`; None =
         identity): (H, W) float32 metres, 0 where no previous pixel lands (disocclusions, outside
         the previous view). None when that frame will reset the state (:meth:`reset_reason`).
+        sparse_depth: (H, W) m, the coming frame's sparse input (0 = none), or None: where given,
+        the warped depth is also 0 within ``lidar_radius`` of a return it misses by more than
+        ``lidar_agreement`` (moving objects fall back, as in the blend).
 
         The temporal prior of depth completion (issue 17: the previous output enters the model as
         a condition, :class:`~depth_diffusion_ros.inference.pipelines.CompletionPipeline`'s
@@ -195,7 +190,27 @@ class TemporalFilter:
         if T_prev_to_curr is not None and intrinsics is None:
             raise FrameError("temporal filter: warping by T_prev_to_curr needs the intrinsics", "bad_frame")
         prev, _ = self._warped(frame_id, stamp, self._states[frame_id], intrinsics, T_prev_to_curr)
-        return prev.copy()
+        if sparse_depth is None:
+            return prev.copy()
+        veto, _ = self._lidar_veto(prev, sparse_depth, prev > 0)
+        return np.where(veto, np.float32(0.0), prev).astype(np.float32)
+
+    def _lidar_veto(self, prev: np.ndarray, sparse: Optional[np.ndarray],
+                    have_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(veto (H, W) bool: within ``lidar_radius`` of a current return that ``prev`` misses by
+        more than ``lidar_agreement`` (relative) — a moving object; |prev - return| (H, W) m at the
+        returns, 0 elsewhere). No sparse depth (or another size): nothing vetoed."""
+        lidar_diff = np.zeros(prev.shape, np.float32)
+        if sparse is None or np.shape(sparse) != prev.shape:
+            return np.zeros(prev.shape, bool), lidar_diff
+        s = np.asarray(sparse, np.float32)
+        hit = have_prev & (s > 0)
+        lidar_diff[hit] = np.abs(prev[hit] - s[hit])
+        veto = (hit & (lidar_diff > self.lidar_agreement * s)).astype(np.uint8)
+        if self.lidar_radius and veto.any():
+            k = 2 * self.lidar_radius + 1
+            veto = cv2.dilate(veto, np.ones((k, k), np.uint8))
+        return veto > 0, lidar_diff
 
     def _warped(self, frame_id: str, stamp: float, state: _CameraState, intrinsics: Optional[Intrinsics],
                 T: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803

@@ -54,8 +54,9 @@ Temporal prior (``temporal_prior`` true, with ``temporal``; DiffusionDepth backe
 model runs, the filter's previous depth, warped the same way
 (:meth:`~depth_diffusion_ros.inference.temporal.TemporalFilter.previous`), replaces the model's
 first classical fill of the sparse depth wherever it lands (the pipeline's ``prior_depth``), so
-the model refines the depth of the previous frames with this scan; disoccluded pixels and the
-first frame after a reset keep the single-frame fill.
+the model refines the depth of the previous frames with this scan; disoccluded pixels, the first
+frame after a reset and, with ``temporal_prior_lidar_veto`` (default), the pixels near a current
+return the previous depth misses (moving objects) keep the single-frame fill.
 
 A plain ``rclpy.node.Node``; see :mod:`depth_diffusion_ros.nodes.process` for why not lifecycle.
 """
@@ -137,6 +138,9 @@ PARAMETERS: tuple[ParamSpec, ...] = depth_node_parameters(
     *TEMPORAL_PARAMETERS,
     ParamSpec("temporal_prior", False, "temporal: the previous output, moved as for the blend, also replaces the "
               "model's first classical fill of the sparse depth where it lands (DiffusionDepth backends)",
+              read_only=True),
+    ParamSpec("temporal_prior_lidar_veto", True, "temporal_prior: not within 2 px of a current LiDAR return the "
+              "previous depth misses by more than 5 % (moving objects fall back to the single-frame fill)",
               read_only=True),
 )
 
@@ -238,8 +242,7 @@ class DepthCompletionNode(DepthNode):
             sparse = depth_from_image(sparse_msg)
         frame = None if self.temporal is None else self.temporal_frame(image, camera_info, motion)
         prior = {} if frame is None or not self.params["temporal_prior"] else {
-            "prior_depth": self.temporal.previous(frame[0], frame[1], *self.pipeline.output_geometry(rgb, intrinsics),
-                                                  frame[2])}
+            "prior_depth": self._temporal_prior(frame, *self.pipeline.output_geometry(rgb, intrinsics))}
         timer.mark("inputs")
         output = self.pipeline(rgb, sparse, intrinsics, points=xyz, T_camera_points=T, **prior)
         if frame is not None:
@@ -247,6 +250,14 @@ class DepthCompletionNode(DepthNode):
             if reset is not None and self.odometry is not None:
                 self._restart_odometry(sparse_msg.header.frame_id, xyz)
         self.publish(timer, output, image.header, camera_info)
+
+    def _temporal_prior(self, frame: tuple[str, float, Any], shape: tuple[int, int], intrinsics: Any) -> Any:
+        """The pipeline's ``prior_depth``: a function of the frame's sparse depth (processing
+        size) giving the filter's warped previous depth, vetoed near disagreeing returns with
+        ``temporal_prior_lidar_veto``."""
+        veto = self.params["temporal_prior_lidar_veto"]
+        return lambda sparse: self.temporal.previous(frame[0], frame[1], shape, intrinsics, frame[2],
+                                                     sparse if veto else None)
 
     def _check_temporal_prior(self, p: dict[str, Any]) -> None:
         """temporal_prior needs temporal and a pipeline whose model takes a prior depth."""

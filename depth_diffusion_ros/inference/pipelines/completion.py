@@ -8,7 +8,7 @@ input size.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class CompletionPipeline(FramePipeline):
     def __call__(self, rgb: np.ndarray, sparse_depth: Optional[np.ndarray] = None,
                  intrinsics: Optional[Intrinsics] = None, points: Optional[np.ndarray] = None,
                  T_camera_points: Optional[np.ndarray] = None,  # noqa: N803
-                 prior_depth: Optional[np.ndarray] = None) -> DepthOutput:
+                 prior_depth: Union[np.ndarray, Callable[[np.ndarray], Optional[np.ndarray]], None] = None) -> DepthOutput:
         """Complete one frame.
 
         rgb: (H, W, 3) uint8. Sparse input, one of: ``sparse_depth`` (H, W) float32 metres (0 or
@@ -86,7 +86,9 @@ class CompletionPipeline(FramePipeline):
         it is > 0 — the temporal prior of issue 17 (the previous output warped into this camera,
         :meth:`~depth_diffusion_ros.inference.temporal.TemporalFilter.previous`): the model then
         refines the previous frames' depth with this frame's LiDAR instead of a fill of this
-        scan alone. Only for a backend with ``takes_prior_depth``.
+        scan alone. Or a function of the frame's sparse depth at the processing size returning
+        such a map or None (e.g. to drop the prior where this scan disagrees with it). Only for a
+        backend with ``takes_prior_depth``.
         Returns the DepthOutput with ``sparse_depth`` = the sparse input at the processing size
         (when the output is at that size).
         Raises FrameError: bad shapes (``bad_frame`` / ``size_mismatch``), no sparse input or no
@@ -98,6 +100,8 @@ class CompletionPipeline(FramePipeline):
         w, h, proc = self._target(rgb, intrinsics)
         sparse = self._sparse(rgb, sparse_depth, intrinsics, proc, points, T_camera_points)
         rgb_proc = resize_rgb(rgb, w, h)
+        if callable(prior_depth):
+            prior_depth = prior_depth(sparse)
         if prior_depth is not None:
             prior_depth = self._prior(prior_depth, (h, w))
         if isinstance(self.backend, DiffusionBackend):
