@@ -9,7 +9,7 @@ def nearest_fill(sparse_depth: np.ndarray) -> np.ndarray:
     """Fill every empty pixel with the value of the nearest valid pixel (exact Euclidean distance).
 
     Uses ``scipy.ndimage.distance_transform_edt(..., return_distances=False, return_indices=True)``
-    on the empty mask (the indices alone: the distances are not needed, a third less time).
+    on the empty mask (the indices alone: the distances are not needed).
 
     Args:
         sparse_depth: (H, W) metres, 0 / negative / non-finite = missing.
