@@ -201,9 +201,15 @@ def _two_bounds(u: np.ndarray, v: np.ndarray, sel: np.ndarray) -> np.ndarray:
     """(2, 2, T) [bound][u, v]: the first and the last selected of the three (3, T) column bounds
     (the same one twice when one is selected; every triangle has one at least on each side, as
     the three bd sum to 0)."""
-    first = np.where(sel[0], 0, np.where(sel[1], 1, 2))
-    last = np.where(sel[2], 2, np.where(sel[1], 1, 0))
-    return np.array([[np.choose(first, u), np.choose(first, v)], [np.choose(last, u), np.choose(last, v)]])
+    uv = np.stack([u, v], 1)  # (3, 2, T)
+    out = np.empty((2,) + uv.shape[1:])
+    out[0] = uv[2]  # the first selected: overwritten by the lower selected ones
+    np.copyto(out[0], uv[1], where=sel[1])
+    np.copyto(out[0], uv[0], where=sel[0])
+    out[1] = uv[0]  # the last selected
+    np.copyto(out[1], uv[1], where=sel[1])
+    np.copyto(out[1], uv[2], where=sel[2])
+    return out
 
 
 def _row_ranges(kd: np.ndarray, bd: np.ndarray, rhs: np.ndarray, delta: np.ndarray, r0: np.ndarray,
