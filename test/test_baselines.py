@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from depth_diffusion_ros.baselines.ip_basic import diamond_kernel, ip_basic_complete
 from depth_diffusion_ros.baselines.nearest import nearest_fill
@@ -91,6 +92,9 @@ def test_nearest_fill_real_kitti_fills_all(kitti_raw_dir):
     assert (out > 0).all()
     v = sparse > 0
     np.testing.assert_array_equal(out[v], sparse[v])
+    # the same nearest pixel (ties included) as the transform that also returns the distances
+    _, (iy, ix) = ndimage.distance_transform_edt(~v, return_indices=True)
+    np.testing.assert_array_equal(out, sparse[iy, ix])
 
 
 def _nyu_x8(shared_data):

@@ -21,8 +21,8 @@ def linear_interpolate_hull(sparse_depth: np.ndarray) -> np.ndarray:
     d, rows, cols = _measured(sparse_depth)
     if not _has_triangle(rows, cols):
         return np.zeros_like(d)
-    dense, inside = rasterize_linear(rows, cols, d[rows, cols], d.shape)
-    return np.where(inside, dense, 0.0).astype(np.float32)
+    dense, _ = rasterize_linear(rows, cols, d[rows, cols], d.shape)
+    return dense  # float32, 0 outside the hull
 
 
 def _measured(sparse_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,4 +55,4 @@ def linear_interpolate(sparse_depth: np.ndarray) -> np.ndarray:
     if not _has_triangle(rows, cols):
         return outside
     dense, inside = rasterize_linear(rows, cols, d[rows, cols], d.shape)
-    return np.where(inside, dense, outside).astype(np.float32)
+    return np.where(inside, dense, outside)

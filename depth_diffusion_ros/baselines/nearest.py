@@ -8,7 +8,8 @@ from scipy import ndimage
 def nearest_fill(sparse_depth: np.ndarray) -> np.ndarray:
     """Fill every empty pixel with the value of the nearest valid pixel (exact Euclidean distance).
 
-    Uses ``scipy.ndimage.distance_transform_edt(..., return_indices=True)`` on the empty mask.
+    Uses ``scipy.ndimage.distance_transform_edt(..., return_distances=False, return_indices=True)``
+    on the empty mask (the indices alone: the distances are not needed).
 
     Args:
         sparse_depth: (H, W) metres, 0 / negative / non-finite = missing.
@@ -28,5 +29,5 @@ def nearest_fill(sparse_depth: np.ndarray) -> np.ndarray:
         return np.zeros(d.shape, np.float32)
     if valid.all():
         return d.copy()
-    _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
     return d[iy, ix].astype(np.float32)

@@ -1,0 +1,141 @@
+"""geometry.triangles: the per-row rasterisation of linear interpolation over a triangulation is
+LinearNDInterpolator at the pixels (same Qhull triangulation), and covers exactly the pixels the
+documented per-pixel barycentric test selects."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import Delaunay
+
+from depth_diffusion_ros.geometry import triangles
+from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
+from depth_diffusion_ros.geometry.triangles import EDGE_EPS, MIN_DET, rasterize_linear, rasterize_triangles
+
+
+def scipy_at_pixels(rows, cols, values, shape):
+    """LinearNDInterpolator at every integer pixel: (values (H, W) float64, inside (H, W) bool)."""
+    f = LinearNDInterpolator(np.column_stack([rows, cols]).astype(np.float64), np.asarray(values, np.float64))
+    gr, gc = np.mgrid[0:shape[0], 0:shape[1]]
+    want = f(gr.ravel(), gc.ravel()).reshape(shape)
+    return want, np.isfinite(want)
+
+
+def per_pixel_reference(points, values, simplices, shape):
+    """The membership rule of the module docstring, pixel by pixel over each bounding box."""
+    h, w = shape
+    dense, inside = np.zeros(shape), np.zeros(shape, bool)
+    for tri in simplices:
+        p0, p1, p2 = points[tri]
+        a, b, c, d = p1[0] - p0[0], p2[0] - p0[0], p1[1] - p0[1], p2[1] - p0[1]
+        det = a * d - b * c
+        if abs(det) <= MIN_DET:
+            continue
+        lo = np.maximum(np.ceil(np.minimum(np.minimum(p0, p1), p2) - EDGE_EPS), 0).astype(int)
+        hi = np.minimum(np.floor(np.maximum(np.maximum(p0, p1), p2) + EDGE_EPS), [h - 1, w - 1]).astype(int)
+        r, cc = np.mgrid[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
+        dr, dc = r - p0[0], cc - p0[1]
+        l1, l2 = (d * dr - b * dc) / det, (a * dc - c * dr) / det
+        ok = (l1 >= -EDGE_EPS) & (l2 >= -EDGE_EPS) & (l1 + l2 <= 1.0 + EDGE_EPS)
+        z = values[tri]
+        dense[r[ok], cc[ok]] = (1 - l1 - l2)[ok] * z[0] + l1[ok] * z[1] + l2[ok] * z[2]
+        inside[r[ok], cc[ok]] = True
+    return dense, inside
+
+
+def assert_same_as_scipy(rows, cols, values, shape, rtol=1e-6, atol=1e-5):
+    dense, inside = rasterize_linear(rows, cols, values, shape)
+    assert dense.shape == inside.shape == tuple(shape) and dense.dtype == np.float32
+    want, want_inside = scipy_at_pixels(rows, cols, values, shape)
+    np.testing.assert_array_equal(inside, want_inside)
+    np.testing.assert_allclose(dense[inside], want[inside], rtol=rtol, atol=atol)
+    assert (dense[~inside] == 0).all()
+    return dense, inside
+
+
+@pytest.mark.parametrize("kind", ["integer", "real", "half_pixels"])
+def test_rasterize_linear_equals_linear_nd_interpolator_on_random_points(kind):
+    rng = np.random.default_rng({"integer": 0, "real": 1, "half_pixels": 2}[kind])
+    h, w, n = 70, 110, 400
+    if kind == "integer":
+        rows, cols = rng.integers(0, h, n).astype(float), rng.integers(0, w, n).astype(float)
+    elif kind == "real":
+        rows, cols = rng.uniform(-0.5, h - 0.5, n), rng.uniform(-0.5, w - 0.5, n)
+    else:
+        rows, cols = np.round(rng.uniform(0, h - 1, n) * 2) / 2, np.round(rng.uniform(0, w - 1, n) * 2) / 2
+    _, inside = assert_same_as_scipy(rows, cols, rng.uniform(1.0, 80.0, n), (h, w))
+    assert inside.mean() > 0.8
+
+
+def test_rasterize_linear_on_the_kitti_scan_is_linear_nd_interpolator(kitti_raw_dir):
+    """~19 k LiDAR pixels: long thin triangles along and across the scan lines, both the row and
+    the column scans, many edges along a pixel row."""
+    sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
+    rows, cols = np.nonzero(sparse > 0)
+    _, inside = assert_same_as_scipy(rows, cols, sparse[rows, cols], sparse.shape)
+    assert inside.mean() > 0.5
+
+
+def test_thin_and_degenerate_point_sets():
+    rng = np.random.default_rng(5)
+    h, w = 40, 60
+    sets = {
+        # a scan line (collinear along a row) and a column, with a few points off them
+        "collinear subsets": (np.r_[np.full(30, 12.0), np.arange(5.0, 35.0), [3.0, 30.0, 38.0]],
+                              np.r_[np.arange(10.0, 40.0), np.full(30, 45.0), [2.0, 55.0, 20.0]]),
+        # duplicated points (Qhull keeps one), on the image border and outside it
+        "duplicates and border": (np.r_[0.0, 0.0, 39.0, 39.0, 39.0, 20.0, 20.0, -3.0, 44.0, 10.0],
+                                  np.r_[0.0, 0.0, 0.0, 59.0, 59.0, 30.0, 30.0, 25.0, 31.0, 62.5]),
+        # slivers: two nearly parallel scan lines one pixel apart, non-integer columns
+        "slivers": (np.r_[np.full(25, 10.0), np.full(25, 11.0)],
+                    np.r_[np.sort(rng.uniform(0, 59, 25)), np.sort(rng.uniform(0, 59, 25))]),
+        # a lattice: cocircular quadruples everywhere (Qhull's choice of diagonal is kept)
+        "lattice": tuple(g.ravel().astype(float) for g in np.mgrid[0:40:3, 1:60:4]),
+        # a long diagonal needle and points exactly on pixel-row edges
+        "needle": (np.r_[0.0, 39.0, 0.5, 20.0, 20.0], np.r_[0.0, 59.0, 1.2, 0.0, 59.0]),
+    }
+    for name, (rows, cols) in sets.items():
+        values = rng.uniform(1.0, 80.0, len(rows))
+        assert_same_as_scipy(rows, cols, values, (h, w))
+        pts = np.column_stack([rows, cols])
+        simplices = Delaunay(pts).simplices
+        dense, inside = rasterize_triangles(pts, values, simplices, (h, w))
+        ref, ref_inside = per_pixel_reference(pts, values, simplices, (h, w))
+        np.testing.assert_array_equal(inside, ref_inside, err_msg=name)
+        np.testing.assert_allclose(dense, ref, rtol=1e-6, atol=1e-5, err_msg=name)
+
+
+def test_edge_pixels_through_the_test_blocks_and_odd_triangles_give_the_same_pixels(monkeypatch):
+    """A large rounding margin sends most pixels through the barycentric test, small blocks split
+    the triangles; a zero-area triangle is skipped; a triangle whose column bounds overflow
+    (a row offset of 1e-320 between two vertices) is tested over its whole box. The covered set stays the rule's."""
+    rng = np.random.default_rng(7)
+    h, w = 50, 70
+    pts = np.column_stack([rng.uniform(-2, h + 1, 120), rng.uniform(-2, w + 1, 120)])
+    values = rng.uniform(1.0, 80.0, 120)
+    simplices = Delaunay(pts).simplices
+    base = rasterize_triangles(pts, values, simplices, (h, w))
+    monkeypatch.setattr(triangles, "ROUNDING", 0.2)
+    monkeypatch.setattr(triangles, "BLOCK", 7)
+    wide = rasterize_triangles(pts, values, simplices, (h, w))
+    np.testing.assert_array_equal(wide[1], base[1])
+    np.testing.assert_allclose(wide[0], base[0], rtol=1e-6)
+    monkeypatch.undo()
+
+    odd = np.array([[0.0, 3.0], [1e-320, 40.0], [30.0, 20.0], [8.0, 8.0], [8.0, 16.0], [8.0, 24.0]])
+    z = np.array([3.0, 9.0, 20.0, 1.0, 2.0, 3.0])
+    simplices = np.array([[0, 1, 2], [3, 4, 5]])  # the second is collinear: zero area
+    dense, inside = rasterize_triangles(odd, z, simplices, (h, w))
+    ref, ref_inside = per_pixel_reference(odd, z, simplices, (h, w))
+    np.testing.assert_array_equal(inside, ref_inside)
+    np.testing.assert_allclose(dense, ref, rtol=1e-6)
+    assert inside[0, 3:41].all() and inside.sum() > 300
+
+
+def test_rasterize_triangles_checks_its_arrays():
+    with pytest.raises(ValueError, match="points must be"):
+        rasterize_triangles(np.zeros((4, 3)), np.zeros(4), np.zeros((1, 3), int), (5, 5))
+    with pytest.raises(ValueError, match="simplices"):
+        rasterize_triangles(np.zeros((4, 2)), np.zeros(4), np.zeros((3,), int), (5, 5))
+    dense, inside = rasterize_triangles(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3), int), (3, 4))
+    assert dense.shape == (3, 4) and not inside.any()
