@@ -66,7 +66,7 @@ def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
     :func:`~depth_diffusion_ros.models.checkpoint.load_checkpoint` builds the model from). A
     DSR-Diff super-resolution checkpoint (``architecture: dsr_diff``) or any other model fails
     that and is reported as such instead of being run through depth_completion_node. A
-    monocular checkpoint (``mode: monocular``) is not a completion model either: the demo's
+    monocular checkpoint (``mode: monocular``, or IID-RDepth) is not a completion model either: the demo's
     monocular table (:mod:`.estimation`) runs it through depth_estimation_node.
     """
     import yaml
@@ -82,10 +82,11 @@ def completion_checkpoint_problem(model_dir: Path) -> Optional[str]:
         data = yaml.safe_load(config.read_text())
     except (OSError, yaml.YAMLError) as exc:
         return f"unreadable {config}: {exc}"
-    if isinstance(data, dict) and data.get("architecture") not in (None, "diffusion_depth"):
+    monocular = isinstance(data, dict) and (data.get("mode") == "monocular" or data.get("architecture") == "iid_rdepth")
+    if isinstance(data, dict) and not monocular and data.get("architecture") not in (None, "diffusion_depth"):
         return (f"a {data['architecture']} checkpoint (config {config}), not DiffusionDepth: "
                 "not a depth completion model")
-    if isinstance(data, dict) and data.get("mode") == "monocular":
+    if monocular:
         return f"a monocular model ({config}): in the monocular table (depth_estimation_node)"
     try:
         DiffusionDepthConfig.from_dict(data)
