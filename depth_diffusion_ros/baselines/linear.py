@@ -2,7 +2,8 @@
 
 Every pixel inside the convex hull of the measured pixels gets the barycentric interpolation of
 the depths at the corners of its triangle (the function ``scipy.interpolate.LinearNDInterpolator``
-computes, over the same Qhull triangulation; rasterised per triangle by
+computes, over OpenCV's Delaunay triangulation, which is Qhull's but for the diagonal picked inside
+cocircular groups of pixels; rasterised per triangle row by
 :func:`depth_diffusion_ros.geometry.triangles.rasterize_linear`, which is faster than its per-pixel
 search); pixels outside the hull take the nearest measured depth
 (:func:`~depth_diffusion_ros.baselines.nearest.nearest_fill`). A classical peer that, unlike
