@@ -50,7 +50,7 @@ class CompletionPipeline(FramePipeline):
     def takes_prior_depth(self) -> bool:
         """Whether ``prior_depth`` can be given: a DiffusionDepth backend with classical fills
         (``external_priors``) as inputs."""
-        return isinstance(self.backend, DiffusionBackend) and bool(getattr(self.backend, "external_priors", ()))
+        return isinstance(self.backend, DiffusionBackend) and bool(self.backend.external_priors)
 
     def output_geometry(self, rgb: np.ndarray,
                         intrinsics: Optional[Intrinsics]) -> tuple[tuple[int, int], Optional[Intrinsics]]:
