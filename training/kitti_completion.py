@@ -50,6 +50,11 @@ VARIANTS: Dict[str, tuple[List[str], str]] = {
                   "the same network trained as a one-shot regressor (no diffusion)"),
     "random_init": (["model.pretrained_path=null", f"train.epochs={ABLATION_EPOCHS}"],
                     "the image encoder from random initialisation"),
+    "accumulated_targets": (["data.train.datasets.0.gt_source=accumulated",
+                             "data.train.datasets.0.transforms.4.keep_gt=true", f"train.epochs={ABLATION_EPOCHS}"],
+                            "denser targets: each training scan accumulated with its 5 neighbours on each side "
+                            "(KISS-ICP odometry, filtered for occlusion and moving objects, "
+                            "`training.datasets.accumulation`) instead of its own held-out points"),
 }
 #: The record of what was tried before these weights (it goes into the model card).
 SETTINGS_TRIED = """Five runs of the main model, each looked at on the validation block 44-51 only (the other

@@ -118,8 +118,12 @@ def _import(what: str, spec: str) -> Callable:
 def apply_overrides(config: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict copy.
 
+    A part that is an integer indexes a list (``data.train.datasets.0.gt_source=accumulated``).
+    Lists and mappings a YAML anchor shares stay shared in the copy, so an override through one
+    alias changes every place the anchor is used.
+
     Raises:
-        TrainingError: an override without '='.
+        TrainingError: an override without '=', or an index outside its list / into a non-list.
     """
     config = copy.deepcopy(config)
     for item in overrides or []:
@@ -128,9 +132,24 @@ def apply_overrides(config: Dict[str, Any], overrides: List[str]) -> Dict[str, A
         key, _, raw = item.partition("=")
         node = config
         parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        for depth, p in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not (p.lstrip("-").isdigit() and -len(node) <= int(p) < len(node)):
+                    raise TrainingError(f"--set {item!r}: {'.'.join(parts[:depth]) or 'the config'} is a list of "
+                                        f"{len(node)}; {p!r} is not an index into it")
+                if last:
+                    node[int(p)] = yaml.safe_load(raw)
+                else:
+                    node = node[int(p)]
+            elif isinstance(node, dict):
+                if last:
+                    node[p] = yaml.safe_load(raw)
+                else:
+                    node = node.setdefault(p, {})
+            else:
+                raise TrainingError(f"--set {item!r}: {'.'.join(parts[:depth])} is a {type(node).__name__}, "
+                                    f"not a mapping or list")
     return config
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from training.datasets.kitti import KittiFileList, KittiFrameFiles, _raw_calib_for_drive, _require_files
+from training.datasets.kitti import KittiFileList, KittiFrameFiles, _raw_calib_for_drive, _require_files, _sized
 from training.datasets.common import DatasetError
 
 #: The split of the shared 66-frame sequence (frame numbers). See the module docstring for why.
@@ -117,7 +117,13 @@ class KittiRawSequence(KittiFileList):
         camera: 2 (left colour) or 3.
         gt_source: "heldout" (default: ``holdout_fraction`` of each scan's points, the rest is the
             input; the replay evaluation's split), "lidar" (the whole scan, for self-supervised
-            training with :class:`training.transforms.SparseDropout`) or "none".
+            training with :class:`training.transforms.SparseDropout`), "accumulated" (the scan
+            densified by its neighbours in ``frames``, registered by LiDAR odometry and filtered
+            for occlusion and moving objects, KITTI DC's recipe:
+            :mod:`training.datasets.accumulation`; the input is the whole scan, so use it with
+            ``SparseDropout(keep_gt=True)``) or "none".
+        accumulate_window: neighbour scans on each side for gt_source="accumulated" (5: KITTI
+            DC's 11 scans).
         date, drive, holdout_fraction, seed, transform, max_depth, cache: as
             :class:`~training.datasets.kitti.KittiFileList` (held-out split in 3-D points).
     Raises:
@@ -125,8 +131,28 @@ class KittiRawSequence(KittiFileList):
     """
 
     def __init__(self, root: Union[str, Path], frames: Union[str, Sequence[int], None] = None, camera: int = 2,
-                 gt_source: str = "heldout", date: Optional[str] = None, drive: Optional[str] = None, **kwargs):
+                 gt_source: str = "heldout", date: Optional[str] = None, drive: Optional[str] = None,
+                 accumulate_window: int = 5, **kwargs):
         if gt_source == "heldout":
             kwargs.setdefault("holdout_space", "points")
+        self.accumulated = None
+        if gt_source == "accumulated":
+            from depth_diffusion_ros.geometry.calibration import read_velodyne_bin
+            from training.datasets.accumulation import AccumulatedTargets
+
+            files = drive_frames(root, date, drive, camera, frames)
+            by_number = {f.extras["frame_index"]: f.lidar_bin for f in files}
+            self.accumulated = AccumulatedTargets(sorted(by_number), lambda n: read_velodyne_bin(by_number[n]),
+                                                  window=accumulate_window)
+            gt_source = "lidar"
         super().__init__(drive_frames(root, date, drive, camera, frames), sparse_source="lidar",
                          gt_source=gt_source, **kwargs)
+
+    def load_frame(self, index: int):
+        frame = super().load_frame(index)
+        if self.accumulated is not None:
+            f = self.frames[index]
+            h, w = frame["rgb"].shape[:2]
+            frame["gt_depth"], frame["sparse_depth"] = self.accumulated(
+                f.extras["frame_index"], f.calibration.T_camera_lidar, _sized(f.calibration.intrinsics, w, h))
+        return frame
