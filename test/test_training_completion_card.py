@@ -7,7 +7,7 @@ pytest.importorskip("torch")
 
 from depth_diffusion_ros.models.config import DiffusionDepthConfig  # noqa: E402
 from training.completion_card import (  # noqa: E402
-    ablation_table, accuracy_table, best_peer, diffusion_verdict, sparsification_table, verdicts)
+    ablation_deltas, ablation_table, accuracy_table, best_peer, diffusion_verdict, sparsification_table, verdicts)
 from training.completion_card_text import card_text  # noqa: E402
 
 
@@ -54,8 +54,22 @@ def test_tables_carry_peers_ratios_and_ablation_rows():
     assert "| 0.84 | 0.98 |" in acc and "ablation" not in acc
     abl = ablation_table(results)
     assert "| ablation: regressor | 2900 / 580 | 950 / 300 |" in abl
+    assert "`regressor` against" not in abl  # these results hold no matched row: no delta lines
     assert "| best classical peer | 3200 / 570 | 1000 / 280 |" in abl
     assert "| moving | DiffusionDepth, 1 step | 1200 | 0.120 | 0.200 |" in sparsification_table(results)
+
+
+def test_ablation_deltas_compare_each_variant_with_the_matched_row():
+    results = _results()
+    sets = results["scores"]["sets"]
+    sets["moving"]["ablation: main run at the ablation budget"] = _row(2800, 560)
+    sets["stopped"]["ablation: main run at the ablation budget"] = _row(1000, 300)
+    lines = ablation_deltas(results)
+    # regressor vs matched: RMSE 2900/2800 - 1 = +3.6 %, 950/1000 - 1 = -5 % -> mean -0.7 %;
+    # MAE 580/560 - 1 = +3.6 %, 300/300 - 1 = 0 -> +1.8 %
+    assert lines == ["- `regressor` against the main run at the same budget: RMSE -0.7%, MAE +1.8% "
+                     "(mean over the sets; RMSE per set: moving +3.6%, stopped -5.0%)."]
+    assert lines[0] in ablation_table(results)
 
 
 def test_card_text_names_the_model_split_and_what_was_tried():

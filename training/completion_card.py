@@ -69,7 +69,26 @@ def ablation_table(results: Dict[str, Any]) -> str:
                                                for s in names) + " |")
     lines.append("| best classical peer | " + " | ".join(
         f"{best_peer(sets[s], 'rmse_mm')[1]:.0f} / {best_peer(sets[s], 'mae_mm')[1]:.0f}" for s in names) + " |")
-    return "\n".join(lines)
+    deltas = ablation_deltas(results)
+    return "\n".join(lines) + ("\n\n" + "\n".join(deltas) if deltas else "")
+
+
+def ablation_deltas(results: Dict[str, Any]) -> List[str]:
+    """One line per ablation variant: its RMSE and MAE against the main run at the same budget
+    (the matched row), as mean relative differences over the validation sets (negative = better)."""
+    sets = results["scores"]["sets"]
+    matched = results.get("matched_row")
+    out = []
+    for name in results.get("variants", {}):
+        row = f"ablation: {name}"
+        if not matched or not all(row in rows and matched in rows for rows in sets.values()):
+            continue
+        d = {k: sum(rows[row][k] / rows[matched][k] - 1 for rows in sets.values()) / len(sets)
+             for k in ("rmse_mm", "mae_mm")}
+        per_set = ", ".join(f"{s} {rows[row]['rmse_mm'] / rows[matched]['rmse_mm'] - 1:+.1%}" for s, rows in sets.items())
+        out.append(f"- `{name}` against the main run at the same budget: RMSE {d['rmse_mm']:+.1%}, "
+                   f"MAE {d['mae_mm']:+.1%} (mean over the sets; RMSE per set: {per_set}).")
+    return out
 
 
 def sparsification_table(results: Dict[str, Any]) -> str:
