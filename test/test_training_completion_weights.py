@@ -80,8 +80,8 @@ def _held_out(kitti_raw_dir, kitti_object_dir, name):
 
 
 #: The card's finding on the two independent frames: RMSE below linear interpolation's and at
-#: most this factor of IP-Basic's (bilateral).
-IP_BASIC_FACTOR = 1.10
+#: most this factor of IP-Basic's (bilateral): below it since the accumulated targets (1.10 before).
+IP_BASIC_FACTOR = 1.0
 
 
 @pytest.mark.slow
