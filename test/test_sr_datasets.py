@@ -212,3 +212,27 @@ def test_eval_dataset_crops_to_multiple(shared_data):
     assert rgb.shape == (480, 736, 3) and gt.shape == (480, 736) and lr.shape == (60, 92)
     sample = ev[0]
     assert sample["depth_lr"].shape == (1, 60, 92) and sample["rgb"].shape == (3, 480, 736)
+
+
+def test_patch_dataset_per_scale_crop_sizes(shared_data):
+    sources = ds_sources(shared_data)
+    # Default (no crop_sizes): crop_size at every scale, as before.
+    assert SRPatchDataset(sources, crop_size=64, scales=(4, 8)).crop_sizes == {4: 64, 8: 64}
+    ds = SRPatchDataset(sources, crop_size=64, scales=(4, 16), batch_size=2, length=8, crop_sizes={16: 128})
+    loader = DataLoader(ds, batch_size=2, sampler=RandomSampler(ds), drop_last=True)
+    shapes = [(int(b["scale"][0]), tuple(b["rgb"].shape), tuple(b["depth_lr"].shape)) for b in loader]
+    assert shapes == [(4, (2, 3, 64, 64), (2, 1, 16, 16)), (16, (2, 3, 128, 128), (2, 1, 8, 8))] * 2
+    # YAML / command-line keys may be strings.
+    assert SRPatchDataset(sources, crop_size=64, scales=(8,), crop_sizes={"8": 96}).crop_sizes == {8: 96}
+    with pytest.raises(DatasetError, match="not one of the scales"):
+        SRPatchDataset(sources, crop_size=64, scales=(4, 8), crop_sizes={16: 128})
+    with pytest.raises(DatasetError, match="multiple of every scale"):
+        SRPatchDataset(sources, crop_size=64, scales=(4, 16), crop_sizes={16: 120})
+    with pytest.raises(DatasetError, match=">= 1"):
+        SRPatchDataset(sources, crop_size=64, scales=(8,), crop_sizes={8: 0})
+    with pytest.raises(DatasetError, match="integer"):
+        SRPatchDataset(sources, crop_size=64, scales=(8,), crop_sizes={8: "big"})
+    with pytest.raises(DatasetError, match="must map scales"):
+        SRPatchDataset(sources, crop_size=64, scales=(8,), crop_sizes=[256])
+    with pytest.raises(DatasetError, match="smaller than the crop size 1024"):
+        SRPatchDataset(sources, crop_size=64, scales=(8,), crop_sizes={8: 1024})

@@ -385,7 +385,9 @@ def make_sr_sample(rgb: np.ndarray, gt_depth: np.ndarray, scale: int, min_valid_
 class SRPatchDataset(Dataset):
     """Random CDSR training crops from frame sources, one scale per batch.
 
-    Every read is a fresh random crop of ``crop_size`` (HR). The scale cycles through
+    Every read is a fresh random crop of ``crop_size`` (HR), or of ``crop_sizes[scale]`` for the
+    scales that map lists (e.g. ``{16: 256}``: at x16 a 128 crop is an 8x8 LR input, little
+    context). The scale cycles through
     ``scales`` once per ``batch_size`` reads (a per-process read counter, not the index), so
     each batch a DataLoader assembles (``batch_size`` must equal the loader's; a worker always
     fetches whole batches) has one scale and its LR tensors stack, whatever the sampler's order.
@@ -399,20 +401,27 @@ class SRPatchDataset(Dataset):
     Args:
         sources: name -> source (``load_frame``), loaded once into memory.
         length: items per epoch.
+        crop_sizes: optional {scale: HR crop size} overriding ``crop_size`` at those scales
+            (None, the default: ``crop_size`` at every scale). Every scale of a batch is equal,
+            so the batch's tensors still stack.
     Raises:
-        DatasetError: crop larger than a frame, bad scales/weights.
+        DatasetError: crop larger than a frame, crop not a multiple of its scale, bad
+            ``crop_sizes`` (a scale not in ``scales``, a size < 1), bad scales/weights.
     """
 
     def __init__(self, sources: dict, crop_size: int = 128, scales: Sequence[int] = (4, 8, 16),
                  batch_size: int = 8, length: int = 8000, weights: Optional[dict] = None,
                  min_gt_fraction: float = 0.3, hflip: bool = True, channel_swap_prob: float = 0.25,
                  edge_bias: float = 0.0, edge_threshold: float = 0.05, degradations: Optional[dict] = None,
-                 strength_range: Sequence[float] = (0.5, 1.5)):
+                 strength_range: Sequence[float] = (0.5, 1.5), crop_sizes: Optional[dict] = None):
         if not sources:
             raise DatasetError("SRPatchDataset: no sources")
         self.scales = [int(s) for s in scales]
-        if any(crop_size % s for s in self.scales):
-            raise DatasetError(f"crop_size {crop_size} must be a multiple of every scale {self.scales}")
+        self.crop_sizes = self._crop_sizes(int(crop_size), self.scales, crop_sizes)
+        bad = {s: c for s, c in self.crop_sizes.items() if c % s}
+        if bad:
+            raise DatasetError(f"crop size must be a multiple of every scale it is used at, got (scale: crop) {bad}")
+        largest = max(self.crop_sizes.values())
         if not 0.0 <= edge_bias <= 1.0:
             raise DatasetError(f"edge_bias must be in [0, 1], got {edge_bias}")
         self.frames, self.source_of, self.edges = [], [], []
@@ -422,8 +431,8 @@ class SRPatchDataset(Dataset):
             for i in range(len(src)):
                 f = src.load_frame(i)
                 h, w = f["gt_depth"].shape
-                if h < crop_size or w < crop_size:
-                    raise DatasetError(f"{name}[{i}] ({w}x{h}) is smaller than crop_size {crop_size}")
+                if h < largest or w < largest:
+                    raise DatasetError(f"{name}[{i}] ({w}x{h}) is smaller than the crop size {largest}")
                 gt = np.asarray(f["gt_depth"], np.float32)
                 self.frames.append((np.ascontiguousarray(f["rgb"]), gt))
                 self.source_of.append(name)
@@ -441,6 +450,26 @@ class SRPatchDataset(Dataset):
         self.degradations = self._degradation_p(degradations)
         self.strength_range = (float(strength_range[0]), float(strength_range[1]))
         self._reads = 0
+
+    @staticmethod
+    def _crop_sizes(crop_size: int, scales: Sequence[int], crop_sizes: Optional[dict]) -> dict:
+        """{scale: HR crop size} from ``crop_size`` and the optional per-scale overrides."""
+        out = {s: crop_size for s in scales}
+        if crop_sizes is None:
+            return out
+        if not isinstance(crop_sizes, dict):
+            raise DatasetError(f"crop_sizes must map scales to crop sizes, got {crop_sizes!r}")
+        for key, value in crop_sizes.items():
+            try:
+                s, c = int(key), int(value)
+            except (TypeError, ValueError) as exc:
+                raise DatasetError(f"crop_sizes must map integer scales to integer sizes, got {key!r}: {value!r}") from exc
+            if s not in out:
+                raise DatasetError(f"crop_sizes names scale {s}, which is not one of the scales {list(scales)}")
+            if c < 1:
+                raise DatasetError(f"crop_sizes[{s}] must be >= 1, got {c}")
+            out[s] = c
+        return out
 
     @staticmethod
     def _degradation_p(degradations: Optional[dict]) -> list:
@@ -476,7 +505,8 @@ class SRPatchDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         rng = np.random.default_rng(seed)
-        scale, c = self.next_scale(), self.crop_size
+        scale = self.next_scale()
+        c = self.crop_sizes[scale]
         for attempt in range(20):
             k = int(rng.choice(len(self.frames), p=self.frame_p))
             rgb, gt = self.frames[k]
@@ -522,13 +552,16 @@ def build_sr_patch_dataset(root: str | Path, crop_size: int = 128, scales: Seque
                            marigold: bool = True, min_gt_fraction: float = 0.3,
                            edge_bias: float = 0.0, sun3d: Optional[Sequence[int]] = None, sun3d_every: int = 1,
                            degradations: Optional[dict] = None,
-                           strength_range: Sequence[float] = (0.5, 1.5)) -> SRPatchDataset:
+                           strength_range: Sequence[float] = (0.5, 1.5),
+                           crop_sizes: Optional[dict] = None) -> SRPatchDataset:
     """Training-config entry point (``type: training.datasets.sr_datasets:build_sr_patch_dataset``):
     :class:`SRPatchDataset` over :func:`shared_data_sources` of ``root`` (the shared data folder),
-    LR inputs by ``degradations`` ({kind: weight} of :data:`~depth_diffusion_ros.geometry.degradation.DEGRADATIONS`)."""
+    LR inputs by ``degradations`` ({kind: weight} of :data:`~depth_diffusion_ros.geometry.degradation.DEGRADATIONS`);
+    ``crop_sizes`` = optional {scale: crop size} overrides of ``crop_size`` (see :class:`SRPatchDataset`)."""
     sources = shared_data_sources(root, nyu_names, middlebury_columns, kitti, marigold, sun3d, sun3d_every)
     return SRPatchDataset(sources, crop_size, scales, batch_size, length, weights, min_gt_fraction,
-                          edge_bias=edge_bias, degradations=degradations, strength_range=strength_range)
+                          edge_bias=edge_bias, degradations=degradations, strength_range=strength_range,
+                          crop_sizes=crop_sizes)
 
 
 def build_cdsr_patch_dataset(root: str | Path, dataset: str = "nyu", crop_size: int = 256,
