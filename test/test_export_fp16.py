@@ -92,7 +92,10 @@ def test_fp16_copies_match_the_fp32_graphs_on_a_real_frame(shipped_export, share
         valid = ref.depth > 0
         assert valid.mean() > 0.9 and np.array_equal(got.depth > 0, valid)
         err = np.abs(got.depth - ref.depth)[valid]
-        assert err.max() < 0.02 and err.mean() < 0.005, (form, err.max(), err.mean())
+        # fp16 keeps 11 significant bits and the graph compounds them: bound the error relative to
+        # depth (the shipped weights reach 0.2 %; a broken cast is off by far more)
+        rel = err / ref.depth[valid]
+        assert rel.max() < 5e-3 and err.mean() < 0.005, (form, rel.max(), err.max(), err.mean())
 
 
 def _cast_graph(path):
