@@ -198,10 +198,20 @@ def test_linear_interpolation_of_a_plane_is_exact_and_degenerate_inputs_are_hand
 
 def test_prior_fills_stack_the_named_fills_and_name_unknown_ones(kitti_raw_dir):
     from depth_diffusion_ros.baselines.fills import prior_fills
+    from depth_diffusion_ros.baselines.linear import linear_interpolate_hull
 
     sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
     fills = prior_fills(["ip_basic_gaussian", "linear_hull"], sparse)
     assert fills.shape == (2,) + sparse.shape and fills.dtype == np.float32
     np.testing.assert_array_equal(fills[0], ip_basic_complete(sparse, 100.0, True, "gaussian"))
+    np.testing.assert_array_equal(fills[1], linear_interpolate_hull(sparse))
+    # the fills run on a shared two-thread pool: callers on several threads get the same maps
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        for other in pool.map(lambda _: prior_fills(["ip_basic_gaussian", "linear_hull"], sparse), range(3)):
+            np.testing.assert_array_equal(other, fills)
+    assert prior_fills(["linear_hull"], sparse).shape == (1,) + sparse.shape
+    assert prior_fills([], sparse).shape == (0,) + sparse.shape
     with pytest.raises(ValueError, match="unknown classical fill 'bicubic'"):
         prior_fills(["bicubic"], sparse)

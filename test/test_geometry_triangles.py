@@ -13,7 +13,7 @@ from scipy.spatial import Delaunay
 from depth_diffusion_ros.geometry import triangles
 from depth_diffusion_ros.geometry.depth_codecs import read_kitti_depth_png
 from depth_diffusion_ros.geometry.triangles import (
-    EDGE_EPS, MIN_DET, delaunay_triangles, rasterize_linear, rasterize_triangles)
+    EDGE_EPS, MIN_DET, delaunay_triangles, rasterize_linear, rasterize_triangles, strip_order)
 
 
 def scipy_at_pixels(rows, cols, values, shape):
@@ -113,6 +113,27 @@ def test_rasterize_linear_on_the_kitti_scan(kitti_raw_dir):
     scipy_dense, _ = rasterize_triangles(pts, sparse[rows, cols], qhull, sparse.shape)
     same = np.isclose(dense, scipy_dense, rtol=1e-6, atol=1e-5)[inside]
     assert 0.9 < same.mean() < 1.0  # the other diagonal of some cocircular quadruples
+
+
+def test_strip_order_is_a_permutation_of_short_steps(kitti_raw_dir):
+    """The insertion order visits every point once, and on the KITTI scan its consecutive points
+    lie far closer together than in np.nonzero's row-major order (whose row ends jump back across
+    the image); the triangulation in that order covers Qhull's hull exactly (same area)."""
+    sparse = read_kitti_depth_png(kitti_raw_dir / "depth_completion" / "velodyne_raw_image_02.png")
+    rows, cols = np.nonzero(sparse > 0)
+    xy = np.column_stack([cols, rows]).astype(np.float32)
+    order = strip_order(xy)
+    assert np.array_equal(np.sort(order), np.arange(len(xy)))
+    step = lambda p: np.linalg.norm(np.diff(p, axis=0), axis=1).mean()  # noqa: E731
+    assert step(xy[order]) < 0.5 * step(xy)
+    pts = np.column_stack([rows, cols]).astype(np.float64)
+
+    def area(tri):
+        e1, e2 = pts[tri[:, 1]] - pts[tri[:, 0]], pts[tri[:, 2]] - pts[tri[:, 0]]
+        return np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum()
+
+    assert area(delaunay_triangles(pts)) == pytest.approx(area(Delaunay(pts).simplices), rel=1e-9)
+    assert np.array_equal(strip_order(np.array([[3.0, 1.0]])), [0])
 
 
 def test_delaunay_triangles_of_too_few_or_collinear_points_and_bad_input():

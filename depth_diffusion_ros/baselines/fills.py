@@ -16,7 +16,9 @@ Names (:data:`PRIOR_FILLS`):
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -36,15 +38,35 @@ def check_fill_names(names: Sequence[str]) -> list[str]:
     return [f"unknown classical fill {n!r}; choose from {sorted(PRIOR_FILLS)}" for n in names if n not in PRIOR_FILLS]
 
 
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's pool for the fills (two threads: the fills are OpenCV and numpy work that
+    releases the GIL, so two of them run side by side on two cores)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prior_fills")
+        return _POOL
+
+
 def prior_fills(names: Sequence[str], sparse_depth: np.ndarray) -> np.ndarray:
     """The fills ``names`` of one sparse depth map, stacked: (K, H, W) float32 metres, 0 = none.
 
-    sparse_depth: (H, W) metres, 0 = missing. Raises ValueError for an unknown name.
+    sparse_depth: (H, W) metres, 0 = missing. Raises ValueError for an unknown name. Two or more
+    fills are computed concurrently (a shared two-thread pool); the result does not depend on it.
     """
     problems = check_fill_names(names)
     if problems:
         raise ValueError("; ".join(problems))
     sparse = np.asarray(sparse_depth, np.float32)
-    out = np.stack([np.asarray(PRIOR_FILLS[n](sparse), np.float32) for n in names]) if names else \
-        np.zeros((0,) + sparse.shape, np.float32)
+    if len(names) > 1:
+        futures = [_pool().submit(PRIOR_FILLS[n], sparse) for n in names]
+        out = np.stack([np.asarray(f.result(), np.float32) for f in futures])
+    elif names:
+        out = np.asarray(PRIOR_FILLS[names[0]](sparse), np.float32)[None]
+    else:
+        out = np.zeros((0,) + sparse.shape, np.float32)
     return np.where(np.isfinite(out) & (out > 0), out, 0.0).astype(np.float32)

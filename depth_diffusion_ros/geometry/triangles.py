@@ -124,7 +124,10 @@ def delaunay_triangles(points: np.ndarray) -> np.ndarray:
     points cover their whole convex hull (on the KITTI scan: the same 30,220 triangles' area as
     Qhull's); where four or more points are cocircular (frequent on a pixel lattice) it may pick
     the other, equally Delaunay, diagonal. Points are located in float32 (``Subdiv2D``'s
-    precision): points that coincide there count once (the first index).
+    precision): points that coincide there count once (the first index). They are inserted in
+    :func:`strip_order` (each new point near the last one: ``Subdiv2D`` walks to it from the last
+    edge it located), which on the KITTI scan takes a third of the time of the row-major order of
+    ``np.nonzero`` (12-13 vs 36 ms); the triangulation is the same up to those diagonals.
 
     Args:
         points: (N, 2) coordinates (any order of axes, finite).
@@ -142,7 +145,7 @@ def delaunay_triangles(points: np.ndarray) -> np.ndarray:
     x0, y0 = lo - 10 * span
     subdiv = cv2.Subdiv2D((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(21 * span[0])) + 2,
                            int(np.ceil(21 * span[1])) + 2))
-    subdiv.insert(xy)
+    subdiv.insert(xy[strip_order(xy)])
     corners = np.asarray(subdiv.getTriangleList(), np.float32).reshape(-1, 3, 2)
     # each corner back to its point: exact float32 keys, sorted (the first index of equal points)
     keys = xy.view(np.uint64).ravel()
@@ -152,6 +155,22 @@ def delaunay_triangles(points: np.ndarray) -> np.ndarray:
     at = np.minimum(np.searchsorted(sorted_keys, want), len(keys) - 1)
     real = (sorted_keys[at] == want).reshape(-1, 3).all(axis=1)  # drops the virtual vertices' triangles
     return order[at].reshape(-1, 3)[real].astype(np.intp)
+
+
+def strip_order(xy: np.ndarray) -> np.ndarray:
+    """An insertion order for incremental Delaunay triangulation in which consecutive points are
+    near each other: the points fall into about sqrt(N / 2) vertical strips of equal width in x,
+    visited left to right, and within a strip they are sorted by y, downwards and upwards in
+    turn (the strip sort of point-location walks; cf. Amenta, Choi, Rote, "Incremental
+    constructions con BRIO", SoCG 2003, for why the order matters).
+
+    xy: (N, 2) finite coordinates. Returns (N,) int indices.
+    """
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+    n_strips = max(1, int(np.sqrt(len(xy) / 2)))
+    width = max(float(x.max() - x.min()), 1e-12) / n_strips
+    strip = np.minimum(((x - x.min()) / width).astype(np.intp), n_strips - 1)
+    return np.lexsort((np.where(strip % 2 == 0, y, -y), strip))
 
 
 def rasterize_triangles(points: np.ndarray, values: np.ndarray, simplices: np.ndarray,
