@@ -70,7 +70,13 @@ def test_files_names_and_metadata(exported, kitti_inputs):
         assert json.loads(meta["ddr.parity_max_abs_error"])  # the check ran and was recorded
     assert io["sampler"] == (["rgb", "sparse_depth", "valid_mask", "noise"], ["depth"])
     assert io["step"] == (["latents", "cond", "timestep", "prev_timestep"], ["prev_latents"])
-    assert io["decoder"] == (["latents", "cond"], ["depth"])
+    # the condition leaves the encoder unpacked: the step graph gets the features only, the
+    # decoder the full-resolution guidance (no pixel-unshuffle round trip through "cond")
+    assert io["encoder"][1] == ["cond", "guidance"]
+    assert io["decoder"] == (["latents", "guidance"], ["depth"])
+    enc = onnx.load(str(out / "encoder.onnx")).graph.output
+    dims = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in enc}
+    assert dims == {"cond": [1, model.feature_channels, H // 8, W // 8], "guidance": [1, 2, H, W]}
     sampler_meta = read_metadata(out / unrolled_file_name(3, 2))
     assert sampler_meta["ddr.num_inference_steps"] == "3" and sampler_meta["ddr.ensemble_size"] == "2"
     # single passes to 1e-4 (decoder relative: depth in metres), whole loop to 1e-3 m

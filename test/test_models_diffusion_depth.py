@@ -274,6 +274,30 @@ def test_v2_structure_carries_skips_in_cond_and_decodes_depth_with_sigma():
     assert m.depth_decoder.head.kernel_size == (1, 1)
 
 
+@pytest.mark.parametrize("mode", ["completion", "monocular"])
+def test_condition_parts_are_the_packed_condition_unpacked(mode):
+    """condition_parts (what the graphs and the torch backend pass) packs to encode_condition's
+    tensor and unpacks back bit for bit; denoise and decode give the same values from either."""
+    torch.manual_seed(0)
+    m = DiffusionDepth(v2_config(mode=mode)).eval()
+    b = make_batch(1)
+    with torch.no_grad():
+        parts = m.condition_parts(b["rgb"], b["sparse_depth"], b["valid_mask"])
+        cond = m.encode_condition(b["rgb"], b["sparse_depth"], b["valid_mask"])
+        want = ["cond", "guidance", "skip_0", "skip_1"] if mode == "completion" else ["cond", "skip_0", "skip_1"]
+        assert list(parts) == want
+        assert torch.equal(m.pack_condition(parts), cond)
+        features, guidance, skips = m.split_condition(cond)
+        assert torch.equal(features, parts["cond"]) and torch.equal(skips[1], parts["skip_1"])
+        assert (guidance is None) == (mode != "completion")
+        if guidance is not None:
+            assert torch.equal(guidance, parts["guidance"])
+        z = torch.randn((1,) + m.latent_shape(H, W))
+        t = torch.tensor(999)
+        assert torch.equal(m.denoise(z, t, parts), m.denoise(z, t, cond))
+        assert torch.equal(m.decode(z, parts), m.decode(z, cond))
+
+
 def test_v2_training_learns_the_uncertainty_and_regression_ignores_noise():
     torch.manual_seed(0)
     m = DiffusionDepth(v2_config()).train()

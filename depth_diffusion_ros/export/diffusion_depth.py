@@ -2,11 +2,16 @@
 
 * ``step`` form — three graphs driven by the pipelines' DDIM loop
   (:mod:`depth_diffusion_ros.inference.sampler`), any number of steps:
-    ``encoder.onnx``  rgb (1,3,H,W), sparse_depth (1,1,H,W), valid_mask (1,1,H,W) -> cond
+    ``encoder.onnx``  rgb (1,3,H,W), sparse_depth (1,1,H,W), valid_mask (1,1,H,W) (, priors)
+                      -> cond (the denoiser's condition) and, for a DiffusionDepth, the decoder's
+                      inputs unpacked: guidance (1,G,H,W), skip_0, skip_1, ...
+                      (``DiffusionDepth.condition_parts``); IID-RDepth: cond only (packed)
     ``step.onnx``     latents (1,d,h,w), cond, timestep (1,) int64, prev_timestep (1,) int64
                       -> prev_latents   (denoiser + DDIM update, eta 0; Song et al. 2021, eq. 12)
-    ``decoder.onnx``  latents, cond -> depth (1,C,H,W) metres (C = 2, [depth, sigma], for a model
-                      with the uncertainty head)
+    ``decoder.onnx``  latents and the encoder's other outputs (guidance, skip_<i>; IID-RDepth:
+                      cond) -> depth (1,C,H,W) metres (C = 2, [depth, sigma], for a model with
+                      the uncertainty head). The backends feed each graph the encoder outputs
+                      it names.
 * ``unrolled`` form — ``sampler_<N>steps_e<E>.onnx``: encoder, N DDIM steps with constant
   timesteps and decoder for E ensemble members in one graph:
     rgb, sparse_depth, valid_mask, noise (E,d,h,w) -> depth (E,C,H,W) (one map per member; the
@@ -59,16 +64,15 @@ def _torch_modules() -> Any:
     from torch import nn
 
     class EncoderGraph(nn.Module):
-        """rgb, sparse_depth, valid_mask (, priors) -> cond (DiffusionDepth.encode_condition)."""
+        """rgb, sparse_depth, valid_mask (, priors) -> the values of :func:`condition_of`."""
 
         def __init__(self, model: nn.Module) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, rgb, sparse_depth, valid_mask, priors=None):
-            if self.model.completion:
-                return self.model.encode_condition(rgb, sparse_depth, valid_mask, priors)
-            return self.model.encode_condition(rgb, None, None)
+            parts = condition_of(self.model, rgb, sparse_depth, valid_mask, priors)
+            return tuple(parts.values()) if len(parts) > 1 else parts["cond"]
 
     class EncoderAuxGraph(nn.Module):
         """rgb, sparse_depth, valid_mask, rgb_aux -> cond (IID-RDepth with AV-LFE)."""
@@ -91,14 +95,16 @@ def _torch_modules() -> Any:
             return self.model.ddim_step(latents, timestep, prev_timestep, cond)
 
     class DecoderGraph(nn.Module):
-        """latents, cond -> depth (DiffusionDepth.decode)."""
+        """latents and the condition parts ``names`` -> depth (DiffusionDepth.decode)."""
 
-        def __init__(self, model: nn.Module) -> None:
+        def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
             super().__init__()
-            self.model = model
+            self.model, self.names = model, list(names)
 
-        def forward(self, latents, cond):
-            return self.model.decode(latents, cond)
+        def forward(self, latents, p0, p1=None, p2=None, p3=None, p4=None):
+            # one parameter per part (not *parts): torch.export maps dynamic axes onto parameters
+            parts = dict(zip(self.names, (p0, p1, p2, p3, p4)))
+            return self.model.decode(latents, as_model_condition(self.model, parts))
 
     class UnrolledSampler(nn.Module):
         """The whole sampler for fixed timestep pairs: E members' depth (E,C,H,W) from noise (E,d,h,w)
@@ -112,12 +118,10 @@ def _torch_modules() -> Any:
 
         def forward(self, rgb, sparse_depth, valid_mask, noise, priors=None):
             m = self.model
-            if m.completion:
-                cond = m.encode_condition(rgb, sparse_depth, valid_mask, priors)
-            else:
-                cond = m.encode_condition(rgb, None, None)
+            parts = condition_of(m, rgb, sparse_depth, valid_mask, priors)
             if self.ensemble_size > 1:
-                cond = cond.repeat_interleave(self.ensemble_size, dim=0)
+                parts = {k: v.repeat_interleave(self.ensemble_size, dim=0) for k, v in parts.items()}
+            cond = as_model_condition(m, parts)
             latents = noise
             for t, p in self.pairs:
                 tt = torch.tensor([t], dtype=torch.long)
@@ -126,6 +130,25 @@ def _torch_modules() -> Any:
             return m.decode(latents, cond)
 
     return EncoderGraph, StepGraph, DecoderGraph, UnrolledSampler, EncoderAuxGraph
+
+
+def condition_of(model: Any, rgb: Any, sparse_depth: Any = None, valid_mask: Any = None, priors: Any = None) -> dict:
+    """The condition as the graphs carry it: ``model.condition_parts`` (DiffusionDepth: "cond",
+    "guidance", "skip_<i>") or {"cond": model.encode_condition(...)} (IID-RDepth, packed)."""
+    sparse = (sparse_depth, valid_mask, priors) if model.completion else (None, None, None)
+    if hasattr(model, "condition_parts"):
+        return model.condition_parts(rgb, *sparse)
+    return {"cond": model.encode_condition(rgb, *sparse)}
+
+
+def as_model_condition(model: Any, parts: Mapping[str, Any]) -> Any:
+    """What the model's ddim_step / decode take for :func:`condition_of`'s parts."""
+    return dict(parts) if hasattr(model, "condition_parts") else parts["cond"]
+
+
+def decoder_inputs(parts: Mapping[str, Any]) -> list[str]:
+    """The parts the decoder graph takes: all but the features, or the packed cond alone."""
+    return [k for k in parts if k != "cond"] or ["cond"]
 
 
 def load_diffusion_depth_family(checkpoint: Any) -> Any:
@@ -184,8 +207,10 @@ class _Export:
             dict(self.base_meta, **meta), check=self.check, atol=atol, rtol=rtol, dynamic_axes=axes,
             opset=self.opset, dynamo=self.dynamo))
 
-    def axes(self, batch: Sequence[str], image: Sequence[str], latent: Sequence[str]) -> Optional[dict]:
-        """dynamic_axes of a graph (None for a static export)."""
+    def axes(self, batch: Sequence[str], image: Sequence[str], latent: Sequence[str],
+             other: Optional[Mapping[str, tuple[str, str]]] = None) -> Optional[dict]:
+        """dynamic_axes of a graph (None for a static export); ``other``: {input or output: (height
+        axis name, width axis name)} for tensors at another resolution, where in ``batch``."""
         if not self.dynamic:
             return None
         out: dict[str, dict[int, str]] = {}
@@ -195,6 +220,9 @@ class _Export:
             out.setdefault(n, {}).update({2: "height", 3: "width"})
         for n in latent:
             out.setdefault(n, {}).update({2: "latent_height", 3: "latent_width"})
+        for n, (h, w) in (other or {}).items():
+            if n in out:
+                out[n].update({2: h, 3: w})
         return out
 
 
@@ -229,16 +257,20 @@ def _export_step_form(job: _Export) -> None:
 
     EncoderGraph, StepGraph, DecoderGraph, _, EncoderAuxGraph = _torch_modules()
     m, t = job.model, job.tensors
-    cond = m.encode_condition(t["rgb"], **_sparse_args(m, t))
+    parts = condition_of(m, t["rgb"], **_sparse_args(m, t))
+    cond = parts["cond"]
     latent_shape = tuple(job.base_meta["latent_shape"])
     latents = torch.from_numpy(job.rng.standard_normal((1,) + latent_shape, dtype=np.float32))
     ts, ps = job.pairs[len(job.pairs) // 2]
     tt, tp = torch.tensor([ts], dtype=torch.long), torch.tensor([ps], dtype=torch.long)
     prev = m.ddim_step(latents, tt, tp, cond)
-    depth = m.decode(prev, cond)
+    depth = m.decode(prev, as_model_condition(m, parts))
     image = ["rgb", "sparse_depth", "valid_mask"] + _priors_input(m)
-    job.write("encoder.onnx", "encoder", EncoderGraph(m), tuple(t[k] for k in image), image, ["cond"],
-              {"cond": cond}, job.axes(image + ["cond"], image, ["cond"]), {}, job.atol_pass, 0.0)
+    outs, dec = list(parts), decoder_inputs(parts)
+    if len(dec) > 5:
+        raise ExportError(f"{job.out_dir}: the decoder graph takes at most 5 condition parts, this model has {dec}")
+    job.write("encoder.onnx", "encoder", EncoderGraph(m), tuple(t[k] for k in image), image, outs,
+              parts, job.axes(image + outs, image, ["cond"], _part_axes(parts)), {}, job.atol_pass, 0.0)
     if getattr(m, "uses_aux", False):
         names = ["rgb", "sparse_depth", "valid_mask", "rgb_aux"]
         cond_aux = m.encode_condition(t["rgb"], rgb_aux=t["rgb_aux"])
@@ -249,8 +281,19 @@ def _export_step_form(job: _Export) -> None:
               job.axes(["latents", "cond", "prev_latents"], [], ["latents", "cond", "prev_latents"]), {},
               job.atol_pass, 0.0)
     # depth up to 88 m: a relative part in the decoder's tolerance
-    job.write("decoder.onnx", "decoder", DecoderGraph(m), (prev, cond), ["latents", "cond"], ["depth"], {"depth": depth},
-              job.axes(["latents", "cond", "depth"], ["depth"], ["latents", "cond"]), {}, job.atol_pass, 1e-5)
+    job.write("decoder.onnx", "decoder", DecoderGraph(m, dec), (prev,) + tuple(parts[k] for k in dec),
+              ["latents"] + dec, ["depth"], {"depth": depth},
+              job.axes(["latents"] + dec + ["depth"], ["depth"], ["latents"] + [k for k in dec if k == "cond"],
+                       _part_axes(parts)), {},
+              job.atol_pass, 1e-5)
+
+
+def _part_axes(parts: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Names of the spatial axes of the condition parts at their own resolution (guidance at the
+    image's, skip_<i> at its stride's)."""
+    out = {"guidance": ("height", "width")} if "guidance" in parts else {}
+    out.update({k: (f"{k}_height", f"{k}_width") for k in parts if k.startswith("skip_")})
+    return out
 
 
 def _export_unrolled(job: _Export, steps: int, ensemble_size: int) -> None:

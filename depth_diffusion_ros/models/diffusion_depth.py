@@ -21,6 +21,11 @@ arXiv 2303.05021. Parts:
   G = 2: [normalised log prior * valid, prior_valid]; G = 4 (``prior_scanline_gap`` > 0):
   [pull-push prior, prior_valid, scan-line prior, measured-pixel mask] (priors normalised log
   depth * prior_valid). The sparse encoder then sees the hand-rule selection of the two priors.
+The same condition unpacked (:meth:`DiffusionDepth.condition_parts`, a dict): "cond" the features
+(the denoiser's whole condition), "guidance" (B,G,H,W) at full resolution (completion only) and
+"skip_<i>" the decoder skips at their own strides. The unrolled graph, the step-form graphs and
+the torch backend pass the parts (packing is an exact round trip, but ONNX Runtime spent ~20 ms of
+a 1248x384 frame in its 6-D transposes); ``cond`` is the one-tensor form of the same values.
 With no LiDAR (sparse_depth None or all zero) the prior channels are zero and the decoder's
 output is exactly its monocular branch; the sparse encoder sees zeros, which training with
 random whole-frame LiDAR dropout (``lidar_dropout``) teaches it to treat as "monocular".
@@ -31,7 +36,7 @@ control flow on tensor values; timesteps are tensors.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +55,9 @@ from depth_diffusion_ros.models.depth_latent import (
 from depth_diffusion_ros.models.losses import masked_l1, masked_l2, valid_depth_mask
 from depth_diffusion_ros.models.neck import ConvAct, FeaturePyramidNeck, SparseDepthEncoder, stride_adapter
 from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prior, select_scanline
+
+#: cond (B, cond_channels, h, w) or its unpacked form, :meth:`DiffusionDepth.condition_parts`.
+Condition = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
 class DiffusionDepth(nn.Module):
     """DiffusionDepth with an optional sparse-depth (completion) condition.
@@ -160,22 +168,32 @@ class DiffusionDepth(nn.Module):
         valid_mask: Optional[torch.Tensor] = None,
         priors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Visual (+ sparse) condition.
+        """Visual (+ sparse) condition, packed into one tensor.
 
         rgb: (B,3,H,W) float in [0,1]; sparse_depth: (B,1,H,W) metres, 0 = missing, or None;
         valid_mask: (B,1,H,W) {0,1} or None (then sparse_depth > 0); priors: (B,2,H,W) metres,
         the classical fills of ``config.external_priors`` (0 = none), or None (then the pull-push
         prior stands in for both).
-        Returns cond (B, cond_channels, H/s, W/s). In monocular mode sparse inputs are ignored.
+        Returns cond (B, cond_channels, H/s, W/s): :meth:`pack_condition` of
+        :meth:`condition_parts`. In monocular mode sparse inputs are ignored.
         """
+        return self.pack_condition(self.condition_parts(rgb, sparse_depth, valid_mask, priors))
+
+    def condition_parts(
+        self,
+        rgb: torch.Tensor,
+        sparse_depth: Optional[torch.Tensor] = None,
+        valid_mask: Optional[torch.Tensor] = None,
+        priors: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """The condition unpacked (arguments as :meth:`encode_condition`): {"cond": features
+        (B,F,H/s,W/s), "guidance": (B,G,H,W) (completion only), "skip_<i>": (B,C_i,H/st_i,W/st_i)
+        coarse to fine}, in that order. :meth:`denoise` and :meth:`decode` take it in place of cond."""
         feats = self.backbone(rgb)
         cn = self.neck([feats[i] for i in self.neck_levels], image_hw=rgb.shape[-2:])
-        skips = [
-            F.pixel_unshuffle(proj(feats[i]), self.latent_stride // st)
-            for proj, i, st in zip(self.skip_proj, self.skip_levels, self.skip_strides)
-        ]
+        skips = {f"skip_{k}": proj(feats[i]) for k, (proj, i) in enumerate(zip(self.skip_proj, self.skip_levels))}
         if not self.completion:
-            return torch.cat([self.cond_adapter(cn)] + skips, dim=1)
+            return dict({"cond": self.cond_adapter(cn)}, **skips)
         if sparse_depth is None:
             sparse_depth = rgb.new_zeros(rgb.shape[0], 1, rgb.shape[2], rgb.shape[3])
         if valid_mask is None:
@@ -189,13 +207,25 @@ class DiffusionDepth(nn.Module):
         guidance = [self.normalizer(prior) * prior_valid, prior_valid]
         if scan is not None:
             guidance += [self.normalizer(scan) * prior_valid, valid]
-        features = self.cond_adapter(cn)
-        guidance_packed = F.pixel_unshuffle(torch.cat(guidance, dim=1), self.latent_stride)
-        return torch.cat([features, guidance_packed] + skips, dim=1)
+        return dict({"cond": self.cond_adapter(cn), "guidance": torch.cat(guidance, dim=1)}, **skips)
 
-    def split_condition(self, cond: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], list]:
-        """cond (B, cond_channels, h, w) -> (features (B,F,h,w), full-resolution guidance
-        (B,G,H,W) or None (monocular), decoder skips [(B,C_i,H/st_i,W/st_i)] coarse to fine)."""
+    def pack_condition(self, parts: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`condition_parts` -> cond (B, cond_channels, H/s, W/s): the guidance and the skips
+        pixel-unshuffled to the latent stride (lossless) after the features."""
+        s = self.latent_stride
+        packed = [parts["cond"]]
+        if "guidance" in parts:
+            packed.append(F.pixel_unshuffle(parts["guidance"], s))
+        packed += [F.pixel_unshuffle(parts[f"skip_{k}"], s // st) for k, st in enumerate(self.skip_strides)]
+        return torch.cat(packed, dim=1)
+
+    def split_condition(self, cond: Condition) -> Tuple[torch.Tensor, Optional[torch.Tensor], list]:
+        """cond (B, cond_channels, h, w), or its :meth:`condition_parts` -> (features (B,F,h,w),
+        full-resolution guidance (B,G,H,W) or None (monocular), decoder skips
+        [(B,C_i,H/st_i,W/st_i)] coarse to fine); features None for parts without "cond"."""
+        if isinstance(cond, dict):
+            return (cond.get("cond"), cond.get("guidance"),  # the decoder needs no features
+                    [cond[f"skip_{k}"] for k in range(len(self.skip_strides))])
         s = self.latent_stride
         features = cond[:, : self.feature_channels]
         start = self.feature_channels
@@ -241,17 +271,18 @@ class DiffusionDepth(nn.Module):
                                   cfg.prior_scanline_rel_diff, cfg.min_depth)
         return prior, prior_valid, scan, select_scanline(prior, scan, cfg.prior_select_max_farther)
 
-    def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Condition) -> torch.Tensor:
         """One network pass: the prediction (``config.prediction_type``: noise, x0 or v) (B,d,h,w) from latents (B,d,h,w), timestep (0-d or (B,)
         int64 tensor in [0, num_train_timesteps)), cond (B, cond_channels, h, w)."""
-        return self.denoiser(latents, timestep, cond[:, : self.feature_channels])
+        features = cond["cond"] if isinstance(cond, dict) else cond[:, : self.feature_channels]
+        return self.denoiser(latents, timestep, features)
 
     def ddim_step(
         self,
         latents: torch.Tensor,
         timestep: torch.Tensor,
         prev_timestep: torch.Tensor,
-        cond: torch.Tensor,
+        cond: Condition,
     ) -> torch.Tensor:
         """One deterministic DDIM step (eta 0; Song et al. 2021, eq. 12): x_t -> x_prev.
 
@@ -265,11 +296,11 @@ class DiffusionDepth(nn.Module):
         )
         return prev
 
-    def decode(self, latents: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, cond: Optional[Condition] = None) -> torch.Tensor:
         """Depth (B,1,H,W) metres from latents (B,d,H/s,W/s); with ``config.uncertainty_head``
         (B,2,H,W): [depth, sigma], sigma the predicted standard deviation of depth (metres).
 
-        cond: the ``encode_condition`` output; in completion mode its prior channels give the
+        cond: the ``encode_condition`` output or its ``condition_parts``; in completion mode its prior channels give the
         prior + residual decode. None (or a cond without LiDAR) decodes monocularly.
         In eval mode the depth is clamped to [min_depth, max_depth], and with
         ``config.mask_unsupported`` both channels are 0 where no LiDAR return is within the
@@ -285,7 +316,7 @@ class DiffusionDepth(nn.Module):
             depth = depth * prior_valid  # 0 = no estimate where no LiDAR is within reach
         return depth
 
-    def _decode_log(self, latents: torch.Tensor, cond: Optional[torch.Tensor],
+    def _decode_log(self, latents: torch.Tensor, cond: Optional[Condition],
                     guidance_too: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The decoder's (B,1|2,H,W) [log depth (, log b)] and the prior validity (B,1,H,W) or
         None; ``guidance_too`` False decodes with the image skips only (monocular)."""
@@ -303,7 +334,7 @@ class DiffusionDepth(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     def _loop(
-        self, latents: torch.Tensor, cond: torch.Tensor, num_steps: int
+        self, latents: torch.Tensor, cond: Condition, num_steps: int
     ) -> torch.Tensor:
         for t, prev in self.scheduler.timestep_pairs(num_steps):
             tt = torch.tensor(t, dtype=torch.long, device=latents.device)
@@ -351,7 +382,7 @@ class DiffusionDepth(nn.Module):
             noise = torch.randn(shape, generator=generator, device=rgb.device, dtype=rgb.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must be {shape} (B, d, H/s, W/s), got {tuple(noise.shape)}")
-        cond = self.encode_condition(rgb, sparse_depth, valid_mask, priors)
+        cond = self.condition_parts(rgb, sparse_depth, valid_mask, priors)
         latents = self._loop(noise.to(rgb.dtype), cond, steps)
         out = self.decode(latents, cond)
         return out if full_output else out[:, :1]
@@ -413,7 +444,7 @@ class DiffusionDepth(nn.Module):
                 valid_mask = valid_mask * keep
             if priors is not None:
                 priors = priors * keep
-        cond = self.encode_condition(rgb, sparse, valid_mask, priors)
+        cond = self.condition_parts(rgb, sparse, valid_mask, priors)
 
         shape = (B,) + self.latent_shape(H, W)
         noise = torch.randn(shape, generator=generator, device="cpu").to(device=device, dtype=rgb.dtype)

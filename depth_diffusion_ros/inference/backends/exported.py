@@ -271,18 +271,24 @@ class ExportedDiffusionBackend(DiffusionBackend):
         """True with an auxiliary-view encoder (IID-RDepth AV-LFE export)."""
         return getattr(self, "encoder_aux", None) is not None
 
-    def encode(self, feed: Mapping[str, np.ndarray]) -> Any:
+    def encode(self, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Every output of the encoder graph by name: "cond" (the step graph's condition) and,
+        in a DiffusionDepth export, the decoder's guidance and skips (the decoder takes the ones
+        it names; older exports and IID-RDepth: "cond" alone, for both)."""
         if "rgb_aux" in feed and self.uses_aux:
-            return self.encoder_aux.run(feed)["cond"]
-        return self.encoder.run({k: v for k, v in feed.items() if k != "rgb_aux"})["cond"]
+            return self.encoder_aux.run(feed)
+        return self.encoder.run({k: v for k, v in feed.items() if k != "rgb_aux"})
 
-    def step(self, latents: Any, cond: Any, timestep: int, prev_timestep: int) -> Any:
-        feed = {"latents": latents, "cond": cond, "timestep": np.array([timestep], np.int64),
+    def step(self, latents: Any, cond: Mapping[str, Any], timestep: int, prev_timestep: int) -> Any:
+        feed = {"latents": latents, "cond": cond["cond"], "timestep": np.array([timestep], np.int64),
                 "prev_timestep": np.array([prev_timestep], np.int64)}
         return self.step_graph.run(feed)["prev_latents"]
 
-    def decode(self, latents: Any, cond: Any) -> np.ndarray:
-        return self.decoder.to_numpy(self.decoder.run({"latents": latents, "cond": cond})["depth"])
+    def decode(self, latents: Any, cond: Mapping[str, Any]) -> np.ndarray:
+        return self.decoder.to_numpy(self.decoder.run(dict(cond, latents=latents))["depth"])
+
+    def repeat(self, cond: Mapping[str, Any], n: int) -> dict[str, Any]:
+        return {k: np.repeat(self.to_numpy(v), n, axis=0) for k, v in cond.items()}
 
     def to_numpy(self, value: Any) -> np.ndarray:
         return self.encoder.to_numpy(value)

@@ -116,7 +116,7 @@ class TensorRTDiffusionDepthBackend(_Engines, ExportedDiffusionBackend):
 
     def run_steps(self, latents: np.ndarray, cond: Any, pairs: Sequence[tuple[int, int]]) -> Any:
         """All DDIM steps on the GPU (latents stay in device memory; see DeviceStepLoop)."""
-        return self.loop(latents, cond, pairs)
+        return self.loop(latents, cond["cond"], pairs)  # the step graph's input (encode's dict)
 
 
 class TensorRTDSRDiffBackend(_Engines, ExportedSuperResolutionBackend):

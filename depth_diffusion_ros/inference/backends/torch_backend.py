@@ -146,12 +146,17 @@ class TorchDiffusionDepthBackend(_TorchModel, DiffusionBackend):
             if self.mode != "completion":
                 if self.uses_aux and "rgb_aux" in feed:
                     return self.model.encode_condition(self._tensor(feed["rgb"]), rgb_aux=self._tensor(feed["rgb_aux"]))
+                if hasattr(self.model, "condition_parts"):  # DiffusionDepth: unpacked, as below
+                    return self.model.condition_parts(self._tensor(feed["rgb"]))
                 return self.model.encode_condition(self._tensor(feed["rgb"]), None, None)
             priors = self._tensor(feed["priors"]) if "priors" in feed else None
-            return self.model.encode_condition(self._tensor(feed["rgb"]), self._tensor(feed["sparse_depth"]),
-                                               self._tensor(feed["valid_mask"]), priors)
+            # the unpacked condition (DiffusionDepth.condition_parts): no pack-unpack round trip
+            return self.model.condition_parts(self._tensor(feed["rgb"]), self._tensor(feed["sparse_depth"]),
+                                              self._tensor(feed["valid_mask"]), priors)
 
     def repeat(self, cond: Any, n: int) -> Any:
+        if isinstance(cond, dict):
+            return {k: v.repeat_interleave(n, dim=0) for k, v in cond.items()}
         return cond.repeat_interleave(n, dim=0)
 
     def run_steps(self, latents: np.ndarray, cond: Any, pairs: Any) -> Any:
