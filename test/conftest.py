@@ -52,6 +52,15 @@ def kitti_object_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sequence_root(shared_data: Path) -> Path:
+    """The shared 66-frame KITTI raw drive in the official layout; skips if absent."""
+    root = shared_data / "kitti_raw_2011_09_26_sequence"
+    if not root.is_dir():
+        pytest.skip(f"shared KITTI raw sequence missing: {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory) -> Path:
     """One ONNX export cache for the session ($DDR_ONNX_CACHE), so that the tests that export the
     shipped checkpoint for a frame size (replay, the README commands) do it once."""

@@ -2,7 +2,6 @@
 on constructed scenes, the registration on a known motion, and the loader on the shared drive."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,14 +110,6 @@ def test_accumulate_registers_neighbours_onto_the_same_surface():
     wrong[2, 0, 3] += 1.0
     target_wrong, _ = accumulate_depth(1, scans, wrong, T_camera_lidar, intr, window=1)
     assert ((target_wrong > 0) & (own == 0)).sum() < 0.05 * added.sum()
-
-
-@pytest.fixture(scope="module")
-def sequence_root(shared_data: Path) -> Path:
-    root = shared_data / "kitti_raw_2011_09_26_sequence"
-    if not root.is_dir():
-        pytest.skip(f"shared KITTI raw sequence missing: {root}")
-    return root
 
 
 def test_kiss_icp_poses_of_the_shared_drive_move_forward(sequence_root):

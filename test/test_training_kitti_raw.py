@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,6 @@ from training.datasets.common import DatasetError
 from training.datasets.kitti_raw import SEQUENCE_SPLIT, KittiRawSequence, drive_frames, find_drive, sequence_frames
 
 DATE = "2011_09_26"
-
-
-@pytest.fixture(scope="module")
-def sequence_root(shared_data: Path) -> Path:
-    root = shared_data / "kitti_raw_2011_09_26_sequence"
-    if not root.is_dir():
-        pytest.skip(f"shared KITTI raw sequence missing: {root}")
-    return root
 
 
 def test_split_covers_the_drive_once_and_validates_before_the_stop(sequence_root):

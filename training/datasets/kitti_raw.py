@@ -136,17 +136,16 @@ class KittiRawSequence(KittiFileList):
         if gt_source == "heldout":
             kwargs.setdefault("holdout_space", "points")
         self.accumulated = None
+        files = drive_frames(root, date, drive, camera, frames)
         if gt_source == "accumulated":
             from depth_diffusion_ros.geometry.calibration import read_velodyne_bin
             from training.datasets.accumulation import AccumulatedTargets
 
-            files = drive_frames(root, date, drive, camera, frames)
             by_number = {f.extras["frame_index"]: f.lidar_bin for f in files}
             self.accumulated = AccumulatedTargets(sorted(by_number), lambda n: read_velodyne_bin(by_number[n]),
                                                   window=accumulate_window)
             gt_source = "lidar"
-        super().__init__(drive_frames(root, date, drive, camera, frames), sparse_source="lidar",
-                         gt_source=gt_source, **kwargs)
+        super().__init__(files, sparse_source="lidar", gt_source=gt_source, **kwargs)
 
     def load_frame(self, index: int):
         frame = super().load_frame(index)
