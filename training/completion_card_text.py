@@ -131,12 +131,19 @@ both on curves normalised by the RMSE of all pixels.
   score better. The weights follow the independent frames. A per-point weight for the neighbour
   returns (between the two) was not tried.
 - The speed budget (the whole model <= 100 ms a 1242x375 frame in ONNX Runtime on 2 CPU threads,
-  <= 150 ms publish to `depth/image` through the node) is not met: see the speed table. The
-  graph (about 100 ms, most of it in full-resolution layers) and the two classical fills (about
-  70 ms: OpenCV's Delaunay triangulation and the per-row rasteriser of the linear fill, IP-Basic)
-  are where the time goes. The scores above were re-measured with that triangulation (it picks the
-  other diagonal inside some cocircular pixel groups than the Qhull one the model was trained
-  with: RMSE -0.1 to -1 % for both the model and the linear peer).
+  <= 150 ms publish to `depth/image` through the node) is not met: see the speed table (the
+  node: 177-179 ms median over 30 frames, `benchmarks/bench_nodes.py --tables 2 --node-param
+  backend=onnxruntime`). The three step graphs take about 95 ms (encoder 35, one step 17,
+  decoder 44, most of it in full-resolution layers; since the graphs pass the condition unpacked
+  instead of pixel-unshuffled into one tensor, 30 ms less) and the two classical fills, computed
+  side by side, 60-65 ms (OpenCV's Delaunay triangulation, 12-20 ms since the points go in in
+  strip order, and the per-row rasteriser of the linear fill, 25-30 ms; IP-Basic 15 ms beside
+  them). The scores above were measured with OpenCV's triangulation in the row-major insertion
+  order (it picks the other diagonal inside some cocircular pixel groups than the Qhull one the
+  model was trained with: RMSE -0.1 to -1 % for both the model and the linear peer); the strip
+  order picks other diagonals again in about 3 % of the hull's pixels (re-measured on all four
+  sets: the linear peer's RMSE +0.1 to +0.4 %, MAE up to +0.9 %; the model's RMSE and MAE
+  within 0.05 %).
 - No GPU was lent to this work: no CUDA, TensorRT or GPU-training numbers.
 
 ## License
