@@ -132,8 +132,8 @@ both on curves normalised by the RMSE of all pixels.
   returns (between the two) was not tried.
 - The speed budget (the whole model <= 100 ms a 1242x375 frame in ONNX Runtime on 2 CPU threads,
   <= 150 ms publish to `depth/image` through the node) is not met: see the speed table (the
-  node: 177-179 ms median over 30 frames, `benchmarks/bench_nodes.py --tables 2 --node-param
-  backend=onnxruntime`). The three step graphs take about 95 ms (encoder 35, one step 17,
+  node: 162-179 ms median over 30 frames in three runs, `benchmarks/bench_nodes.py --tables 2
+  --node-param backend=onnxruntime`). The three step graphs take about 95 ms (encoder 35, one step 17,
   decoder 44, most of it in full-resolution layers; since the graphs pass the condition unpacked
   instead of pixel-unshuffled into one tensor, 30 ms less) and the two classical fills, computed
   side by side, 60-65 ms (OpenCV's Delaunay triangulation, 12-20 ms since the points go in in
