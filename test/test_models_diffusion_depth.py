@@ -176,6 +176,24 @@ def test_training_losses_are_finite_and_backpropagate_to_all_parts():
         assert grads and any(float(g.abs().sum()) > 0 for g in grads), part
 
 
+def test_gt_weight_scales_the_pixel_terms():
+    """batch["gt_weight"] weights the L1 / L2 means over the GT pixels: a uniform weight changes
+    nothing, zero weight on half of the GT pixels gives their mean over the other half."""
+    torch.manual_seed(0)
+    model = DiffusionDepth(tiny_config()).train()
+    batch = make_batch()
+
+    def l1(**extra):
+        out = model.training_losses(dict(batch, **extra), generator=torch.Generator().manual_seed(0))
+        return float(out["l1"])
+
+    base = l1()
+    assert l1(gt_weight=torch.full_like(batch["gt_depth"], 0.5)) == pytest.approx(base, rel=1e-5)
+    half = torch.zeros_like(batch["gt_depth"])
+    half[..., : half.shape[-1] // 2] = 1.0
+    assert l1(gt_weight=half) != pytest.approx(base, rel=1e-3)
+
+
 def test_overfit_one_batch_loss_falls():
     # monocular: the depth must come from the denoised latent (completion starts at the prior)
     torch.manual_seed(0)

@@ -167,6 +167,38 @@ def test_sparse_dropout_dropped_points_supervise():
     assert 0.35 < kept.sum() / orig.sum() < 0.65
 
 
+def test_sparse_dropout_weights_the_kept_gt_below_the_dropped_points():
+    """gt_weight: 1 at the dropped input points, the given weight at the other GT pixels (e.g.
+    accumulated neighbour returns); it reaches the sample, 0 where there is no GT, and weights the
+    model's pixel loss."""
+    import torch
+
+    from training.datasets.common import frame_to_sample
+
+    f = _frame_from_points(_points(200, seed=4))
+    neighbours = np.zeros_like(f["sparse_depth"])
+    neighbours[::7, ::5] = 9.0
+    f["gt_depth"] = np.where(f["sparse_depth"] > 0, f["sparse_depth"], neighbours)
+    g = SparseDropout(keep_range=(0.5, 0.5), gt_weight=0.25)(f, np.random.default_rng(1))
+    dropped = (f["sparse_depth"] > 0) & (g["sparse_depth"] == 0)
+    other = (g["gt_depth"] > 0) & ~dropped
+    assert dropped.any() and other.any()
+    assert (g["gt_weight"][dropped] == 1).all() and (g["gt_weight"][other] == 0.25).all()
+    sample = frame_to_sample(g)
+    w = sample["gt_weight"][0].numpy()
+    assert (w[g["gt_depth"] <= 0] == 0).all() and (w[dropped] == 1).all()
+    assert "gt_weight" not in SparseDropout(keep_range=(0.5, 0.5))(f, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="gt_weight"):
+        SparseDropout(gt_weight=1.5)
+    # the weights enter the loss: errors only on the down-weighted pixels count a quarter
+    from depth_diffusion_ros.models.losses import masked_l1
+
+    pred = torch.zeros(1, 1, 2, 2)
+    gt = torch.tensor([[[[1.0, 1.0], [4.0, 4.0]]]])
+    weight = torch.tensor([[[[1.0, 1.0], [0.25, 0.25]]]])
+    assert float(masked_l1(pred, gt, weight)) == pytest.approx((1 + 1 + 1 + 1) / 2.5)
+
+
 def test_scatter_nearest_wins_and_build_errors():
     d = np.zeros((4, 4), np.float32)
     d[1, 1], d[1, 2] = 5.0, 3.0

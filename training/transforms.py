@@ -363,14 +363,20 @@ class SparseDropout:
         keep_range: (low, high) kept fraction, e.g. (0.3, 0.9).
         keep_gt: keep an existing GT map (e.g. KITTI DC semi-dense) besides the dropped points.
         exclude_kept_from_gt: zero GT at the kept input pixels.
+        gt_weight: None, or the loss weight of the kept GT map's pixels that are not dropped input
+            points (e.g. accumulated neighbour returns, :mod:`training.datasets.accumulation`): the
+            frame then carries ``gt_weight`` (H, W), 1 at the dropped points, this elsewhere.
     """
 
     def __init__(self, keep_range: Sequence[float] = (0.3, 0.9), keep_gt: bool = True,
-                 exclude_kept_from_gt: bool = True, p: float = 1.0):
+                 exclude_kept_from_gt: bool = True, p: float = 1.0, gt_weight: Optional[float] = None):
         lo, hi = float(keep_range[0]), float(keep_range[1])
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"keep_range must satisfy 0 < low <= high <= 1, got {keep_range}")
+        if gt_weight is not None and not 0 <= float(gt_weight) <= 1:
+            raise ValueError(f"gt_weight must be in [0, 1], got {gt_weight}")
         self.keep_range, self.keep_gt, self.exclude_kept, self.p = (lo, hi), keep_gt, exclude_kept_from_gt, float(p)
+        self.gt_weight = None if gt_weight is None else float(gt_weight)
 
     def __call__(self, frame: Frame, rng: np.random.Generator) -> Frame:
         sparse = frame.get("sparse_depth")
@@ -391,6 +397,8 @@ class SparseDropout:
         out = dict(frame)
         out["sparse_depth"] = np.where(keep, sparse, 0).astype(np.float32)
         out["gt_depth"] = new_gt
+        if self.gt_weight is not None:
+            out["gt_weight"] = np.where(dropped, 1.0, self.gt_weight).astype(np.float32)
         return out
 
 

@@ -409,7 +409,8 @@ class DiffusionDepth(nn.Module):
         batch: rgb (B,3,H,W) [0,1]; sparse_depth (B,1,H,W) m (completion; optional); priors
         (B,2,H,W) m (with ``external_priors``);
         valid_mask (B,1,H,W) (optional); gt_depth (B,1,H,W) m, 0 = no GT; gt_mask (optional,
-        default gt_depth > 0).
+        default gt_depth > 0); gt_weight (optional (B,1,H,W), weights of the L1 / L2 / uncertainty
+        means over the GT pixels).
         Steps: (1) in completion mode drop each sample's whole LiDAR with probability
         ``lidar_dropout`` (model in train mode only); (2) run ``num_self_diffusion_steps`` DDIM
         steps from noise with gradients -> refined latent z0; (3) decode -> L1, L2 on valid GT;
@@ -431,6 +432,8 @@ class DiffusionDepth(nn.Module):
         gt = batch["gt_depth"]
         gt_valid = valid_depth_mask(gt, batch.get("gt_mask"))
         gt_valid_f = gt_valid.to(rgb.dtype)
+        if batch.get("gt_weight") is not None:  # per-pixel weights of the pixel and uncertainty terms
+            gt_valid_f = gt_valid_f * batch["gt_weight"].to(rgb.dtype)
         device = rgb.device
 
         sparse = batch.get("sparse_depth")

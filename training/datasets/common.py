@@ -129,6 +129,8 @@ def frame_to_sample(frame: Frame, max_depth: Optional[float] = None) -> dict[str
     extra = {}
     if frame.get("priors") is not None:  # classical fills (training.transforms.ClassicalFills)
         extra["priors"] = torch.from_numpy(np.ascontiguousarray(frame["priors"], np.float32))
+    if frame.get("gt_weight") is not None:  # per-pixel loss weights (training.transforms.SparseDropout)
+        extra["gt_weight"] = torch.from_numpy(np.where(gt > 0, frame["gt_weight"], 0).astype(np.float32))[None]
     return {
         "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0),
         "sparse_depth": torch.from_numpy(sparse)[None],
