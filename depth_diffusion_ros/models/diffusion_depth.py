@@ -24,8 +24,9 @@ arXiv 2303.05021. Parts:
 The same condition unpacked (:meth:`DiffusionDepth.condition_parts`, a dict): "cond" the features
 (the denoiser's whole condition), "guidance" (B,G,H,W) at full resolution (completion only) and
 "skip_<i>" the decoder skips at their own strides. The unrolled graph, the step-form graphs and
-the torch backend pass the parts (packing is an exact round trip, but ONNX Runtime spent ~20 ms of
-a 1248x384 frame in its 6-D transposes); ``cond`` is the one-tensor form of the same values.
+the torch backend pass the parts (packing is an exact round trip, but it cost ONNX Runtime about
+30 ms of a 1248x384 frame: 6-D transposes and a 480-channel step input); ``cond`` is the
+one-tensor form of the same values.
 With no LiDAR (sparse_depth None or all zero) the prior channels are zero and the decoder's
 output is exactly its monocular branch; the sparse encoder sees zeros, which training with
 random whole-frame LiDAR dropout (``lidar_dropout``) teaches it to treat as "monocular".
@@ -58,6 +59,7 @@ from depth_diffusion_ros.models.prior import densify_sparse_depth, scanline_prio
 
 #: cond (B, cond_channels, h, w) or its unpacked form, :meth:`DiffusionDepth.condition_parts`.
 Condition = Union[torch.Tensor, Dict[str, torch.Tensor]]
+
 
 class DiffusionDepth(nn.Module):
     """DiffusionDepth with an optional sparse-depth (completion) condition.
