@@ -176,6 +176,7 @@ BLOCKS = {b.name: b for b in (
     Block("export_parity", "depth-diffusion-ros export --output DIR --form both", "about 1 min", _export_parity),
     Block("baselines", "python benchmarks/bench_baselines.py", "10 s", _script("benchmarks/bench_baselines.py")),
     Block("nodes", "python benchmarks/bench_nodes.py", "about 3 min", _script("benchmarks/bench_nodes.py")),
+    Block("sr_node", "python benchmarks/bench_sr_node.py", "about 30 s", _script("benchmarks/bench_sr_node.py")),
     Block("nodes_onnx", "python benchmarks/bench_nodes.py --tables 2 --node-param backend=onnxruntime",
           "about 1 min", _script("benchmarks/bench_nodes.py", "--tables", "2", "--node-param", "backend=onnxruntime")),
     Block("completion_model", "python -m training.completion_card", "about 10 s (reads the weights' results.json)",

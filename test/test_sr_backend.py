@@ -89,6 +89,12 @@ def test_backend_errors_name_the_file(tmp_path, tiny_checkpoint):
         make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), ensemble_size=0)
     with pytest.raises(BackendError, match="num_inference_steps"):
         make_super_resolution_backend("torch", model_path=str(tiny_checkpoint), num_inference_steps=5000)
+    # no DSR-Diff ONNX export ships (one graph per scale and frame size): the error says how to make one
+    for empty in (None, ""):
+        with pytest.raises(BackendError, match=r"model_path is required.*depth-diffusion-ros export --model dsr_diff"):
+            make_super_resolution_backend("onnxruntime", model_path=empty)
+    with pytest.raises(BackendError, match="model_path is required"):
+        make_super_resolution_backend("onnxruntime")
 
 
 @pytest.mark.skipif(not (DEMO_WEIGHTS / "model.safetensors").is_file(), reason="demo weights not built")

@@ -331,13 +331,19 @@ class ExportedDenseDepthBackend(OneShotBackend):
         return self.graph.to_numpy(self.graph.run({"rgb": rgb})["depth"])
 
 
-def find_sr_models(model_path: Union[str, Path], num_inference_steps: Optional[int]) -> tuple[dict, int]:
+def find_sr_models(model_path: Union[str, Path, None], num_inference_steps: Optional[int]) -> tuple[dict, int]:
     """{scale: (path, decoded metadata)} of the DSR-Diff graphs in ``model_path`` for one step count.
 
-    model_path: an export directory or one ``dsr_diff_x<s>_<N>steps.onnx`` file.
+    model_path: an export directory or one ``dsr_diff_x<s>_<N>steps.onnx`` file (None / "": refused
+    with the command that makes one: the graphs are per scale and frame size, none ships).
     num_inference_steps: None = the step count of the graphs found (must be unique).
     Returns (graphs by scale, steps). Raises BackendError naming the path when nothing fits.
     """
+    if not model_path:
+        raise BackendError(
+            "model_path is required: the directory of a DSR-Diff ONNX export, one graph per scale and frame "
+            "size (e.g. `depth-diffusion-ros export --model dsr_diff --frame-size 640x480 --scale 8 --output DIR`); "
+            "backend torch runs the shipped weights without one")
     p = Path(model_path)
     if not p.exists():
         raise BackendError(f"model_path not found: {p}")

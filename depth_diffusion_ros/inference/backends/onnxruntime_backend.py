@@ -79,7 +79,7 @@ class OnnxRuntimeDSRDiffBackend(ExportedSuperResolutionBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
                  seed: int = 0, **session_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
         options = SessionOptions(**session_options)

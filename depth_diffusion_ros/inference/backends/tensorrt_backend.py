@@ -131,7 +131,7 @@ class TensorRTDSRDiffBackend(_Engines, ExportedSuperResolutionBackend):
 
     name = "tensorrt"
 
-    def __init__(self, model_path: Union[str, Path], num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
+    def __init__(self, model_path: Union[str, Path, None] = None, num_inference_steps: Optional[int] = None, ensemble_size: int = 1,
                  seed: int = 0, **engine_options: Any) -> None:
         sampling = SamplingOptions(num_inference_steps, ensemble_size, seed)
         self.engines = EngineSet(**engine_options)
