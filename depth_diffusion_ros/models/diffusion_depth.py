@@ -21,12 +21,10 @@ arXiv 2303.05021. Parts:
   G = 2: [normalised log prior * valid, prior_valid]; G = 4 (``prior_scanline_gap`` > 0):
   [pull-push prior, prior_valid, scan-line prior, measured-pixel mask] (priors normalised log
   depth * prior_valid). The sparse encoder then sees the hand-rule selection of the two priors.
-The same condition unpacked (:meth:`DiffusionDepth.condition_parts`, a dict): "cond" the features
-(the denoiser's whole condition), "guidance" (B,G,H,W) at full resolution (completion only) and
-"skip_<i>" the decoder skips at their own strides. The unrolled graph, the step-form graphs and
-the torch backend pass the parts (packing is an exact round trip, but it cost ONNX Runtime about
-30 ms of a 1248x384 frame: 6-D transposes and a 480-channel step input); ``cond`` is the
-one-tensor form of the same values.
+The same values unpacked (:meth:`DiffusionDepth.condition_parts`): "cond" the features (all the
+denoiser sees), "guidance" at full resolution, "skip_<i>" at their strides; the graphs and the
+torch backend pass those (the exact pack-unpack round trip cost ONNX Runtime about 30 ms of a
+1248x384 frame: 6-D transposes and a 480-channel step input).
 With no LiDAR (sparse_depth None or all zero) the prior channels are zero and the decoder's
 output is exactly its monocular branch; the sparse encoder sees zeros, which training with
 random whole-frame LiDAR dropout (``lidar_dropout``) teaches it to treat as "monocular".
@@ -188,9 +186,8 @@ class DiffusionDepth(nn.Module):
         valid_mask: Optional[torch.Tensor] = None,
         priors: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """The condition unpacked (arguments as :meth:`encode_condition`): {"cond": features
-        (B,F,H/s,W/s), "guidance": (B,G,H,W) (completion only), "skip_<i>": (B,C_i,H/st_i,W/st_i)
-        coarse to fine}, in that order. :meth:`denoise` and :meth:`decode` take it in place of cond."""
+        """The condition unpacked (arguments as :meth:`encode_condition`), in this order: {"cond":
+        features (B,F,H/s,W/s), "guidance": (B,G,H,W) (completion only), "skip_<i>": (B,C_i,H/st_i,W/st_i)}."""
         feats = self.backbone(rgb)
         cn = self.neck([feats[i] for i in self.neck_levels], image_hw=rgb.shape[-2:])
         skips = {f"skip_{k}": proj(feats[i]) for k, (proj, i) in enumerate(zip(self.skip_proj, self.skip_levels))}
@@ -212,8 +209,8 @@ class DiffusionDepth(nn.Module):
         return dict({"cond": self.cond_adapter(cn), "guidance": torch.cat(guidance, dim=1)}, **skips)
 
     def pack_condition(self, parts: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """:meth:`condition_parts` -> cond (B, cond_channels, H/s, W/s): the guidance and the skips
-        pixel-unshuffled to the latent stride (lossless) after the features."""
+        """:meth:`condition_parts` -> cond (B, cond_channels, H/s, W/s): the features, then the guidance
+        and the skips pixel-unshuffled to the latent stride (lossless)."""
         s = self.latent_stride
         packed = [parts["cond"]]
         if "guidance" in parts:
@@ -434,8 +431,8 @@ class DiffusionDepth(nn.Module):
         gt = batch["gt_depth"]
         gt_valid = valid_depth_mask(gt, batch.get("gt_mask"))
         gt_valid_f = gt_valid.to(rgb.dtype)
-        if batch.get("gt_weight") is not None:  # per-pixel weights of the pixel and uncertainty terms
-            gt_valid_f = gt_valid_f * batch["gt_weight"].to(rgb.dtype)
+        if batch.get("gt_weight") is not None:
+            gt_valid_f = gt_valid_f * batch["gt_weight"].to(rgb.dtype)  # weighted pixel/uncertainty means
         device = rgb.device
 
         sparse = batch.get("sparse_depth")
