@@ -34,21 +34,13 @@ from bench_nodes import _ns, _stats  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from depth_diffusion_ros.geometry.degradation import block_average_depth  # noqa: E402
-from depth_diffusion_ros.ros import array_to_image  # noqa: E402
+from depth_diffusion_ros.geometry.intrinsics import Intrinsics  # noqa: E402
+from depth_diffusion_ros.ros import array_to_image, intrinsics_to_camera_info  # noqa: E402
 from node_harness import NodeProcess, RosClient, stamp_header  # noqa: E402
 
 MODULE = "depth_diffusion_ros.nodes.depth_super_resolution_node"
 FRAME = "nyu_rgb_optical"
 NYU_K = (518.8579, 519.46961, 325.58245, 253.73617)  # fx, fy, cx, cy (NYU-Depth-v2 colour camera)
-
-
-def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> CameraInfo:
-    ci = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    ci.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    ci.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    ci.d = [0.0] * 5
-    return ci
 
 
 def latency(backend: str, rgb, depth_lr, n_frames: int, model_path: str = "") -> tuple[float, float, float, int]:
@@ -65,7 +57,9 @@ def latency(backend: str, rgb, depth_lr, n_frames: int, model_path: str = "") ->
         client.wait_matched(pubs, [depth], timeout=120)
         received: dict[int, float] = {}
         depth.sub.callback = lambda m: received.setdefault(_ns(m), time.perf_counter())
-        msgs = (array_to_image(rgb, "rgb8"), camera_info(640, 480, *NYU_K), array_to_image(depth_lr, "32FC1"))
+        msgs = (array_to_image(rgb, "rgb8"), intrinsics_to_camera_info(Intrinsics(*NYU_K, width=640, height=480),
+                                                                       stamp_header(FRAME, 0.0)),
+                array_to_image(depth_lr, "32FC1"))
         t = [7000.0]
 
         def send() -> tuple[int, float]:
